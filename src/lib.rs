@@ -2,4 +2,7 @@
 //! without a container daemon. See DESIGN.md (shared) and README.md.
 
 pub mod digest;
+pub mod emulation;
+pub mod image;
 pub mod platform;
+pub mod sandbox;

@@ -1,0 +1,317 @@
+//! OCI image layouts (image-spec image-layout.md): reading tags, and writing a new tag
+//! atomically.
+//!
+//! Atomicity: the new layout is assembled in a sibling staging directory (existing
+//! blobs hard-linked, so this is cheap), then swapped with the old one in a single
+//! renameat2(RENAME_EXCHANGE). A build killed at any moment leaves DIR exactly as it
+//! was, or fully updated; never a mix, and never an index pointing at a missing blob.
+
+use super::{ANNOTATION_REF_NAME, BlobStore, ImageError, canonical_json, parse_json};
+use crate::digest::Digest;
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType, SCHEMA_VERSION};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+const OCI_LAYOUT_CONTENT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// A readable OCI layout.
+pub struct Layout {
+    dir: PathBuf,
+    store: BlobStore,
+}
+
+impl Layout {
+    pub fn open(dir: &Path) -> Result<Layout, ImageError> {
+        if !dir.join(OCI_LAYOUT_FILE).is_file() {
+            return Err(ImageError::NotALayout {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+            store: BlobStore::open(dir)?,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    pub fn index(&self) -> Result<ImageIndex, ImageError> {
+        let path = self.dir.join("index.json");
+        let bytes = std::fs::read(&path).map_err(ImageError::io(&path))?;
+        parse_json(&bytes, &path.display().to_string())
+    }
+
+    /// The descriptor tagged `tag`; without a tag, the only entry (skopeo's rule).
+    pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor, ImageError> {
+        let index = self.index()?;
+        let tags = tags_of(&index);
+        let found = match tag {
+            Some(tag) => index
+                .manifests()
+                .iter()
+                .find(|d| ref_name(d) == Some(tag))
+                .cloned(),
+            None if index.manifests().len() == 1 => index.manifests().first().cloned(),
+            None => {
+                return Err(ImageError::Invalid {
+                    what: self.dir.display().to_string(),
+                    message: format!(
+                        "holds {} images; name one with DIR:TAG (tags: {})",
+                        index.manifests().len(),
+                        tags.join(", ")
+                    ),
+                });
+            }
+        };
+        found.ok_or_else(|| ImageError::TagNotFound {
+            dir: self.dir.clone(),
+            tag: tag.unwrap_or("").to_string(),
+            available: tags,
+        })
+    }
+}
+
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .map(String::as_str)
+}
+
+fn tags_of(index: &ImageIndex) -> Vec<String> {
+    index
+        .manifests()
+        .iter()
+        .filter_map(|d| ref_name(d).map(str::to_string))
+        .collect()
+}
+
+/// Writes `top` (with its blobs, all in `source`) into the layout at `dir` under `tag`,
+/// keeping the layout's other tags. Creates `dir` if it does not exist.
+pub fn write_tag(
+    dir: &Path,
+    source: &BlobStore,
+    blobs: &[Digest],
+    tag: &str,
+    top: &Descriptor,
+) -> Result<(), ImageError> {
+    let existing = existing_layout(dir)?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(ImageError::io(parent))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "layout".into());
+    // Serialise concurrent writers of the same layout; the lock file lives beside it.
+    let lock_path = parent.join(format!(".{name}.xbake-lock"));
+    let lock = File::create(&lock_path).map_err(ImageError::io(&lock_path))?;
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| ImageError::Io {
+            path: lock_path.clone(),
+            source: e.into(),
+        })?;
+
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.xbake-"))
+        .tempdir_in(parent)
+        .map_err(ImageError::io(parent))?;
+    let staged = BlobStore::open(staging.path())?;
+    let mut manifests: Vec<Descriptor> = Vec::new();
+    if existing {
+        let old = Layout::open(dir)?;
+        link_all_blobs(old.store(), &staged)?;
+        manifests = old
+            .index()?
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(tag))
+            .cloned()
+            .collect();
+    }
+    for digest in blobs {
+        source.export_to(digest, &staged)?;
+    }
+    let mut entry = top.clone();
+    let mut annotations = entry.annotations().clone().unwrap_or_default();
+    annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
+    entry.set_annotations(Some(annotations));
+    manifests.push(entry);
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .map_err(|e| ImageError::Invalid {
+            what: "index.json".into(),
+            message: e.to_string(),
+        })?;
+    write_synced(
+        &staging.path().join(OCI_LAYOUT_FILE),
+        OCI_LAYOUT_CONTENT.as_bytes(),
+    )?;
+    write_synced(
+        &staging.path().join("index.json"),
+        &canonical_json(&index, "index.json")?,
+    )?;
+    // Directories are created 0700 by tempfile; a layout is meant to be shared.
+    set_mode(staging.path(), 0o755)?;
+
+    let staging_path = staging.keep();
+    let swap = if existing {
+        renameat2(AT_FDCWD, &staging_path, AT_FDCWD, dir, RenameFlags::RENAME_EXCHANGE)
+    } else {
+        renameat2(AT_FDCWD, &staging_path, AT_FDCWD, dir, RenameFlags::RENAME_NOREPLACE)
+    };
+    if let Err(errno) = swap {
+        let _ = std::fs::remove_dir_all(&staging_path);
+        return Err(ImageError::Io {
+            path: dir.to_path_buf(),
+            source: errno.into(),
+        });
+    }
+    sync_dir(parent)?;
+    if existing {
+        // The old layout now sits at the staging path.
+        std::fs::remove_dir_all(&staging_path).map_err(ImageError::io(&staging_path))?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` holds a layout to update. An absent or empty directory is a new
+/// layout; anything else that is not a layout is refused rather than overwritten.
+fn existing_layout(dir: &Path) -> Result<bool, ImageError> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(ImageError::io(dir)(e)),
+        Ok(mut entries) => {
+            if dir.join(OCI_LAYOUT_FILE).is_file() {
+                Ok(true)
+            } else if entries.next().is_none() {
+                // Empty: replace it as if new (rename cannot replace a directory with
+                // RENAME_NOREPLACE, so remove it first).
+                std::fs::remove_dir(dir).map_err(ImageError::io(dir))?;
+                Ok(false)
+            } else {
+                Err(ImageError::NotALayout {
+                    dir: dir.to_path_buf(),
+                })
+            }
+        }
+    }
+}
+
+fn link_all_blobs(from: &BlobStore, to: &BlobStore) -> Result<(), ImageError> {
+    let dir = from.root().join("blobs/sha256");
+    let entries = std::fs::read_dir(&dir).map_err(ImageError::io(&dir))?;
+    for entry in entries {
+        let entry = entry.map_err(ImageError::io(&dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
+            continue; // temporary files and foreign names are not blobs
+        };
+        from.export_to(&digest, to)?;
+    }
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let mut f = File::create(path).map_err(ImageError::io(path))?;
+    f.write_all(bytes).map_err(ImageError::io(path))?;
+    f.sync_all().map_err(ImageError::io(path))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(ImageError::io(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ImageError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::descriptor;
+
+    fn index_blob(store: &BlobStore, content: &str) -> (Digest, Descriptor) {
+        let (d, n) = store.put_bytes(content.as_bytes()).unwrap();
+        (d.clone(), descriptor(MediaType::ImageIndex, &d, n).unwrap())
+    }
+
+    #[test]
+    fn writes_a_new_layout_then_adds_and_replaces_tags() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = BlobStore::open(&tmp.path().join("src")).unwrap();
+        let out = tmp.path().join("out/app");
+        let (d1, top1) = index_blob(&src, "{\"a\":1}");
+        write_tag(&out, &src, &[d1.clone()], "1.0", &top1).unwrap();
+        let layout = Layout::open(&out).unwrap();
+        assert_eq!(layout.resolve(Some("1.0")).unwrap().digest().to_string(), d1.to_string());
+        assert_eq!(layout.resolve(None).unwrap().digest().to_string(), d1.to_string());
+        assert_eq!(
+            std::fs::read_to_string(out.join("oci-layout")).unwrap(),
+            OCI_LAYOUT_CONTENT
+        );
+
+        let (d2, top2) = index_blob(&src, "{\"a\":2}");
+        write_tag(&out, &src, &[d2.clone()], "2.0", &top2).unwrap();
+        let (d3, top3) = index_blob(&src, "{\"a\":3}");
+        write_tag(&out, &src, &[d3.clone()], "1.0", &top3).unwrap();
+        let layout = Layout::open(&out).unwrap();
+        assert_eq!(layout.resolve(Some("2.0")).unwrap().digest().to_string(), d2.to_string());
+        assert_eq!(layout.resolve(Some("1.0")).unwrap().digest().to_string(), d3.to_string());
+        assert!(layout.resolve(None).is_err(), "two tags: ambiguous");
+        let err = layout.resolve(Some("3.0")).unwrap_err().to_string();
+        assert!(err.contains("2.0") && err.contains("1.0"), "{err}");
+        // Nothing but the layout is left beside it (the lock file aside).
+        let leftovers: Vec<String> = std::fs::read_dir(tmp.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".xbake-lock"))
+            .collect();
+        assert_eq!(leftovers, ["app"]);
+    }
+
+    #[test]
+    fn refuses_a_directory_that_is_not_a_layout_and_leaves_it_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = BlobStore::open(&tmp.path().join("src")).unwrap();
+        let out = tmp.path().join("precious");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("notes.txt"), "keep me").unwrap();
+        let (d, top) = index_blob(&src, "{}");
+        let err = write_tag(&out, &src, &[d], "x", &top).unwrap_err();
+        assert!(matches!(err, ImageError::NotALayout { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn a_missing_blob_fails_before_the_layout_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = BlobStore::open(&tmp.path().join("src")).unwrap();
+        let out = tmp.path().join("app");
+        let (d1, top1) = index_blob(&src, "{\"a\":1}");
+        write_tag(&out, &src, &[d1], "1.0", &top1).unwrap();
+        let before = std::fs::read(out.join("index.json")).unwrap();
+        let ghost = Digest::of(b"never stored");
+        let err = write_tag(&out, &src, &[ghost.clone()], "2.0", &top1);
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(out.join("index.json")).unwrap(), before);
+        assert!(!out.join(ghost.blob_path()).exists());
+    }
+}

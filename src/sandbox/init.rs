@@ -1,0 +1,210 @@
+//! The step process (`xbake __step`): enters the step's namespaces, becomes the monitor
+//! of a pid-1 child that sets up the sandbox and executes the step's command.
+//!
+//! Protocol with the builder (`run.rs`): fd 0 is a Unix socket. The builder writes the
+//! JSON [`StepSpec`] and shuts its side down; this process answers on the same socket
+//! with at most one line `error: …` (set-up or exec failed) and then one final line
+//! `exit: N` or `signal: N`. stdout and stderr are the step's output pipe.
+
+use super::mounts;
+use super::plan;
+use super::spec::{NetworkMode, StepSpec};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Uid};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+/// The hidden first argument that selects this mode.
+pub const STEP_ARG: &str = "__step";
+
+/// Runs the step process; never returns.
+pub fn step_main() -> ! {
+    let code = match monitor() {
+        Ok(code) => code,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "xbake step: {message}");
+            125
+        }
+    };
+    std::process::exit(code)
+}
+
+fn monitor() -> Result<i32, String> {
+    let mut control = take_control_socket()?;
+    let mut text = String::new();
+    control
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the step spec: {e}"))?;
+    let spec: StepSpec =
+        serde_json::from_str(&text).map_err(|e| format!("decoding the step spec: {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if spec.network == NetworkMode::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Err(errno) = unshare(flags) {
+        report(&mut control, &format!("creating the step's namespaces: {}", errno.desc()));
+        return finish(&mut control, 125, false);
+    }
+    // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
+    // the child may run arbitrary code after fork(2).
+    match unsafe { nix::unistd::fork() } {
+        Err(errno) => {
+            report(&mut control, &format!("fork: {}", errno.desc()));
+            finish(&mut control, 125, false)
+        }
+        Ok(ForkResult::Child) => {
+            // pid 1 of the new pid namespace; when it exits, the kernel kills the rest.
+            let error = pid1(&spec).err().unwrap_or_default();
+            report(&mut control, &error);
+            std::process::exit(127)
+        }
+        Ok(ForkResult::Parent { child }) => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return finish(&mut control, code, false),
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return finish(&mut control, sig as i32, true);
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(format!("waiting for the step: {}", errno.desc())),
+            }
+        },
+    }
+}
+
+/// Moves the control socket off fd 0 (close-on-exec, so the step's command never
+/// inherits it) and puts /dev/null in its place as the step's stdin.
+fn take_control_socket() -> Result<UnixStream, String> {
+    let stdin = std::io::stdin();
+    let control: OwnedFd = stdin
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("duplicating the control socket: {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(null.as_fd()).map_err(|e| format!("dup2: {e}"))?;
+    Ok(UnixStream::from(control))
+}
+
+fn report(control: &mut UnixStream, message: &str) {
+    if !message.is_empty() {
+        let _ = writeln!(control, "error: {}", message.replace('\n', " "));
+    }
+}
+
+fn finish(control: &mut UnixStream, value: i32, signal: bool) -> Result<i32, String> {
+    let kind = if signal { "signal" } else { "exit" };
+    let _ = writeln!(control, "{kind}: {value}");
+    Ok(if signal { 128 + value } else { value })
+}
+
+/// Set-up as pid 1, then exec. Returns only on failure, with the reason.
+fn pid1(spec: &StepSpec) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+    mounts::execute(&plan::plan(spec)).map_err(|e| e.to_string())?;
+    nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    if spec.network == NetworkMode::None {
+        super::net::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
+    }
+    if spec.linux32 {
+        super::persona::set_linux32().map_err(|e| format!("personality(PER_LINUX32): {e}"))?;
+    }
+    super::privileges::restrict_capabilities()?;
+    set_identity(spec.uid, spec.gid)?;
+    nix::unistd::chdir(spec.cwd.as_str())
+        .map_err(|e| format!("working directory {}: {}", spec.cwd, e.desc()))?;
+    exec(spec)
+}
+
+fn set_identity(uid: u32, gid: u32) -> Result<(), String> {
+    let unmapped = |what: &str, e: nix::errno::Errno| {
+        format!(
+            "switching to {what} {uid}:{gid}: {} (an id not mapped in this build's user \
+             namespace: rootless builds need a range in /etc/subuid and /etc/subgid)",
+            e.desc()
+        )
+    };
+    // setgroups(2) is denied in namespaces that map only the caller; no supplementary
+    // groups exist there anyway.
+    match nix::unistd::setgroups(&[]) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(e) => return Err(format!("setgroups: {e}")),
+    }
+    let g = Gid::from_raw(gid);
+    nix::unistd::setresgid(g, g, g).map_err(|e| unmapped("group", e))?;
+    let u = Uid::from_raw(uid);
+    nix::unistd::setresuid(u, u, u).map_err(|e| unmapped("user", e))
+}
+
+fn exec(spec: &StepSpec) -> Result<(), String> {
+    let Some(program) = spec.argv.first() else {
+        return Err("empty command".into());
+    };
+    let path_var = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    let resolved = resolve_program(program, path_var, |p| {
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    })
+    .ok_or_else(|| {
+        format!("{program}: not found in the image (PATH={path_var}); is the base image right for this step?")
+    })?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
+    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Result<_, _>>()?;
+    let path = cstr(&resolved)?;
+    let errno = match nix::unistd::execve(&path, &argv, &envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let hint = if errno == nix::errno::Errno::ENOEXEC {
+        " (exec format error: no emulator handled this architecture)"
+    } else {
+        ""
+    };
+    Err(format!("executing {resolved}: {}{hint}", errno.desc()))
+}
+
+/// Docker's default PATH for a step whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// execvp(3)'s lookup, against the step's PATH rather than this process's.
+fn resolve_program(program: &str, path_var: &str, executable: impl Fn(&str) -> bool) -> Option<String> {
+    if program.contains('/') {
+        return Some(program.to_string());
+    }
+    path_var
+        .split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+        .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
+        .find(|candidate| executable(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_lookup_follows_the_step_path() {
+        let exists = |p: &str| p == "/usr/bin/env" || p == "/bin/sh";
+        assert_eq!(resolve_program("sh", "/usr/bin:/bin", exists).as_deref(), Some("/bin/sh"));
+        assert_eq!(resolve_program("env", "/usr/bin/:/bin", exists).as_deref(), Some("/usr/bin/env"));
+        assert_eq!(resolve_program("/opt/x", "/bin", exists).as_deref(), Some("/opt/x"));
+        assert_eq!(resolve_program("nope", "/bin", exists), None);
+    }
+}

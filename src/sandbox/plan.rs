@@ -1,0 +1,200 @@
+//! The sandbox as data (after bubblewrap): a pure function from a step spec to the list
+//! of set-up operations, which a small executor (`mounts.rs`) then performs in order.
+//! Targets are relative to the rootfs and are resolved inside it by the executor.
+
+use super::spec::StepSpec;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupOp {
+    /// Bind the rootfs onto itself: pivot_root(2) needs the new root to be a mount point.
+    BindRootfs { rootfs: PathBuf },
+    /// A fresh procfs for the step's pid namespace.
+    Proc { target: &'static str },
+    /// A small tmpfs for /dev, populated by the ops that follow.
+    DevTmpfs { target: &'static str },
+    /// Bind one host device node into the /dev tmpfs. A user namespace cannot mknod(2)
+    /// devices, but may bind existing ones.
+    DevNode { name: &'static str },
+    /// A private devpts instance (newinstance), so ptys do not reach the host's.
+    Devpts,
+    /// A tmpfs for POSIX shared memory.
+    Shm,
+    /// A symlink inside the /dev tmpfs.
+    DevSymlink {
+        name: &'static str,
+        target: &'static str,
+    },
+    /// Recursive read-only bind (every submount made read-only too, as bwrap --ro-bind).
+    ReadOnlyBindTree {
+        source: PathBuf,
+        target: &'static str,
+    },
+    /// Read-only bind of one file over a file in the rootfs.
+    ReadOnlyBindFile { source: PathBuf, target: String },
+    /// Switch to the rootfs and detach the old root.
+    PivotRoot,
+}
+
+/// Host device nodes every step gets, as Docker and the OCI runtime spec list them.
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Paths the sandbox mounts over; they must exist in the rootfs before the step runs
+/// (see `placeholders.rs`). Directories first, then files.
+pub fn mount_point_dirs() -> [&'static str; 3] {
+    ["proc", "dev", "sys"]
+}
+
+pub fn mount_point_files(spec: &StepSpec) -> Vec<String> {
+    let mut files = vec!["etc/hosts".to_string(), "etc/hostname".to_string()];
+    if spec.resolv_conf.is_some() {
+        files.push("etc/resolv.conf".to_string());
+    }
+    if let Some(emulator) = &spec.emulator_bind {
+        files.push(relative(emulator));
+    }
+    files
+}
+
+fn relative(path: &std::path::Path) -> String {
+    path.to_string_lossy().trim_start_matches('/').to_string()
+}
+
+pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
+    let mut ops = vec![
+        SetupOp::BindRootfs {
+            rootfs: spec.rootfs.clone(),
+        },
+        SetupOp::Proc { target: "proc" },
+        SetupOp::DevTmpfs { target: "dev" },
+    ];
+    ops.extend(DEVICES.iter().map(|name| SetupOp::DevNode { name }));
+    ops.extend([
+        SetupOp::Devpts,
+        SetupOp::Shm,
+        SetupOp::DevSymlink {
+            name: "ptmx",
+            target: "pts/ptmx",
+        },
+        SetupOp::DevSymlink {
+            name: "fd",
+            target: "/proc/self/fd",
+        },
+        SetupOp::DevSymlink {
+            name: "stdin",
+            target: "/proc/self/fd/0",
+        },
+        SetupOp::DevSymlink {
+            name: "stdout",
+            target: "/proc/self/fd/1",
+        },
+        SetupOp::DevSymlink {
+            name: "stderr",
+            target: "/proc/self/fd/2",
+        },
+        SetupOp::ReadOnlyBindTree {
+            source: PathBuf::from("/sys"),
+            target: "sys",
+        },
+        SetupOp::ReadOnlyBindFile {
+            source: spec.hosts_file.clone(),
+            target: "etc/hosts".into(),
+        },
+        SetupOp::ReadOnlyBindFile {
+            source: spec.hostname_file.clone(),
+            target: "etc/hostname".into(),
+        },
+    ]);
+    if let Some(resolv) = &spec.resolv_conf {
+        ops.push(SetupOp::ReadOnlyBindFile {
+            source: resolv.clone(),
+            target: "etc/resolv.conf".into(),
+        });
+    }
+    if let Some(emulator) = &spec.emulator_bind {
+        ops.push(SetupOp::ReadOnlyBindFile {
+            source: emulator.clone(),
+            target: relative(emulator),
+        });
+    }
+    ops.push(SetupOp::PivotRoot);
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::spec::NetworkMode;
+
+    fn spec() -> StepSpec {
+        StepSpec {
+            rootfs: "/work/rootfs".into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            env: vec![],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            network: NetworkMode::Host,
+            hostname: "xbake".into(),
+            hosts_file: "/work/hosts".into(),
+            hostname_file: "/work/hostname".into(),
+            resolv_conf: Some("/etc/resolv.conf".into()),
+            emulator_bind: None,
+            linux32: false,
+        }
+    }
+
+    /// The whole sequence, as a snapshot: changing the sandbox means changing this list.
+    #[test]
+    fn plan_for_a_typical_step() {
+        let rendered: Vec<String> = plan(&spec()).iter().map(|op| format!("{op:?}")).collect();
+        let expected = [
+            r#"BindRootfs { rootfs: "/work/rootfs" }"#,
+            r#"Proc { target: "proc" }"#,
+            r#"DevTmpfs { target: "dev" }"#,
+            r#"DevNode { name: "null" }"#,
+            r#"DevNode { name: "zero" }"#,
+            r#"DevNode { name: "full" }"#,
+            r#"DevNode { name: "random" }"#,
+            r#"DevNode { name: "urandom" }"#,
+            r#"DevNode { name: "tty" }"#,
+            "Devpts",
+            "Shm",
+            r#"DevSymlink { name: "ptmx", target: "pts/ptmx" }"#,
+            r#"DevSymlink { name: "fd", target: "/proc/self/fd" }"#,
+            r#"DevSymlink { name: "stdin", target: "/proc/self/fd/0" }"#,
+            r#"DevSymlink { name: "stdout", target: "/proc/self/fd/1" }"#,
+            r#"DevSymlink { name: "stderr", target: "/proc/self/fd/2" }"#,
+            r#"ReadOnlyBindTree { source: "/sys", target: "sys" }"#,
+            r#"ReadOnlyBindFile { source: "/work/hosts", target: "etc/hosts" }"#,
+            r#"ReadOnlyBindFile { source: "/work/hostname", target: "etc/hostname" }"#,
+            r#"ReadOnlyBindFile { source: "/etc/resolv.conf", target: "etc/resolv.conf" }"#,
+            "PivotRoot",
+        ];
+        assert_eq!(rendered, expected);
+    }
+
+    #[test]
+    fn emulator_bind_and_missing_resolv_conf() {
+        let mut s = spec();
+        s.resolv_conf = None;
+        s.emulator_bind = Some("/usr/bin/qemu-arm-static".into());
+        let ops = plan(&s);
+        assert!(!ops.iter().any(|op| matches!(
+            op,
+            SetupOp::ReadOnlyBindFile { target, .. } if target == "etc/resolv.conf"
+        )));
+        assert_eq!(
+            ops[ops.len() - 2],
+            SetupOp::ReadOnlyBindFile {
+                source: "/usr/bin/qemu-arm-static".into(),
+                target: "usr/bin/qemu-arm-static".into()
+            }
+        );
+        assert_eq!(
+            mount_point_files(&s),
+            ["etc/hosts", "etc/hostname", "usr/bin/qemu-arm-static"]
+        );
+        assert_eq!(ops.last(), Some(&SetupOp::PivotRoot));
+    }
+}

@@ -1,0 +1,38 @@
+//! What one step process needs to know, sent by the builder over the control socket.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// The host's network namespace (the default, as in docker build).
+    Host,
+    /// A new network namespace with only a loopback interface.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSpec {
+    /// The unpacked root filesystem (a host path, inside the build's namespace).
+    pub rootfs: PathBuf,
+    /// Program and arguments; argv[0] without a `/` is looked up in the step's PATH.
+    pub argv: Vec<String>,
+    /// The complete environment, in order.
+    pub env: Vec<(String, String)>,
+    /// Absolute working directory inside the rootfs; must exist.
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub network: NetworkMode,
+    pub hostname: String,
+    /// Generated /etc/hosts and /etc/hostname, bound read-only over the rootfs's.
+    pub hosts_file: PathBuf,
+    pub hostname_file: PathBuf,
+    /// The host's resolv.conf, if it has one.
+    pub resolv_conf: Option<PathBuf>,
+    /// A QEMU emulator to bind-mount at the same path in the rootfs (host binfmt_misc
+    /// entries without the F flag only).
+    pub emulator_bind: Option<PathBuf>,
+    /// Run under the 32-bit personality (i386 on an amd64 kernel), so `uname -m` agrees.
+    pub linux32: bool,
+}

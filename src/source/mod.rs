@@ -1,0 +1,88 @@
+//! Where a build's base comes from (`from:`): nothing (`scratch`), a root filesystem
+//! tarball (`rootfs:FILE`), or an OCI image layout (`oci:DIR[:tag]`). Every source ends
+//! up as blobs in the build's store plus, for images, the configuration to inherit.
+
+mod oci_layout;
+mod rootfs;
+
+use crate::digest::Digest;
+use crate::image::{BlobStore, ImageError};
+use crate::layer::LayerError;
+use crate::platform::Platform;
+use crate::recipe::BaseRef;
+use oci_spec::image::ImageConfiguration;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("base {reference}: {}: {source}", path.display())]
+    Io {
+        reference: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("base {reference}: {source}")]
+    Image {
+        reference: String,
+        #[source]
+        source: ImageError,
+    },
+    #[error("base {reference}: {source}")]
+    Layer {
+        reference: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("base {reference}: {message}")]
+    Invalid { reference: String, message: String },
+    #[error(
+        "base {reference}: pulling from registries is not supported yet; save the image \
+         into an OCI layout (`skopeo copy docker://{reference} oci:DIR:TAG`) and use \
+         `from: oci:DIR:TAG`"
+    )]
+    RegistryUnsupported { reference: String },
+}
+
+/// One layer of the base, already in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// Known from the base's config, or from converting a rootfs; otherwise computed
+    /// while unpacking.
+    pub diff_id: Option<Digest>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BaseImage {
+    pub layers: Vec<BaseLayer>,
+    /// The configuration to inherit (images only).
+    pub config: Option<ImageConfiguration>,
+    /// The base manifest's digest (images only), for audit metadata.
+    pub manifest_digest: Option<Digest>,
+}
+
+/// Brings the base for `platform` into `store`.
+pub fn resolve(
+    base: &BaseRef,
+    text: &str,
+    platform: &Platform,
+    store: &BlobStore,
+) -> Result<BaseImage, SourceError> {
+    match base {
+        BaseRef::Scratch => Ok(BaseImage::default()),
+        BaseRef::Rootfs(path) => Ok(BaseImage {
+            layers: vec![rootfs::import(path, text, store)?],
+            config: None,
+            manifest_digest: None,
+        }),
+        BaseRef::OciLayout { dir, tag } => {
+            oci_layout::load(dir, tag.as_deref(), text, platform, store)
+        }
+        BaseRef::Registry(reference) => Err(SourceError::RegistryUnsupported {
+            reference: reference.clone(),
+        }),
+    }
+}

@@ -17,6 +17,7 @@
 //! - Build args may not use the names xbake sets (TARGET*, BUILD*, GOOS, GOARCH, GOARM).
 //! - `platforms:` and `copy:` take a string or a list of strings.
 mod error;
+mod expand;
 mod fields;
 
 pub use error::{Location, Problem, RecipeError};

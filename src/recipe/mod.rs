@@ -16,8 +16,10 @@
 //! - An `args:` entry with no value (`VERSION:`) declares the arg with an empty default.
 //! - Build args may not use the names xbake sets (TARGET*, BUILD*, GOOS, GOARCH, GOARM).
 //! - `platforms:` and `copy:` take a string or a list of strings.
+mod base;
 mod error;
 mod expand;
 mod fields;
 
+pub use base::BaseRef;
 pub use error::{Location, Problem, RecipeError};

@@ -20,6 +20,8 @@ mod base;
 mod error;
 mod expand;
 mod fields;
+mod plan;
 
 pub use base::BaseRef;
 pub use error::{Location, Problem, RecipeError};
+pub use plan::{ConfigSpec, Network, Plan, PlanStep, RunCommand, StepKind, UnknownNetwork};

@@ -17,11 +17,13 @@
 //! - Build args may not use the names xbake sets (TARGET*, BUILD*, GOOS, GOARCH, GOARM).
 //! - `platforms:` and `copy:` take a string or a list of strings.
 mod base;
+mod copy_sources;
 mod error;
 mod expand;
 mod fields;
 mod plan;
 
 pub use base::BaseRef;
+pub use copy_sources::resolve_copy_sources;
 pub use error::{Location, Problem, RecipeError};
 pub use plan::{ConfigSpec, Network, Plan, PlanStep, RunCommand, StepKind, UnknownNetwork};

@@ -5,4 +5,5 @@ pub mod digest;
 pub mod emulation;
 pub mod image;
 pub mod platform;
+pub mod recipe;
 pub mod sandbox;

@@ -1,0 +1,168 @@
+//! The recipe: its YAML schema (v1), validation with `file:line:column` in every error,
+//! and expansion of `${TARGETARCH}`-style variables and build args per platform.
+//!
+//! ```text
+//! recipe.yaml ──Recipe::load──▶ Recipe (checked, unexpanded) ──plan(platform, args)──▶ Plan
+//! ```
+//! Loading judges everything that does not depend on the platform; planning expands
+//! and judges the rest. Neither touches the disk beyond reading the recipe:
+//! [`resolve_copy_sources`] does, when the builder is about to copy.
+//!
+//! Choices the format leaves open, settled here:
+//! - `mode:` is read as octal text whether quoted or not (`0644`, `644`, `"0644"` and
+//!   `0o644` are all rw-r--r--); a YAML integer is never reinterpreted.
+//! - `entrypoint:`/`cmd:` given as a string become `["/bin/sh", "-c", STRING]`.
+//! - `exposed_ports:` are stored as `PORT/proto` (`8080` → `8080/tcp`).
+//! - An `args:` entry with no value (`VERSION:`) declares the arg with an empty default.
+//! - Build args may not use the names xbake sets (TARGET*, BUILD*, GOOS, GOARCH, GOARM).
+//! - `platforms:` and `copy:` take a string or a list of strings.
+
+mod base;
+mod builtin_vars;
+mod copy_sources;
+mod error;
+mod expand;
+mod fields;
+mod model;
+mod plan;
+mod planner;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use base::BaseRef;
+pub use copy_sources::resolve_copy_sources;
+pub use error::{Location, Problem, RecipeError};
+pub use plan::{ConfigSpec, Network, Plan, PlanStep, RunCommand, StepKind, UnknownNetwork};
+
+use crate::digest::Digest;
+use crate::platform::Platform;
+use error::Pos;
+use planner::PlanRequest;
+
+/// A parsed and validated recipe, not yet expanded for a platform.
+#[derive(Clone, Debug)]
+pub struct Recipe {
+    file: PathBuf,
+    dir: PathBuf,
+    digest: Digest,
+    spec: model::Spec,
+}
+
+impl Recipe {
+    /// Reads and parses the recipe at `path`; errors name `path` as given.
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Recipe::parse(&text, path)
+    }
+
+    /// Parses recipe text. `file` is the name shown in errors, and its parent is the
+    /// recipe folder that relative paths start from.
+    pub fn parse(text: &str, file: &Path) -> Result<Recipe, RecipeError> {
+        let raw: schema::RawRecipe = serde_saphyr::from_str_with_options(text, parser_options())
+            .map_err(|error| yaml_error(&error, file))?;
+        let spec = validate::validate(raw).map_err(|flaw| flaw.in_file(file))?;
+        Ok(Recipe {
+            file: file.to_path_buf(),
+            dir: recipe_dir(file),
+            digest: Digest::of(text.as_bytes()),
+            spec,
+        })
+    }
+
+    /// The folder relative paths in the recipe start from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// sha256 of the recipe text, for audit metadata.
+    pub fn digest(&self) -> Digest {
+        self.digest.clone()
+    }
+
+    /// The recipe's `platforms:` (the default for `--arch`); may be empty.
+    pub fn platforms(&self) -> Vec<Platform> {
+        self.spec.platforms.clone()
+    }
+
+    /// Expands the recipe for `target`, built on `build`, with `build_args` from the
+    /// command line (later ones win).
+    pub fn plan(
+        &self,
+        target: &Platform,
+        build: &Platform,
+        build_args: &[(String, String)],
+    ) -> Result<Plan, RecipeError> {
+        planner::plan(
+            &self.spec,
+            &PlanRequest {
+                file: &self.file,
+                dir: &self.dir,
+                target,
+                build,
+                build_args,
+            },
+        )
+    }
+}
+
+/// `recipes/hello.yaml` → `recipes`; a bare `hello.yaml` → `.` (not the empty path,
+/// which cannot be canonicalised).
+fn recipe_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn parser_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    // We print our own `file:line:column: message`; the snippet is not used.
+    options.with_snippet = false;
+    // Where a value may be a string or a list (`copy:`, `platforms:`, `run:`), YAML types
+    // plain scalars; keep `0644` and `1_000` as written instead of making them numbers,
+    // and take only true/false as booleans (not yes/no/on/off).
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    options.strict_booleans = true;
+    options
+}
+
+fn yaml_error(error: &serde_saphyr::Error, file: &Path) -> RecipeError {
+    use serde_saphyr::MessageFormatter as _;
+    let inner = error.without_snippet();
+    // The user formatter leaves out the developer hints ("set DuplicateKeyPolicy …").
+    let mut message = String::new();
+    // format_message's text is not sanitised for terminals (its docs say so).
+    for c in serde_saphyr::UserMessageFormatter
+        .format_message(inner)
+        .chars()
+    {
+        if c.is_control() {
+            message.extend(c.escape_default());
+        } else {
+            message.push(c);
+        }
+    }
+    match error.location() {
+        Some(location) if location.line() > 0 => RecipeError::Yaml {
+            at: Pos::of(&location).in_file(file),
+            message,
+        },
+        _ => RecipeError::YamlUnplaced {
+            file: file.to_path_buf(),
+            message,
+        },
+    }
+}

@@ -1,0 +1,281 @@
+//! The plan: one recipe expanded for one platform, ready for the builder. Plain data,
+//! plus the text each step shows in progress lines and in the image history.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::base::BaseRef;
+use super::error::Location;
+use crate::platform::Platform;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub platform: Platform,
+    pub from: BaseRef,
+    /// The expanded `from:` text as written, for the history.
+    pub from_text: String,
+    /// Effective build args (declared defaults overridden by `--build-arg`), by name.
+    pub args: Vec<(String, String)>,
+    /// What RUN steps see but the image config does not keep, in a fixed order:
+    /// TARGET*, BUILD*, GOOS, GOARCH, GOARM (arm only), then the build args by name.
+    pub build_env: Vec<(String, String)>,
+    /// The top-level `env:`, expanded, in recipe order.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub steps: Vec<PlanStep>,
+    pub config: ConfigSpec,
+    pub source_date_epoch: Option<i64>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanStep {
+    /// 1-based, as in progress lines and error messages.
+    pub number: usize,
+    pub location: Location,
+    pub kind: StepKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    Run {
+        command: RunCommand,
+        network: Option<Network>,
+    },
+    Copy {
+        /// Expanded patterns, relative to the recipe folder; see `resolve_copy_sources`.
+        sources: Vec<String>,
+        to: String,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    },
+    Env(Vec<(String, String)>),
+    Workdir(String),
+    User(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunCommand {
+    /// Run with `/bin/sh -c` in the target image.
+    Shell(String),
+    /// Run as given, without a shell.
+    Exec(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// Share the host's network (the default; package installs need it).
+    Host,
+    /// A fresh network namespace with only loopback.
+    None,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown network {0:?}; expected host or none")]
+pub struct UnknownNetwork(pub String);
+
+impl FromStr for Network {
+    type Err = UnknownNetwork;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "host" => Ok(Network::Host),
+            "none" => Ok(Network::None),
+            other => Err(UnknownNetwork(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Network::Host => "host",
+            Network::None => "none",
+        })
+    }
+}
+
+/// The image config fields the recipe sets directly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigSpec {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// Sorted by key, so the config's bytes do not depend on YAML order.
+    pub labels: Vec<(String, String)>,
+    /// Normalised to `PORT/proto`.
+    pub exposed_ports: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub volumes: Vec<String>,
+    /// The last `user:` step, as docker's USER leaves it in the config.
+    pub user: Option<String>,
+}
+
+impl PlanStep {
+    /// Progress text: `RUN uname -m > /arch`, `COPY files/a /opt/a`, `ENV A=1`.
+    pub fn describe(&self) -> String {
+        self.render(false)
+    }
+
+    /// Docker-style history text; differs from [`PlanStep::describe`] only in showing
+    /// the shell a shell-form RUN goes through (`RUN /bin/sh -c uname -m > /arch`).
+    pub fn created_by(&self) -> String {
+        self.render(true)
+    }
+
+    fn render(&self, show_shell: bool) -> String {
+        match &self.kind {
+            StepKind::Run { command, network } => {
+                let mut text = String::from("RUN ");
+                // Only `none` changes what the step can do; `host` is the default and
+                // is left out so spelling it out does not change the history.
+                if *network == Some(Network::None) {
+                    text.push_str("--network=none ");
+                }
+                match command {
+                    RunCommand::Shell(script) if show_shell => {
+                        text.push_str("/bin/sh -c ");
+                        text.push_str(script);
+                    }
+                    RunCommand::Shell(script) => text.push_str(script),
+                    RunCommand::Exec(argv) => text.push_str(&json_array(argv)),
+                }
+                text
+            }
+            StepKind::Copy {
+                sources,
+                to,
+                mode,
+                owner,
+            } => {
+                let mut words = vec!["COPY".to_string()];
+                if let Some((uid, gid)) = owner {
+                    words.push(format!("--chown={uid}:{gid}"));
+                }
+                if let Some(mode) = mode {
+                    words.push(format!("--chmod={mode:04o}"));
+                }
+                words.extend(sources.iter().cloned());
+                words.push(to.clone());
+                words.join(" ")
+            }
+            StepKind::Env(vars) => {
+                let pairs: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("ENV {}", pairs.join(" "))
+            }
+            StepKind::Workdir(dir) => format!("WORKDIR {dir}"),
+            StepKind::User(user) => format!("USER {user}"),
+        }
+    }
+}
+
+/// `["/bin/echo","exec form"]`: the JSON form docker shows for exec-form commands.
+fn json_array(argv: &[String]) -> String {
+    // Serialising a slice of strings cannot fail; the fallback keeps this total anyway.
+    serde_json::to_string(argv).unwrap_or_else(|_| format!("{argv:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn step(kind: StepKind) -> PlanStep {
+        PlanStep {
+            number: 1,
+            location: Location {
+                file: PathBuf::from("r.yaml"),
+                line: 1,
+                column: 1,
+            },
+            kind,
+        }
+    }
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn describe_and_created_by() {
+        let cases = [
+            (
+                StepKind::Run {
+                    command: RunCommand::Shell("uname -m > /arch".into()),
+                    network: None,
+                },
+                "RUN uname -m > /arch",
+                "RUN /bin/sh -c uname -m > /arch",
+            ),
+            (
+                StepKind::Run {
+                    command: RunCommand::Exec(strings(&["/bin/echo", "exec form"])),
+                    network: Some(Network::Host),
+                },
+                r#"RUN ["/bin/echo","exec form"]"#,
+                r#"RUN ["/bin/echo","exec form"]"#,
+            ),
+            (
+                StepKind::Run {
+                    command: RunCommand::Shell("ping -c1 x".into()),
+                    network: Some(Network::None),
+                },
+                "RUN --network=none ping -c1 x",
+                "RUN --network=none /bin/sh -c ping -c1 x",
+            ),
+            (
+                StepKind::Copy {
+                    sources: strings(&["files/hello.txt"]),
+                    to: "/opt/hello.txt".into(),
+                    mode: None,
+                    owner: None,
+                },
+                "COPY files/hello.txt /opt/hello.txt",
+                "COPY files/hello.txt /opt/hello.txt",
+            ),
+            (
+                StepKind::Copy {
+                    sources: strings(&["a", "b/*.txt"]),
+                    to: "/opt/".into(),
+                    mode: Some(0o644),
+                    owner: Some((1000, 1000)),
+                },
+                "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
+                "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
+            ),
+            (
+                StepKind::Env(vec![
+                    ("STAGE".into(), "two".into()),
+                    ("B".into(), "x y".into()),
+                ]),
+                "ENV STAGE=two B=x y",
+                "ENV STAGE=two B=x y",
+            ),
+            (
+                StepKind::Workdir("/srv".into()),
+                "WORKDIR /srv",
+                "WORKDIR /srv",
+            ),
+            (
+                StepKind::User("1000:1000".into()),
+                "USER 1000:1000",
+                "USER 1000:1000",
+            ),
+        ];
+        for (kind, describe, created_by) in cases {
+            let s = step(kind);
+            assert_eq!(s.describe(), describe);
+            assert_eq!(s.created_by(), created_by);
+        }
+    }
+
+    #[test]
+    fn network_parses_for_the_cli() {
+        assert_eq!("host".parse(), Ok(Network::Host));
+        assert_eq!("none".parse(), Ok(Network::None));
+        assert_eq!(
+            "bridge".parse::<Network>(),
+            Err(UnknownNetwork("bridge".into()))
+        );
+        assert_eq!(Network::None.to_string(), "none");
+    }
+}

@@ -1,0 +1,396 @@
+//! From the YAML as written ([`RawRecipe`]) to a checked [`Spec`]: everything that can
+//! be judged without knowing the platform is judged here, at load time. Values that are
+//! expanded per platform get their `${…}` syntax checked now and their meaning checked
+//! after expansion (by `planner`).
+
+use serde_saphyr::Spanned;
+
+use super::builtin_vars::is_reserved_name;
+use super::error::{Flaw, Pos, Problem};
+use super::expand::check_syntax;
+use super::fields::{
+    is_absolute, is_valid_stop_signal, is_var_name, normalize_port, parse_mode, parse_owner,
+};
+use super::model::{ConfigTemplate, Spec, StepSpec, StepTemplate, Template, Var};
+use super::plan::{Network, RunCommand};
+use super::schema::{Command, OneOrMany, OrderedMap, RawConfig, RawRecipe, RawStep, StepValue};
+use crate::platform::Platform;
+
+pub(super) fn validate(raw: RawRecipe) -> Result<Spec, Flaw> {
+    Ok(Spec {
+        from: template(raw.from)?,
+        platforms: platforms(raw.platforms)?,
+        args: build_args(raw.args)?,
+        env: vars(raw.env, "env")?,
+        workdir: raw.workdir.map(template).transpose()?,
+        source_date_epoch: raw.source_date_epoch.map(epoch).transpose()?,
+        steps: (raw.steps.into_iter().flatten())
+            .map(step)
+            .collect::<Result<_, _>>()?,
+        config: config(raw.config.unwrap_or_default())?,
+    })
+}
+
+/// Where a value was used. For a YAML alias that is the alias, not the anchor: the
+/// value is wrong in the role it plays there.
+fn pos<T>(spanned: &Spanned<T>) -> Pos {
+    Pos::of(&spanned.referenced)
+}
+
+fn template(value: Spanned<String>) -> Result<Template, Flaw> {
+    let at = pos(&value);
+    check_syntax(&value.value).map_err(|problem| problem.at(at))?;
+    Ok(Template {
+        text: value.value,
+        at,
+    })
+}
+
+/// A lone string stands for itself, placed where the node is.
+fn items(value: Spanned<OneOrMany>) -> Vec<Spanned<String>> {
+    match value.value {
+        OneOrMany::One(text) => vec![Spanned::new(text, value.referenced, value.defined)],
+        OneOrMany::Many(items) => items,
+    }
+}
+
+fn platforms(value: Option<Spanned<OneOrMany>>) -> Result<Vec<Platform>, Flaw> {
+    let mut platforms = Vec::new();
+    for name in value.map(items).unwrap_or_default() {
+        let platform: Platform = name
+            .value
+            .parse()
+            .map_err(|e| Problem::BadPlatform(e).at(pos(&name)))?;
+        // Same rule as `--arch`: order kept, a platform listed twice built once.
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
+}
+
+fn checked_name(key: &Spanned<String>, what: &'static str) -> Result<String, Flaw> {
+    if !is_var_name(&key.value) {
+        return Err(Problem::BadName {
+            what,
+            name: key.value.clone(),
+        }
+        .at(pos(key)));
+    }
+    Ok(key.value.clone())
+}
+
+fn build_args(map: OrderedMap<Option<String>>) -> Result<Vec<(String, String)>, Flaw> {
+    map.0
+        .into_iter()
+        .map(|(key, default)| {
+            let name = checked_name(&key, "build arg")?;
+            if is_reserved_name(&name) {
+                return Err(Problem::ReservedArg { name }.at(pos(&key)));
+            }
+            Ok((name, default.value.unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn vars(map: OrderedMap<String>, what: &'static str) -> Result<Vec<Var>, Flaw> {
+    map.0
+        .into_iter()
+        .map(|(key, value)| {
+            Ok(Var {
+                name: checked_name(&key, what)?,
+                value: template(value)?,
+            })
+        })
+        .collect()
+}
+
+fn epoch(value: Spanned<i64>) -> Result<i64, Flaw> {
+    if value.value < 0 {
+        return Err(Problem::NegativeEpoch { value: value.value }.at(pos(&value)));
+    }
+    Ok(value.value)
+}
+
+/// A key with its value, both placed.
+type Entry = (Spanned<String>, Spanned<String>);
+
+/// The kind key of a step, with its value.
+type KindEntry = (Spanned<String>, Kind);
+
+/// The key that makes a step what it is.
+enum Kind {
+    Run(Spanned<Command>),
+    Copy(Spanned<OneOrMany>),
+    Env(OrderedMap<String>),
+    Workdir(Spanned<String>),
+    User(Spanned<String>),
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Run(_) => "run",
+            Kind::Copy(_) => "copy",
+            Kind::Env(_) => "env",
+            Kind::Workdir(_) => "workdir",
+            Kind::User(_) => "user",
+        }
+    }
+}
+
+/// The keys that qualify a kind of step.
+#[derive(Default)]
+struct Qualifiers {
+    network: Option<Entry>,
+    to: Option<Entry>,
+    mode: Option<Entry>,
+    owner: Option<Entry>,
+}
+
+impl Qualifiers {
+    /// Each qualifier with the kind of step it belongs on.
+    fn owners(&self) -> [(&Option<Entry>, &'static str); 4] {
+        [
+            (&self.network, "run"),
+            (&self.to, "copy"),
+            (&self.mode, "copy"),
+            (&self.owner, "copy"),
+        ]
+    }
+}
+
+/// Sorts a step's keys into its kind and its qualifiers, reporting the first unknown
+/// or second kind key in reading order.
+fn step_parts(raw: RawStep) -> Result<(Option<KindEntry>, Qualifiers), Flaw> {
+    let mut kind: Option<KindEntry> = None;
+    let mut q = Qualifiers::default();
+    for (key, value) in raw.entries {
+        let this_kind = match value {
+            StepValue::Unknown => {
+                return Err(Problem::UnknownStepKey {
+                    key: key.value.clone(),
+                }
+                .at(pos(&key)));
+            }
+            StepValue::Network(v) => {
+                q.network = Some((key, v));
+                continue;
+            }
+            StepValue::To(v) => {
+                q.to = Some((key, v));
+                continue;
+            }
+            StepValue::Mode(v) => {
+                q.mode = Some((key, v));
+                continue;
+            }
+            StepValue::Owner(v) => {
+                q.owner = Some((key, v));
+                continue;
+            }
+            StepValue::Run(v) => Kind::Run(v),
+            StepValue::Copy(v) => Kind::Copy(v),
+            StepValue::Env(v) => Kind::Env(v),
+            StepValue::Workdir(v) => Kind::Workdir(v),
+            StepValue::User(v) => Kind::User(v),
+        };
+        if let Some((first, _)) = &kind {
+            return Err(Problem::TwoStepKinds {
+                first: first.value.clone(),
+                second: key.value.clone(),
+            }
+            .at(pos(&key)));
+        }
+        kind = Some((key, this_kind));
+    }
+    Ok((kind, q))
+}
+
+fn step(raw: Spanned<RawStep>) -> Result<StepSpec, Flaw> {
+    let at = pos(&raw);
+    let (kind, qualifiers) = step_parts(raw.value)?;
+    let Some((kind_key, kind)) = kind else {
+        return Err(Problem::NoStepKind.at(at));
+    };
+    for (qualifier, owner) in qualifiers.owners() {
+        if let Some((key, _)) = qualifier
+            && owner != kind.name()
+        {
+            return Err(Problem::KeyOnWrongStep {
+                key: key.value.clone(),
+                kind: kind.name(),
+                owner,
+            }
+            .at(pos(key)));
+        }
+    }
+
+    let kind = match kind {
+        Kind::Run(command) => StepTemplate::Run {
+            command: run_command(command)?,
+            network: qualifiers.network.map(|(_, v)| network(v)).transpose()?,
+        },
+        Kind::Copy(sources) => copy_step(&kind_key, sources, qualifiers)?,
+        Kind::Env(map) => {
+            if map.0.is_empty() {
+                return Err(Problem::EmptyEnvStep.at(pos(&kind_key)));
+            }
+            StepTemplate::Env(vars(map, "env")?)
+        }
+        Kind::Workdir(dir) => StepTemplate::Workdir(template(dir)?),
+        Kind::User(user) => StepTemplate::User(template(user)?),
+    };
+    Ok(StepSpec { at, kind })
+}
+
+fn run_command(command: Spanned<Command>) -> Result<RunCommand, Flaw> {
+    let at = pos(&command);
+    let command = match command.value {
+        Command::Shell(script) => RunCommand::Shell(script),
+        Command::Exec(argv) => RunCommand::Exec(argv),
+    };
+    let empty = match &command {
+        RunCommand::Shell(script) => script.trim().is_empty(),
+        RunCommand::Exec(argv) => argv.first().is_none_or(|program| program.is_empty()),
+    };
+    if empty {
+        return Err(Problem::EmptyRun.at(at));
+    }
+    Ok(command)
+}
+
+fn network(value: Spanned<String>) -> Result<Network, Flaw> {
+    value.value.parse().map_err(|_| {
+        Problem::BadNetwork {
+            value: value.value.clone(),
+        }
+        .at(pos(&value))
+    })
+}
+
+fn copy_step(
+    copy_key: &Spanned<String>,
+    sources: Spanned<OneOrMany>,
+    qualifiers: Qualifiers,
+) -> Result<StepTemplate, Flaw> {
+    let sources_at = pos(&sources);
+    let sources = items(sources)
+        .into_iter()
+        .map(|source| {
+            if source.value.is_empty() {
+                return Err(Problem::EmptyCopySource.at(pos(&source)));
+            }
+            template(source)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if sources.is_empty() {
+        return Err(Problem::NoCopySources.at(sources_at));
+    }
+    let Some((_, to)) = qualifiers.to else {
+        return Err(Problem::MissingCopyDestination.at(pos(copy_key)));
+    };
+    if to.value.is_empty() {
+        return Err(Problem::EmptyCopyDestination.at(pos(&to)));
+    }
+    let mode = qualifiers
+        .mode
+        .map(|(_, mode)| {
+            parse_mode(&mode.value).ok_or_else(|| {
+                Problem::BadMode {
+                    value: mode.value.clone(),
+                }
+                .at(pos(&mode))
+            })
+        })
+        .transpose()?;
+    let owner = qualifiers
+        .owner
+        .map(|(_, owner)| {
+            parse_owner(&owner.value).ok_or_else(|| {
+                Problem::BadOwner {
+                    value: owner.value.clone(),
+                }
+                .at(pos(&owner))
+            })
+        })
+        .transpose()?;
+    Ok(StepTemplate::Copy {
+        sources,
+        to: template(to)?,
+        mode,
+        owner,
+    })
+}
+
+/// `entrypoint:`/`cmd:` as a list are used as given (an empty list clears the base's);
+/// as a string they get docker's shell form, `/bin/sh -c STRING`.
+fn config_command(command: Spanned<Command>) -> Vec<String> {
+    match command.value {
+        Command::Exec(argv) => argv,
+        Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script],
+    }
+}
+
+fn config(raw: RawConfig) -> Result<ConfigTemplate, Flaw> {
+    let labels = raw
+        .labels
+        .0
+        .into_iter()
+        .map(|(key, value)| {
+            if key.value.is_empty() {
+                return Err(Problem::EmptyLabelKey.at(pos(&key)));
+            }
+            Ok((key.value, template(value)?))
+        })
+        .collect::<Result<_, _>>()?;
+    let exposed_ports = raw
+        .exposed_ports
+        .into_iter()
+        .flatten()
+        .map(|port| {
+            normalize_port(&port.value).ok_or_else(|| {
+                Problem::BadPort {
+                    value: port.value.clone(),
+                }
+                .at(pos(&port))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let stop_signal = raw
+        .stop_signal
+        .map(|signal| {
+            if is_valid_stop_signal(&signal.value) {
+                Ok(signal.value)
+            } else {
+                Err(Problem::BadStopSignal {
+                    value: signal.value.clone(),
+                }
+                .at(pos(&signal)))
+            }
+        })
+        .transpose()?;
+    let volumes = raw
+        .volumes
+        .into_iter()
+        .flatten()
+        .map(|volume| {
+            if is_absolute(&volume.value) {
+                Ok(volume.value)
+            } else {
+                Err(Problem::RelativeVolume {
+                    value: volume.value.clone(),
+                }
+                .at(pos(&volume)))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ConfigTemplate {
+        entrypoint: raw.entrypoint.map(config_command),
+        cmd: raw.cmd.map(config_command),
+        labels,
+        exposed_ports,
+        stop_signal,
+        volumes,
+    })
+}

@@ -14,8 +14,15 @@ use std::io::Write;
 use std::path::Path;
 
 enum Node {
-    Dir { mode: u32, owner: u32 },
-    File { mode: u32, owner: u32, data: Vec<u8> },
+    Dir {
+        mode: u32,
+        owner: u32,
+    },
+    File {
+        mode: u32,
+        owner: u32,
+        data: Vec<u8>,
+    },
     Link(String),
 }
 
@@ -69,7 +76,10 @@ fn main() -> anyhow::Result<()> {
         "etc/group".into(),
         file(0o644, 0, "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"),
     );
-    tree.insert("home/user/.profile".into(), file(0o640, 1000, "# owned by user\n"));
+    tree.insert(
+        "home/user/.profile".into(),
+        file(0o640, 1000, "# owned by user\n"),
+    );
     for line in std::fs::read_to_string(applets)?.lines() {
         let path = line.trim().trim_start_matches('/');
         if path.is_empty() || path == "bin/busybox" || tree.contains_key(path) {

@@ -207,7 +207,10 @@ impl Platform {
             ("TARGETPLATFORM", self.to_string()),
             ("TARGETOS", self.os().to_string()),
             ("TARGETARCH", self.oci_arch().to_string()),
-            ("TARGETVARIANT", self.oci_variant().unwrap_or("").to_string()),
+            (
+                "TARGETVARIANT",
+                self.oci_variant().unwrap_or("").to_string(),
+            ),
         ]
     }
 

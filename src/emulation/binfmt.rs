@@ -37,13 +37,12 @@ pub fn register(dir: &Path, entry: &BinfmtEntry, interpreter: &Path) -> Result<(
         interpreter: interpreter.to_path_buf(),
         source,
     })?;
-    let status = std::fs::read_to_string(dir.join(&name)).map_err(|source| {
-        EmulationError::Register {
+    let status =
+        std::fs::read_to_string(dir.join(&name)).map_err(|source| EmulationError::Register {
             name: name.clone(),
             interpreter: interpreter.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     if !status.lines().any(|l| l == "enabled") {
         return Err(EmulationError::Register {
             name,
@@ -163,7 +162,10 @@ mask ffffffffffffff00fffffffffffffffffeffffff\n";
         let no_f = HostEntry::parse("x", &DEBIAN_AARCH64.replace("POCF", "P")).unwrap();
         assert!(no_f.needs_interpreter_in_rootfs());
         assert_eq!(
-            HostEntry::parse("jar", "enabled\ninterpreter /usr/bin/jexec\nflags: \nextension .jar\n"),
+            HostEntry::parse(
+                "jar",
+                "enabled\ninterpreter /usr/bin/jexec\nflags: \nextension .jar\n"
+            ),
             None
         );
     }

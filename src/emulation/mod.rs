@@ -194,7 +194,11 @@ mod tests {
     fn native_platforms_need_no_emulator_and_arm_variants_share_one() {
         let host: Platform = "amd64".parse().unwrap();
         let platforms = Platform::parse_list("amd64,386").unwrap();
-        assert!(required_emulators(&platforms, &host, &[]).unwrap().is_empty());
+        assert!(
+            required_emulators(&platforms, &host, &[])
+                .unwrap()
+                .is_empty()
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let err = required_emulators(
@@ -203,7 +207,10 @@ mod tests {
             &[dir.path().to_path_buf()],
         )
         .unwrap_err();
-        assert!(matches!(err, EmulationError::MissingEmulator { .. }), "{err}");
+        assert!(
+            matches!(err, EmulationError::MissingEmulator { .. }),
+            "{err}"
+        );
 
         if Path::new("/usr/bin/qemu-arm-static").exists() {
             let found = required_emulators(
@@ -246,10 +253,13 @@ mod tests {
             Some(Path::new("/usr/local/bin/qemu-arm"))
         );
 
-        let err = use_host_entries(&[emulator("ppc64le")], &[with_f], "kernel too old")
-            .unwrap_err();
+        let err =
+            use_host_entries(&[emulator("ppc64le")], &[with_f], "kernel too old").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("linux/ppc64le") && msg.contains("qemu-ppc64le"), "{msg}");
+        assert!(
+            msg.contains("linux/ppc64le") && msg.contains("qemu-ppc64le"),
+            "{msg}"
+        );
         assert!(msg.contains("kernel too old"), "{msg}");
     }
 

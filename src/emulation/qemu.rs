@@ -111,7 +111,11 @@ pub fn is_static_elf(path: &Path) -> std::io::Result<bool> {
     let (phoff, phentsize, phnum) = if is64 {
         (u64_at(&head, 32), u16_at(&head, 54), u16_at(&head, 56))
     } else {
-        (u64::from(u32_at(&head, 28)), u16_at(&head, 42), u16_at(&head, 44))
+        (
+            u64::from(u32_at(&head, 28)),
+            u16_at(&head, 42),
+            u16_at(&head, 44),
+        )
     };
     if phentsize < 4 {
         return Err(invalid());

@@ -117,10 +117,12 @@ pub fn write_tag(
     // Serialise concurrent writers of the same layout; the lock file lives beside it.
     let lock_path = parent.join(format!(".{name}.xbake-lock"));
     let lock = File::create(&lock_path).map_err(ImageError::io(&lock_path))?;
-    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| ImageError::Io {
-            path: lock_path.clone(),
-            source: e.into(),
+    let _guard =
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            ImageError::Io {
+                path: lock_path.clone(),
+                source: e.into(),
+            }
         })?;
 
     let staging = tempfile::Builder::new()
@@ -170,9 +172,21 @@ pub fn write_tag(
 
     let staging_path = staging.keep();
     let swap = if existing {
-        renameat2(AT_FDCWD, &staging_path, AT_FDCWD, dir, RenameFlags::RENAME_EXCHANGE)
+        renameat2(
+            AT_FDCWD,
+            &staging_path,
+            AT_FDCWD,
+            dir,
+            RenameFlags::RENAME_EXCHANGE,
+        )
     } else {
-        renameat2(AT_FDCWD, &staging_path, AT_FDCWD, dir, RenameFlags::RENAME_NOREPLACE)
+        renameat2(
+            AT_FDCWD,
+            &staging_path,
+            AT_FDCWD,
+            dir,
+            RenameFlags::RENAME_NOREPLACE,
+        )
     };
     if let Err(errno) = swap {
         let _ = std::fs::remove_dir_all(&staging_path);
@@ -234,7 +248,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ImageError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(ImageError::io(path))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(ImageError::io(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ImageError> {
@@ -261,8 +276,14 @@ mod tests {
         let (d1, top1) = index_blob(&src, "{\"a\":1}");
         write_tag(&out, &src, &[d1.clone()], "1.0", &top1).unwrap();
         let layout = Layout::open(&out).unwrap();
-        assert_eq!(layout.resolve(Some("1.0")).unwrap().digest().to_string(), d1.to_string());
-        assert_eq!(layout.resolve(None).unwrap().digest().to_string(), d1.to_string());
+        assert_eq!(
+            layout.resolve(Some("1.0")).unwrap().digest().to_string(),
+            d1.to_string()
+        );
+        assert_eq!(
+            layout.resolve(None).unwrap().digest().to_string(),
+            d1.to_string()
+        );
         assert_eq!(
             std::fs::read_to_string(out.join("oci-layout")).unwrap(),
             OCI_LAYOUT_CONTENT
@@ -273,8 +294,14 @@ mod tests {
         let (d3, top3) = index_blob(&src, "{\"a\":3}");
         write_tag(&out, &src, &[d3.clone()], "1.0", &top3).unwrap();
         let layout = Layout::open(&out).unwrap();
-        assert_eq!(layout.resolve(Some("2.0")).unwrap().digest().to_string(), d2.to_string());
-        assert_eq!(layout.resolve(Some("1.0")).unwrap().digest().to_string(), d3.to_string());
+        assert_eq!(
+            layout.resolve(Some("2.0")).unwrap().digest().to_string(),
+            d2.to_string()
+        );
+        assert_eq!(
+            layout.resolve(Some("1.0")).unwrap().digest().to_string(),
+            d3.to_string()
+        );
         assert!(layout.resolve(None).is_err(), "two tags: ambiguous");
         let err = layout.resolve(Some("3.0")).unwrap_err().to_string();
         assert!(err.contains("2.0") && err.contains("1.0"), "{err}");
@@ -297,7 +324,10 @@ mod tests {
         let (d, top) = index_blob(&src, "{}");
         let err = write_tag(&out, &src, &[d], "x", &top).unwrap_err();
         assert!(matches!(err, ImageError::NotALayout { .. }), "{err}");
-        assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "keep me");
+        assert_eq!(
+            std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+            "keep me"
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn canonical_json<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>, Im
 }
 
 /// Parses `bytes` as `T`, naming `what` on failure.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ImageError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
         what: what.to_string(),
         source,
@@ -84,7 +87,11 @@ pub fn descriptor_digest(d: &Descriptor) -> Result<Digest, ImageError> {
 }
 
 /// A descriptor for `digest`/`size` of `media_type`.
-pub fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Result<Descriptor, ImageError> {
+pub fn descriptor(
+    media_type: MediaType,
+    digest: &Digest,
+    size: u64,
+) -> Result<Descriptor, ImageError> {
     let oci_digest: oci_spec::image::Digest =
         digest
             .to_string()
@@ -112,7 +119,11 @@ mod tests {
             }
             let config = oci_spec::image::ConfigBuilder::default()
                 .labels(labels)
-                .exposed_ports(vec!["80/tcp".to_string(), "53/udp".to_string(), "8080/tcp".to_string()])
+                .exposed_ports(vec![
+                    "80/tcp".to_string(),
+                    "53/udp".to_string(),
+                    "8080/tcp".to_string(),
+                ])
                 .build()
                 .unwrap();
             seen.insert(canonical_json(&config, "config").unwrap());

@@ -28,19 +28,28 @@ pub fn describe(d: &Descriptor) -> String {
     }
 }
 
-pub fn select_manifest(index: &ImageIndex, platform: &Platform, what: &str) -> Result<Descriptor, ImageError> {
+pub fn select_manifest(
+    index: &ImageIndex,
+    platform: &Platform,
+    what: &str,
+) -> Result<Descriptor, ImageError> {
     let candidates: Vec<&Descriptor> = index
         .manifests()
         .iter()
         .filter(|d| {
             d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == platform.os() && p.architecture().to_string() == platform.oci_arch()
+                p.os().to_string() == platform.os()
+                    && p.architecture().to_string() == platform.oci_arch()
             })
         })
         .collect();
     for variant in acceptable_variants(platform) {
         let found = candidates.iter().find(|d| {
-            let v = d.platform().as_ref().and_then(|p| p.variant().as_deref()).unwrap_or("");
+            let v = d
+                .platform()
+                .as_ref()
+                .and_then(|p| p.variant().as_deref())
+                .unwrap_or("");
             v == variant
         });
         if let Some(d) = found {
@@ -75,7 +84,8 @@ mod tests {
                 })
             })
             .collect();
-        serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": manifests})).unwrap()
+        serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": manifests}))
+            .unwrap()
     }
 
     fn pick(idx: &ImageIndex, p: &str) -> Result<String, ImageError> {
@@ -84,7 +94,12 @@ mod tests {
 
     #[test]
     fn exact_matches_win_and_arm_falls_back_to_older_variants() {
-        let idx = index(&[("amd64", None), ("arm", Some("v5")), ("arm", Some("v6")), ("arm64", Some("v8"))]);
+        let idx = index(&[
+            ("amd64", None),
+            ("arm", Some("v5")),
+            ("arm", Some("v6")),
+            ("arm64", Some("v8")),
+        ]);
         assert_eq!(pick(&idx, "arm/v7").unwrap(), "linux/arm/v6");
         assert_eq!(pick(&idx, "arm/v6").unwrap(), "linux/arm/v6");
         assert_eq!(pick(&idx, "arm/v5").unwrap(), "linux/arm/v5");
@@ -96,7 +111,10 @@ mod tests {
     fn v6_never_takes_a_v7_image_and_missing_platforms_list_what_exists() {
         let idx = index(&[("arm", Some("v7")), ("arm64", None)]);
         let err = pick(&idx, "arm/v6").unwrap_err().to_string();
-        assert!(err.contains("linux/arm/v6") && err.contains("linux/arm/v7, linux/arm64"), "{err}");
+        assert!(
+            err.contains("linux/arm/v6") && err.contains("linux/arm/v7, linux/arm64"),
+            "{err}"
+        );
         assert!(pick(&idx, "ppc64le").is_err());
         assert_eq!(pick(&idx, "arm64").unwrap(), "linux/arm64");
     }

@@ -38,12 +38,10 @@ impl PendingBlob {
             .as_file()
             .sync_all()
             .map_err(ImageError::io(self.file.path()))?;
-        self.file
-            .persist(&target)
-            .map_err(|e| ImageError::Io {
-                path: target.clone(),
-                source: e.error,
-            })?;
+        self.file.persist(&target).map_err(|e| ImageError::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
         Ok(target)
     }
 }
@@ -201,7 +199,9 @@ mod tests {
             .unwrap()
             .collect();
         assert!(names.is_empty(), "left behind: {names:?}");
-        store.put_reader(&b"data"[..], Some((&right, 4)), "layer 1").unwrap();
+        store
+            .put_reader(&b"data"[..], Some((&right, 4)), "layer 1")
+            .unwrap();
         assert!(store.contains(&right));
     }
 

@@ -163,7 +163,10 @@ mod tests {
             "0 1000 1\n1 100000 65536\n65537 300000 10\n"
         );
         assert_eq!(map_text(&gids), "0 1000 1\n1 100000 65536\n");
-        assert_eq!(helper_args(&gids), ["0", "1000", "1", "1", "100000", "65536"]);
+        assert_eq!(
+            helper_args(&gids),
+            ["0", "1000", "1", "1", "100000", "65536"]
+        );
     }
 
     #[test]
@@ -174,7 +177,12 @@ mod tests {
         };
         assert_eq!(choose(&ctx(1000, "", "", true)), only);
         assert_eq!(
-            choose(&ctx(1000, "builder:100000:65536", "builder:100000:65536", false)),
+            choose(&ctx(
+                1000,
+                "builder:100000:65536",
+                "builder:100000:65536",
+                false
+            )),
             only
         );
         assert_eq!(
@@ -186,7 +194,12 @@ mod tests {
         forced.force_self_only = true;
         assert_eq!(choose(&forced), only);
         assert_eq!(
-            choose(&ctx(1000, "builder:x:65536\nbuilder:5:0\n#c\n", "builder:1:1", true)),
+            choose(&ctx(
+                1000,
+                "builder:x:65536\nbuilder:5:0\n#c\n",
+                "builder:1:1",
+                true
+            )),
             only,
             "malformed and empty ranges are ignored"
         );

@@ -51,7 +51,10 @@ fn monitor() -> Result<i32, String> {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if let Err(errno) = unshare(flags) {
-        report(&mut control, &format!("creating the step's namespaces: {}", errno.desc()));
+        report(
+            &mut control,
+            &format!("creating the step's namespaces: {}", errno.desc()),
+        );
         return finish(&mut control, 125, false);
     }
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
@@ -161,7 +164,11 @@ fn exec(spec: &StepSpec) -> Result<(), String> {
         format!("{program}: not found in the image (PATH={path_var}); is the base image right for this step?")
     })?;
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
-    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<_, _>>()?;
     let envp: Vec<CString> = spec
         .env
         .iter()
@@ -184,7 +191,11 @@ fn exec(spec: &StepSpec) -> Result<(), String> {
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// execvp(3)'s lookup, against the step's PATH rather than this process's.
-fn resolve_program(program: &str, path_var: &str, executable: impl Fn(&str) -> bool) -> Option<String> {
+fn resolve_program(
+    program: &str,
+    path_var: &str,
+    executable: impl Fn(&str) -> bool,
+) -> Option<String> {
     if program.contains('/') {
         return Some(program.to_string());
     }
@@ -202,9 +213,18 @@ mod tests {
     #[test]
     fn program_lookup_follows_the_step_path() {
         let exists = |p: &str| p == "/usr/bin/env" || p == "/bin/sh";
-        assert_eq!(resolve_program("sh", "/usr/bin:/bin", exists).as_deref(), Some("/bin/sh"));
-        assert_eq!(resolve_program("env", "/usr/bin/:/bin", exists).as_deref(), Some("/usr/bin/env"));
-        assert_eq!(resolve_program("/opt/x", "/bin", exists).as_deref(), Some("/opt/x"));
+        assert_eq!(
+            resolve_program("sh", "/usr/bin:/bin", exists).as_deref(),
+            Some("/bin/sh")
+        );
+        assert_eq!(
+            resolve_program("env", "/usr/bin/:/bin", exists).as_deref(),
+            Some("/usr/bin/env")
+        );
+        assert_eq!(
+            resolve_program("/opt/x", "/bin", exists).as_deref(),
+            Some("/opt/x")
+        );
         assert_eq!(resolve_program("nope", "/bin", exists), None);
     }
 }

@@ -4,6 +4,7 @@
 pub mod idmap;
 pub mod init;
 pub mod mounts;
+pub mod placeholders;
 mod net;
 mod persona;
 pub mod plan;
@@ -47,7 +48,10 @@ pub enum SandboxError {
 /// `xbake __step` (never returns), and the build-namespace handshake (returns `Ok` and
 /// lets `main` go on to run the command inside the namespace).
 pub fn hidden_entry() -> Result<(), SandboxError> {
-    if std::env::args_os().nth(1).is_some_and(|a| a == init::STEP_ARG) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == init::STEP_ARG)
+    {
         init::step_main();
     }
     userns::enter_if_requested().map(|_| ())

@@ -61,8 +61,14 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
         match op {
             SetupOp::BindRootfs { rootfs } => {
                 let what = || format!("binding the rootfs {}", rootfs.display());
-                mount(Some(rootfs), rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-                    .map_err(fail(what()))?;
+                mount(
+                    Some(rootfs),
+                    rootfs,
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    NONE,
+                )
+                .map_err(fail(what()))?;
                 let fd = nix::fcntl::open(
                     rootfs,
                     OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -231,7 +237,11 @@ fn remount_read_only(path: &Path, fd: BorrowedFd<'_>) -> Result<(), Errno> {
     )
 }
 
-fn bind_file_read_only(root: BorrowedFd<'_>, source: &Path, target: &str) -> Result<(), SetupError> {
+fn bind_file_read_only(
+    root: BorrowedFd<'_>,
+    source: &Path,
+    target: &str,
+) -> Result<(), SetupError> {
     let what = format!("binding {} on /{target}", source.display());
     let at = match open_in_root(root, target, OFlag::O_PATH) {
         Ok(fd) => fd,
@@ -240,13 +250,23 @@ fn bind_file_read_only(root: BorrowedFd<'_>, source: &Path, target: &str) -> Res
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(fail(what)(e)),
     };
-    mount(Some(source), &fd_path(at.as_fd()), NONE, MsFlags::MS_BIND, NONE)
-        .map_err(fail(what.clone()))?;
+    mount(
+        Some(source),
+        &fd_path(at.as_fd()),
+        NONE,
+        MsFlags::MS_BIND,
+        NONE,
+    )
+    .map_err(fail(what.clone()))?;
     let top = open_in_root(root, target, OFlag::O_PATH).map_err(fail(what.clone()))?;
     remount_read_only(&fd_path(top.as_fd()), top.as_fd()).map_err(fail(what))
 }
 
-fn bind_tree_read_only(root: BorrowedFd<'_>, source: &Path, target: &str) -> Result<(), SetupError> {
+fn bind_tree_read_only(
+    root: BorrowedFd<'_>,
+    source: &Path,
+    target: &str,
+) -> Result<(), SetupError> {
     let what = format!("binding {} read-only on /{target}", source.display());
     let at = open_in_root(root, target, OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(fail(what.clone()))?;
@@ -306,7 +326,9 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let digits = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let digits = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match (bytes[i], digits) {
             (b'\\', Some(d)) => {
                 let value = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));

@@ -35,7 +35,8 @@ pub fn restrict_capabilities() -> Result<(), String> {
                 .map_err(|e| err("dropping a bounding capability", e))?;
         }
     }
-    let permitted = caps::read(None, CapSet::Permitted).map_err(|e| err("reading capabilities", e))?;
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(|e| err("reading capabilities", e))?;
     let kept: HashSet<Capability> = permitted.intersection(&keep).copied().collect();
     caps::set(None, CapSet::Inheritable, &HashSet::new())
         .map_err(|e| err("clearing inheritable capabilities", e))?;

@@ -47,7 +47,10 @@ pub struct StepResult {
 }
 
 /// Runs one step to completion. `on_line` sees every output line as it arrives.
-pub fn run_step(spec: &StepSpec, on_line: &mut dyn FnMut(&str)) -> Result<StepResult, SandboxError> {
+pub fn run_step(
+    spec: &StepSpec,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<StepResult, SandboxError> {
     let io = |what: &'static str| move |source| SandboxError::Io { what, source };
     let (mut ours, theirs) = UnixStream::pair().map_err(io("creating the control socket"))?;
     let (output, output_w) = std::io::pipe().map_err(io("creating the output pipe"))?;
@@ -55,7 +58,11 @@ pub fn run_step(spec: &StepSpec, on_line: &mut dyn FnMut(&str)) -> Result<StepRe
     cmd.arg(STEP_ARG)
         .env_clear()
         .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::from(output_w.try_clone().map_err(io("duplicating the output pipe"))?))
+        .stdout(Stdio::from(
+            output_w
+                .try_clone()
+                .map_err(io("duplicating the output pipe"))?,
+        ))
         .stderr(Stdio::from(output_w));
     let mut child = cmd.spawn().map_err(io("starting the step process"))?;
     // The Command still holds our copies of the pipe's write end; without this drop the
@@ -144,7 +151,9 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_report("error: executing /bin/sh: No such file\nexit: 127\n").error.as_deref(),
+            parse_report("error: executing /bin/sh: No such file\nexit: 127\n")
+                .error
+                .as_deref(),
             Some("executing /bin/sh: No such file")
         );
         assert_eq!(parse_report("signal: 9\n").exit, Some(StepExit::Signal(9)));

@@ -57,7 +57,10 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// Host side: re-runs this program with `args` inside a new user + mount namespace
 /// mapped per `plan`, and returns its exit status.
-pub fn run_in_build_namespace(args: &[OsString], plan: &IdMapPlan) -> Result<ExitStatus, SandboxError> {
+pub fn run_in_build_namespace(
+    args: &[OsString],
+    plan: &IdMapPlan,
+) -> Result<ExitStatus, SandboxError> {
     let io = |what: &'static str| move |source| SandboxError::Io { what, source };
     // Two plain pipes (no O_CLOEXEC) so the child inherits its ends across exec. The
     // launcher is single-threaded here, so no other child can inherit them by accident.
@@ -83,7 +86,11 @@ pub fn run_in_build_namespace(args: &[OsString], plan: &IdMapPlan) -> Result<Exi
     let mut go = File::from(go_w);
 
     let mut byte = [0u8; 1];
-    if ready.read(&mut byte).map_err(io("waiting for the build namespace"))? == 0 {
+    if ready
+        .read(&mut byte)
+        .map_err(io("waiting for the build namespace"))?
+        == 0
+    {
         // The child failed before unsharing and has said why on stderr.
         return child.wait().map_err(io("waiting for the build process"));
     }
@@ -92,7 +99,8 @@ pub fn run_in_build_namespace(args: &[OsString], plan: &IdMapPlan) -> Result<Exi
         let _ = child.wait();
         return Err(e);
     }
-    go.write_all(b"1").map_err(io("releasing the build namespace"))?;
+    go.write_all(b"1")
+        .map_err(io("releasing the build namespace"))?;
     drop(go);
     child.wait().map_err(io("waiting for the build process"))
 }
@@ -197,7 +205,9 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
     let mut ready = File::from(ready);
     let mut go = File::from(go);
     let io = |what: &'static str| move |source| SandboxError::Io { what, source };
-    ready.write_all(b"1").map_err(io("signalling the launcher"))?;
+    ready
+        .write_all(b"1")
+        .map_err(io("signalling the launcher"))?;
     drop(ready);
     let mut byte = [0u8; 1];
     if go.read(&mut byte).map_err(io("waiting for id maps"))? == 0 {
@@ -232,7 +242,11 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
 
 /// Why unshare(CLONE_NEWUSER) may have failed, from the knobs that control it.
 fn userns_advice() -> String {
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return "unprivileged user namespaces are disabled: as root run \
                 `sysctl kernel.unprivileged_userns_clone=1`"

@@ -1,0 +1,35 @@
+# Developer entry points. Start with ./dev (it installs what these need).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+fixtures := justfile_directory() / "target/fixtures/bases"
+
+# List the recipes.
+default:
+    @just --list
+
+# Busybox base root filesystems for every architecture (cached downloads).
+fixtures:
+    scripts/fixtures.sh {{fixtures}}
+
+# Build the demo recipe for arm, arm64 and ppc64le, then ask each image about its CPU.
+demo: fixtures
+    cargo build --release --quiet
+    rm -rf recipes/bases && mkdir -p recipes/bases
+    cp {{fixtures}}/busybox-*.tar.gz recipes/bases/
+    ./target/release/xbake build recipes/hello.yaml --arch arm,arm64,ppc64le -o oci:out/hello --tag 1.0
+    @echo
+    @echo "== what each image reports (xbake run, the image's own command) =="
+    @for p in arm arm64 ppc64le; do printf '%-8s ' "$p:"; ./target/release/xbake run oci:out/hello:1.0 --platform "$p"; done
+    @echo
+    @echo "== read back by skopeo =="
+    skopeo inspect --raw oci:out/hello:1.0 | head -c 400; echo
+
+# Every test: unit tests, then integration tests (as root and as a test user when root).
+test: fixtures
+    XBAKE_FIXTURES={{fixtures}} cargo test --all-targets -- --test-threads=2
+
+# Formatting and lints, as CI wants them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,268 @@
+//! `copy:` steps: files and folders from the recipe's folder into the rootfs, with
+//! Docker COPY's destination rules. Content and permission bits come from the input;
+//! owner from the step (default 0:0) and mtime from SOURCE_DATE_EPOCH — never the
+//! host's owner or mtime, so the layer does not depend on the machine or the checkout.
+
+use crate::layer::LayerError;
+use crate::layer::root::{EntryMeta, RootDir};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("copying to {to}: {source}")]
+    Write {
+        to: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("copying {count} sources needs a destination folder: end `to: {to}` with a /")]
+    NeedsFolder { count: usize, to: String },
+    #[error("{}: cannot copy a {kind}", path.display())]
+    Unsupported { path: PathBuf, kind: &'static str },
+}
+
+pub struct CopyRequest<'a> {
+    /// Resolved, canonical sources inside the recipe folder.
+    pub sources: &'a [PathBuf],
+    pub to: &'a str,
+    pub mode: Option<u32>,
+    pub owner: (u32, u32),
+    pub epoch: i64,
+}
+
+/// Performs the copy; returns the warnings the rootfs layer produced.
+pub fn copy_into(root: &RootDir, req: &CopyRequest) -> Result<Vec<String>, CopyError> {
+    let mut warnings = Vec::new();
+    let to_dir_written = req.to.ends_with('/');
+    let to = req.to.trim_end_matches('/');
+    let to = if to.is_empty() { "/" } else { to };
+    let existing_dir = root
+        .lstat(Path::new(to))
+        .map_err(|source| write_err(to, source))?
+        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let into_folder = to_dir_written || existing_dir;
+    if req.sources.len() > 1 && !into_folder {
+        return Err(CopyError::NeedsFolder {
+            count: req.sources.len(),
+            to: req.to.to_string(),
+        });
+    }
+    for source in req.sources {
+        let meta = std::fs::symlink_metadata(source).map_err(read_err(source))?;
+        if meta.is_dir() {
+            // Docker copies a folder's contents, not the folder itself.
+            let dir_mode = req.mode.unwrap_or(meta.permissions().mode() & 0o7777);
+            make_dirs(root, Path::new(to), dir_mode, req.owner, &mut warnings)?;
+            copy_tree(root, source, Path::new(to), req, &mut warnings)?;
+        } else {
+            let dest = if into_folder {
+                let name = source.file_name().unwrap_or_default();
+                Path::new(to).join(name)
+            } else {
+                PathBuf::from(to)
+            };
+            if let Some(parent) = dest.parent() {
+                make_dirs(root, parent, 0o755, (0, 0), &mut warnings)?;
+            }
+            copy_entry(root, source, &meta, &dest, req, &mut warnings)?;
+        }
+    }
+    Ok(warnings)
+}
+
+fn make_dirs(
+    root: &RootDir,
+    dir: &Path,
+    mode: u32,
+    owner: (u32, u32),
+    warnings: &mut Vec<String>,
+) -> Result<(), CopyError> {
+    let dir_text = dir.display().to_string();
+    let w = root
+        .create_dir_all(dir, mode, owner)
+        .map_err(|source| write_err(&dir_text, source))?;
+    warnings.extend(w.into_vec());
+    Ok(())
+}
+
+fn copy_tree(
+    root: &RootDir,
+    source: &Path,
+    dest: &Path,
+    req: &CopyRequest,
+    warnings: &mut Vec<String>,
+) -> Result<(), CopyError> {
+    // Sorted so the order of writes (and so any hard-link or inode order) is stable.
+    for entry in walkdir::WalkDir::new(source).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(|e| CopyError::Read {
+            path: source.to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = entry.path().strip_prefix(source).unwrap_or(entry.path());
+        let meta = entry.metadata().map_err(|e| CopyError::Read {
+            path: entry.path().to_path_buf(),
+            source: e.into(),
+        })?;
+        copy_entry(root, entry.path(), &meta, &dest.join(rel), req, warnings)?;
+    }
+    Ok(())
+}
+
+fn copy_entry(
+    root: &RootDir,
+    source: &Path,
+    meta: &std::fs::Metadata,
+    dest: &Path,
+    req: &CopyRequest,
+    warnings: &mut Vec<String>,
+) -> Result<(), CopyError> {
+    let dest_text = dest.display().to_string();
+    let entry_meta = EntryMeta {
+        mode: req.mode.unwrap_or(meta.permissions().mode() & 0o7777),
+        uid: req.owner.0,
+        gid: req.owner.1,
+        mtime: req.epoch,
+        xattrs: Vec::new(),
+    };
+    let kind = meta.file_type();
+    let w = if kind.is_dir() {
+        let w = root
+            .create_dir_all(dest, entry_meta.mode, req.owner)
+            .map_err(|s| write_err(&dest_text, s))?;
+        // An existing folder keeps its contents but takes the source's metadata.
+        let mut all = w;
+        all.absorb(
+            root.set_metadata(dest, &entry_meta)
+                .map_err(|s| write_err(&dest_text, s))?,
+        );
+        all
+    } else if kind.is_file() {
+        let mut file = std::fs::File::open(source).map_err(read_err(source))?;
+        root.write_file(dest, &mut file, &entry_meta)
+            .map_err(|s| write_err(&dest_text, s))?
+    } else if kind.is_symlink() {
+        // Links inside a copied folder are copied as links, never followed: the
+        // recipe folder must not leak what they point at.
+        let target = std::fs::read_link(source).map_err(read_err(source))?;
+        let link_meta = EntryMeta {
+            mode: 0o777,
+            ..entry_meta
+        };
+        root.symlink(dest, &target, &link_meta)
+            .map_err(|s| write_err(&dest_text, s))?
+    } else {
+        return Err(CopyError::Unsupported {
+            path: source.to_path_buf(),
+            kind: "special file (device, fifo or socket)",
+        });
+    };
+    warnings.extend(w.into_vec());
+    Ok(())
+}
+
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> CopyError + '_ {
+    move |source| CopyError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_err(to: &str, source: LayerError) -> CopyError {
+    CopyError::Write {
+        to: to.to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        src: PathBuf,
+        rootfs: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("ctx");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(src.join("dir/sub")).unwrap();
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(src.join("a.txt"), "A").unwrap();
+        std::fs::write(src.join("b.sh"), "B").unwrap();
+        std::fs::set_permissions(src.join("b.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(src.join("dir/sub/c.txt"), "C").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", src.join("dir/link")).unwrap();
+        Fixture { _tmp: tmp, src, rootfs }
+    }
+
+    fn req<'a>(sources: &'a [PathBuf], to: &'a str) -> CopyRequest<'a> {
+        CopyRequest {
+            sources,
+            to,
+            mode: None,
+            owner: (0, 0),
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn file_to_path_file_into_folder_and_folder_contents() {
+        let f = fixture();
+        let root = RootDir::open(&f.rootfs).unwrap();
+        copy_into(&root, &req(&[f.src.join("a.txt")], "/opt/renamed.txt")).unwrap();
+        copy_into(&root, &req(&[f.src.join("b.sh")], "/etc")).unwrap();
+        copy_into(&root, &req(&[f.src.join("dir")], "/srv/d/")).unwrap();
+        assert_eq!(std::fs::read_to_string(f.rootfs.join("opt/renamed.txt")).unwrap(), "A");
+        let b = std::fs::metadata(f.rootfs.join("etc/b.sh")).unwrap();
+        assert_eq!(b.mode() & 0o7777, 0o755);
+        assert_eq!(b.mtime(), 0, "mtime comes from the epoch, not the host file");
+        assert_eq!(std::fs::read_to_string(f.rootfs.join("srv/d/sub/c.txt")).unwrap(), "C");
+        assert_eq!(
+            std::fs::read_link(f.rootfs.join("srv/d/link")).unwrap(),
+            Path::new("/etc/shadow"),
+            "links are copied as links"
+        );
+        assert!(!f.rootfs.join("srv/d/dir").exists(), "contents, not the folder");
+    }
+
+    #[test]
+    fn several_sources_need_a_folder_and_mode_overrides() {
+        let f = fixture();
+        let root = RootDir::open(&f.rootfs).unwrap();
+        let both = [f.src.join("a.txt"), f.src.join("b.sh")];
+        let err = copy_into(&root, &req(&both, "/opt/x")).unwrap_err();
+        assert!(matches!(err, CopyError::NeedsFolder { count: 2, .. }), "{err}");
+        let mut r = req(&both, "/opt/");
+        r.mode = Some(0o600);
+        r.epoch = 1_700_000_000;
+        copy_into(&root, &r).unwrap();
+        for name in ["a.txt", "b.sh"] {
+            let m = std::fs::metadata(f.rootfs.join("opt").join(name)).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o600);
+            assert_eq!(m.mtime(), 1_700_000_000);
+        }
+    }
+
+    #[test]
+    fn a_symlinked_destination_stays_inside_the_rootfs() {
+        let f = fixture();
+        let outside = f._tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        // The image's /opt points at an absolute path; it must resolve in the rootfs.
+        std::os::unix::fs::symlink(&outside, f.rootfs.join("opt")).unwrap();
+        let root = RootDir::open(&f.rootfs).unwrap();
+        let _ = copy_into(&root, &req(&[f.src.join("a.txt")], "/opt/a.txt"));
+        assert!(!outside.join("a.txt").exists(), "wrote outside the rootfs");
+    }
+}

@@ -1,0 +1,67 @@
+//! The environment a RUN step sees: the image's variables, then the build's (args,
+//! TARGET*/BUILD*, GO*) unless the image sets the same name (as Dockerfile ENV wins over
+//! ARG), defaults for PATH and HOME, and QEMU_CPU for emulated ARM variants.
+
+use crate::platform::Platform;
+use crate::sandbox::init::DEFAULT_PATH;
+
+pub fn step_env(
+    image_env: &[(String, String)],
+    build_env: &[(String, String)],
+    platform: &Platform,
+    emulated: bool,
+    home: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = image_env.to_vec();
+    let has = |env: &[(String, String)], k: &str| env.iter().any(|(n, _)| n == k);
+    if !has(&env, "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    for (k, v) in build_env {
+        if !has(&env, k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".into(), home.into()));
+    }
+    if emulated {
+        if let Some(cpu) = platform.qemu_cpu() {
+            env.push(("QEMU_CPU".into(), cpu.into()));
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn image_env_wins_and_defaults_fill_in() {
+        let arm6: Platform = "arm/v6".parse().unwrap();
+        let env = step_env(
+            &kv(&[("VERSION", "from-env")]),
+            &kv(&[("TARGETARCH", "arm"), ("VERSION", "from-arg")]),
+            &arm6,
+            true,
+            "/root",
+        );
+        assert_eq!(
+            env,
+            kv(&[
+                ("VERSION", "from-env"),
+                ("PATH", DEFAULT_PATH),
+                ("TARGETARCH", "arm"),
+                ("HOME", "/root"),
+                ("QEMU_CPU", "arm1176"),
+            ])
+        );
+        let native = step_env(&kv(&[("PATH", "/bin")]), &[], &arm6, false, "/");
+        assert_eq!(native, kv(&[("PATH", "/bin"), ("HOME", "/")]));
+    }
+}

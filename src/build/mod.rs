@@ -1,0 +1,257 @@
+//! The orchestrator: platforms side by side, each one's steps in order, then one image
+//! index over all of them and the output. Runs inside the build's user namespace.
+
+mod copy;
+mod env;
+pub mod image_state;
+mod pipeline;
+pub mod run_image;
+pub mod progress;
+pub mod timefmt;
+mod users;
+mod workspace;
+
+use crate::digest::Digest;
+use crate::emulation::{self, EmulationError};
+use crate::image::{BlobStore, ImageError, canonical_json, descriptor, layout};
+use crate::layer::LayerError;
+use crate::platform::Platform;
+use crate::recipe::{Location, Plan, Recipe, RecipeError};
+use crate::sandbox::{NetworkMode, SandboxError, StepExit};
+use crate::source::SourceError;
+use oci_spec::image::{ImageIndexBuilder, MediaType, SCHEMA_VERSION};
+use progress::Progress;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+pub use workspace::Workspace;
+
+/// Where the finished image goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout folder, under a tag.
+    OciLayout { dir: PathBuf, tag: String },
+}
+
+pub struct BuildRequest {
+    pub recipe: Recipe,
+    pub platforms: Vec<Platform>,
+    pub build_args: Vec<(String, String)>,
+    pub output: Option<Output>,
+    /// Platforms built at the same time.
+    pub jobs: usize,
+    pub progress: Progress,
+    /// `--network none` for every RUN step (a step's own `network:` still applies).
+    pub network: Option<NetworkMode>,
+    /// From `--source-date-epoch` or SOURCE_DATE_EPOCH; the recipe's value otherwise.
+    pub source_date_epoch: Option<i64>,
+    pub cache_dir: PathBuf,
+    /// `XBAKE_BINFMT=host`: use the host's binfmt_misc entries.
+    pub force_host_binfmt: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error(transparent)]
+    Emulation(#[from] EmulationError),
+    #[error("[{platform}] {source}")]
+    Source {
+        platform: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("[{platform}] {what}: {source}")]
+    Layer {
+        platform: String,
+        what: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("[{platform}] step {number} ({location}): {source}")]
+    Sandbox {
+        platform: String,
+        number: usize,
+        location: Location,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("[{platform}] step {number} ({location}): {message}")]
+    Step {
+        platform: String,
+        number: usize,
+        location: Location,
+        message: String,
+    },
+    #[error(
+        "[{platform} {number}/{total}] {command} failed with {exit} ({location}){}",
+        tail_text(tail)
+    )]
+    StepFailed {
+        platform: String,
+        number: usize,
+        total: usize,
+        location: Location,
+        command: String,
+        exit: StepExit,
+        tail: Vec<String>,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cancelled after another platform failed")]
+    Cancelled,
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return "; it printed nothing".into();
+    }
+    let mut text = String::from("; last output:");
+    for line in tail {
+        text.push_str("\n  | ");
+        text.push_str(line);
+    }
+    text
+}
+
+/// What a finished build produced.
+#[derive(Clone, Debug)]
+pub struct BuildOutcome {
+    pub index_digest: Digest,
+    pub manifests: Vec<(Platform, Digest)>,
+}
+
+/// One platform's finished image, with every blob it references.
+pub(crate) struct PlatformImage {
+    pub manifest: oci_spec::image::Descriptor,
+    pub manifest_digest: Digest,
+    pub blobs: Vec<Digest>,
+}
+
+/// The SOURCE_DATE_EPOCH a build uses: request (CLI/environment), recipe, else 0.
+pub fn effective_epoch(requested: Option<i64>, plan: &Plan) -> i64 {
+    requested.or(plan.source_date_epoch).unwrap_or(0)
+}
+
+/// Runs the whole build. Must run inside the build's user namespace.
+pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
+    let host = Platform::host();
+    // Plans first: every expansion error surfaces before any work starts.
+    let plans: Vec<Plan> = req
+        .platforms
+        .iter()
+        .map(|p| req.recipe.plan(p, &host, &req.build_args))
+        .collect::<Result<_, _>>()?;
+    if let Some(plan) = plans.first() {
+        for w in &plan.warnings {
+            req.progress.warn("recipe", w);
+        }
+    }
+    let emulators = emulation::required_emulators(&req.platforms, &host, &emulation::qemu::search_path())?;
+    let workspace = Workspace::create(&req.cache_dir).map_err(|source| BuildError::Io {
+        what: "creating the build workspace".into(),
+        source,
+    })?;
+    let binfmt_dir = workspace.path().join("binfmt_misc");
+    std::fs::create_dir(&binfmt_dir).map_err(|source| BuildError::Io {
+        what: binfmt_dir.display().to_string(),
+        source,
+    })?;
+    let activation = emulation::activate(
+        &emulators,
+        &binfmt_dir,
+        Path::new(emulation::HOST_BINFMT_DIR),
+        req.force_host_binfmt,
+    )?;
+    let store = BlobStore::open(&workspace.path().join("store"))?;
+
+    let cancel = AtomicBool::new(false);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<PlatformImage, BuildError>>>> =
+        Mutex::new((0..plans.len()).map(|_| None).collect());
+    let jobs = req.jobs.clamp(1, plans.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(plan) = plans.get(i) else { break };
+                    let result = if cancel.load(Ordering::SeqCst) {
+                        Err(BuildError::Cancelled)
+                    } else {
+                        let ctx = pipeline::Context {
+                            recipe: &req.recipe,
+                            plan,
+                            store: &store,
+                            dir: workspace.path().join(format!("platform-{i}")),
+                            activation: &activation,
+                            progress: &req.progress,
+                            cancel: &cancel,
+                            epoch: effective_epoch(req.source_date_epoch, plan),
+                            network: req.network,
+                            native: plan.platform.runs_natively_on(&host),
+                        };
+                        pipeline::build_platform(&ctx)
+                    };
+                    if result.is_err() {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                    let mut slots = results.lock().unwrap_or_else(|p| p.into_inner());
+                    slots[i] = Some(result);
+                }
+            });
+        }
+    });
+    let slots = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut images = Vec::new();
+    let mut first_error = None;
+    for slot in slots {
+        match slot {
+            Some(Ok(image)) => images.push(image),
+            Some(Err(BuildError::Cancelled)) | None => {}
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    // The index lists platforms in the order they were asked for (DESIGN decision 4).
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(images.iter().map(|i| i.manifest.clone()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| ImageError::Invalid {
+            what: "image index".into(),
+            message: e.to_string(),
+        })?;
+    let (index_digest, index_size) = store.put_bytes(&canonical_json(&index, "image index")?)?;
+    if let Some(Output::OciLayout { dir, tag }) = &req.output {
+        let mut blobs: Vec<Digest> = images.iter().flat_map(|i| i.blobs.iter().cloned()).collect();
+        blobs.push(index_digest.clone());
+        blobs.sort();
+        blobs.dedup();
+        let top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
+        layout::write_tag(dir, &store, &blobs, tag, &top)?;
+    }
+    Ok(BuildOutcome {
+        index_digest,
+        manifests: req
+            .platforms
+            .iter()
+            .copied()
+            .zip(images.iter().map(|i| i.manifest_digest.clone()))
+            .collect(),
+    })
+}

@@ -1,0 +1,139 @@
+//! `xbake run`: unpack one platform of a built image and run a command in it, in the
+//! same sandbox RUN steps use (emulated when the platform is foreign). For looking at
+//! what a build produced: `xbake run oci:out/app:1.0 --platform arm64 -- uname -m`.
+
+use super::pipeline::{SandboxRequest, run_sandboxed, sandbox_spec, unpack_layers};
+use super::progress::Progress;
+use super::{BuildError, Workspace};
+use crate::emulation;
+use crate::image::layout::Layout;
+use crate::image::{BlobStore, ImageError, descriptor_digest, parse_json};
+use crate::layer::root::RootDir;
+use crate::platform::Platform;
+use crate::recipe::BaseRef;
+use crate::sandbox::{NetworkMode, StepExit};
+use oci_spec::image::ImageIndex;
+use std::path::{Path, PathBuf};
+
+pub struct RunRequest {
+    pub dir: PathBuf,
+    pub tag: Option<String>,
+    pub platform: Platform,
+    /// Replaces the image's CMD (the entrypoint stays), as `docker run IMAGE ARGS…`.
+    pub args: Vec<String>,
+    pub network: NetworkMode,
+    pub cache_dir: PathBuf,
+    pub force_host_binfmt: bool,
+    pub progress: Progress,
+}
+
+/// The platforms an `oci:DIR[:TAG]` image offers, in index order.
+pub fn image_platforms(dir: &Path, tag: Option<&str>) -> Result<Vec<Platform>, ImageError> {
+    let layout = Layout::open(dir)?;
+    let top = layout.resolve(tag)?;
+    if top.media_type().to_string() != "application/vnd.oci.image.index.v1+json" {
+        return Ok(Vec::new());
+    }
+    let index: ImageIndex = parse_json(&layout.store().read_bytes(&descriptor_digest(&top)?)?, "image index")?;
+    Ok(index
+        .manifests()
+        .iter()
+        .filter_map(|d| {
+            let p = d.platform().as_ref()?;
+            let name = match p.variant() {
+                Some(v) => format!("{}/{}/{}", p.os(), p.architecture(), v),
+                None => format!("{}/{}", p.os(), p.architecture()),
+            };
+            name.parse().ok()
+        })
+        .collect())
+}
+
+/// Runs the command; returns how it exited. Must run inside the build namespace.
+pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
+    let host = Platform::host();
+    let name = req.platform.short_name();
+    let emulators = emulation::required_emulators(&[req.platform], &host, &emulation::qemu::search_path())?;
+    let workspace = Workspace::create(&req.cache_dir).map_err(|source| BuildError::Io {
+        what: "creating the workspace".into(),
+        source,
+    })?;
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| BuildError::Io { what, source }
+    };
+    let binfmt_dir = workspace.path().join("binfmt_misc");
+    std::fs::create_dir(&binfmt_dir).map_err(io("creating the binfmt_misc mount point"))?;
+    let activation = emulation::activate(
+        &emulators,
+        &binfmt_dir,
+        Path::new(emulation::HOST_BINFMT_DIR),
+        req.force_host_binfmt,
+    )?;
+    let store = BlobStore::open(&workspace.path().join("store"))?;
+    let reference = format!("oci:{}", req.dir.display());
+    let base = crate::source::resolve(
+        &BaseRef::OciLayout {
+            dir: req.dir.clone(),
+            tag: req.tag.clone(),
+        },
+        &reference,
+        &req.platform,
+        &store,
+    )
+    .map_err(|source| BuildError::Source {
+        platform: name.clone(),
+        source,
+    })?;
+    let rootfs = workspace.path().join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(io("creating the rootfs folder"))?;
+    let root = RootDir::open(&rootfs).map_err(|source| BuildError::Layer {
+        platform: name.clone(),
+        what: "opening the rootfs".into(),
+        source,
+    })?;
+    unpack_layers(&store, &root, &base.layers, &name, &mut |w| req.progress.warn(&name, &w))?;
+    let state = super::image_state::ImageState::from_base_config(base.config.as_ref());
+    let mut argv = state.entrypoint.clone().unwrap_or_default();
+    if req.args.is_empty() {
+        argv.extend(state.cmd.clone().unwrap_or_default());
+    } else {
+        argv.extend(req.args.iter().cloned());
+    }
+    if argv.is_empty() {
+        return Err(BuildError::Io {
+            what: format!("{reference}"),
+            source: std::io::Error::other("the image has no entrypoint or cmd; give a command after --"),
+        });
+    }
+    let workdir = state.workdir.clone().unwrap_or_else(|| "/".into());
+    let spec = sandbox_spec(SandboxRequest {
+        root: &root,
+        scratch: workspace.path(),
+        platform: &req.platform,
+        native: req.platform.runs_natively_on(&host),
+        activation: &activation,
+        image_env: &state.env,
+        build_env: &[],
+        workdir: &workdir,
+        user: state.user.as_deref(),
+        argv,
+        network: req.network,
+    })
+    .map_err(|message| BuildError::Io {
+        what: reference.clone(),
+        source: std::io::Error::other(message),
+    })?;
+    let mut print = |line: &str| println!("{line}");
+    let result = run_sandboxed(&root, &spec, &mut print)
+        .map_err(|source| BuildError::Layer {
+            platform: name.clone(),
+            what: "preparing mount points".into(),
+            source,
+        })?
+        .map_err(|source| BuildError::Io {
+            what: format!("[{name}] running the command"),
+            source: std::io::Error::other(source.to_string()),
+        })?;
+    Ok(result.exit)
+}

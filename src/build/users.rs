@@ -1,0 +1,110 @@
+//! Resolving a step's `user:` (`name`, `uid`, `uid:gid`, `name:group`) against the
+//! image's own /etc/passwd and /etc/group, as docker and runc do.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// The home directory from passwd, for HOME.
+    pub home: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserError(pub String);
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
+    text.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        Some(PasswdEntry {
+            name: f.first()?,
+            uid: f.get(2)?.parse().ok()?,
+            gid: f.get(3)?.parse().ok()?,
+            home: f.get(5).copied().unwrap_or("/"),
+        })
+    })
+}
+
+fn group_gid(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok())?
+    })
+}
+
+/// `spec` is the `user:` value (None: root). `passwd`/`group` are the image's files, if
+/// it has them.
+pub fn resolve(spec: Option<&str>, passwd: Option<&str>, group: Option<&str>) -> Result<ResolvedUser, UserError> {
+    let spec = spec.unwrap_or("0");
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = passwd.unwrap_or("");
+    let entry = match user.parse::<u32>() {
+        Ok(uid) => passwd_entries(passwd).find(|e| e.uid == uid),
+        Err(_) => Some(passwd_entries(passwd).find(|e| e.name == user).ok_or_else(|| {
+            UserError(format!("user {user:?} is not in the image's /etc/passwd"))
+        })?),
+    };
+    let uid = match (&entry, user.parse::<u32>()) {
+        (_, Ok(uid)) => uid,
+        (Some(e), Err(_)) => e.uid,
+        (None, Err(_)) => return Err(UserError(format!("unknown user {user:?}"))),
+    };
+    let gid = match grp {
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group_gid(group.unwrap_or(""), g).ok_or_else(|| {
+                UserError(format!("group {g:?} is not in the image's /etc/group"))
+            })?,
+        },
+        // Docker: the passwd entry's group, or 0 for a uid without one.
+        None => entry.as_ref().map(|e| e.gid).unwrap_or(0),
+    };
+    let home = match &entry {
+        Some(e) => e.home.to_string(),
+        None if uid == 0 => "/root".to_string(),
+        None => "/".to_string(),
+    };
+    Ok(ResolvedUser { uid, gid, home })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1001:u:/home/user:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:\n";
+
+    fn r(spec: Option<&str>) -> Result<ResolvedUser, UserError> {
+        resolve(spec, Some(PASSWD), Some(GROUP))
+    }
+
+    #[test]
+    fn names_numbers_and_groups() {
+        assert_eq!(r(None).unwrap(), ResolvedUser { uid: 0, gid: 0, home: "/root".into() });
+        assert_eq!(r(Some("user")).unwrap(), ResolvedUser { uid: 1000, gid: 1001, home: "/home/user".into() });
+        assert_eq!(r(Some("1000")).unwrap().gid, 1001);
+        assert_eq!(r(Some("1000:1000")).unwrap().gid, 1000);
+        assert_eq!(r(Some("user:staff")).unwrap().gid, 50);
+        assert_eq!(r(Some("4242")).unwrap(), ResolvedUser { uid: 4242, gid: 0, home: "/".into() });
+        assert!(r(Some("ghost")).unwrap_err().0.contains("ghost"));
+        assert!(r(Some("user:nogroup")).unwrap_err().0.contains("nogroup"));
+        assert_eq!(resolve(Some("7:8"), None, None).unwrap().uid, 7);
+    }
+}

@@ -1,0 +1,189 @@
+//! `xbake build`.
+
+use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use crate::build::progress::{Progress, ProgressMode};
+use crate::build::{BuildRequest, Output};
+use crate::emulation;
+use crate::platform::Platform;
+use crate::recipe::{Network, Recipe};
+use crate::sandbox::NetworkMode;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The recipe (YAML).
+    #[arg(value_name = "RECIPE", required_unless_present = "file")]
+    recipe: Option<PathBuf>,
+    /// The recipe, docker-style.
+    #[arg(short = 'f', long = "file", value_name = "RECIPE", conflicts_with = "recipe")]
+    file: Option<PathBuf>,
+    /// Platforms, comma-separated: arm, arm/v6, arm64, ppc64le, s390x, linux/arm/v7, …
+    /// Default: the recipe's `platforms:`, else this machine's platform.
+    #[arg(long = "arch", visible_alias = "platform", value_name = "LIST")]
+    arch: Option<String>,
+    /// Where to write the image: `oci:DIR` or `oci:DIR:TAG`.
+    #[arg(short = 'o', long = "output", value_name = "DEST")]
+    output: Option<String>,
+    /// Tag in the output layout (default: latest).
+    #[arg(short = 't', long = "tag")]
+    tag: Option<String>,
+    /// Override a recipe `args:` value (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+    /// Platforms built at the same time (default: one per platform, up to the CPUs).
+    #[arg(short = 'j', long = "jobs")]
+    jobs: Option<usize>,
+    /// plain: every step and its output; quiet: warnings and errors only.
+    #[arg(long = "progress", default_value = "plain")]
+    progress: ProgressMode,
+    /// `none` cuts RUN steps off the network (default: the host's network).
+    #[arg(long = "network", value_name = "host|none")]
+    network: Option<Network>,
+    /// Timestamp for `created`, history and the mtime clamp (default: the recipe's
+    /// `source_date_epoch`, else $SOURCE_DATE_EPOCH, else 0).
+    #[arg(long = "source-date-epoch", value_name = "SECONDS")]
+    source_date_epoch: Option<i64>,
+    /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// `oci:DIR[:TAG]` plus `--tag`.
+fn parse_output(spec: &str, tag: Option<&str>) -> Result<Output, UsageError> {
+    let Some(rest) = spec.strip_prefix("oci:") else {
+        return Err(UsageError(format!(
+            "unsupported output {spec:?}; use oci:DIR or oci:DIR:TAG"
+        )));
+    };
+    let (dir, spec_tag) = match rest.rsplit_once(':') {
+        Some((dir, t)) if !t.contains('/') && !dir.is_empty() => (dir, Some(t)),
+        _ => (rest, None),
+    };
+    if dir.is_empty() {
+        return Err(UsageError(format!("output {spec:?} names no folder")));
+    }
+    let tag = match (spec_tag, tag) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(UsageError(format!(
+                "two tags: {a:?} in --output and {b:?} in --tag"
+            )));
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => "latest",
+    };
+    if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(UsageError(format!("invalid tag {tag:?}")));
+    }
+    Ok(Output::OciLayout {
+        dir: PathBuf::from(dir),
+        tag: tag.to_string(),
+    })
+}
+
+fn parse_build_args(raw: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    raw.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| UsageError(format!("--build-arg {a:?}: expected NAME=VALUE")))
+        })
+        .collect()
+}
+
+fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, UsageError> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(|| UsageError(format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))),
+        _ => Ok(None),
+    }
+}
+
+pub fn run(args: BuildArgs) -> Result<u8, Failure> {
+    let recipe_path = args.file.or(args.recipe).ok_or_else(|| UsageError("no recipe given".into()))?;
+    let recipe = Recipe::load(&recipe_path)?;
+    let platforms = match &args.arch {
+        Some(list) => Platform::parse_list(list)?,
+        None if !recipe.platforms().is_empty() => recipe.platforms(),
+        None => vec![Platform::host()],
+    };
+    let output = args
+        .output
+        .as_deref()
+        .map(|o| parse_output(o, args.tag.as_deref()))
+        .transpose()?;
+    if output.is_none() && args.tag.is_some() {
+        return Err(UsageError("--tag needs --output oci:DIR".into()).into());
+    }
+    let build_args = parse_build_args(&args.build_args)?;
+    let epoch = source_date_epoch(args.source_date_epoch)?;
+    // Pre-flight on the host, before any namespace: every plan expands and every
+    // emulator exists, so mistakes fail fast with the clearest message.
+    let host = Platform::host();
+    for p in &platforms {
+        recipe.plan(p, &host, &build_args)?;
+    }
+    emulation::required_emulators(&platforms, &host, &emulation::qemu::search_path())?;
+    if let Some(code) = reexec_in_namespace()? {
+        return Ok(code);
+    }
+
+    let progress = Progress::new(args.progress);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let request = BuildRequest {
+        jobs: args.jobs.unwrap_or(platforms.len().min(cpus)),
+        recipe,
+        platforms,
+        build_args,
+        output: output.clone(),
+        progress,
+        network: args.network.map(|n| match n {
+            Network::Host => NetworkMode::Host,
+            Network::None => NetworkMode::None,
+        }),
+        source_date_epoch: epoch,
+        cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
+        force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+    };
+    let outcome = crate::build::run(&request)?;
+    if let Some(Output::OciLayout { dir, tag }) = &output {
+        eprintln!("wrote oci:{}:{tag}", dir.display());
+    } else {
+        eprintln!("built; nothing written (no --output given)");
+    }
+    println!("{}", outcome.index_digest);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_specs() {
+        assert_eq!(
+            parse_output("oci:out/app", Some("1.0")).unwrap(),
+            Output::OciLayout { dir: "out/app".into(), tag: "1.0".into() }
+        );
+        assert_eq!(
+            parse_output("oci:out/app:2.0", None).unwrap(),
+            Output::OciLayout { dir: "out/app".into(), tag: "2.0".into() }
+        );
+        assert_eq!(
+            parse_output("oci:/abs/dir", None).unwrap(),
+            Output::OciLayout { dir: "/abs/dir".into(), tag: "latest".into() }
+        );
+        assert!(parse_output("oci:out:1", Some("2")).is_err());
+        assert!(parse_output("docker:x", None).is_err());
+        assert!(parse_output("oci:", None).is_err());
+        assert!(parse_build_args(&["A=1".into(), "B".into()]).is_err());
+        assert_eq!(parse_build_args(&["A=1=2".into()]).unwrap(), [("A".into(), "1=2".into())]);
+    }
+}

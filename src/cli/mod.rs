@@ -1,0 +1,139 @@
+//! The command line: one file per subcommand, each thin (parse, call the library,
+//! print). Errors are rendered once, here, with their causes, and mapped to the exit
+//! codes documented in README.
+
+mod build;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes (README, "Exit codes").
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_STEP_FAILED: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "xbake",
+    version,
+    about = "Build multi-architecture OCI images from a recipe: rootless, daemonless, reproducible"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a recipe for one or more platforms and write an OCI image (index).
+    Build(build::BuildArgs),
+    /// Run a command in a built image (any platform, emulated when foreign).
+    Run(run::RunArgs),
+}
+
+/// A failure with the exit code it maps to.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        Failure {
+            code: exit_code_for(&error),
+            error,
+        }
+    }
+}
+
+fn exit_code_for(error: &anyhow::Error) -> u8 {
+    use crate::build::BuildError;
+    if let Some(b) = error.downcast_ref::<BuildError>() {
+        return match b {
+            BuildError::StepFailed { .. } => EXIT_STEP_FAILED,
+            BuildError::Recipe(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        };
+    }
+    if error.downcast_ref::<crate::recipe::RecipeError>().is_some()
+        || error.downcast_ref::<crate::platform::PlatformError>().is_some()
+        || error.downcast_ref::<UsageError>().is_some()
+    {
+        return EXIT_USAGE;
+    }
+    EXIT_FAILURE
+}
+
+/// A bad combination of flags that clap cannot express.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn main() -> ExitCode {
+    if let Err(e) = crate::sandbox::hidden_entry() {
+        render(&e.into());
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            render(&failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// `error: headline` then one `caused by:` line per source, without repeating text a
+/// cause already put into the headline.
+fn render(error: &anyhow::Error) {
+    let mut shown = error.to_string();
+    eprintln!("error: {shown}");
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if shown.contains(&text) {
+            continue;
+        }
+        eprintln!("  caused by: {text}");
+        shown = text;
+    }
+}
+
+/// Re-runs this command inside the build's user namespace when not already there;
+/// `Some(code)` is the namespaced run's exit code.
+fn reexec_in_namespace() -> Result<Option<u8>, Failure> {
+    use crate::sandbox::userns;
+    if userns::inside_build_namespace() {
+        return Ok(None);
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let status = userns::run_in_build_namespace(&args, &userns::current_plan())?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => i32::from(EXIT_FAILURE),
+    };
+    Ok(Some(u8::try_from(code).unwrap_or(EXIT_FAILURE)))
+}
+
+/// `$XDG_CACHE_HOME/xbake`, else `~/.cache/xbake`.
+fn default_cache_dir() -> std::path::PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return std::path::PathBuf::from(x).join("xbake");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    std::path::PathBuf::from(home).join(".cache/xbake")
+}

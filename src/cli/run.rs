@@ -1,0 +1,80 @@
+//! `xbake run`.
+
+use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use crate::build::progress::{Progress, ProgressMode};
+use crate::build::run_image::{RunRequest, image_platforms, run_image};
+use crate::emulation;
+use crate::platform::Platform;
+use crate::recipe::Network;
+use crate::sandbox::{NetworkMode, StepExit};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The image: `oci:DIR` or `oci:DIR:TAG`.
+    image: String,
+    /// Which platform of the image to run (default: this machine's if the image has it,
+    /// else its only platform).
+    #[arg(long = "platform", visible_alias = "arch")]
+    platform: Option<String>,
+    /// `none` runs without network.
+    #[arg(long = "network", default_value = "host")]
+    network: Network,
+    /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Replaces the image's CMD.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn parse_image(spec: &str) -> Result<(PathBuf, Option<String>), UsageError> {
+    let rest = spec
+        .strip_prefix("oci:")
+        .ok_or_else(|| UsageError(format!("unsupported image {spec:?}; use oci:DIR[:TAG]")))?;
+    Ok(match rest.rsplit_once(':') {
+        Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => (dir.into(), Some(tag.into())),
+        _ => (rest.into(), None),
+    })
+}
+
+pub fn run(args: RunArgs) -> Result<u8, Failure> {
+    let (dir, tag) = parse_image(&args.image)?;
+    let offered = image_platforms(&dir, tag.as_deref())?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None if offered.contains(&Platform::host()) => Platform::host(),
+        None if offered.len() == 1 => offered[0],
+        None => {
+            let names: Vec<String> = offered.iter().map(|p| p.to_string()).collect();
+            return Err(UsageError(format!(
+                "{} holds several platforms ({}); choose one with --platform",
+                args.image,
+                names.join(", ")
+            ))
+            .into());
+        }
+    };
+    emulation::required_emulators(&[platform], &Platform::host(), &emulation::qemu::search_path())?;
+    if let Some(code) = reexec_in_namespace()? {
+        return Ok(code);
+    }
+    let exit = run_image(&RunRequest {
+        dir,
+        tag,
+        platform,
+        args: args.args,
+        network: match args.network {
+            Network::Host => NetworkMode::Host,
+            Network::None => NetworkMode::None,
+        },
+        cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
+        force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+        progress: Progress::new(ProgressMode::Plain),
+    })?;
+    Ok(match exit {
+        StepExit::Code(c) => u8::try_from(c).unwrap_or(1),
+        StepExit::Signal(s) => u8::try_from(128 + s).unwrap_or(1),
+    })
+}

@@ -1,0 +1,379 @@
+//! End-to-end builds: emulated platforms, root and rootless, read back without xbake.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+const HELLO: &str = r#"
+from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+platforms: [arm, arm64, ppc64le]
+args: {GREETING: hello}
+env: {PATH: /usr/bin:/bin:/usr/sbin:/sbin}
+workdir: /app
+steps:
+  - run: uname -m > /arch
+  - copy: files/hello.txt
+    to: /opt/hello.txt
+    mode: "0600"
+  - run: echo "${GREETING} $TARGETARCH $GOARCH ${GOARM:-none} $(id -u)" > /app/vars
+  - run: stat -c '%u:%g' /home/user > /owner && chown 1234:4321 /opt/hello.txt
+  - run: ["/bin/echo", "exec form"]
+  - env: {STAGE: two}
+  - user: "1000:1000"
+  - run: id -u > /tmp/uid
+config:
+  entrypoint: ["/bin/sh", "-c"]
+  cmd: ["cat /arch"]
+  labels: {org.opencontainers.image.title: hello}
+  exposed_ports: ["8080/tcp"]
+  stop_signal: SIGTERM
+"#;
+
+fn build_hello(who: As, scratch: &Scratch, name: &str) -> (String, Vec<ReadImage>) {
+    let recipe = scratch.recipe(name, HELLO, &[("files/hello.txt", "hi from the recipe folder\n")]);
+    let dir = recipe.parent().unwrap();
+    let out = xbake(
+        who,
+        dir,
+        &["build", "recipe.yaml", "--arch", "arm,arm64,ppc64le,arm/v6", "-o", "oci:out/hello", "--tag", "1.0"],
+        &[],
+    );
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (index, images) = read_layout(&dir.join("out/hello"), "1.0");
+    assert_eq!(stdout, index, "stdout carries the index digest");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[arm64 1/8] RUN uname -m > /arch"), "{stderr}");
+    assert!(stderr.contains("[arm64 5/8] exec form"), "step output is prefixed:\n{stderr}");
+    (index, images)
+}
+
+fn check_images(images: &[ReadImage]) {
+    let platforms: Vec<&str> = images.iter().map(|i| i.platform.as_str()).collect();
+    assert_eq!(platforms, ["linux/arm/v7", "linux/arm64", "linux/ppc64le", "linux/arm/v6"]);
+    let expect = [
+        ("armv7l", "arm 7"),
+        ("aarch64", "arm64 none"),
+        ("ppc64le", "ppc64le none"),
+        ("armv6l", "arm 6"),
+    ];
+    for (image, (uname, goarm)) in images.iter().zip(expect) {
+        assert_eq!(file_text(image, "arch").trim(), uname, "{}", image.platform);
+        let arch = image.platform.split('/').nth(1).unwrap();
+        let (goarch, goarm) = goarm.split_once(' ').unwrap();
+        assert_eq!(goarch, arch);
+        assert_eq!(
+            file_text(image, "app/vars").trim(),
+            format!("hello {arch} {arch} {goarm} 0"),
+            "{}",
+            image.platform
+        );
+        assert_eq!(file_text(image, "opt/hello.txt"), "hi from the recipe folder\n");
+        assert_eq!(image.meta["opt/hello.txt"], (1234, 4321, 0o600), "chown in a step, mode from copy");
+        assert_eq!(file_text(image, "owner").trim(), "1000:1000", "base owners survive unpacking");
+        assert_eq!(image.meta["home/user"].0, 1000);
+        assert_eq!(file_text(image, "tmp/uid").trim(), "1000", "user: applies to later steps");
+        assert!(!image.files.contains_key("etc/hosts"), "sandbox files stay out of layers");
+        let config = &image.config;
+        assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+        assert_eq!(config["config"]["Cmd"], serde_json::json!(["cat /arch"]));
+        assert_eq!(config["config"]["WorkingDir"], "/app");
+        assert_eq!(config["config"]["User"], "1000:1000");
+        assert_eq!(config["config"]["StopSignal"], "SIGTERM");
+        assert_eq!(config["config"]["Labels"]["org.opencontainers.image.title"], "hello");
+        assert!(config["config"]["ExposedPorts"]["8080/tcp"].is_object());
+        let env: Vec<&str> = config["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(env, ["PATH=/usr/bin:/bin:/usr/sbin:/sbin", "STAGE=two"]);
+        let history = config["history"].as_array().unwrap();
+        let layered = history.iter().filter(|h| h["empty_layer"] != true).count();
+        assert_eq!(layered, config["rootfs"]["diff_ids"].as_array().unwrap().len());
+        // The exec-form echo changed nothing: an empty_layer history entry.
+        assert!(history.iter().any(|h| h["created_by"].as_str().unwrap().contains("exec form") && h["empty_layer"] == true));
+    }
+}
+
+#[test]
+fn builds_four_platforms_as_root_and_rootless_with_identical_digests() {
+    if !emulation_ready() {
+        return;
+    }
+    if !is_root() && skip("needs root to create the unprivileged test user") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let (root_index, root_images) = build_hello(As::Me, &scratch, "as-root");
+    check_images(&root_images);
+    let (user_index, user_images) = build_hello(As::TestUser, &scratch, "as-user");
+    check_images(&user_images);
+    assert_eq!(root_index, user_index, "root and rootless builds differ");
+
+    // A rebuild in another folder gives the same bytes again.
+    let (again, _) = build_hello(As::Me, &scratch, "again");
+    assert_eq!(again, root_index);
+
+    // skopeo (Debian's) reads the layout and returns exactly the index bytes.
+    let layout = scratch.path().join("as-root/out/hello");
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{}:1.0", layout.display())])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            assert_eq!(format!("sha256:{}", sha256_hex(&out.stdout)), root_index);
+        }
+        Ok(out) => panic!("skopeo failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => {
+            skip("skopeo is not installed");
+        }
+    }
+}
+
+#[test]
+fn xbake_run_reports_each_platforms_cpu() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "run",
+        "from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz\n\
+         steps:\n  - run: uname -m > /arch\n\
+         config:\n  cmd: [\"cat\", \"/arch\"]\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "s390x,arm/v5", "-o", "oci:img:t"], &[]));
+    for (platform, want) in [("s390x", "s390x"), ("arm/v5", "armv5tel")] {
+        let out = xbake(As::Me, dir, &["run", "oci:img:t", "--platform", platform], &[]);
+        assert_ok(&out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+        let out = xbake(As::Me, dir, &["run", "oci:img:t", "--platform", platform, "--", "sh", "-c", "exit 7"], &[]);
+        assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    }
+    let out = xbake(As::Me, dir, &["run", "oci:img:t"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--platform"), "{}", text(&out));
+}
+
+#[test]
+fn v7_code_faults_on_an_arm_v6_cpu() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    // Debian's armhf busybox is ARMv7 code; a Raspberry Pi 1 (ARM1176) cannot run it.
+    let recipe = scratch.recipe("v6", "from: rootfs:bases/busybox-armv7.tar.gz\nsteps:\n  - run: uname -m\n", &[]);
+    let out = xbake(As::Me, recipe.parent().unwrap(), &["build", "recipe.yaml", "--arch", "arm/v6"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("SIGILL"), "{}", text(&out));
+}
+
+#[test]
+fn network_none_leaves_only_loopback() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "net",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n\
+         \x20 - run: ls /sys/class/net > /isolated\n    network: none\n\
+         \x20 - run: ls /sys/class/net > /host\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:o"], &[]));
+    let (_, images) = read_layout(&dir.join("o"), "latest");
+    assert_eq!(file_text(&images[0], "isolated").trim(), "lo");
+    assert_ne!(file_text(&images[0], "host").trim(), "lo", "the host's interfaces by default");
+    // --network none applies to every step.
+    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "--network", "none", "-o", "oci:o2"], &[]));
+    let (_, images) = read_layout(&dir.join("o2"), "latest");
+    assert_eq!(file_text(&images[0], "host").trim(), "lo");
+}
+
+#[test]
+fn a_failing_step_names_platform_step_command_exit_code_and_output() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "fail",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo fine\n  - run: echo first; echo last words >&2; exit 42\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[arm64 2/2] RUN echo first; echo last words >&2; exit 42 failed with exit code 42"), "{err}");
+    assert!(err.contains("recipe.yaml:4:5"), "{err}");
+    assert!(err.contains("| last words"), "{err}");
+    assert!(!dir.join("out").exists(), "a failed build writes no output");
+}
+
+#[test]
+fn bad_input_fails_early_with_a_clear_message() {
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("bad", "from: scratch\nsteps:\n  - rnu: true\n", &[]);
+    let dir = recipe.parent().unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("recipe.yaml:3:5"), "{}", text(&out));
+
+    std::fs::write(&recipe, "from: scratch\nsteps: []\n").unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64,mips"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out);
+    assert!(t.contains("\"mips\"") && t.contains("ppc64le"), "{t}");
+
+    let empty = scratch.path().join("no-qemu");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--arch", "riscv64"],
+        &[("XBAKE_QEMU_PATH", empty.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("qemu-riscv64-static") && t.contains("apt-get install qemu-user-static"), "{t}");
+
+    std::fs::create_dir_all(dir.join("notalayout")).unwrap();
+    std::fs::write(dir.join("notalayout/keep"), "x").unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "-o", "oci:notalayout"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not an OCI image layout"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(dir.join("notalayout/keep")).unwrap(), "x");
+}
+
+/// A rootfs tarball with an entry that climbs out of the root.
+fn hostile_tar(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    // Write the name bytes directly: the tar crate refuses `..` in set_path.
+    let name = b"../../escaped";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_cksum();
+    tar.append(&h, &b"evil"[..]).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn a_hostile_base_is_refused_naming_the_entry() {
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("hostile", "from: rootfs:evil.tar.gz\nsteps: []\n", &[]);
+    let dir = recipe.parent().unwrap();
+    hostile_tar(&dir.join("evil.tar.gz"));
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "-o", "oci:out"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("../../escaped"), "{}", text(&out));
+    assert!(!scratch.path().join("escaped").exists());
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn a_layer_whose_digest_does_not_match_is_refused() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("base", "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo x > /x\n", &[]);
+    let dir = recipe.parent().unwrap();
+    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:base:1"], &[]));
+    // Corrupt the layer the step wrote, keeping its name.
+    let (_, images) = read_layout(&dir.join("base"), "1");
+    let manifest = json(&blob(&dir.join("base"), &images[0].manifest_digest));
+    let last = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_string();
+    let path = dir.join("base/blobs/sha256").join(last.strip_prefix("sha256:").unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 9] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&recipe, "from: oci:base:1\nsteps:\n  - run: true\n").unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:derived"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&last) || t.contains("mismatch") || t.contains("corrupt"), "{t}");
+    assert!(!dir.join("derived").exists());
+}
+
+#[test]
+fn an_oci_base_is_reused_byte_for_byte_and_its_config_inherited() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "chain",
+        "from: rootfs:bases/busybox-${TARGETARCH}.tar.gz\nenv: {FROM_BASE: yes}\n\
+         steps:\n  - run: echo base > /base\nconfig:\n  cmd: [\"cat\", \"/base\"]\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64,s390x", "-o", "oci:base:1"], &[]));
+    std::fs::write(
+        dir.join("derived.yaml"),
+        "from: oci:base:1\nsteps:\n  - run: echo derived > /derived\n",
+    )
+    .unwrap();
+    assert_ok(&xbake(As::Me, dir, &["build", "derived.yaml", "--arch", "s390x,arm64", "-o", "oci:derived:2"], &[]));
+    let (_, base) = read_layout(&dir.join("base"), "1");
+    let (_, derived) = read_layout(&dir.join("derived"), "2");
+    assert_eq!(derived[0].platform, "linux/s390x");
+    let base_s390x = &base[1];
+    let base_layers = base_s390x.config["rootfs"]["diff_ids"].as_array().unwrap();
+    let derived_layers = derived[0].config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(&derived_layers[..base_layers.len()], &base_layers[..]);
+    assert_eq!(derived[0].config["config"]["Cmd"], serde_json::json!(["cat", "/base"]));
+    assert!(derived[0].config["config"]["Env"].as_array().unwrap().contains(&serde_json::json!("FROM_BASE=yes")));
+    assert_eq!(file_text(&derived[0], "base").trim(), "base");
+    assert_eq!(file_text(&derived[0], "derived").trim(), "derived");
+}
+
+#[test]
+fn a_killed_build_leaves_the_output_as_it_was() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("kill", "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo one > /v\n", &[]);
+    let dir = recipe.parent().unwrap();
+    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out:keep"], &[]));
+    let before = std::fs::read(dir.join("out/index.json")).unwrap();
+    std::fs::write(&recipe, "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo two > /v; sleep 600\n").unwrap();
+    let mut cmd = std::process::Command::new(shared_binary());
+    cmd.args(["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out:new"])
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join(".cache-me"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Wait until the step runs, then kill the whole build.
+    let start = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let running = std::process::Command::new("pgrep").args(["-f", "sleep 600"]).output().unwrap();
+        if running.status.success() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "the slow step never started");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Every process of the build goes with it (parent-death signals down the chain).
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !std::process::Command::new("pgrep").args(["-f", "sleep 600"]).status().unwrap().success()
+    });
+    assert!(gone, "the step outlived the killed build");
+    assert_eq!(std::fs::read(dir.join("out/index.json")).unwrap(), before);
+    let (_, images) = read_layout(&dir.join("out"), "keep");
+    assert_eq!(file_text(&images[0], "v").trim(), "one");
+}

@@ -1,0 +1,359 @@
+//! Shared helpers for the integration tests: the xbake binary, the busybox fixtures,
+//! running as root or as an unprivileged test user, and an OCI layout reader that is
+//! independent of xbake's own code (serde_json, sha2, flate2 and tar only).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `XBAKE_TEST_STRICT=1` (CI) turns a skip into a failure.
+pub fn skip(why: &str) -> bool {
+    if std::env::var_os("XBAKE_TEST_STRICT").is_some() {
+        panic!("required but unavailable: {why}");
+    }
+    eprintln!("skipped: {why}");
+    true
+}
+
+pub fn xbake_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_xbake"))
+}
+
+/// The busybox bases made by `just fixtures` (scripts/fixtures.sh).
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("XBAKE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/bases"));
+    dir.join("busybox-arm64.tar.gz").is_file().then_some(dir)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+pub fn have_qemu() -> bool {
+    Path::new("/usr/bin/qemu-aarch64-static").exists()
+        && Path::new("/usr/bin/qemu-arm-static").exists()
+        && Path::new("/usr/bin/qemu-ppc64le-static").exists()
+}
+
+/// Checks the emulated-build prerequisites; false (after saying why) when a test must
+/// skip.
+pub fn emulation_ready() -> bool {
+    if fixtures().is_none() {
+        return !skip("no busybox fixtures; run `just fixtures` (or ./dev test)");
+    }
+    if !have_qemu() {
+        return !skip("no qemu-user-static; run ./dev test or apt-get install qemu-user-static");
+    }
+    true
+}
+
+/// A scratch folder that an unprivileged test user may also use.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::Builder::new()
+            .prefix("xbake-it-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        Scratch { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A recipe folder holding `recipe.yaml` with `text`, plus copies of the fixtures
+    /// under `bases/` and `extra` files.
+    pub fn recipe(&self, name: &str, text: &str, extra: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(dir.join("bases")).unwrap();
+        if let Some(fx) = fixtures() {
+            for entry in std::fs::read_dir(fx).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), dir.join("bases").join(entry.file_name())).unwrap();
+            }
+        }
+        for (path, content) in extra {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        std::fs::write(dir.join("recipe.yaml"), text).unwrap();
+        open_up(&dir);
+        dir.join("recipe.yaml")
+    }
+}
+
+/// World-readable (and, for folders, writable) so the test user can use it.
+pub fn open_up(path: &Path) {
+    for entry in walkdir::WalkDir::new(path) {
+        let entry = entry.unwrap();
+        if entry.path_is_symlink() {
+            continue;
+        }
+        let mode = if entry.file_type().is_dir() { 0o777 } else { 0o666 };
+        std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// How a command is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum As {
+    /// The test process's own user (root in CI).
+    Me,
+    /// The unprivileged user the tests create (needs root to create it).
+    TestUser,
+}
+
+pub const TEST_USER: &str = "xbake-test";
+
+/// Creates the unprivileged test user with subordinate id ranges, once.
+pub fn test_user() -> Option<(u32, u32, PathBuf)> {
+    if !is_root() {
+        return None;
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if nix::unistd::User::from_name(TEST_USER).ok().flatten().is_none() {
+            let status = Command::new("useradd")
+                .args(["--create-home", "--shell", "/bin/sh", TEST_USER])
+                .status()
+                .expect("useradd");
+            assert!(status.success(), "useradd {TEST_USER} failed");
+        }
+        let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+        if !subuid.lines().any(|l| l.starts_with(&format!("{TEST_USER}:"))) {
+            let status = Command::new("usermod")
+                .args(["--add-subuids", "300000-365535", "--add-subgids", "300000-365535", TEST_USER])
+                .status()
+                .expect("usermod");
+            assert!(status.success(), "usermod --add-subuids failed");
+        }
+    });
+    let user = nix::unistd::User::from_name(TEST_USER).ok().flatten()?;
+    Some((user.uid.as_raw(), user.gid.as_raw(), user.dir))
+}
+
+/// A copy of the xbake binary that any user can execute (the build tree may sit in a
+/// folder only root can enter).
+pub fn shared_binary() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = Path::new("/tmp").join(format!("xbake-it-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("xbake");
+        std::fs::copy(xbake_bin(), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    })
+    .clone()
+}
+
+/// Runs xbake with `args` in `cwd` as `who`, with a private cache folder, a clean
+/// environment plus `env`, and a time limit.
+pub fn xbake(who: As, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let cache = cwd.join(match who {
+        As::Me => ".cache-me",
+        As::TestUser => ".cache-user",
+    });
+    let mut cmd = Command::new(shared_binary());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("XDG_CACHE_HOME", &cache)
+        .stdin(Stdio::null());
+    match who {
+        As::Me => {
+            cmd.env("HOME", std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+        }
+        As::TestUser => {
+            let (uid, gid, home) = test_user().expect("the test user needs root to create");
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid).env("HOME", home).env("USER", TEST_USER);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_with_timeout(cmd, Duration::from_secs(600))
+}
+
+pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let child = cmd.spawn().expect("spawning xbake");
+    let pid = child.id() as i32;
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    loop {
+        if let Ok(out) = rx.recv_timeout(Duration::from_millis(200)) {
+            return out.expect("waiting for xbake");
+        }
+        if start.elapsed() > limit {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            panic!("{cmd:?} ran over {limit:?}");
+        }
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "xbake failed:\n{}", text(out));
+}
+
+// ---------------------------------------------------------------------------------
+// An independent OCI layout reader.
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Reads a blob and checks that its bytes hash to its name.
+pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
+    assert_eq!(sha256_hex(&bytes), hex, "blob {digest} does not match its digest");
+    bytes
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// One platform's image as read back.
+#[derive(Debug)]
+pub struct ReadImage {
+    pub platform: String,
+    pub manifest_digest: String,
+    pub config: serde_json::Value,
+    /// Every file of the flattened layers: path → content (regular files only).
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// path → (uid, gid, mode) for every entry.
+    pub meta: BTreeMap<String, (u64, u64, u32)>,
+}
+
+/// Returns (index digest, images) for `tag` in the layout at `dir`.
+pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
+    assert_eq!(
+        json(&std::fs::read(dir.join("oci-layout")).unwrap())["imageLayoutVersion"],
+        "1.0.0"
+    );
+    let top = json(&std::fs::read(dir.join("index.json")).unwrap());
+    let entry = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {top}"))
+        .clone();
+    assert_eq!(entry["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let index_digest = entry["digest"].as_str().unwrap().to_string();
+    let index_bytes = blob(dir, &index_digest);
+    assert_eq!(entry["size"].as_u64().unwrap(), index_bytes.len() as u64);
+    let index = json(&index_bytes);
+    let mut images = Vec::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let p = &m["platform"];
+        let platform = match p["variant"].as_str() {
+            Some(v) => format!("{}/{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap(), v),
+            None => format!("{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap()),
+        };
+        let manifest_digest = m["digest"].as_str().unwrap().to_string();
+        let manifest = json(&blob(dir, &manifest_digest));
+        assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        let config = json(&blob(dir, manifest["config"]["digest"].as_str().unwrap()));
+        assert_eq!(config["os"], p["os"]);
+        assert_eq!(config["architecture"], p["architecture"]);
+        assert_eq!(config["variant"], p["variant"]);
+        let layers = manifest["layers"].as_array().unwrap();
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+        assert_eq!(layers.len(), diff_ids.len(), "one diff_id per layer");
+        let mut files = BTreeMap::new();
+        let mut meta = BTreeMap::new();
+        for (layer, diff_id) in layers.iter().zip(diff_ids) {
+            assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+            let gz = blob(dir, layer["digest"].as_str().unwrap());
+            let mut tar_bytes = Vec::new();
+            flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut tar_bytes).unwrap();
+            assert_eq!(format!("sha256:{}", sha256_hex(&tar_bytes)), diff_id.as_str().unwrap());
+            apply_tar(&tar_bytes, &mut files, &mut meta);
+        }
+        images.push(ReadImage {
+            platform,
+            manifest_digest,
+            config,
+            files,
+            meta,
+        });
+    }
+    (index_digest, images)
+}
+
+/// A flattening good enough for assertions: files, whiteouts, opaque dirs.
+fn apply_tar(bytes: &[u8], files: &mut BTreeMap<String, Vec<u8>>, meta: &mut BTreeMap<String, (u64, u64, u32)>) {
+    let mut archive = tar::Archive::new(bytes);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        let name = path.rsplit('/').next().unwrap_or("").to_string();
+        let parent = path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        if name == ".wh..wh..opq" {
+            let prefix = format!("{parent}/");
+            files.retain(|k, _| !k.starts_with(&prefix));
+            meta.retain(|k, _| !k.starts_with(&prefix));
+            continue;
+        }
+        if let Some(victim) = name.strip_prefix(".wh.") {
+            let victim = if parent.is_empty() { victim.to_string() } else { format!("{parent}/{victim}") };
+            let prefix = format!("{victim}/");
+            files.retain(|k, _| k != &victim && !k.starts_with(&prefix));
+            meta.retain(|k, _| k != &victim && !k.starts_with(&prefix));
+            continue;
+        }
+        let h = entry.header();
+        meta.insert(path.clone(), (h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap()));
+        if h.entry_type().is_file() {
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            files.insert(path, content);
+        } else {
+            files.remove(&path);
+        }
+    }
+}
+
+pub fn file_text(image: &ReadImage, path: &str) -> String {
+    String::from_utf8(
+        image
+            .files
+            .get(path)
+            .unwrap_or_else(|| panic!("{} has no {path}", image.platform))
+            .clone(),
+    )
+    .unwrap()
+}

@@ -2,4 +2,5 @@
 //! without a container daemon. See DESIGN.md (shared) and README.md.
 
 pub mod digest;
+pub mod layer;
 pub mod platform;

@@ -8,10 +8,12 @@
 //! - [`snapshot`]: the `Snapshotter` seam and the portable walk-based implementation.
 //! - [`pack`]: a `ChangeSet` → tar → gzip, hashed in one pass.
 
+pub mod compress;
 pub mod error;
 mod metadata;
 mod rel_path;
 pub mod root;
 
+pub use compress::Compression;
 pub use error::{LayerError, Warnings};
 pub use root::{EntryMeta, RootDir, SpecialFile};

@@ -29,6 +29,11 @@ pub fn clean(path: &Path) -> Result<PathBuf, LayerError> {
     Ok(clean)
 }
 
+/// Like [`clean`], for raw bytes from a tar header.
+pub fn clean_bytes(bytes: &[u8]) -> Result<PathBuf, LayerError> {
+    clean(Path::new(OsStr::from_bytes(bytes)))
+}
+
 /// Splits a cleaned, non-empty relative path into its parent (possibly empty: the root)
 /// and its final name. `None` for the root itself.
 pub fn split(rel: &Path) -> Option<(&Path, &OsStr)> {
@@ -71,7 +76,7 @@ mod tests {
             let err = clean(Path::new(bad)).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
-        assert!(clean(Path::new(OsStr::from_bytes(b"a\0b"))).is_err());
+        assert!(clean_bytes(b"a\0b").is_err());
     }
 
     #[test]

@@ -13,10 +13,12 @@ pub mod error;
 mod metadata;
 mod rel_path;
 pub mod root;
+pub mod snapshot;
 pub mod unpack;
 pub mod whiteout;
 
 pub use compress::Compression;
 pub use error::{LayerError, Warnings};
 pub use root::{EntryMeta, RootDir, SpecialFile};
+pub use snapshot::{Change, ChangeKind, ChangeSet, Snapshotter, WalkSnapshotter};
 pub use unpack::{UnpackReport, apply_blob, apply_layer};

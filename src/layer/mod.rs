@@ -11,14 +11,17 @@
 pub mod compress;
 pub mod error;
 mod metadata;
+pub mod pack;
 mod rel_path;
 pub mod root;
 pub mod snapshot;
+mod tar_writer;
 pub mod unpack;
 pub mod whiteout;
 
 pub use compress::Compression;
 pub use error::{LayerError, Warnings};
+pub use pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, PackedLayer, pack_changes, write_tar};
 pub use root::{EntryMeta, RootDir, SpecialFile};
 pub use snapshot::{Change, ChangeKind, ChangeSet, Snapshotter, WalkSnapshotter};
 pub use unpack::{UnpackReport, apply_blob, apply_layer};

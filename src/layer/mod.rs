@@ -19,6 +19,9 @@ mod tar_writer;
 pub mod unpack;
 pub mod whiteout;
 
+#[cfg(test)]
+mod tests;
+
 pub use compress::Compression;
 pub use error::{LayerError, Warnings};
 pub use pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, PackedLayer, pack_changes, write_tar};

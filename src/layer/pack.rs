@@ -18,6 +18,7 @@ use crate::digest::{Digest, HashingWriter};
 use nix::sys::stat::{self as nixstat, FileStat, SFlag};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -284,7 +285,7 @@ impl<W: Write> Packer<'_, W> {
                             .insert((st.st_dev, st.st_ino), path.to_path_buf());
                     }
                     header.size = st.st_size as u64;
-                    contents = Some(self.root.open_file(path)?);
+                    contents = Some(self.open_same_file(path, &st)?);
                 }
             }
             SFlag::S_IFLNK => {
@@ -318,6 +319,20 @@ impl<W: Write> Packer<'_, W> {
             },
         })?;
         Ok(kind)
+    }
+
+    /// Opens the regular file `path` and checks it is still the file `st` describes: the
+    /// header is already decided from `st`, and the contents must belong to it.
+    fn open_same_file(&self, path: &Path, st: &FileStat) -> Result<File, LayerError> {
+        let file = self.root.open_file(path)?;
+        let opened = nixstat::fstat(&file).map_err(|e| LayerError::io("stat", path, e))?;
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(LayerError::ChangedWhilePacking {
+                path: path.to_path_buf(),
+                expected: st.st_size as u64,
+            });
+        }
+        Ok(file)
     }
 
     /// An empty regular file marking a deletion (`.wh.NAME`) or an opaque directory.

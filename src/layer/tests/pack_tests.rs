@@ -418,3 +418,37 @@ fn a_packed_step_applied_onto_the_lower_tree_reproduces_the_upper_tree() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `cargo test --release --lib -- --ignored 10k_entries --nocapture` prints the figures.
+#[test]
+#[ignore = "timing figure; run in release mode"]
+fn pack_and_unpack_of_10k_entries_timing() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    for d in 0..100 {
+        for f in 0..99 {
+            write(&tree.join(format!("dir{d:03}/file{f:03}")), &[b'x'; 1000]);
+        }
+    }
+    let set = everything_added(&tree);
+    let started = std::time::Instant::now();
+    let (blob, layer) = pack_changes(&tree, &set, &PackOptions::default(), Vec::new()).unwrap();
+    let packed = started.elapsed();
+    let target = work.path().join("target");
+    fs::create_dir(&target).unwrap();
+    let started = std::time::Instant::now();
+    let report = apply_blob(
+        &RootDir::open(&target).unwrap(),
+        &blob[..],
+        &layer.digest,
+        Some(&layer.diff_id),
+    )
+    .unwrap();
+    let unpacked = started.elapsed();
+    println!(
+        "10,000 entries of 1 kB: pack {packed:?} ({} gzip bytes), apply_blob {unpacked:?} ({} warnings)",
+        layer.size,
+        report.warnings.len()
+    );
+    assert_eq!(report.entries, layer.entries);
+}

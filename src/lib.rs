@@ -1,9 +1,13 @@
 //! xbake: build multi-architecture OCI images from a declarative recipe, rootless and
 //! without a container daemon. See DESIGN.md (shared) and README.md.
 
+pub mod build;
+pub mod cli;
 pub mod digest;
 pub mod emulation;
 pub mod image;
+pub mod layer;
 pub mod platform;
 pub mod recipe;
 pub mod sandbox;
+pub mod source;

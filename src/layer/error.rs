@@ -1,0 +1,166 @@
+//! The one error type of the layer module, and the warnings that are reported instead of
+//! failing (metadata the filesystem or the privilege level cannot represent).
+
+use crate::digest::DigestError;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong turning layers into a rootfs and back. Each variant names
+/// the path or layer entry it concerns; the OS error, when there is one, is the `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// A system call on `path` failed. `op` says which operation ("create", "chown", ...).
+    #[error("cannot {op} {path:?}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A path from a tar, a recipe or a change set that cannot be used inside a root:
+    /// it has a `..` component or names nothing.
+    #[error("unsafe path {path:?}: {reason}")]
+    UnsafePath { path: PathBuf, reason: &'static str },
+
+    /// An operation would replace, retype or delete the root directory itself.
+    #[error("refusing to {op} the root directory itself (path {path:?})")]
+    RootReplace { op: &'static str, path: PathBuf },
+
+    /// Something exists at `path` but is not the directory the operation needs.
+    #[error("{path:?} exists and is not a directory")]
+    NotADirectory { path: PathBuf },
+
+    /// A hardlink entry whose target is unusable (missing, a directory, outside the root).
+    #[error("hardlink {path:?} -> {target:?}: {reason}")]
+    HardlinkTarget {
+        path: PathBuf,
+        target: PathBuf,
+        reason: &'static str,
+    },
+
+    /// Wraps any error raised while applying one tar entry, so the message names it.
+    #[error("layer entry {entry:?}")]
+    Entry {
+        entry: String,
+        #[source]
+        source: Box<LayerError>,
+    },
+
+    /// The tar stream itself is malformed (bad header checksum, truncated, ...).
+    #[error("reading the layer tar stream{}", after_entry(.after))]
+    Tar {
+        after: Option<String>,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The compressed stream is corrupt or its format is not supported.
+    #[error("decompressing the layer ({format})")]
+    Decompress {
+        format: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A blob's digest or a layer's diff_id is not what the manifest or config promised
+    /// (`what` is "layer blob" or "layer diff_id").
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+
+    /// A changed file whose name starts with `.wh.` cannot be packed: every reader would
+    /// take it for a whiteout (OCI image-spec layer.md, "Whiteouts").
+    #[error("cannot pack {path:?}: names starting with \".wh.\" are reserved for whiteouts")]
+    ReservedName { path: PathBuf },
+
+    /// The `user.xbake.owner` xattr that records a rootless file's owner is malformed.
+    #[error("{path:?}: malformed user.xbake.owner xattr {value:?} (expected \"uid:gid\")")]
+    BadOwnerRecord { path: PathBuf, value: String },
+
+    /// A file changed size while it was being packed (something is still writing to the
+    /// rootfs); the layer would not match the tree.
+    #[error("{path:?} changed while it was being packed (expected {expected} bytes)")]
+    ChangedWhilePacking { path: PathBuf, expected: u64 },
+
+    /// `Snapshotter::changes` was called without a baseline from `begin`.
+    #[error("snapshot of {root:?}: changes() called before begin()")]
+    SnapshotNotBegun { root: PathBuf },
+
+    /// Writing the layer (tar, compressor or the output) failed.
+    #[error("writing the layer")]
+    Write {
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn after_entry(after: &Option<String>) -> String {
+    match after {
+        Some(entry) => format!(" after entry {entry:?}"),
+        None => String::new(),
+    }
+}
+
+impl LayerError {
+    /// Shorthand for the common `Io` case.
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: impl Into<io::Error>,
+    ) -> Self {
+        LayerError::Io {
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    /// The errno behind this error, if it is a plain system-call failure.
+    pub(crate) fn errno(&self) -> Option<i32> {
+        match self {
+            LayerError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Things that were skipped rather than failing: xattrs the filesystem or our privilege
+/// level cannot set, device nodes an unprivileged user cannot create, owners that could
+/// not be recorded. `#[must_use]` so that `root.write_file(..)?;` cannot silently drop them.
+#[must_use = "warnings report metadata that was skipped; pass them on to the caller"]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Warnings(Vec<String>);
+
+impl Warnings {
+    pub fn new() -> Self {
+        Warnings(Vec::new())
+    }
+
+    pub fn push(&mut self, warning: String) {
+        self.0.push(warning);
+    }
+
+    /// Moves `other`'s warnings into `self`.
+    pub fn absorb(&mut self, other: Warnings) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
+}
+
+impl fmt::Display for Warnings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}

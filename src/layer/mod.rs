@@ -1,0 +1,30 @@
+//! Layers: applying OCI layer tars onto a rootfs (whiteouts, hostile paths confined to the
+//! root), finding what a build step changed, and writing those changes as a deterministic
+//! layer (DESIGN decisions 1, 4 and 5).
+//!
+//! - [`root`]: `RootDir`, every filesystem operation confined to one directory.
+//! - [`unpack`]: apply one layer (tar or compressed blob, digests verified) onto a `RootDir`.
+//! - [`compress`]: detect gzip/zstd/xz; deterministic gzip.
+//! - [`snapshot`]: the `Snapshotter` seam and the portable walk-based implementation.
+//! - [`pack`]: a `ChangeSet` → tar → gzip, hashed in one pass.
+
+pub mod compress;
+pub mod error;
+mod metadata;
+pub mod pack;
+mod rel_path;
+pub mod root;
+pub mod snapshot;
+mod tar_writer;
+pub mod unpack;
+pub mod whiteout;
+
+#[cfg(test)]
+mod tests;
+
+pub use compress::Compression;
+pub use error::{LayerError, Warnings};
+pub use pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, PackedLayer, pack_changes, write_tar};
+pub use root::{EntryMeta, RootDir, SpecialFile};
+pub use snapshot::{Change, ChangeKind, ChangeSet, Snapshotter, WalkSnapshotter};
+pub use unpack::{UnpackReport, apply_blob, apply_layer};

@@ -1,0 +1,286 @@
+//! Detecting what a build step changed in a rootfs. `Snapshotter` is the seam: the walk
+//! below works everywhere; an overlayfs one (reading the upper directory) can replace it
+//! without the callers or `ChangeSet` noticing.
+
+use super::error::LayerError;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Finds the changes a step makes to a rootfs.
+pub trait Snapshotter: Send {
+    /// Called before a step runs; the step then runs in the root.
+    fn begin(&mut self) -> Result<(), LayerError>;
+    /// Called after the step: the changes since `begin`. Also the baseline for the next
+    /// step, so consecutive steps cost one look at the tree each.
+    fn changes(&mut self) -> Result<ChangeSet, LayerError>;
+    /// The tree was changed outside a step (e.g. a cached layer was applied onto it): the
+    /// next `begin` must take a fresh baseline.
+    fn invalidate(&mut self);
+}
+
+/// What changed, however it was found. Sorted by path, comparing component by component
+/// with bytes (`Path`'s order), which is a depth-first walk with children sorted by name:
+/// a directory comes right before its contents.
+///
+/// Every path to emit is listed (an added directory and each of its entries), except that
+/// a `Deleted` directory implies its whole subtree, as an overlayfs whiteout does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub changes: Vec<Change>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Relative to the root, no leading `/`.
+    pub path: PathBuf,
+    pub kind: ChangeKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+    /// A directory that is a different directory now (its inode changed: removed and
+    /// created again). Packed as opaque, since nothing of the old one shows through.
+    Replaced,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// What is recorded per entry. Any difference means "changed"; the ctime catches content
+/// writes, chmod, chown, xattr changes and renames, so file contents are never read. (umoci
+/// keeps the same kind of list as a constant: `oci/layer/generate.go`'s inode comparison.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryState {
+    /// File-type bits of st_mode.
+    file_type: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    dev: u64,
+    inode: u64,
+    nlink: u64,
+}
+
+impl EntryState {
+    fn of(meta: &fs::Metadata) -> Self {
+        EntryState {
+            file_type: meta.mode() & libc::S_IFMT,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            dev: meta.dev(),
+            inode: meta.ino(),
+            nlink: meta.nlink(),
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        self.file_type == libc::S_IFDIR
+    }
+
+    /// The later of mtime and ctime, as nanoseconds since the epoch.
+    fn last_change_ns(&self) -> i128 {
+        let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
+        ns(self.mtime).max(ns(self.ctime))
+    }
+}
+
+/// File timestamps come from a clock that only advances once per scheduler tick (up to
+/// 10 ms with HZ=100; "multigrain" timestamps fix this only on Linux >= 6.13), so a change
+/// made in the same tick as an entry's recorded timestamp can leave every field equal.
+/// Like git's "racily clean" index entries: `begin` makes sure the newest timestamp in the
+/// baseline is at least this old before the step starts, so any change the step makes
+/// gets a later timestamp. It costs nothing unless the tree changed in the last 20 ms.
+const TIMESTAMP_GRANULARITY: Duration = Duration::from_millis(20);
+
+/// One look at the tree.
+struct Walk {
+    /// Depth-first, children sorted by name bytes (so sorted by `Path` order).
+    entries: Vec<(PathBuf, EntryState)>,
+    /// Wall-clock time (ns since the epoch) after which a change is sure to get a newer
+    /// timestamp than any recorded here.
+    settled_at_ns: i128,
+}
+
+/// The portable snapshotter: walks the tree before and after and compares metadata.
+pub struct WalkSnapshotter {
+    root: PathBuf,
+    baseline: Option<Walk>,
+}
+
+impl WalkSnapshotter {
+    pub fn new(root: PathBuf) -> Self {
+        WalkSnapshotter {
+            root,
+            baseline: None,
+        }
+    }
+
+    fn walk(&self) -> Result<Walk, LayerError> {
+        let mut entries = Vec::new();
+        walk_dir(&self.root, Path::new(""), &mut entries)?;
+        let newest = entries
+            .iter()
+            .map(|(_, st)| st.last_change_ns())
+            .max()
+            .unwrap_or(0);
+        Ok(Walk {
+            entries,
+            settled_at_ns: newest + TIMESTAMP_GRANULARITY.as_nanos() as i128,
+        })
+    }
+}
+
+impl Snapshotter for WalkSnapshotter {
+    fn begin(&mut self) -> Result<(), LayerError> {
+        if self.baseline.is_none() {
+            self.baseline = Some(self.walk()?);
+        }
+        if let Some(baseline) = &self.baseline {
+            let wait_ns = baseline.settled_at_ns - now_ns();
+            if wait_ns > 0 {
+                // Capped: a file dated in the future must not stall the build.
+                let wait = Duration::from_nanos(wait_ns as u64).min(TIMESTAMP_GRANULARITY);
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(())
+    }
+
+    fn changes(&mut self) -> Result<ChangeSet, LayerError> {
+        let baseline = self
+            .baseline
+            .take()
+            .ok_or_else(|| LayerError::SnapshotNotBegun {
+                root: self.root.clone(),
+            })?;
+        let current = self.walk()?;
+        let changes = diff(&baseline.entries, &current.entries);
+        self.baseline = Some(current);
+        Ok(changes)
+    }
+
+    fn invalidate(&mut self) {
+        self.baseline = None;
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Appends the entries below `root/rel` in depth-first order, children sorted by name.
+/// Symlinks are not followed; the directory's own fd does the stat (statx relative to the
+/// open directory), so each entry costs one readdir slot and one stat.
+fn walk_dir(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<(PathBuf, EntryState)>,
+) -> Result<(), LayerError> {
+    let dir = root.join(rel);
+    let mut children = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| LayerError::io("read directory", &dir, e))? {
+        let entry = entry.map_err(|e| LayerError::io("read directory", &dir, e))?;
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Removed between readdir and stat: it is not there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(LayerError::io("stat", entry.path(), e)),
+        };
+        children.push((entry.file_name(), meta));
+    }
+    children.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, meta) in children {
+        let path = rel.join(&name);
+        let descend = meta.file_type().is_dir();
+        out.push((path.clone(), EntryState::of(&meta)));
+        if descend {
+            walk_dir(root, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Compares two walks (both in `Path` order) into a canonical `ChangeSet`.
+fn diff(old: &[(PathBuf, EntryState)], new: &[(PathBuf, EntryState)]) -> ChangeSet {
+    let mut changes = Vec::new();
+    // Below a replaced directory everything is new content: all of it is emitted, and no
+    // deletion needs saying (the opaque marker hides the old directory entirely).
+    let mut replaced: Option<PathBuf> = None;
+    // Below a deleted or retyped directory, deletions are implied by the top-most one.
+    let mut gone: Option<PathBuf> = None;
+    let under = |prefix: &Option<PathBuf>, path: &Path| {
+        prefix.as_deref().is_some_and(|p| path.starts_with(p))
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        let order = match (old.get(i), new.get(j)) {
+            (Some((a, _)), Some((b, _))) => a.as_path().cmp(b.as_path()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let (path, state) = &old[i];
+                i += 1;
+                if under(&replaced, path) || under(&gone, path) {
+                    continue;
+                }
+                if state.is_dir() {
+                    gone = Some(path.clone());
+                }
+                changes.push(change(path, ChangeKind::Deleted));
+            }
+            std::cmp::Ordering::Greater => {
+                let (path, _) = &new[j];
+                j += 1;
+                changes.push(change(path, ChangeKind::Added));
+            }
+            std::cmp::Ordering::Equal => {
+                let (path, before) = &old[i];
+                let after = &new[j].1;
+                i += 1;
+                j += 1;
+                if under(&replaced, path) {
+                    changes.push(change(path, ChangeKind::Modified));
+                } else if before.is_dir()
+                    && after.is_dir()
+                    && (before.inode, before.dev) != (after.inode, after.dev)
+                {
+                    replaced = Some(path.clone());
+                    changes.push(change(path, ChangeKind::Replaced));
+                } else if before != after {
+                    if before.is_dir() && !after.is_dir() {
+                        gone = Some(path.clone());
+                    }
+                    changes.push(change(path, ChangeKind::Modified));
+                }
+            }
+        }
+    }
+    ChangeSet { changes }
+}
+
+fn change(path: &Path, kind: ChangeKind) -> Change {
+    Change {
+        path: path.to_path_buf(),
+        kind,
+    }
+}

@@ -1,0 +1,407 @@
+//! Applying one layer (a tar stream, OCI image-spec layer.md "Applying Changesets") onto a
+//! rootfs. Every path is hostile and goes through [`RootDir`]; the rules about what a
+//! whiteout may delete follow umoci's `oci/layer/tar_extract.go`.
+
+use super::compress;
+use super::error::{LayerError, Warnings};
+use super::rel_path;
+use super::root::{EntryMeta, RootDir, SpecialFile, is_dir};
+use super::whiteout::{self, EntryName};
+use crate::digest::{Digest, HashingReader};
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use tar::EntryType;
+
+/// What applying a layer did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnpackReport {
+    /// Tar entries processed, whiteouts included (PAX global headers are not entries).
+    pub entries: u64,
+    /// Metadata that was skipped instead of failing: unsettable xattrs, device nodes an
+    /// unprivileged user cannot create, owners that could not be recorded.
+    pub warnings: Vec<String>,
+}
+
+/// Mode and owner of parent directories a layer uses without listing them (the same
+/// default as Docker's and containerd's unpackers).
+const IMPLIED_DIR_MODE: u32 = 0o755;
+const IMPLIED_DIR_OWNER: (u32, u32) = (0, 0);
+/// Read buffer between the blob and the decompressor.
+const BLOB_BUFFER: usize = 128 * 1024;
+
+const PAX_MTIME: &[u8] = b"mtime";
+const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
+
+/// Applies an uncompressed layer tar onto `root`.
+pub fn apply_layer(root: &RootDir, tar: impl Read) -> Result<UnpackReport, LayerError> {
+    apply_archive(root, &mut tar::Archive::new(tar))
+}
+
+/// Applies a layer blob as stored in a registry or an OCI layout: compressed or not
+/// (detected), checked against the manifest's `expected_digest` (of the blob bytes) and the
+/// config's `expected_diff_id` (of the tar), both computed in the same single pass that
+/// unpacks. On a mismatch the rootfs has been changed and must be thrown away.
+pub fn apply_blob(
+    root: &RootDir,
+    blob: impl Read,
+    expected_digest: &Digest,
+    expected_diff_id: Option<&Digest>,
+) -> Result<UnpackReport, LayerError> {
+    let mut blob_hasher = HashingReader::new(blob);
+    let applied = apply_compressed(root, &mut blob_hasher);
+    // The digest covers every byte of the blob, including any after the compressed stream.
+    let drained = blob_hasher.drain_and_finish();
+    let (report, diff_id) = match (applied, drained) {
+        (Ok(applied), Ok((digest, _))) => {
+            expected_digest.verify(&digest, "layer blob")?;
+            applied
+        }
+        // A corrupt blob usually fails to decompress first; the digest is the better
+        // explanation when it is wrong.
+        (Err(e), Ok((digest, _))) => {
+            expected_digest.verify(&digest, "layer blob")?;
+            return Err(e);
+        }
+        (Err(e), Err(_)) => return Err(e),
+        (Ok(_), Err(source)) => {
+            return Err(LayerError::Tar {
+                after: None,
+                source,
+            });
+        }
+    };
+    if let Some(expected) = expected_diff_id {
+        expected.verify(&diff_id, "layer diff_id")?;
+    }
+    Ok(report)
+}
+
+fn apply_compressed(
+    root: &RootDir,
+    blob: &mut impl Read,
+) -> Result<(UnpackReport, Digest), LayerError> {
+    let decompressed = compress::decompressor(BufReader::with_capacity(BLOB_BUFFER, blob))?;
+    let mut tar_hasher = HashingReader::new(decompressed);
+    let report = apply_archive(root, &mut tar::Archive::new(&mut tar_hasher))?;
+    // A tar reader stops at the end-of-archive marker; the padding after it is part of the
+    // diff_id (umoci drains the same way before checking).
+    let (diff_id, _) = tar_hasher
+        .drain_and_finish()
+        .map_err(|source| LayerError::Tar {
+            after: None,
+            source,
+        })?;
+    Ok((report, diff_id))
+}
+
+fn apply_archive<R: Read>(
+    root: &RootDir,
+    archive: &mut tar::Archive<R>,
+) -> Result<UnpackReport, LayerError> {
+    let mut layer = LayerApplier::new(root);
+    let mut last_entry: Option<String> = None;
+    let tar_error = |after: &Option<String>| {
+        let after = after.clone();
+        move |source| LayerError::Tar { after, source }
+    };
+    for entry in archive.entries().map_err(tar_error(&None))? {
+        let mut entry = entry.map_err(tar_error(&last_entry))?;
+        let raw_path = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw_path).into_owned();
+        layer
+            .apply_entry(&mut entry, &raw_path)
+            .map_err(|e| LayerError::Entry {
+                entry: name.clone(),
+                source: Box::new(e),
+            })?;
+        last_entry = Some(name);
+    }
+    layer.finish()
+}
+
+/// The state of one layer being applied.
+struct LayerApplier<'r> {
+    root: &'r RootDir,
+    /// Paths this layer wrote, and all their ancestors. A whiteout hides lower layers only
+    /// (layer.md: "files that are present in the same layer as a whiteout file can only be
+    /// hidden by whiteout files in subsequent layers"), so it never deletes these, whatever
+    /// the order of the entries (umoci's `upperPaths`).
+    upper: HashSet<PathBuf>,
+    /// Directory metadata, applied after all entries: creating children would bump the
+    /// mtimes, and a read-only mode would stop an unprivileged unpack from creating them.
+    dirs: BTreeMap<PathBuf, EntryMeta>,
+    warnings: Warnings,
+    entries: u64,
+}
+
+impl<'r> LayerApplier<'r> {
+    fn new(root: &'r RootDir) -> Self {
+        LayerApplier {
+            root,
+            upper: HashSet::new(),
+            dirs: BTreeMap::new(),
+            warnings: Warnings::new(),
+            entries: 0,
+        }
+    }
+
+    fn apply_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw_path: &[u8],
+    ) -> Result<(), LayerError> {
+        let mut kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            // Archive-wide PAX defaults; OCI layers carry nothing in them that we apply.
+            return Ok(());
+        }
+        self.entries += 1;
+        // Pre-POSIX tars mark directories with a trailing slash on a regular entry.
+        if kind == EntryType::Regular && raw_path.ends_with(b"/") {
+            kind = EntryType::Directory;
+        }
+        let rel = rel_path::clean_bytes(raw_path)?;
+        let Some((parent, name)) = rel_path::split(&rel) else {
+            // "./" or "/": the rootfs directory belongs to the builder, so its metadata is
+            // ignored; anything but a directory would retype the root (umoci refuses too).
+            return if kind.is_dir() {
+                Ok(())
+            } else {
+                Err(LayerError::RootReplace {
+                    op: "replace",
+                    path: rel,
+                })
+            };
+        };
+        match whiteout::classify(name) {
+            EntryName::Plain => {}
+            EntryName::Opaque => return self.hide_lower_children(parent),
+            EntryName::Delete(hidden) => return self.hide_lower(&parent.join(hidden)),
+            EntryName::AufsMeta => {
+                self.warnings.push(format!(
+                    "{}: reserved aufs whiteout name, skipped",
+                    rel.display()
+                ));
+                return Ok(());
+            }
+            EntryName::Invalid => {
+                return Err(LayerError::UnsafePath {
+                    path: rel,
+                    reason: "is a whiteout that names nothing",
+                });
+            }
+        }
+
+        let meta = entry_meta(entry)?;
+        self.mark_upper(&rel);
+        let implied = self
+            .root
+            .create_dir_all(parent, IMPLIED_DIR_MODE, IMPLIED_DIR_OWNER)?;
+        self.warnings.absorb(implied);
+        if kind.is_dir() {
+            self.root.mkdir(&rel)?;
+            self.dirs.insert(rel, meta);
+            return Ok(());
+        }
+        // A non-directory replaces whatever is at its path, a directory included.
+        if self.root.lstat(&rel)?.is_some_and(|st| is_dir(&st)) {
+            self.root.remove_all(&rel)?;
+        }
+        let warnings = match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.root.write_file(&rel, entry, &meta)?
+            }
+            EntryType::Symlink => {
+                let target = link_target(entry)?;
+                self.root.symlink(&rel, &target, &meta)?
+            }
+            EntryType::Link => {
+                let target = link_target(entry)?;
+                self.root.hardlink(&rel, &target)?;
+                Warnings::new()
+            }
+            EntryType::Fifo => self.root.mknod(&rel, SpecialFile::Fifo, &meta)?,
+            EntryType::Char | EntryType::Block => {
+                let node = device(entry.header(), kind)?;
+                match self.root.mknod(&rel, node, &meta) {
+                    Ok(warnings) => warnings,
+                    // Devices need CAP_MKNOD in the initial user namespace: rootless and
+                    // user-namespaced builds cannot create them (mknod(2)), and a build
+                    // step has no use for them; the runtime provides /dev.
+                    Err(e) if e.errno() == Some(libc::EPERM) => {
+                        self.warnings.push(format!(
+                            "{}: device node skipped: creating devices is not permitted here",
+                            rel.display()
+                        ));
+                        Warnings::new()
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            other => {
+                self.warnings.push(format!(
+                    "{}: unsupported tar entry type {:?}, skipped",
+                    rel.display(),
+                    other.as_byte() as char
+                ));
+                Warnings::new()
+            }
+        };
+        self.warnings.absorb(warnings);
+        Ok(())
+    }
+
+    /// Records `path` and its ancestors as written by this layer.
+    fn mark_upper(&mut self, path: &Path) {
+        for ancestor in path.ancestors() {
+            if !self.upper.insert(ancestor.to_path_buf()) {
+                break;
+            }
+        }
+    }
+
+    /// `.wh.NAME`: removes what lower layers have at `path`. If this layer wrote `path` or
+    /// something below it, only the lower-layer content around that is removed.
+    fn hide_lower(&mut self, path: &Path) -> Result<(), LayerError> {
+        if !self.upper.contains(path) {
+            return self.root.remove_all(path);
+        }
+        self.hide_lower_children(path)
+    }
+
+    /// `.wh..wh..opq`: removes everything lower layers put in `dir`.
+    fn hide_lower_children(&mut self, dir: &Path) -> Result<(), LayerError> {
+        if !self.root.lstat(dir)?.is_some_and(|st| is_dir(&st)) {
+            return Ok(());
+        }
+        for name in self.root.read_dir(dir)? {
+            self.hide_lower(&dir.join(name))?;
+        }
+        Ok(())
+    }
+
+    /// Applies the deferred directory metadata, deepest first: children before parents, so
+    /// a parent's final mode never blocks reaching a child.
+    fn finish(mut self) -> Result<UnpackReport, LayerError> {
+        for (rel, meta) in self.dirs.iter().rev() {
+            let warnings =
+                set_dir_metadata(self.root, rel, meta).map_err(|e| LayerError::Entry {
+                    entry: rel.to_string_lossy().into_owned(),
+                    source: Box::new(e),
+                })?;
+            self.warnings.absorb(warnings);
+        }
+        Ok(UnpackReport {
+            entries: self.entries,
+            warnings: self.warnings.into_vec(),
+        })
+    }
+}
+
+fn set_dir_metadata(root: &RootDir, rel: &Path, meta: &EntryMeta) -> Result<Warnings, LayerError> {
+    // A later entry of the same layer may have replaced the directory with something else.
+    if !root.lstat(rel)?.is_some_and(|st| is_dir(&st)) {
+        return Ok(Warnings::new());
+    }
+    root.set_metadata(rel, meta)
+}
+
+/// Mode, numeric owner (user and group names are ignored: they mean nothing inside the
+/// image), mtime and xattrs of an entry, PAX records included.
+fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<EntryMeta, LayerError> {
+    let header = entry.header();
+    let header_error = |source| LayerError::Tar {
+        after: None,
+        source,
+    };
+    let mode = header.mode().map_err(header_error)? & 0o7777;
+    // The tar crate already applies PAX uid/gid records to the header.
+    let uid = id(header.uid().map_err(header_error)?, "uid")?;
+    let gid = id(header.gid().map_err(header_error)?, "gid")?;
+    let mut mtime = i64::try_from(header.mtime().map_err(header_error)?).unwrap_or(i64::MAX);
+    let mut xattrs = Vec::new();
+    if let Some(records) = entry.pax_extensions().map_err(header_error)? {
+        for record in records {
+            let record = record.map_err(header_error)?;
+            let (key, value) = (record.key_bytes(), record.value_bytes());
+            if key == PAX_MTIME {
+                mtime = parse_pax_time(value).unwrap_or(mtime);
+            } else if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+                match std::str::from_utf8(name) {
+                    Ok(name) => xattrs.push((name.to_string(), value.to_vec())),
+                    Err(_) => {
+                        return Err(LayerError::Tar {
+                            after: None,
+                            source: io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "xattr name is not UTF-8",
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(EntryMeta {
+        mode,
+        uid,
+        gid,
+        mtime,
+        xattrs,
+    })
+}
+
+fn id(value: u64, what: &str) -> Result<u32, LayerError> {
+    u32::try_from(value).map_err(|_| LayerError::Tar {
+        after: None,
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} {value} out of range"),
+        ),
+    })
+}
+
+/// PAX times are decimal seconds with an optional fraction ("1700000000.123456789");
+/// whole seconds are kept, rounding towards negative infinity like the kernel does.
+fn parse_pax_time(value: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let seconds: i64 = whole.parse().ok()?;
+    let has_fraction = fraction.bytes().any(|b| b != b'0');
+    Some(if whole.starts_with('-') && has_fraction {
+        seconds - 1
+    } else {
+        seconds
+    })
+}
+
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Result<PathBuf, LayerError> {
+    match entry.link_name_bytes() {
+        Some(target) if !target.is_empty() => Ok(PathBuf::from(OsStr::from_bytes(&target))),
+        _ => Err(LayerError::Tar {
+            after: None,
+            source: io::Error::new(io::ErrorKind::InvalidData, "link entry without a link name"),
+        }),
+    }
+}
+
+fn device(header: &tar::Header, kind: EntryType) -> Result<SpecialFile, LayerError> {
+    let field = |value: io::Result<Option<u32>>| {
+        value
+            .map(|v| u64::from(v.unwrap_or(0)))
+            .map_err(|source| LayerError::Tar {
+                after: None,
+                source,
+            })
+    };
+    let major = field(header.device_major())?;
+    let minor = field(header.device_minor())?;
+    Ok(if kind == EntryType::Char {
+        SpecialFile::CharDevice { major, minor }
+    } else {
+        SpecialFile::BlockDevice { major, minor }
+    })
+}

@@ -31,12 +31,25 @@ config:
 "#;
 
 fn build_hello(who: As, scratch: &Scratch, name: &str) -> (String, Vec<ReadImage>) {
-    let recipe = scratch.recipe(name, HELLO, &[("files/hello.txt", "hi from the recipe folder\n")]);
+    let recipe = scratch.recipe(
+        name,
+        HELLO,
+        &[("files/hello.txt", "hi from the recipe folder\n")],
+    );
     let dir = recipe.parent().unwrap();
     let out = xbake(
         who,
         dir,
-        &["build", "recipe.yaml", "--arch", "arm,arm64,ppc64le,arm/v6", "-o", "oci:out/hello", "--tag", "1.0"],
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm,arm64,ppc64le,arm/v6",
+            "-o",
+            "oci:out/hello",
+            "--tag",
+            "1.0",
+        ],
         &[],
     );
     assert_ok(&out);
@@ -44,14 +57,28 @@ fn build_hello(who: As, scratch: &Scratch, name: &str) -> (String, Vec<ReadImage
     let (index, images) = read_layout(&dir.join("out/hello"), "1.0");
     assert_eq!(stdout, index, "stdout carries the index digest");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("[arm64 1/8] RUN uname -m > /arch"), "{stderr}");
-    assert!(stderr.contains("[arm64 5/8] exec form"), "step output is prefixed:\n{stderr}");
+    assert!(
+        stderr.contains("[arm64 1/8] RUN uname -m > /arch"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[arm64 5/8] exec form"),
+        "step output is prefixed:\n{stderr}"
+    );
     (index, images)
 }
 
 fn check_images(images: &[ReadImage]) {
     let platforms: Vec<&str> = images.iter().map(|i| i.platform.as_str()).collect();
-    assert_eq!(platforms, ["linux/arm/v7", "linux/arm64", "linux/ppc64le", "linux/arm/v6"]);
+    assert_eq!(
+        platforms,
+        [
+            "linux/arm/v7",
+            "linux/arm64",
+            "linux/ppc64le",
+            "linux/arm/v6"
+        ]
+    );
     let expect = [
         ("armv7l", "arm 7"),
         ("aarch64", "arm64 none"),
@@ -69,27 +96,61 @@ fn check_images(images: &[ReadImage]) {
             "{}",
             image.platform
         );
-        assert_eq!(file_text(image, "opt/hello.txt"), "hi from the recipe folder\n");
-        assert_eq!(image.meta["opt/hello.txt"], (1234, 4321, 0o600), "chown in a step, mode from copy");
-        assert_eq!(file_text(image, "owner").trim(), "1000:1000", "base owners survive unpacking");
+        assert_eq!(
+            file_text(image, "opt/hello.txt"),
+            "hi from the recipe folder\n"
+        );
+        assert_eq!(
+            image.meta["opt/hello.txt"],
+            (1234, 4321, 0o600),
+            "chown in a step, mode from copy"
+        );
+        assert_eq!(
+            file_text(image, "owner").trim(),
+            "1000:1000",
+            "base owners survive unpacking"
+        );
         assert_eq!(image.meta["home/user"].0, 1000);
-        assert_eq!(file_text(image, "tmp/uid").trim(), "1000", "user: applies to later steps");
-        assert!(!image.files.contains_key("etc/hosts"), "sandbox files stay out of layers");
+        assert_eq!(
+            file_text(image, "tmp/uid").trim(),
+            "1000",
+            "user: applies to later steps"
+        );
+        assert!(
+            !image.files.contains_key("etc/hosts"),
+            "sandbox files stay out of layers"
+        );
         let config = &image.config;
         assert_eq!(config["created"], "1970-01-01T00:00:00Z");
         assert_eq!(config["config"]["Cmd"], serde_json::json!(["cat /arch"]));
         assert_eq!(config["config"]["WorkingDir"], "/app");
         assert_eq!(config["config"]["User"], "1000:1000");
         assert_eq!(config["config"]["StopSignal"], "SIGTERM");
-        assert_eq!(config["config"]["Labels"]["org.opencontainers.image.title"], "hello");
+        assert_eq!(
+            config["config"]["Labels"]["org.opencontainers.image.title"],
+            "hello"
+        );
         assert!(config["config"]["ExposedPorts"]["8080/tcp"].is_object());
-        let env: Vec<&str> = config["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let env: Vec<&str> = config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert_eq!(env, ["PATH=/usr/bin:/bin:/usr/sbin:/sbin", "STAGE=two"]);
         let history = config["history"].as_array().unwrap();
         let layered = history.iter().filter(|h| h["empty_layer"] != true).count();
-        assert_eq!(layered, config["rootfs"]["diff_ids"].as_array().unwrap().len());
+        assert_eq!(
+            layered,
+            config["rootfs"]["diff_ids"].as_array().unwrap().len()
+        );
         // The exec-form echo changed nothing: an empty_layer history entry.
-        assert!(history.iter().any(|h| h["created_by"].as_str().unwrap().contains("exec form") && h["empty_layer"] == true));
+        assert!(
+            history
+                .iter()
+                .any(|h| h["created_by"].as_str().unwrap().contains("exec form")
+                    && h["empty_layer"] == true)
+        );
     }
 }
 
@@ -142,12 +203,43 @@ fn xbake_run_reports_each_platforms_cpu() {
         &[],
     );
     let dir = recipe.parent().unwrap();
-    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "s390x,arm/v5", "-o", "oci:img:t"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "s390x,arm/v5",
+            "-o",
+            "oci:img:t",
+        ],
+        &[],
+    ));
     for (platform, want) in [("s390x", "s390x"), ("arm/v5", "armv5tel")] {
-        let out = xbake(As::Me, dir, &["run", "oci:img:t", "--platform", platform], &[]);
+        let out = xbake(
+            As::Me,
+            dir,
+            &["run", "oci:img:t", "--platform", platform],
+            &[],
+        );
         assert_ok(&out);
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
-        let out = xbake(As::Me, dir, &["run", "oci:img:t", "--platform", platform, "--", "sh", "-c", "exit 7"], &[]);
+        let out = xbake(
+            As::Me,
+            dir,
+            &[
+                "run",
+                "oci:img:t",
+                "--platform",
+                platform,
+                "--",
+                "sh",
+                "-c",
+                "exit 7",
+            ],
+            &[],
+        );
         assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     }
     let out = xbake(As::Me, dir, &["run", "oci:img:t"], &[]);
@@ -162,8 +254,17 @@ fn v7_code_faults_on_an_arm_v6_cpu() {
     }
     let scratch = Scratch::new();
     // Debian's armhf busybox is ARMv7 code; a Raspberry Pi 1 (ARM1176) cannot run it.
-    let recipe = scratch.recipe("v6", "from: rootfs:bases/busybox-armv7.tar.gz\nsteps:\n  - run: uname -m\n", &[]);
-    let out = xbake(As::Me, recipe.parent().unwrap(), &["build", "recipe.yaml", "--arch", "arm/v6"], &[]);
+    let recipe = scratch.recipe(
+        "v6",
+        "from: rootfs:bases/busybox-armv7.tar.gz\nsteps:\n  - run: uname -m\n",
+        &[],
+    );
+    let out = xbake(
+        As::Me,
+        recipe.parent().unwrap(),
+        &["build", "recipe.yaml", "--arch", "arm/v6"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("SIGILL"), "{}", text(&out));
 }
@@ -182,12 +283,35 @@ fn network_none_leaves_only_loopback() {
         &[],
     );
     let dir = recipe.parent().unwrap();
-    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:o"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:o"],
+        &[],
+    ));
     let (_, images) = read_layout(&dir.join("o"), "latest");
     assert_eq!(file_text(&images[0], "isolated").trim(), "lo");
-    assert_ne!(file_text(&images[0], "host").trim(), "lo", "the host's interfaces by default");
+    assert_ne!(
+        file_text(&images[0], "host").trim(),
+        "lo",
+        "the host's interfaces by default"
+    );
     // --network none applies to every step.
-    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "--network", "none", "-o", "oci:o2"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--network",
+            "none",
+            "-o",
+            "oci:o2",
+        ],
+        &[],
+    ));
     let (_, images) = read_layout(&dir.join("o2"), "latest");
     assert_eq!(file_text(&images[0], "host").trim(), "lo");
 }
@@ -204,10 +328,20 @@ fn a_failing_step_names_platform_step_command_exit_code_and_output() {
         &[],
     );
     let dir = recipe.parent().unwrap();
-    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out"], &[]);
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[arm64 2/2] RUN echo first; echo last words >&2; exit 42 failed with exit code 42"), "{err}");
+    assert!(
+        err.contains(
+            "[arm64 2/2] RUN echo first; echo last words >&2; exit 42 failed with exit code 42"
+        ),
+        "{err}"
+    );
     assert!(err.contains("recipe.yaml:4:5"), "{err}");
     assert!(err.contains("| last words"), "{err}");
     assert!(!dir.join("out").exists(), "a failed build writes no output");
@@ -223,7 +357,12 @@ fn bad_input_fails_early_with_a_clear_message() {
     assert!(text(&out).contains("recipe.yaml:3:5"), "{}", text(&out));
 
     std::fs::write(&recipe, "from: scratch\nsteps: []\n").unwrap();
-    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64,mips"], &[]);
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--arch", "arm64,mips"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(t.contains("\"mips\"") && t.contains("ppc64le"), "{t}");
@@ -238,14 +377,29 @@ fn bad_input_fails_early_with_a_clear_message() {
     );
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
-    assert!(t.contains("qemu-riscv64-static") && t.contains("apt-get install qemu-user-static"), "{t}");
+    assert!(
+        t.contains("qemu-riscv64-static") && t.contains("apt-get install qemu-user-static"),
+        "{t}"
+    );
 
     std::fs::create_dir_all(dir.join("notalayout")).unwrap();
     std::fs::write(dir.join("notalayout/keep"), "x").unwrap();
-    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "-o", "oci:notalayout"], &[]);
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "-o", "oci:notalayout"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("not an OCI image layout"), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(dir.join("notalayout/keep")).unwrap(), "x");
+    assert!(
+        text(&out).contains("not an OCI image layout"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notalayout/keep")).unwrap(),
+        "x"
+    );
 }
 
 /// A rootfs tarball with an entry that climbs out of the root.
@@ -284,23 +438,59 @@ fn a_layer_whose_digest_does_not_match_is_refused() {
         return;
     }
     let scratch = Scratch::new();
-    let recipe = scratch.recipe("base", "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo x > /x\n", &[]);
+    let recipe = scratch.recipe(
+        "base",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo x > /x\n",
+        &[],
+    );
     let dir = recipe.parent().unwrap();
-    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:base:1"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "-o",
+            "oci:base:1",
+        ],
+        &[],
+    ));
     // Corrupt the layer the step wrote, keeping its name.
     let (_, images) = read_layout(&dir.join("base"), "1");
     let manifest = json(&blob(&dir.join("base"), &images[0].manifest_digest));
-    let last = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap().to_string();
-    let path = dir.join("base/blobs/sha256").join(last.strip_prefix("sha256:").unwrap());
+    let last = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = dir
+        .join("base/blobs/sha256")
+        .join(last.strip_prefix("sha256:").unwrap());
     let mut bytes = std::fs::read(&path).unwrap();
     let n = bytes.len();
     bytes[n - 9] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    std::fs::write(&recipe, "from: oci:base:1\nsteps:\n  - run: true\n").unwrap();
-    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:derived"], &[]);
+    std::fs::write(&recipe, "from: oci:base:1\nsteps:\n  - run: \"true\"\n").unwrap();
+    let out = xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "-o",
+            "oci:derived",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains(&last) || t.contains("mismatch") || t.contains("corrupt"), "{t}");
+    assert!(
+        t.contains(&last) || t.contains("mismatch") || t.contains("corrupt"),
+        "{t}"
+    );
     assert!(!dir.join("derived").exists());
 }
 
@@ -317,13 +507,37 @@ fn an_oci_base_is_reused_byte_for_byte_and_its_config_inherited() {
         &[],
     );
     let dir = recipe.parent().unwrap();
-    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64,s390x", "-o", "oci:base:1"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64,s390x",
+            "-o",
+            "oci:base:1",
+        ],
+        &[],
+    ));
     std::fs::write(
         dir.join("derived.yaml"),
         "from: oci:base:1\nsteps:\n  - run: echo derived > /derived\n",
     )
     .unwrap();
-    assert_ok(&xbake(As::Me, dir, &["build", "derived.yaml", "--arch", "s390x,arm64", "-o", "oci:derived:2"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "derived.yaml",
+            "--arch",
+            "s390x,arm64",
+            "-o",
+            "oci:derived:2",
+        ],
+        &[],
+    ));
     let (_, base) = read_layout(&dir.join("base"), "1");
     let (_, derived) = read_layout(&dir.join("derived"), "2");
     assert_eq!(derived[0].platform, "linux/s390x");
@@ -331,8 +545,16 @@ fn an_oci_base_is_reused_byte_for_byte_and_its_config_inherited() {
     let base_layers = base_s390x.config["rootfs"]["diff_ids"].as_array().unwrap();
     let derived_layers = derived[0].config["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(&derived_layers[..base_layers.len()], &base_layers[..]);
-    assert_eq!(derived[0].config["config"]["Cmd"], serde_json::json!(["cat", "/base"]));
-    assert!(derived[0].config["config"]["Env"].as_array().unwrap().contains(&serde_json::json!("FROM_BASE=yes")));
+    assert_eq!(
+        derived[0].config["config"]["Cmd"],
+        serde_json::json!(["cat", "/base"])
+    );
+    assert!(
+        derived[0].config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("FROM_BASE=yes"))
+    );
     assert_eq!(file_text(&derived[0], "base").trim(), "base");
     assert_eq!(file_text(&derived[0], "derived").trim(), "derived");
 }
@@ -343,34 +565,71 @@ fn a_killed_build_leaves_the_output_as_it_was() {
         return;
     }
     let scratch = Scratch::new();
-    let recipe = scratch.recipe("kill", "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo one > /v\n", &[]);
+    let recipe = scratch.recipe(
+        "kill",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo one > /v\n",
+        &[],
+    );
     let dir = recipe.parent().unwrap();
-    assert_ok(&xbake(As::Me, dir, &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out:keep"], &[]));
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "-o",
+            "oci:out:keep",
+        ],
+        &[],
+    ));
     let before = std::fs::read(dir.join("out/index.json")).unwrap();
-    std::fs::write(&recipe, "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo two > /v; sleep 600\n").unwrap();
+    std::fs::write(
+        &recipe,
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: echo two > /v; sleep 600\n",
+    )
+    .unwrap();
     let mut cmd = std::process::Command::new(shared_binary());
-    cmd.args(["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out:new"])
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join(".cache-me"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "build",
+        "recipe.yaml",
+        "--arch",
+        "arm64",
+        "-o",
+        "oci:out:new",
+    ])
+    .current_dir(dir)
+    .env("XDG_CACHE_HOME", dir.join(".cache-me"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     // Wait until the step runs, then kill the whole build.
     let start = std::time::Instant::now();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let running = std::process::Command::new("pgrep").args(["-f", "sleep 600"]).output().unwrap();
+        let running = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 600"])
+            .output()
+            .unwrap();
         if running.status.success() {
             break;
         }
-        assert!(start.elapsed().as_secs() < 120, "the slow step never started");
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the slow step never started"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
     // Every process of the build goes with it (parent-death signals down the chain).
     let gone = (0..50).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        !std::process::Command::new("pgrep").args(["-f", "sleep 600"]).status().unwrap().success()
+        !std::process::Command::new("pgrep")
+            .args(["-f", "sleep 600"])
+            .status()
+            .unwrap()
+            .success()
     });
     assert!(gone, "the step outlived the killed build");
     assert_eq!(std::fs::read(dir.join("out/index.json")).unwrap(), before);

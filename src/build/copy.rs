@@ -100,7 +100,10 @@ fn copy_tree(
     warnings: &mut Vec<String>,
 ) -> Result<(), CopyError> {
     // Sorted so the order of writes (and so any hard-link or inode order) is stable.
-    for entry in walkdir::WalkDir::new(source).min_depth(1).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(source)
+        .min_depth(1)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| CopyError::Read {
             path: source.to_path_buf(),
             source: e.into(),
@@ -203,7 +206,11 @@ mod tests {
         std::fs::set_permissions(src.join("b.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(src.join("dir/sub/c.txt"), "C").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", src.join("dir/link")).unwrap();
-        Fixture { _tmp: tmp, src, rootfs }
+        Fixture {
+            _tmp: tmp,
+            src,
+            rootfs,
+        }
     }
 
     fn req<'a>(sources: &'a [PathBuf], to: &'a str) -> CopyRequest<'a> {
@@ -223,17 +230,30 @@ mod tests {
         copy_into(&root, &req(&[f.src.join("a.txt")], "/opt/renamed.txt")).unwrap();
         copy_into(&root, &req(&[f.src.join("b.sh")], "/etc")).unwrap();
         copy_into(&root, &req(&[f.src.join("dir")], "/srv/d/")).unwrap();
-        assert_eq!(std::fs::read_to_string(f.rootfs.join("opt/renamed.txt")).unwrap(), "A");
+        assert_eq!(
+            std::fs::read_to_string(f.rootfs.join("opt/renamed.txt")).unwrap(),
+            "A"
+        );
         let b = std::fs::metadata(f.rootfs.join("etc/b.sh")).unwrap();
         assert_eq!(b.mode() & 0o7777, 0o755);
-        assert_eq!(b.mtime(), 0, "mtime comes from the epoch, not the host file");
-        assert_eq!(std::fs::read_to_string(f.rootfs.join("srv/d/sub/c.txt")).unwrap(), "C");
+        assert_eq!(
+            b.mtime(),
+            0,
+            "mtime comes from the epoch, not the host file"
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.rootfs.join("srv/d/sub/c.txt")).unwrap(),
+            "C"
+        );
         assert_eq!(
             std::fs::read_link(f.rootfs.join("srv/d/link")).unwrap(),
             Path::new("/etc/shadow"),
             "links are copied as links"
         );
-        assert!(!f.rootfs.join("srv/d/dir").exists(), "contents, not the folder");
+        assert!(
+            !f.rootfs.join("srv/d/dir").exists(),
+            "contents, not the folder"
+        );
     }
 
     #[test]
@@ -242,7 +262,10 @@ mod tests {
         let root = RootDir::open(&f.rootfs).unwrap();
         let both = [f.src.join("a.txt"), f.src.join("b.sh")];
         let err = copy_into(&root, &req(&both, "/opt/x")).unwrap_err();
-        assert!(matches!(err, CopyError::NeedsFolder { count: 2, .. }), "{err}");
+        assert!(
+            matches!(err, CopyError::NeedsFolder { count: 2, .. }),
+            "{err}"
+        );
         let mut r = req(&both, "/opt/");
         r.mode = Some(0o600);
         r.epoch = 1_700_000_000;

@@ -25,10 +25,8 @@ pub fn step_env(
     if !has(&env, "HOME") {
         env.push(("HOME".into(), home.into()));
     }
-    if emulated {
-        if let Some(cpu) = platform.qemu_cpu() {
-            env.push(("QEMU_CPU".into(), cpu.into()));
-        }
+    if let Some(cpu) = platform.qemu_cpu().filter(|_| emulated) {
+        env.push(("QEMU_CPU".into(), cpu.into()));
     }
     env
 }
@@ -38,7 +36,10 @@ mod tests {
     use super::*;
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

@@ -131,13 +131,14 @@ impl ImageState {
         for (k, v) in &spec.labels {
             self.labels.insert(k.clone(), v.clone());
         }
-        self.exposed_ports.extend(spec.exposed_ports.iter().map(|p| {
-            if p.contains('/') {
-                p.clone()
-            } else {
-                format!("{p}/tcp")
-            }
-        }));
+        self.exposed_ports
+            .extend(spec.exposed_ports.iter().map(|p| {
+                if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                }
+            }));
         self.volumes.extend(spec.volumes.iter().cloned());
         if let Some(sig) = &spec.stop_signal {
             self.stop_signal = Some(sig.clone());
@@ -148,7 +149,11 @@ impl ImageState {
     }
 
     /// The OCI image configuration for `platform`; `created` is the build's epoch.
-    pub fn config(&self, platform: &Platform, epoch: i64) -> Result<ImageConfiguration, ImageError> {
+    pub fn config(
+        &self,
+        platform: &Platform,
+        epoch: i64,
+    ) -> Result<ImageConfiguration, ImageError> {
         let invalid = |e: oci_spec::OciSpecError| ImageError::Invalid {
             what: "image config".into(),
             message: e.to_string(),
@@ -285,15 +290,24 @@ mod tests {
             user: None,
         });
         let arm: Platform = "arm/v6".parse().unwrap();
-        let json = String::from_utf8(canonical_json(&s.config(&arm, 1_700_000_000).unwrap(), "c").unwrap()).unwrap();
+        let json = String::from_utf8(
+            canonical_json(&s.config(&arm, 1_700_000_000).unwrap(), "c").unwrap(),
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["architecture"], "arm");
         assert_eq!(v["variant"], "v6");
         assert_eq!(v["os"], "linux");
         assert_eq!(v["created"], "2023-11-14T22:13:20Z");
-        assert_eq!(v["config"]["Env"], serde_json::json!(["PATH=/usr/bin:/bin", "A=1"]));
+        assert_eq!(
+            v["config"]["Env"],
+            serde_json::json!(["PATH=/usr/bin:/bin", "A=1"])
+        );
         assert_eq!(v["config"]["Cmd"], serde_json::json!(["-c", "cat /arch"]));
-        assert_eq!(v["config"]["ExposedPorts"], serde_json::json!({"53/udp": {}, "8080/tcp": {}}));
+        assert_eq!(
+            v["config"]["ExposedPorts"],
+            serde_json::json!({"53/udp": {}, "8080/tcp": {}})
+        );
         assert_eq!(v["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
         assert_eq!(v["history"].as_array().unwrap().len(), 3);
         assert_eq!(v["history"][1]["empty_layer"], true);

@@ -1,12 +1,16 @@
 //! The orchestrator: platforms side by side, each one's steps in order, then one image
 //! index over all of them and the output. Runs inside the build's user namespace.
 
+// A build fails at most once, and its error carries everything the user needs to see
+// (platform, step, location, output tail); boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 mod copy;
 mod env;
 pub mod image_state;
 mod pipeline;
-pub mod run_image;
 pub mod progress;
+pub mod run_image;
 pub mod timefmt;
 mod users;
 mod workspace;
@@ -155,7 +159,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             req.progress.warn("recipe", w);
         }
     }
-    let emulators = emulation::required_emulators(&req.platforms, &host, &emulation::qemu::search_path())?;
+    let emulators =
+        emulation::required_emulators(&req.platforms, &host, &emulation::qemu::search_path())?;
     let workspace = Workspace::create(&req.cache_dir).map_err(|source| BuildError::Io {
         what: "creating the build workspace".into(),
         source,
@@ -230,7 +235,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     let index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)
-        .manifests(images.iter().map(|i| i.manifest.clone()).collect::<Vec<_>>())
+        .manifests(
+            images
+                .iter()
+                .map(|i| i.manifest.clone())
+                .collect::<Vec<_>>(),
+        )
         .build()
         .map_err(|e| ImageError::Invalid {
             what: "image index".into(),
@@ -238,7 +248,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         })?;
     let (index_digest, index_size) = store.put_bytes(&canonical_json(&index, "image index")?)?;
     if let Some(Output::OciLayout { dir, tag }) = &req.output {
-        let mut blobs: Vec<Digest> = images.iter().flat_map(|i| i.blobs.iter().cloned()).collect();
+        let mut blobs: Vec<Digest> = images
+            .iter()
+            .flat_map(|i| i.blobs.iter().cloned())
+            .collect();
         blobs.push(index_digest.clone());
         blobs.sort();
         blobs.dedup();

@@ -10,11 +10,11 @@ use super::{BuildError, PlatformImage};
 use crate::digest::Digest;
 use crate::emulation::Activation;
 use crate::image::{BlobStore, canonical_json, descriptor};
+use crate::layer::LayerError;
 use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes};
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::{Snapshotter, WalkSnapshotter};
 use crate::layer::unpack::apply_blob;
-use crate::layer::LayerError;
 use crate::recipe::{Network, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
 use crate::sandbox::placeholders::Placeholders;
 use crate::sandbox::{NetworkMode, StepSpec, run_step};
@@ -88,7 +88,12 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
     )?;
     ctx.progress.info(
         &name,
-        &format!("FROM {} ({} layer{})", plan.from_text, base.layers.len(), plural(base.layers.len())),
+        &format!(
+            "FROM {} ({} layer{})",
+            plan.from_text,
+            base.layers.len(),
+            plural(base.layers.len())
+        ),
     );
     let mut state = ImageState::from_base_config(base.config.as_ref());
     state.layers = unpack_layers(ctx.store, &root, &base.layers, &name, &mut |w| {
@@ -112,6 +117,8 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         state.push_empty(format!("WORKDIR {w}"), ctx.epoch);
     }
 
+    prepare_mount_points(&root, ctx.activation, &plan.platform)
+        .map_err(ctx.layer_err("creating mount points"))?;
     let mut snapshotter = WalkSnapshotter::new(rootfs.clone());
     let total = plan.steps.len();
     for step in &plan.steps {
@@ -122,7 +129,9 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         ctx.progress.info(&prefix, &step.describe());
         match &step.kind {
             StepKind::Run { command, network } => {
-                snapshotter.begin().map_err(ctx.layer_err("snapshotting the rootfs"))?;
+                snapshotter
+                    .begin()
+                    .map_err(ctx.layer_err("snapshotting the rootfs"))?;
                 run(ctx, &root, &state, step, command, *network, &prefix, total)?;
                 commit(ctx, &rootfs, &mut snapshotter, &mut state, step)?;
             }
@@ -132,7 +141,9 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 mode,
                 owner,
             } => {
-                snapshotter.begin().map_err(ctx.layer_err("snapshotting the rootfs"))?;
+                snapshotter
+                    .begin()
+                    .map_err(ctx.layer_err("snapshotting the rootfs"))?;
                 let files = resolve_copy_sources(ctx.recipe.dir(), sources, &step.location)?;
                 let warnings = copy_into(
                     &root,
@@ -180,12 +191,17 @@ pub(crate) fn unpack_layers(
     let mut out = Vec::new();
     for (i, layer) in layers.iter().enumerate() {
         let blob = store.open_blob(&layer.digest)?;
-        let report = apply_blob(root, std::io::BufReader::new(blob), &layer.digest, layer.diff_id.as_ref())
-            .map_err(|source| BuildError::Layer {
-                platform: platform.to_string(),
-                what: format!("unpacking base layer {} ({})", i + 1, layer.digest),
-                source,
-            })?;
+        let (report, diff_id) = apply_blob(
+            root,
+            std::io::BufReader::new(blob),
+            &layer.digest,
+            layer.diff_id.as_ref(),
+        )
+        .map_err(|source| BuildError::Layer {
+            platform: platform.to_string(),
+            what: format!("unpacking base layer {} ({})", i + 1, layer.digest),
+            source,
+        })?;
         for w in report.warnings {
             warn(w);
         }
@@ -193,7 +209,7 @@ pub(crate) fn unpack_layers(
             digest: layer.digest.clone(),
             size: layer.size,
             media_type: layer.media_type.clone(),
-            diff_id: layer.diff_id.clone().unwrap_or(report.diff_id),
+            diff_id,
         });
     }
     Ok(out)
@@ -227,13 +243,22 @@ pub(crate) fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
             .ok()?;
         Some(text)
     };
-    let user = users::resolve(req.user, read_text("etc/passwd").as_deref(), read_text("etc/group").as_deref())
-        .map_err(|e| e.to_string())?;
-    let resolv = Path::new("/etc/resolv.conf");
+    let user = users::resolve(
+        req.user,
+        read_text("etc/passwd").as_deref(),
+        read_text("etc/group").as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
     let spec = StepSpec {
         rootfs: req.root.path().to_path_buf(),
         argv: req.argv,
-        env: step_env(req.image_env, req.build_env, req.platform, !req.native, &user.home),
+        env: step_env(
+            req.image_env,
+            req.build_env,
+            req.platform,
+            !req.native,
+            &user.home,
+        ),
         cwd: req.workdir.to_string(),
         uid: user.uid,
         gid: user.gid,
@@ -241,27 +266,36 @@ pub(crate) fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         hostname: "xbake".into(),
         hosts_file: req.scratch.join("hosts"),
         hostname_file: req.scratch.join("hostname"),
-        resolv_conf: resolv.is_file().then(|| resolv.to_path_buf()),
+        resolv_conf: host_resolv_conf(),
         emulator_bind: req.activation.bind_for(req.platform).map(Path::to_path_buf),
         // i386 binaries on an x86_64 kernel: report i686 like `setarch linux32`.
-        linux32: req.native && req.platform.oci_arch() == "386" && std::env::consts::ARCH == "x86_64",
+        linux32: req.native
+            && req.platform.oci_arch() == "386"
+            && std::env::consts::ARCH == "x86_64",
     };
-    let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";
-    write_if_missing(&spec.hosts_file, hosts).map_err(|e| format!("writing the step's /etc/hosts: {e}"))?;
-    write_if_missing(&spec.hostname_file, "xbake\n").map_err(|e| format!("writing the step's /etc/hostname: {e}"))?;
+    let hosts =
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";
+    write_if_missing(&spec.hosts_file, hosts)
+        .map_err(|e| format!("writing the step's /etc/hosts: {e}"))?;
+    write_if_missing(&spec.hostname_file, "xbake\n")
+        .map_err(|e| format!("writing the step's /etc/hostname: {e}"))?;
     Ok(spec)
 }
 
-/// Runs `spec` with its mount points prepared and removed again afterwards.
-pub(crate) fn run_sandboxed(
+/// The host's resolv.conf, bound into steps when it exists.
+fn host_resolv_conf() -> Option<PathBuf> {
+    let resolv = Path::new("/etc/resolv.conf");
+    resolv.is_file().then(|| resolv.to_path_buf())
+}
+
+/// Creates the mount points every step of this rootfs needs; call once, before the
+/// first snapshot (see sandbox/placeholders.rs for why).
+pub(crate) fn prepare_mount_points(
     root: &RootDir,
-    spec: &StepSpec,
-    on_line: &mut dyn FnMut(&str),
-) -> Result<Result<crate::sandbox::StepResult, crate::sandbox::SandboxError>, LayerError> {
-    let placeholders = Placeholders::prepare(root, spec)?;
-    let result = run_step(spec, on_line);
-    placeholders.remove(root)?;
-    Ok(result)
+    activation: &Activation,
+    platform: &crate::platform::Platform,
+) -> Result<(), LayerError> {
+    Placeholders::prepare(root, host_resolv_conf().is_some(), activation.bind_for(platform)).map(|_| ())
 }
 
 fn plural(n: usize) -> &'static str {
@@ -308,9 +342,7 @@ fn run(
     })
     .map_err(|message| ctx.step_err(step, message))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);
-    let result = run_sandboxed(root, &spec, &mut on_line)
-        .map_err(ctx.layer_err("preparing or removing mount points"))?
-        .map_err(|source| BuildError::Sandbox {
+    let result = run_step(&spec, &mut on_line).map_err(|source| BuildError::Sandbox {
             platform: ctx.name(),
             number: step.number,
             location: step.location.clone(),
@@ -354,8 +386,9 @@ fn commit(
         return Ok(());
     }
     let pending = ctx.store.create()?;
-    let (pending, packed) = pack_changes(rootfs, &changes, &PackOptions { epoch: ctx.epoch }, pending)
-        .map_err(ctx.layer_err(format!("packing step {}", step.number)))?;
+    let (pending, packed) =
+        pack_changes(rootfs, &changes, &PackOptions { epoch: ctx.epoch }, pending)
+            .map_err(ctx.layer_err(format!("packing step {}", step.number)))?;
     pending.commit(&packed.digest)?;
     state.push_layer(
         Layer {
@@ -374,11 +407,14 @@ fn commit(
 fn finish(ctx: &Context, state: &ImageState) -> Result<PlatformImage, BuildError> {
     let platform = &ctx.plan.platform;
     let config = state.config(platform, ctx.epoch)?;
-    let (config_digest, config_size) = ctx.store.put_bytes(&canonical_json(&config, "image config")?)?;
+    let (config_digest, config_size) = ctx
+        .store
+        .put_bytes(&canonical_json(&config, "image config")?)?;
     let config_desc = descriptor(MediaType::ImageConfig, &config_digest, config_size)?;
     let manifest = state.manifest(&config_desc)?;
-    let (manifest_digest, manifest_size) =
-        ctx.store.put_bytes(&canonical_json(&manifest, "image manifest")?)?;
+    let (manifest_digest, manifest_size) = ctx
+        .store
+        .put_bytes(&canonical_json(&manifest, "image manifest")?)?;
     let mut desc = descriptor(MediaType::ImageManifest, &manifest_digest, manifest_size)?;
     let mut oci_platform = PlatformBuilder::default()
         .architecture(Arch::from(platform.oci_arch()))
@@ -386,9 +422,11 @@ fn finish(ctx: &Context, state: &ImageState) -> Result<PlatformImage, BuildError
     if let Some(v) = platform.oci_variant() {
         oci_platform = oci_platform.variant(v.to_string());
     }
-    desc.set_platform(Some(oci_platform.build().map_err(|e| crate::image::ImageError::Invalid {
-        what: "platform".into(),
-        message: e.to_string(),
+    desc.set_platform(Some(oci_platform.build().map_err(|e| {
+        crate::image::ImageError::Invalid {
+            what: "platform".into(),
+            message: e.to_string(),
+        }
     })?));
     let mut blobs: Vec<Digest> = state.layers.iter().map(|l| l.digest.clone()).collect();
     blobs.push(config_digest);

@@ -18,7 +18,9 @@ impl std::str::FromStr for ProgressMode {
         match s {
             "plain" | "auto" | "tty" => Ok(ProgressMode::Plain),
             "quiet" => Ok(ProgressMode::Quiet),
-            other => Err(format!("unknown progress mode {other:?}; use plain or quiet")),
+            other => Err(format!(
+                "unknown progress mode {other:?}; use plain or quiet"
+            )),
         }
     }
 }

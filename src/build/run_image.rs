@@ -2,7 +2,7 @@
 //! same sandbox RUN steps use (emulated when the platform is foreign). For looking at
 //! what a build produced: `xbake run oci:out/app:1.0 --platform arm64 -- uname -m`.
 
-use super::pipeline::{SandboxRequest, run_sandboxed, sandbox_spec, unpack_layers};
+use super::pipeline::{SandboxRequest, prepare_mount_points, sandbox_spec, unpack_layers};
 use super::progress::Progress;
 use super::{BuildError, Workspace};
 use crate::emulation;
@@ -34,7 +34,10 @@ pub fn image_platforms(dir: &Path, tag: Option<&str>) -> Result<Vec<Platform>, I
     if top.media_type().to_string() != "application/vnd.oci.image.index.v1+json" {
         return Ok(Vec::new());
     }
-    let index: ImageIndex = parse_json(&layout.store().read_bytes(&descriptor_digest(&top)?)?, "image index")?;
+    let index: ImageIndex = parse_json(
+        &layout.store().read_bytes(&descriptor_digest(&top)?)?,
+        "image index",
+    )?;
     Ok(index
         .manifests()
         .iter()
@@ -53,7 +56,8 @@ pub fn image_platforms(dir: &Path, tag: Option<&str>) -> Result<Vec<Platform>, I
 pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     let host = Platform::host();
     let name = req.platform.short_name();
-    let emulators = emulation::required_emulators(&[req.platform], &host, &emulation::qemu::search_path())?;
+    let emulators =
+        emulation::required_emulators(&[req.platform], &host, &emulation::qemu::search_path())?;
     let workspace = Workspace::create(&req.cache_dir).map_err(|source| BuildError::Io {
         what: "creating the workspace".into(),
         source,
@@ -92,7 +96,9 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         what: "opening the rootfs".into(),
         source,
     })?;
-    unpack_layers(&store, &root, &base.layers, &name, &mut |w| req.progress.warn(&name, &w))?;
+    unpack_layers(&store, &root, &base.layers, &name, &mut |w| {
+        req.progress.warn(&name, &w)
+    })?;
     let state = super::image_state::ImageState::from_base_config(base.config.as_ref());
     let mut argv = state.entrypoint.clone().unwrap_or_default();
     if req.args.is_empty() {
@@ -102,8 +108,10 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     }
     if argv.is_empty() {
         return Err(BuildError::Io {
-            what: format!("{reference}"),
-            source: std::io::Error::other("the image has no entrypoint or cmd; give a command after --"),
+            what: reference.clone(),
+            source: std::io::Error::other(
+                "the image has no entrypoint or cmd; give a command after --",
+            ),
         });
     }
     let workdir = state.workdir.clone().unwrap_or_else(|| "/".into());
@@ -125,13 +133,12 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         source: std::io::Error::other(message),
     })?;
     let mut print = |line: &str| println!("{line}");
-    let result = run_sandboxed(&root, &spec, &mut print)
-        .map_err(|source| BuildError::Layer {
-            platform: name.clone(),
-            what: "preparing mount points".into(),
-            source,
-        })?
-        .map_err(|source| BuildError::Io {
+    prepare_mount_points(&root, &activation, &req.platform).map_err(|source| BuildError::Layer {
+        platform: name.clone(),
+        what: "creating mount points".into(),
+        source,
+    })?;
+    let result = crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Io {
             what: format!("[{name}] running the command"),
             source: std::io::Error::other(source.to_string()),
         })?;

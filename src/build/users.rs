@@ -48,7 +48,11 @@ fn group_gid(text: &str, name: &str) -> Option<u32> {
 
 /// `spec` is the `user:` value (None: root). `passwd`/`group` are the image's files, if
 /// it has them.
-pub fn resolve(spec: Option<&str>, passwd: Option<&str>, group: Option<&str>) -> Result<ResolvedUser, UserError> {
+pub fn resolve(
+    spec: Option<&str>,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<ResolvedUser, UserError> {
     let spec = spec.unwrap_or("0");
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -57,9 +61,13 @@ pub fn resolve(spec: Option<&str>, passwd: Option<&str>, group: Option<&str>) ->
     let passwd = passwd.unwrap_or("");
     let entry = match user.parse::<u32>() {
         Ok(uid) => passwd_entries(passwd).find(|e| e.uid == uid),
-        Err(_) => Some(passwd_entries(passwd).find(|e| e.name == user).ok_or_else(|| {
-            UserError(format!("user {user:?} is not in the image's /etc/passwd"))
-        })?),
+        Err(_) => Some(
+            passwd_entries(passwd)
+                .find(|e| e.name == user)
+                .ok_or_else(|| {
+                    UserError(format!("user {user:?} is not in the image's /etc/passwd"))
+                })?,
+        ),
     };
     let uid = match (&entry, user.parse::<u32>()) {
         (_, Ok(uid)) => uid,
@@ -97,12 +105,33 @@ mod tests {
 
     #[test]
     fn names_numbers_and_groups() {
-        assert_eq!(r(None).unwrap(), ResolvedUser { uid: 0, gid: 0, home: "/root".into() });
-        assert_eq!(r(Some("user")).unwrap(), ResolvedUser { uid: 1000, gid: 1001, home: "/home/user".into() });
+        assert_eq!(
+            r(None).unwrap(),
+            ResolvedUser {
+                uid: 0,
+                gid: 0,
+                home: "/root".into()
+            }
+        );
+        assert_eq!(
+            r(Some("user")).unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 1001,
+                home: "/home/user".into()
+            }
+        );
         assert_eq!(r(Some("1000")).unwrap().gid, 1001);
         assert_eq!(r(Some("1000:1000")).unwrap().gid, 1000);
         assert_eq!(r(Some("user:staff")).unwrap().gid, 50);
-        assert_eq!(r(Some("4242")).unwrap(), ResolvedUser { uid: 4242, gid: 0, home: "/".into() });
+        assert_eq!(
+            r(Some("4242")).unwrap(),
+            ResolvedUser {
+                uid: 4242,
+                gid: 0,
+                home: "/".into()
+            }
+        );
         assert!(r(Some("ghost")).unwrap_err().0.contains("ghost"));
         assert!(r(Some("user:nogroup")).unwrap_err().0.contains("nogroup"));
         assert_eq!(resolve(Some("7:8"), None, None).unwrap().uid, 7);

@@ -32,7 +32,8 @@ impl Workspace {
             .tempfile_in(&work)
             .map_err(io(&work))?;
         let (file, lock_path) = lock_file.keep().map_err(|e| e.error)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| io(&lock_path)(e.into()))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| io(&lock_path)(e.into()))?;
         let dir = lock_path.with_extension("");
         std::fs::create_dir(&dir).map_err(io(&dir))?;
         Ok(Workspace {
@@ -64,7 +65,9 @@ fn sweep_stale(work: &Path) {
         if path.extension().is_none_or(|e| e != "lock") {
             continue;
         }
-        let Ok(file) = File::open(&path) else { continue };
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
         if let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             let _ = std::fs::remove_dir_all(path.with_extension(""));
             let _ = std::fs::remove_file(&path);
@@ -95,7 +98,9 @@ mod tests {
         assert!(!stale.exists());
         assert!(other.path().exists());
         drop((other, third));
-        let left: Vec<_> = std::fs::read_dir(cache.path().join("work")).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(cache.path().join("work"))
+            .unwrap()
+            .collect();
         assert!(left.is_empty(), "{left:?}");
     }
 }

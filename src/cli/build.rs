@@ -16,7 +16,12 @@ pub struct BuildArgs {
     #[arg(value_name = "RECIPE", required_unless_present = "file")]
     recipe: Option<PathBuf>,
     /// The recipe, docker-style.
-    #[arg(short = 'f', long = "file", value_name = "RECIPE", conflicts_with = "recipe")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "RECIPE",
+        conflicts_with = "recipe"
+    )]
     file: Option<PathBuf>,
     /// Platforms, comma-separated: arm, arm/v6, arm64, ppc64le, s390x, linux/arm/v7, …
     /// Default: the recipe's `platforms:`, else this machine's platform.
@@ -101,13 +106,20 @@ fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, UsageError> {
             .ok()
             .filter(|n| *n >= 0)
             .map(Some)
-            .ok_or_else(|| UsageError(format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))),
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+                ))
+            }),
         _ => Ok(None),
     }
 }
 
 pub fn run(args: BuildArgs) -> Result<u8, Failure> {
-    let recipe_path = args.file.or(args.recipe).ok_or_else(|| UsageError("no recipe given".into()))?;
+    let recipe_path = args
+        .file
+        .or(args.recipe)
+        .ok_or_else(|| UsageError("no recipe given".into()))?;
     let recipe = Recipe::load(&recipe_path)?;
     let platforms = match &args.arch {
         Some(list) => Platform::parse_list(list)?,
@@ -136,7 +148,9 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     }
 
     let progress = Progress::new(args.progress);
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let request = BuildRequest {
         jobs: args.jobs.unwrap_or(platforms.len().min(cpus)),
         recipe,
@@ -170,20 +184,32 @@ mod tests {
     fn output_specs() {
         assert_eq!(
             parse_output("oci:out/app", Some("1.0")).unwrap(),
-            Output::OciLayout { dir: "out/app".into(), tag: "1.0".into() }
+            Output::OciLayout {
+                dir: "out/app".into(),
+                tag: "1.0".into()
+            }
         );
         assert_eq!(
             parse_output("oci:out/app:2.0", None).unwrap(),
-            Output::OciLayout { dir: "out/app".into(), tag: "2.0".into() }
+            Output::OciLayout {
+                dir: "out/app".into(),
+                tag: "2.0".into()
+            }
         );
         assert_eq!(
             parse_output("oci:/abs/dir", None).unwrap(),
-            Output::OciLayout { dir: "/abs/dir".into(), tag: "latest".into() }
+            Output::OciLayout {
+                dir: "/abs/dir".into(),
+                tag: "latest".into()
+            }
         );
         assert!(parse_output("oci:out:1", Some("2")).is_err());
         assert!(parse_output("docker:x", None).is_err());
         assert!(parse_output("oci:", None).is_err());
         assert!(parse_build_args(&["A=1".into(), "B".into()]).is_err());
-        assert_eq!(parse_build_args(&["A=1=2".into()]).unwrap(), [("A".into(), "1=2".into())]);
+        assert_eq!(
+            parse_build_args(&["A=1=2".into()]).unwrap(),
+            [("A".into(), "1=2".into())]
+        );
     }
 }

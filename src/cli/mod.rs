@@ -58,7 +58,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         };
     }
     if error.downcast_ref::<crate::recipe::RecipeError>().is_some()
-        || error.downcast_ref::<crate::platform::PlatformError>().is_some()
+        || error
+            .downcast_ref::<crate::platform::PlatformError>()
+            .is_some()
         || error.downcast_ref::<UsageError>().is_some()
     {
         return EXIT_USAGE;

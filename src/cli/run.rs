@@ -56,7 +56,11 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             .into());
         }
     };
-    emulation::required_emulators(&[platform], &Platform::host(), &emulation::qemu::search_path())?;
+    emulation::required_emulators(
+        &[platform],
+        &Platform::host(),
+        &emulation::qemu::search_path(),
+    )?;
     if let Some(code) = reexec_in_namespace()? {
         return Ok(code);
     }

@@ -274,7 +274,7 @@ mod tests {
         let src = BlobStore::open(&tmp.path().join("src")).unwrap();
         let out = tmp.path().join("out/app");
         let (d1, top1) = index_blob(&src, "{\"a\":1}");
-        write_tag(&out, &src, &[d1.clone()], "1.0", &top1).unwrap();
+        write_tag(&out, &src, std::slice::from_ref(&d1), "1.0", &top1).unwrap();
         let layout = Layout::open(&out).unwrap();
         assert_eq!(
             layout.resolve(Some("1.0")).unwrap().digest().to_string(),
@@ -290,9 +290,9 @@ mod tests {
         );
 
         let (d2, top2) = index_blob(&src, "{\"a\":2}");
-        write_tag(&out, &src, &[d2.clone()], "2.0", &top2).unwrap();
+        write_tag(&out, &src, std::slice::from_ref(&d2), "2.0", &top2).unwrap();
         let (d3, top3) = index_blob(&src, "{\"a\":3}");
-        write_tag(&out, &src, &[d3.clone()], "1.0", &top3).unwrap();
+        write_tag(&out, &src, std::slice::from_ref(&d3), "1.0", &top3).unwrap();
         let layout = Layout::open(&out).unwrap();
         assert_eq!(
             layout.resolve(Some("2.0")).unwrap().digest().to_string(),
@@ -339,7 +339,7 @@ mod tests {
         write_tag(&out, &src, &[d1], "1.0", &top1).unwrap();
         let before = std::fs::read(out.join("index.json")).unwrap();
         let ghost = Digest::of(b"never stored");
-        let err = write_tag(&out, &src, &[ghost.clone()], "2.0", &top1);
+        let err = write_tag(&out, &src, std::slice::from_ref(&ghost), "2.0", &top1);
         assert!(err.is_err());
         assert_eq!(std::fs::read(out.join("index.json")).unwrap(), before);
         assert!(!out.join(ghost.blob_path()).exists());

@@ -43,13 +43,15 @@ pub fn apply_layer(root: &RootDir, tar: impl Read) -> Result<UnpackReport, Layer
 /// Applies a layer blob as stored in a registry or an OCI layout: compressed or not
 /// (detected), checked against the manifest's `expected_digest` (of the blob bytes) and the
 /// config's `expected_diff_id` (of the tar), both computed in the same single pass that
-/// unpacks. On a mismatch the rootfs has been changed and must be thrown away.
+/// unpacks. On a mismatch the rootfs has been changed and must be thrown away. Returns
+/// the report and the diff_id computed on the way (which a rootfs tarball's caller does
+/// not know in advance).
 pub fn apply_blob(
     root: &RootDir,
     blob: impl Read,
     expected_digest: &Digest,
     expected_diff_id: Option<&Digest>,
-) -> Result<UnpackReport, LayerError> {
+) -> Result<(UnpackReport, Digest), LayerError> {
     let mut blob_hasher = HashingReader::new(blob);
     let applied = apply_compressed(root, &mut blob_hasher);
     // The digest covers every byte of the blob, including any after the compressed stream.
@@ -76,7 +78,7 @@ pub fn apply_blob(
     if let Some(expected) = expected_diff_id {
         expected.verify(&diff_id, "layer diff_id")?;
     }
-    Ok(report)
+    Ok((report, diff_id))
 }
 
 fn apply_compressed(

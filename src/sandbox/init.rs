@@ -3,8 +3,10 @@
 //!
 //! Protocol with the builder (`run.rs`): fd 0 is a Unix socket. The builder writes the
 //! JSON [`StepSpec`] and shuts its side down; this process answers on the same socket
-//! with at most one line `error: …` (set-up or exec failed) and then one final line
-//! `exit: N` or `signal: N`. stdout and stderr are the step's output pipe.
+//! with at most one line `error: …` (set-up or exec failed) and status lines `exit: N`
+//! or `signal: N`: the first one is the command's (written by pid 1); the monitor adds
+//! its own, which matters only when pid 1 died before reporting. stdout and stderr are
+//! the step's output pipe.
 
 use super::mounts;
 use super::plan;
@@ -66,9 +68,13 @@ fn monitor() -> Result<i32, String> {
         }
         Ok(ForkResult::Child) => {
             // pid 1 of the new pid namespace; when it exits, the kernel kills the rest.
-            let error = pid1(&spec).err().unwrap_or_default();
-            report(&mut control, &error);
-            std::process::exit(127)
+            match pid1(&spec, &mut control) {
+                Ok(()) => std::process::exit(0),
+                Err(error) => {
+                    report(&mut control, &error);
+                    std::process::exit(127)
+                }
+            }
         }
         Ok(ForkResult::Parent { child }) => loop {
             match waitpid(child, None) {
@@ -108,14 +114,49 @@ fn finish(control: &mut UnixStream, value: i32, signal: bool) -> Result<i32, Str
     Ok(if signal { 128 + value } else { value })
 }
 
-/// Set-up as pid 1, then exec. Returns only on failure, with the reason.
-fn pid1(spec: &StepSpec) -> Result<(), String> {
+/// Set-up as pid 1, then run the command as pid 2 and reap until it ends; its status
+/// goes on the control socket. Returns Err only when set-up fails.
+///
+/// The command must not be pid 1 itself: the kernel drops signals with the default
+/// action that init sends to itself (pid_namespaces(7)), so a program that dies by
+/// raising a signal, as QEMU does for SIGILL in emulated code, would hang instead.
+fn pid1(spec: &StepSpec, control: &mut UnixStream) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
     mounts::execute(&plan::plan(spec)).map_err(|e| e.to_string())?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
     if spec.network == NetworkMode::None {
         super::net::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
     }
+    // SAFETY: still single-threaded, as in `monitor`.
+    let command = match unsafe { nix::unistd::fork() } {
+        Err(errno) => return Err(format!("fork: {}", errno.desc())),
+        Ok(ForkResult::Child) => {
+            let error = command(spec).err().unwrap_or_default();
+            report(control, &error);
+            std::process::exit(127)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    loop {
+        // Reap every child (orphans are re-parented to us) until the command ends.
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == command => {
+                let _ = finish(control, code, false);
+                return Ok(());
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                let _ = finish(control, sig as i32, true);
+                return Ok(());
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(format!("waiting for the command: {}", errno.desc())),
+        }
+    }
+}
+
+/// In the command's process: personality, capabilities, identity, directory, exec.
+fn command(spec: &StepSpec) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
     if spec.linux32 {
         super::persona::set_linux32().map_err(|e| format!("personality(PER_LINUX32): {e}"))?;
     }

@@ -4,9 +4,9 @@
 pub mod idmap;
 pub mod init;
 pub mod mounts;
-pub mod placeholders;
 mod net;
 mod persona;
+pub mod placeholders;
 pub mod plan;
 mod privileges;
 pub mod run;

@@ -158,6 +158,19 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 nix::unistd::symlinkat(*target, dev, *name)
                     .map_err(fail(format!("creating /dev/{name}")))?;
             }
+            SetupOp::Sysfs { target } => {
+                let root = need(&root)?;
+                let at = open_in_root(root, target, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(fail(format!("opening /{target} in the rootfs")))?;
+                mount(
+                    Some("sysfs"),
+                    &fd_path(at.as_fd()),
+                    Some("sysfs"),
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    NONE,
+                )
+                .map_err(fail(format!("mounting sysfs on /{target}")))?;
+            }
             SetupOp::ReadOnlyBindTree { source, target } => {
                 let root = need(&root)?;
                 bind_tree_read_only(root, source, target)?;

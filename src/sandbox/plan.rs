@@ -2,7 +2,7 @@
 //! of set-up operations, which a small executor (`mounts.rs`) then performs in order.
 //! Targets are relative to the rootfs and are resolved inside it by the executor.
 
-use super::spec::StepSpec;
+use super::spec::{NetworkMode, StepSpec};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub enum SetupOp {
         name: &'static str,
         target: &'static str,
     },
+    /// A fresh read-only sysfs: only a step with its own network namespace may mount
+    /// one, and only a fresh one shows that namespace's interfaces (sysfs network
+    /// entries belong to the namespace that mounted it).
+    Sysfs { target: &'static str },
     /// Recursive read-only bind (every submount made read-only too, as bwrap --ro-bind).
     ReadOnlyBindTree {
         source: PathBuf,
@@ -45,12 +49,12 @@ pub fn mount_point_dirs() -> [&'static str; 3] {
     ["proc", "dev", "sys"]
 }
 
-pub fn mount_point_files(spec: &StepSpec) -> Vec<String> {
+pub fn mount_point_files(resolv_conf: bool, emulator: Option<&std::path::Path>) -> Vec<String> {
     let mut files = vec!["etc/hosts".to_string(), "etc/hostname".to_string()];
-    if spec.resolv_conf.is_some() {
+    if resolv_conf {
         files.push("etc/resolv.conf".to_string());
     }
-    if let Some(emulator) = &spec.emulator_bind {
+    if let Some(emulator) = emulator {
         files.push(relative(emulator));
     }
     files
@@ -92,9 +96,13 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
             name: "stderr",
             target: "/proc/self/fd/2",
         },
-        SetupOp::ReadOnlyBindTree {
-            source: PathBuf::from("/sys"),
-            target: "sys",
+        if spec.network == NetworkMode::None {
+            SetupOp::Sysfs { target: "sys" }
+        } else {
+            SetupOp::ReadOnlyBindTree {
+                source: PathBuf::from("/sys"),
+                target: "sys",
+            }
         },
         SetupOp::ReadOnlyBindFile {
             source: spec.hosts_file.clone(),
@@ -124,7 +132,6 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::spec::NetworkMode;
 
     fn spec() -> StepSpec {
         StepSpec {
@@ -192,9 +199,11 @@ mod tests {
             }
         );
         assert_eq!(
-            mount_point_files(&s),
+            mount_point_files(false, s.emulator_bind.as_deref()),
             ["etc/hosts", "etc/hostname", "usr/bin/qemu-arm-static"]
         );
         assert_eq!(ops.last(), Some(&SetupOp::PivotRoot));
+        s.network = NetworkMode::None;
+        assert!(plan(&s).contains(&SetupOp::Sysfs { target: "sys" }));
     }
 }

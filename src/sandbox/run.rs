@@ -128,6 +128,9 @@ fn parse_report(text: &str) -> Report {
     for line in text.lines() {
         if let Some(msg) = line.strip_prefix("error: ") {
             report.error.get_or_insert_with(|| msg.to_string());
+        } else if report.exit.is_some() {
+            // The first status is the command's; later ones are the monitor's.
+            continue;
         } else if let Some(code) = line.strip_prefix("exit: ") {
             report.exit = code.trim().parse().ok().map(StepExit::Code);
         } else if let Some(sig) = line.strip_prefix("signal: ") {
@@ -157,6 +160,11 @@ mod tests {
             Some("executing /bin/sh: No such file")
         );
         assert_eq!(parse_report("signal: 9\n").exit, Some(StepExit::Signal(9)));
+        assert_eq!(
+            parse_report("signal: 4\nexit: 0\n").exit,
+            Some(StepExit::Signal(4)),
+            "pid 1's report of the command wins over the monitor's"
+        );
         assert_eq!(parse_report("").exit, None);
         assert_eq!(StepExit::Signal(9).to_string(), "killed by signal SIGKILL");
         assert_eq!(StepExit::Code(2).to_string(), "exit code 2");

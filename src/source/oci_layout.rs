@@ -27,7 +27,8 @@ fn layer_media_type(media_type: &str) -> Option<&'static str> {
         | "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
             Some("application/vnd.oci.image.layer.v1.tar+zstd")
         }
-        "application/vnd.oci.image.layer.v1.tar" | "application/vnd.docker.image.rootfs.diff.tar" => {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => {
             Some("application/vnd.oci.image.layer.v1.tar")
         }
         _ => None,
@@ -69,13 +70,19 @@ pub fn load(
     }
     let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
     let manifest: ImageManifest = parse_json(
-        &layout.store().read_bytes(&manifest_digest).map_err(image_err)?,
+        &layout
+            .store()
+            .read_bytes(&manifest_digest)
+            .map_err(image_err)?,
         "image manifest",
     )
     .map_err(image_err)?;
     let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;
     let config: ImageConfiguration = parse_json(
-        &layout.store().read_bytes(&config_digest).map_err(image_err)?,
+        &layout
+            .store()
+            .read_bytes(&config_digest)
+            .map_err(image_err)?,
         "image config",
     )
     .map_err(image_err)?;
@@ -96,19 +103,26 @@ pub fn load(
     }
     let mut layers = Vec::new();
     for (d, diff_id) in manifest.layers().iter().zip(diff_ids) {
-        let media_type = layer_media_type(&d.media_type().to_string()).ok_or_else(|| {
+        let media_type = layer_media_type(d.media_type().as_ref()).ok_or_else(|| {
             image_err(ImageError::UnsupportedMediaType {
                 what: format!("layer {}", d.digest()),
                 media_type: d.media_type().to_string(),
             })
         })?;
         let digest = descriptor_digest(d).map_err(image_err)?;
-        layout.store().export_to(&digest, store).map_err(image_err)?;
+        layout
+            .store()
+            .export_to(&digest, store)
+            .map_err(image_err)?;
         layers.push(BaseLayer {
             digest,
             size: d.size(),
             media_type: media_type.to_string(),
-            diff_id: Some(diff_id.parse().map_err(|e| image_err(ImageError::Digest(e)))?),
+            diff_id: Some(
+                diff_id
+                    .parse()
+                    .map_err(|e| image_err(ImageError::Digest(e)))?,
+            ),
         });
     }
     Ok(BaseImage {

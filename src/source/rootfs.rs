@@ -59,4 +59,3 @@ pub fn import(path: &Path, reference: &str, store: &BlobStore) -> Result<BaseLay
         diff_id: Some(diff_id),
     })
 }
-

@@ -102,7 +102,11 @@ pub fn open_up(path: &Path) {
         if entry.path_is_symlink() {
             continue;
         }
-        let mode = if entry.file_type().is_dir() { 0o777 } else { 0o666 };
+        let mode = if entry.file_type().is_dir() {
+            0o777
+        } else {
+            0o666
+        };
         std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode)).unwrap();
     }
 }
@@ -125,7 +129,11 @@ pub fn test_user() -> Option<(u32, u32, PathBuf)> {
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if nix::unistd::User::from_name(TEST_USER).ok().flatten().is_none() {
+        if nix::unistd::User::from_name(TEST_USER)
+            .ok()
+            .flatten()
+            .is_none()
+        {
             let status = Command::new("useradd")
                 .args(["--create-home", "--shell", "/bin/sh", TEST_USER])
                 .status()
@@ -133,9 +141,18 @@ pub fn test_user() -> Option<(u32, u32, PathBuf)> {
             assert!(status.success(), "useradd {TEST_USER} failed");
         }
         let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-        if !subuid.lines().any(|l| l.starts_with(&format!("{TEST_USER}:"))) {
+        if !subuid
+            .lines()
+            .any(|l| l.starts_with(&format!("{TEST_USER}:")))
+        {
             let status = Command::new("usermod")
-                .args(["--add-subuids", "300000-365535", "--add-subgids", "300000-365535", TEST_USER])
+                .args([
+                    "--add-subuids",
+                    "300000-365535",
+                    "--add-subgids",
+                    "300000-365535",
+                    TEST_USER,
+                ])
                 .status()
                 .expect("usermod");
             assert!(status.success(), "usermod --add-subuids failed");
@@ -177,23 +194,31 @@ pub fn xbake(who: As, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         .stdin(Stdio::null());
     match who {
         As::Me => {
-            cmd.env("HOME", std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+            cmd.env(
+                "HOME",
+                std::env::var_os("HOME").unwrap_or_else(|| "/root".into()),
+            );
         }
         As::TestUser => {
             let (uid, gid, home) = test_user().expect("the test user needs root to create");
             use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid).env("HOME", home).env("USER", TEST_USER);
+            cmd.uid(uid)
+                .gid(gid)
+                .env("HOME", home)
+                .env("USER", TEST_USER);
         }
     }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    run_with_timeout(cmd, Duration::from_secs(600))
+    run_with_timeout(cmd, Duration::from_secs(300))
 }
 
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
     use std::os::unix::process::CommandExt;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let child = cmd.spawn().expect("spawning xbake");
     let pid = child.id() as i32;
     let start = Instant::now();
@@ -206,7 +231,10 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
             return out.expect("waiting for xbake");
         }
         if start.elapsed() > limit {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             panic!("{cmd:?} ran over {limit:?}");
         }
     }
@@ -237,7 +265,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap();
-    assert_eq!(sha256_hex(&bytes), hex, "blob {digest} does not match its digest");
+    assert_eq!(
+        sha256_hex(&bytes),
+        hex,
+        "blob {digest} does not match its digest"
+    );
     bytes
 }
 
@@ -271,7 +303,10 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
         .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .unwrap_or_else(|| panic!("no tag {tag} in {top}"))
         .clone();
-    assert_eq!(entry["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let index_digest = entry["digest"].as_str().unwrap().to_string();
     let index_bytes = blob(dir, &index_digest);
     assert_eq!(entry["size"].as_u64().unwrap(), index_bytes.len() as u64);
@@ -280,12 +315,24 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
     for m in index["manifests"].as_array().unwrap() {
         let p = &m["platform"];
         let platform = match p["variant"].as_str() {
-            Some(v) => format!("{}/{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap(), v),
-            None => format!("{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap()),
+            Some(v) => format!(
+                "{}/{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap(),
+                v
+            ),
+            None => format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            ),
         };
         let manifest_digest = m["digest"].as_str().unwrap().to_string();
         let manifest = json(&blob(dir, &manifest_digest));
-        assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            manifest["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
         let config = json(&blob(dir, manifest["config"]["digest"].as_str().unwrap()));
         assert_eq!(config["os"], p["os"]);
         assert_eq!(config["architecture"], p["architecture"]);
@@ -296,11 +343,19 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
         let mut files = BTreeMap::new();
         let mut meta = BTreeMap::new();
         for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+            assert_eq!(
+                layer["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
             let gz = blob(dir, layer["digest"].as_str().unwrap());
             let mut tar_bytes = Vec::new();
-            flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut tar_bytes).unwrap();
-            assert_eq!(format!("sha256:{}", sha256_hex(&tar_bytes)), diff_id.as_str().unwrap());
+            flate2::read::MultiGzDecoder::new(&gz[..])
+                .read_to_end(&mut tar_bytes)
+                .unwrap();
+            assert_eq!(
+                format!("sha256:{}", sha256_hex(&tar_bytes)),
+                diff_id.as_str().unwrap()
+            );
             apply_tar(&tar_bytes, &mut files, &mut meta);
         }
         images.push(ReadImage {
@@ -315,13 +370,26 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
 }
 
 /// A flattening good enough for assertions: files, whiteouts, opaque dirs.
-fn apply_tar(bytes: &[u8], files: &mut BTreeMap<String, Vec<u8>>, meta: &mut BTreeMap<String, (u64, u64, u32)>) {
+fn apply_tar(
+    bytes: &[u8],
+    files: &mut BTreeMap<String, Vec<u8>>,
+    meta: &mut BTreeMap<String, (u64, u64, u32)>,
+) {
     let mut archive = tar::Archive::new(bytes);
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
         let name = path.rsplit('/').next().unwrap_or("").to_string();
-        let parent = path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        let parent = path
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
         if name == ".wh..wh..opq" {
             let prefix = format!("{parent}/");
             files.retain(|k, _| !k.starts_with(&prefix));
@@ -329,14 +397,21 @@ fn apply_tar(bytes: &[u8], files: &mut BTreeMap<String, Vec<u8>>, meta: &mut BTr
             continue;
         }
         if let Some(victim) = name.strip_prefix(".wh.") {
-            let victim = if parent.is_empty() { victim.to_string() } else { format!("{parent}/{victim}") };
+            let victim = if parent.is_empty() {
+                victim.to_string()
+            } else {
+                format!("{parent}/{victim}")
+            };
             let prefix = format!("{victim}/");
             files.retain(|k, _| k != &victim && !k.starts_with(&prefix));
             meta.retain(|k, _| k != &victim && !k.starts_with(&prefix));
             continue;
         }
         let h = entry.header();
-        meta.insert(path.clone(), (h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap()));
+        meta.insert(
+            path.clone(),
+            (h.uid().unwrap(), h.gid().unwrap(), h.mode().unwrap()),
+        );
         if h.entry_type().is_file() {
             let mut content = Vec::new();
             entry.read_to_end(&mut content).unwrap();

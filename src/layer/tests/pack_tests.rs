@@ -394,7 +394,7 @@ fn a_packed_step_applied_onto_the_lower_tree_reproduces_the_upper_tree() {
 
     let opts = PackOptions { epoch: i64::MAX };
     let (blob, layer) = pack_changes(&upper, &set, &opts, Vec::new()).unwrap();
-    let report = apply_blob(
+    let (report, _) = apply_blob(
         &RootDir::open(&target).unwrap(),
         &blob[..],
         &layer.digest,
@@ -437,7 +437,7 @@ fn pack_and_unpack_of_10k_entries_timing() {
     let target = work.path().join("target");
     fs::create_dir(&target).unwrap();
     let started = std::time::Instant::now();
-    let report = apply_blob(
+    let (report, _) = apply_blob(
         &RootDir::open(&target).unwrap(),
         &blob[..],
         &layer.digest,

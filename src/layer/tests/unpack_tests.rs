@@ -463,7 +463,8 @@ fn apply_blob_checks_digest_and_diff_id_over_every_byte() {
 
     let root = tempfile::tempdir().unwrap();
     let rootdir = RootDir::open(root.path()).unwrap();
-    let report = apply_blob(&rootdir, &blob[..], &digest, Some(&diff_id)).unwrap();
+    let (report, computed) = apply_blob(&rootdir, &blob[..], &digest, Some(&diff_id)).unwrap();
+    assert_eq!(computed, diff_id);
     assert_eq!(report.entries, 1);
     assert_eq!(fs::read(root.path().join("hello")).unwrap(), b"world");
 

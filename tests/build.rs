@@ -522,7 +522,7 @@ fn an_oci_base_is_reused_byte_for_byte_and_its_config_inherited() {
     ));
     std::fs::write(
         dir.join("derived.yaml"),
-        "from: oci:base:1\nsteps:\n  - run: echo derived > /derived\n",
+        "from: oci:base:1\nsteps:\n  - run: echo derived > /derived; rm /etc/group; rm -r /home/user\n",
     )
     .unwrap();
     assert_ok(&xbake(
@@ -557,6 +557,10 @@ fn an_oci_base_is_reused_byte_for_byte_and_its_config_inherited() {
     );
     assert_eq!(file_text(&derived[0], "base").trim(), "base");
     assert_eq!(file_text(&derived[0], "derived").trim(), "derived");
+    // Deletions travel as whiteouts.
+    assert!(base_s390x.files.contains_key("etc/group"));
+    assert!(!derived[0].files.contains_key("etc/group"));
+    assert!(!derived[0].meta.keys().any(|k| k.starts_with("home/user")));
 }
 
 #[test]
@@ -635,4 +639,216 @@ fn a_killed_build_leaves_the_output_as_it_was() {
     assert_eq!(std::fs::read(dir.join("out/index.json")).unwrap(), before);
     let (_, images) = read_layout(&dir.join("out"), "keep");
     assert_eq!(file_text(&images[0], "v").trim(), "one");
+}
+
+#[test]
+fn native_platforms_run_without_emulation() {
+    if fixtures().is_none() && skip("no busybox fixtures; run `just fixtures`") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "native",
+        "from: rootfs:bases/busybox-${TARGETARCH}.tar.gz\nsteps:\n  - run: uname -m > /arch; env > /env\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    // No emulator at all: the host's own platforms must not need one.
+    let empty = scratch.path().join("no-qemu");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--platform",
+            "linux/amd64,386",
+            "-o",
+            "oci:o",
+        ],
+        &[("XBAKE_QEMU_PATH", empty.to_str().unwrap())],
+    );
+    assert_ok(&out);
+    let (_, images) = read_layout(&dir.join("o"), "latest");
+    assert_eq!(file_text(&images[0], "arch").trim(), "x86_64");
+    assert_eq!(
+        file_text(&images[1], "arch").trim(),
+        "i686",
+        "linux32 personality"
+    );
+    assert!(!file_text(&images[0], "env").contains("QEMU_CPU"));
+}
+
+#[test]
+fn rootfs_tarballs_in_every_compression_give_the_same_image() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "compress",
+        "args: {EXT: .tar}\nfrom: rootfs:base${EXT}\nsteps:\n  - run: echo hi > /hi\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let gz = std::fs::read(dir.join("bases/busybox-arm64.tar.gz")).unwrap();
+    let mut tar_bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar_bytes).unwrap();
+    std::fs::write(dir.join("base.tar"), &tar_bytes).unwrap();
+    for (tool, ext) in [("xz", "xz"), ("zstd", "zst")] {
+        let status = std::process::Command::new(tool)
+            .args(["-q", "-k", "-f"])
+            .arg(dir.join("base.tar"))
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            _ => {
+                if skip(&format!("{tool} is not installed")) {
+                    return;
+                }
+            }
+        }
+        assert!(dir.join(format!("base.tar.{ext}")).exists());
+    }
+    // The history names the file, so compare the layers: converted once to gzip,
+    // deterministically, they must be the same bytes whatever the input compression.
+    let mut layers = Vec::new();
+    for (i, ext) in [".tar", ".tar.xz", ".tar.zst"].into_iter().enumerate() {
+        let dest = format!("oci:o{i}");
+        let arg = format!("EXT={ext}");
+        let out = xbake(
+            As::Me,
+            dir,
+            &[
+                "build",
+                "recipe.yaml",
+                "--arch",
+                "arm64",
+                "--build-arg",
+                &arg,
+                "--progress",
+                "quiet",
+                "-o",
+                &dest,
+            ],
+            &[],
+        );
+        assert_ok(&out);
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("RUN"),
+            "quiet progress prints no steps"
+        );
+        let (_, images) = read_layout(&dir.join(format!("o{i}")), "latest");
+        layers.push(images[0].config["rootfs"]["diff_ids"].clone());
+        let manifest = json(&blob(
+            &dir.join(format!("o{i}")),
+            &images[0].manifest_digest,
+        ));
+        layers.push(manifest["layers"].clone());
+    }
+    assert_eq!(layers[0], layers[2]);
+    assert_eq!(layers[1], layers[3]);
+    assert_eq!(layers[0], layers[4]);
+    assert_eq!(layers[1], layers[5]);
+    let out = xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--build-arg",
+            "EXT=.tar.bz2",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// A rootfs with a device node.
+fn tar_with_device(path: &Path) {
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut dir = header(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut dir, "dev/", std::io::empty()).unwrap();
+    let mut dev = header(tar::EntryType::Char, 0o666, 0);
+    dev.set_device_major(1).unwrap();
+    dev.set_device_minor(3).unwrap();
+    tar.append_data(&mut dev, "dev/null", std::io::empty())
+        .unwrap();
+    let mut file = header(tar::EntryType::Regular, 0o644, 2);
+    tar.append_data(&mut file, "etc/motd", &b"hi"[..]).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn device_nodes_in_a_base_are_skipped_with_a_warning() {
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("dev", "from: rootfs:dev.tar.gz\nsteps: []\n", &[]);
+    let dir = recipe.parent().unwrap();
+    tar_with_device(&dir.join("dev.tar.gz"));
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "-o", "oci:o"], &[]);
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning") && err.contains("dev/null"), "{err}");
+    // The base layer itself is kept byte for byte, device included.
+    let (_, images) = read_layout(&dir.join("o"), "latest");
+    assert!(images[0].meta.contains_key("dev/null"));
+}
+
+#[test]
+fn rootless_without_subordinate_ids_records_owners_and_matches_root() {
+    if !emulation_ready() {
+        return;
+    }
+    if !is_root() && skip("needs root to create the unprivileged test user") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let text = "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n\
+                \x20 - copy: files/\n    to: /srv/\n    owner: \"1000:1000\"\n\
+                \x20 - run: echo changed >> /home/user/.profile\n";
+    let mut digests = Vec::new();
+    for (who, env) in [
+        (As::Me, vec![]),
+        (As::TestUser, vec![("XBAKE_USERNS", "self")]),
+    ] {
+        let recipe = scratch.recipe(
+            &format!("selfonly-{who:?}"),
+            text,
+            &[("files/a.txt", "a\n")],
+        );
+        let dir = recipe.parent().unwrap();
+        let out = xbake(
+            who,
+            dir,
+            &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:o"],
+            &env,
+        );
+        assert_ok(&out);
+        let (index, images) = read_layout(&dir.join("o"), "latest");
+        assert_eq!(
+            images[0].meta["srv/a.txt"].0, 1000,
+            "owner from the copy step"
+        );
+        assert_eq!(
+            images[0].meta["home/user/.profile"].0, 1000,
+            "owner from the base survives a change"
+        );
+        digests.push(index);
+    }
+    assert_eq!(digests[0], digests[1]);
 }

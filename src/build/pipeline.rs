@@ -295,7 +295,12 @@ pub(crate) fn prepare_mount_points(
     activation: &Activation,
     platform: &crate::platform::Platform,
 ) -> Result<(), LayerError> {
-    Placeholders::prepare(root, host_resolv_conf().is_some(), activation.bind_for(platform)).map(|_| ())
+    Placeholders::prepare(
+        root,
+        host_resolv_conf().is_some(),
+        activation.bind_for(platform),
+    )
+    .map(|_| ())
 }
 
 fn plural(n: usize) -> &'static str {
@@ -343,11 +348,11 @@ fn run(
     .map_err(|message| ctx.step_err(step, message))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);
     let result = run_step(&spec, &mut on_line).map_err(|source| BuildError::Sandbox {
-            platform: ctx.name(),
-            number: step.number,
-            location: step.location.clone(),
-            source,
-        })?;
+        platform: ctx.name(),
+        number: step.number,
+        location: step.location.clone(),
+        source,
+    })?;
     if !result.exit.success() {
         return Err(BuildError::StepFailed {
             platform: ctx.name(),

@@ -133,14 +133,16 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         source: std::io::Error::other(message),
     })?;
     let mut print = |line: &str| println!("{line}");
-    prepare_mount_points(&root, &activation, &req.platform).map_err(|source| BuildError::Layer {
-        platform: name.clone(),
-        what: "creating mount points".into(),
-        source,
+    prepare_mount_points(&root, &activation, &req.platform).map_err(|source| {
+        BuildError::Layer {
+            platform: name.clone(),
+            what: "creating mount points".into(),
+            source,
+        }
     })?;
     let result = crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Io {
-            what: format!("[{name}] running the command"),
-            source: std::io::Error::other(source.to_string()),
-        })?;
+        what: format!("[{name}] running the command"),
+        source: std::io::Error::other(source.to_string()),
+    })?;
     Ok(result.exit)
 }

@@ -85,19 +85,76 @@ pub fn decompressor<'a>(mut r: impl BufRead + 'a) -> Result<Box<dyn Read + 'a>, 
     })
 }
 
-/// A gzip writer whose output depends only on the input: no file name, mtime 0, OS byte
-/// 255 and a fixed level. (flate2's default header is already close, but "close" is not a
-/// guarantee; umoci and BuildKit pin the same fields.)
-pub fn gzip_writer<W: Write>(w: W) -> flate2::write::GzEncoder<W> {
-    GzBuilder::new()
-        .mtime(0)
-        .operating_system(GZIP_OS_UNKNOWN)
-        .write(w, flate2::Compression::new(GZIP_LEVEL))
+/// A gzip writer whose output depends only on the input bytes: no file name, mtime 0, OS
+/// byte 255, a fixed level (umoci and BuildKit pin the same header fields), and input fed
+/// to the compressor in fixed-size blocks. The last point matters: deflate's output
+/// depends on how its input was split into calls (measured here: the same tar gave gzip
+/// streams 7 bytes apart when copied from an xz and from a plain file), so without
+/// blocking, a layer's digest would depend on the reader's buffer sizes.
+pub fn gzip_writer<W: Write>(w: W) -> GzipWriter<W> {
+    GzipWriter {
+        encoder: GzBuilder::new()
+            .mtime(0)
+            .operating_system(GZIP_OS_UNKNOWN)
+            .write(w, flate2::Compression::new(GZIP_LEVEL)),
+        block: Vec::with_capacity(GZIP_BLOCK),
+    }
+}
+
+/// Input block size for [`GzipWriter`]; part of the output format, never change it.
+const GZIP_BLOCK: usize = 64 * 1024;
+
+pub struct GzipWriter<W: Write> {
+    encoder: flate2::write::GzEncoder<W>,
+    block: Vec<u8>,
+}
+
+impl<W: Write> GzipWriter<W> {
+    /// Compresses what is left and returns the inner writer.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.encoder.write_all(&self.block)?;
+        self.encoder.finish()
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = GZIP_BLOCK - self.block.len();
+        let n = room.min(buf.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == GZIP_BLOCK {
+            self.encoder.write_all(&self.block)?;
+            self.block.clear();
+        }
+        Ok(n)
+    }
+
+    /// Deliberately does nothing: a deflate flush would change the output. The stream
+    /// is complete after [`GzipWriter::finish`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_output_does_not_depend_on_write_sizes() {
+        let data: Vec<u8> = (0..500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let encode = |chunk: usize| {
+            let mut w = gzip_writer(Vec::new());
+            for part in data.chunks(chunk) {
+                w.write_all(part).unwrap();
+            }
+            w.finish().unwrap()
+        };
+        let reference = encode(8192);
+        for chunk in [1, 511, 4096, 65_536, 100_000, 500_000] {
+            assert_eq!(encode(chunk), reference, "chunk size {chunk}");
+        }
+    }
     use std::io::BufReader;
 
     fn gzip(data: &[u8]) -> Vec<u8> {

@@ -166,7 +166,10 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                     Some("sysfs"),
                     &fd_path(at.as_fd()),
                     Some("sysfs"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
                     NONE,
                 )
                 .map_err(fail(format!("mounting sysfs on /{target}")))?;

@@ -69,7 +69,14 @@ mod tests {
         let mut out: Vec<String> = walkdir::WalkDir::new(dir)
             .min_depth(1)
             .into_iter()
-            .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
             .collect();
         out.sort();
         out
@@ -79,10 +86,19 @@ mod tests {
     fn an_empty_rootfs_gets_every_mount_point() {
         let tmp = tempfile::tempdir().unwrap();
         let root = RootDir::open(tmp.path()).unwrap();
-        let made = Placeholders::prepare(&root, true, Some(Path::new("/usr/bin/qemu-arm-static"))).unwrap();
+        let made = Placeholders::prepare(&root, true, Some(Path::new("/usr/bin/qemu-arm-static")))
+            .unwrap();
         let expected = [
-            "dev", "etc", "etc/hostname", "etc/hosts", "etc/resolv.conf", "proc", "sys", "usr",
-            "usr/bin", "usr/bin/qemu-arm-static",
+            "dev",
+            "etc",
+            "etc/hostname",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "proc",
+            "sys",
+            "usr",
+            "usr/bin",
+            "usr/bin/qemu-arm-static",
         ];
         assert_eq!(listing(tmp.path()), expected);
         assert_eq!(made.created.len(), expected.len());
@@ -96,8 +112,15 @@ mod tests {
         std::fs::write(tmp.path().join("etc/hosts"), "base").unwrap();
         let root = RootDir::open(tmp.path()).unwrap();
         let made = Placeholders::prepare(&root, false, None).unwrap();
-        let created: Vec<String> = made.created.iter().map(|(p, _)| p.display().to_string()).collect();
+        let created: Vec<String> = made
+            .created
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
         assert_eq!(created, ["dev", "sys", "etc/hostname"]);
-        assert_eq!(std::fs::read_to_string(tmp.path().join("etc/hosts")).unwrap(), "base");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("etc/hosts")).unwrap(),
+            "base"
+        );
     }
 }

@@ -19,11 +19,15 @@ demo: fixtures
     cp {{fixtures}}/busybox-*.tar.gz recipes/bases/
     ./target/release/xbake build recipes/hello.yaml --arch arm,arm64,ppc64le -o oci:out/hello --tag 1.0
     @echo
-    @echo "== what each image reports (xbake run, the image's own command) =="
-    @for p in arm arm64 ppc64le; do printf '%-8s ' "$p:"; ./target/release/xbake run oci:out/hello:1.0 --platform "$p"; done
+    @echo "== each image, run under its CPU's emulator: its own command, then uname -m =="
+    @for p in arm arm64 ppc64le; do \
+        printf '%-8s %s | uname -m: %s\n' "$p:" \
+            "$(./target/release/xbake run oci:out/hello:1.0 --platform "$p")" \
+            "$(./target/release/xbake run oci:out/hello:1.0 --platform "$p" -- uname -m)"; \
+    done
     @echo
     @echo "== read back by skopeo =="
-    skopeo inspect --raw oci:out/hello:1.0 | head -c 400; echo
+    skopeo inspect --raw oci:out/hello:1.0; echo
 
 # Every test: unit tests, then integration tests (as root and as a test user when root).
 test: fixtures

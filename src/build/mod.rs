@@ -140,6 +140,49 @@ pub(crate) struct PlatformImage {
     pub blobs: Vec<Digest>,
 }
 
+/// What every namespaced command (a build, `xbake run`) sets up first: a workspace,
+/// emulation for its platforms, and a blob store.
+pub(crate) struct Session {
+    pub workspace: Workspace,
+    pub activation: emulation::Activation,
+    pub store: BlobStore,
+}
+
+impl Session {
+    pub fn open(
+        cache_dir: &Path,
+        platforms: &[Platform],
+        force_host_binfmt: bool,
+    ) -> Result<Session, BuildError> {
+        let emulators = emulation::required_emulators(
+            platforms,
+            &Platform::host(),
+            &emulation::qemu::search_path(),
+        )?;
+        let workspace = Workspace::create(cache_dir).map_err(|source| BuildError::Io {
+            what: "creating the build workspace".into(),
+            source,
+        })?;
+        let binfmt_dir = workspace.path().join("binfmt_misc");
+        std::fs::create_dir(&binfmt_dir).map_err(|source| BuildError::Io {
+            what: binfmt_dir.display().to_string(),
+            source,
+        })?;
+        let activation = emulation::activate(
+            &emulators,
+            &binfmt_dir,
+            Path::new(emulation::HOST_BINFMT_DIR),
+            force_host_binfmt,
+        )?;
+        let store = BlobStore::open(&workspace.path().join("store"))?;
+        Ok(Session {
+            workspace,
+            activation,
+            store,
+        })
+    }
+}
+
 /// The SOURCE_DATE_EPOCH a build uses: request (CLI/environment), recipe, else 0.
 pub fn effective_epoch(requested: Option<i64>, plan: &Plan) -> i64 {
     requested.or(plan.source_date_epoch).unwrap_or(0)
@@ -159,24 +202,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             req.progress.warn("recipe", w);
         }
     }
-    let emulators =
-        emulation::required_emulators(&req.platforms, &host, &emulation::qemu::search_path())?;
-    let workspace = Workspace::create(&req.cache_dir).map_err(|source| BuildError::Io {
-        what: "creating the build workspace".into(),
-        source,
-    })?;
-    let binfmt_dir = workspace.path().join("binfmt_misc");
-    std::fs::create_dir(&binfmt_dir).map_err(|source| BuildError::Io {
-        what: binfmt_dir.display().to_string(),
-        source,
-    })?;
-    let activation = emulation::activate(
-        &emulators,
-        &binfmt_dir,
-        Path::new(emulation::HOST_BINFMT_DIR),
-        req.force_host_binfmt,
-    )?;
-    let store = BlobStore::open(&workspace.path().join("store"))?;
+    let session = Session::open(&req.cache_dir, &req.platforms, req.force_host_binfmt)?;
+    let (workspace, activation, store) = (&session.workspace, &session.activation, &session.store);
 
     let cancel = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
@@ -195,9 +222,9 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                         let ctx = pipeline::Context {
                             recipe: &req.recipe,
                             plan,
-                            store: &store,
+                            store,
                             dir: workspace.path().join(format!("platform-{i}")),
-                            activation: &activation,
+                            activation,
                             progress: &req.progress,
                             cancel: &cancel,
                             epoch: effective_epoch(req.source_date_epoch, plan),
@@ -256,7 +283,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         blobs.sort();
         blobs.dedup();
         let top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
-        layout::write_tag(dir, &store, &blobs, tag, &top)?;
+        layout::write_tag(dir, store, &blobs, tag, &top)?;
     }
     Ok(BuildOutcome {
         index_digest,

@@ -4,10 +4,9 @@
 
 use super::pipeline::{SandboxRequest, prepare_mount_points, sandbox_spec, unpack_layers};
 use super::progress::Progress;
-use super::{BuildError, Workspace};
-use crate::emulation;
+use super::{BuildError, Session};
 use crate::image::layout::Layout;
-use crate::image::{BlobStore, ImageError, descriptor_digest, parse_json};
+use crate::image::{ImageError, descriptor_digest, parse_json};
 use crate::layer::root::RootDir;
 use crate::platform::Platform;
 use crate::recipe::BaseRef;
@@ -56,25 +55,12 @@ pub fn image_platforms(dir: &Path, tag: Option<&str>) -> Result<Vec<Platform>, I
 pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     let host = Platform::host();
     let name = req.platform.short_name();
-    let emulators =
-        emulation::required_emulators(&[req.platform], &host, &emulation::qemu::search_path())?;
-    let workspace = Workspace::create(&req.cache_dir).map_err(|source| BuildError::Io {
-        what: "creating the workspace".into(),
-        source,
-    })?;
+    let session = Session::open(&req.cache_dir, &[req.platform], req.force_host_binfmt)?;
+    let (workspace, activation, store) = (&session.workspace, &session.activation, &session.store);
     let io = |what: &str| {
         let what = what.to_string();
         move |source| BuildError::Io { what, source }
     };
-    let binfmt_dir = workspace.path().join("binfmt_misc");
-    std::fs::create_dir(&binfmt_dir).map_err(io("creating the binfmt_misc mount point"))?;
-    let activation = emulation::activate(
-        &emulators,
-        &binfmt_dir,
-        Path::new(emulation::HOST_BINFMT_DIR),
-        req.force_host_binfmt,
-    )?;
-    let store = BlobStore::open(&workspace.path().join("store"))?;
     let reference = format!("oci:{}", req.dir.display());
     let base = crate::source::resolve(
         &BaseRef::OciLayout {
@@ -83,7 +69,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         },
         &reference,
         &req.platform,
-        &store,
+        store,
     )
     .map_err(|source| BuildError::Source {
         platform: name.clone(),
@@ -96,7 +82,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         what: "opening the rootfs".into(),
         source,
     })?;
-    unpack_layers(&store, &root, &base.layers, &name, &mut |w| {
+    unpack_layers(store, &root, &base.layers, &name, &mut |w| {
         req.progress.warn(&name, &w)
     })?;
     let state = super::image_state::ImageState::from_base_config(base.config.as_ref());
@@ -120,7 +106,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         scratch: workspace.path(),
         platform: &req.platform,
         native: req.platform.runs_natively_on(&host),
-        activation: &activation,
+        activation,
         image_env: &state.env,
         build_env: &[],
         workdir: &workdir,
@@ -133,12 +119,10 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         source: std::io::Error::other(message),
     })?;
     let mut print = |line: &str| println!("{line}");
-    prepare_mount_points(&root, &activation, &req.platform).map_err(|source| {
-        BuildError::Layer {
-            platform: name.clone(),
-            what: "creating mount points".into(),
-            source,
-        }
+    prepare_mount_points(&root, activation, &req.platform).map_err(|source| BuildError::Layer {
+        platform: name.clone(),
+        what: "creating mount points".into(),
+        source,
     })?;
     let result = crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Io {
         what: format!("[{name}] running the command"),

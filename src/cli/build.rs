@@ -4,6 +4,7 @@ use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{BuildRequest, Output};
 use crate::emulation;
+use crate::image::reference::LayoutRef;
 use crate::platform::Platform;
 use crate::recipe::{Network, Recipe};
 use crate::sandbox::NetworkMode;
@@ -56,19 +57,14 @@ pub struct BuildArgs {
 
 /// `oci:DIR[:TAG]` plus `--tag`.
 fn parse_output(spec: &str, tag: Option<&str>) -> Result<Output, UsageError> {
-    let Some(rest) = spec.strip_prefix("oci:") else {
-        return Err(UsageError(format!(
-            "unsupported output {spec:?}; use oci:DIR or oci:DIR:TAG"
-        )));
-    };
-    let (dir, spec_tag) = match rest.rsplit_once(':') {
-        Some((dir, t)) if !t.contains('/') && !dir.is_empty() => (dir, Some(t)),
-        _ => (rest, None),
-    };
-    if dir.is_empty() {
-        return Err(UsageError(format!("output {spec:?} names no folder")));
-    }
-    let tag = match (spec_tag, tag) {
+    let parsed = LayoutRef::parse(spec)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "unsupported output {spec:?}; use oci:DIR or oci:DIR:TAG"
+            ))
+        })?
+        .map_err(UsageError)?;
+    let tag = match (parsed.tag.as_deref(), tag) {
         (Some(a), Some(b)) if a != b => {
             return Err(UsageError(format!(
                 "two tags: {a:?} in --output and {b:?} in --tag"
@@ -81,7 +77,7 @@ fn parse_output(spec: &str, tag: Option<&str>) -> Result<Output, UsageError> {
         return Err(UsageError(format!("invalid tag {tag:?}")));
     }
     Ok(Output::OciLayout {
-        dir: PathBuf::from(dir),
+        dir: parsed.dir,
         tag: tag.to_string(),
     })
 }

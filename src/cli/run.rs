@@ -4,6 +4,7 @@ use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::run_image::{RunRequest, image_platforms, run_image};
 use crate::emulation;
+use crate::image::reference::LayoutRef;
 use crate::platform::Platform;
 use crate::recipe::Network;
 use crate::sandbox::{NetworkMode, StepExit};
@@ -29,18 +30,15 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
-fn parse_image(spec: &str) -> Result<(PathBuf, Option<String>), UsageError> {
-    let rest = spec
-        .strip_prefix("oci:")
-        .ok_or_else(|| UsageError(format!("unsupported image {spec:?}; use oci:DIR[:TAG]")))?;
-    Ok(match rest.rsplit_once(':') {
-        Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => (dir.into(), Some(tag.into())),
-        _ => (rest.into(), None),
-    })
-}
-
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
-    let (dir, tag) = parse_image(&args.image)?;
+    let LayoutRef { dir, tag } = LayoutRef::parse(&args.image)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "unsupported image {:?}; use oci:DIR[:TAG]",
+                args.image
+            ))
+        })?
+        .map_err(UsageError)?;
     let offered = image_platforms(&dir, tag.as_deref())?;
     let platform = match &args.platform {
         Some(p) => p.parse::<Platform>()?,

@@ -2,6 +2,7 @@
 //! manifest from an index. Types come from `oci-spec`; bytes are always canonical JSON.
 
 pub mod layout;
+pub mod reference;
 pub mod select;
 pub mod store;
 

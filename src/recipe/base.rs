@@ -1,6 +1,7 @@
 //! What `from:` names, once expanded: the kind of base and where it is. Lexical only;
 //! `source/` opens it.
 
+use crate::image::reference::LayoutRef;
 use std::path::{Path, PathBuf};
 
 use super::error::Problem;
@@ -73,22 +74,14 @@ fn parse_rootfs(path: &str, recipe_dir: &Path) -> Result<PathBuf, Problem> {
     Ok(recipe_dir.join(inside))
 }
 
-/// `oci:DIR` or `oci:DIR:tag`. A colon starts the tag only if what follows it has no
-/// `/`, so `oci:some/dir:v1` is (some/dir, v1) and `oci:/a:b/c` is the directory `/a:b/c`.
+/// `oci:DIR` or `oci:DIR:tag`, with DIR relative to the recipe's folder.
 fn parse_oci_layout(text: &str, rest: &str, recipe_dir: &Path) -> Result<BaseRef, Problem> {
-    let (dir, tag) = match rest.rsplit_once(':') {
-        Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag)),
-        _ => (rest, None),
-    };
-    let bad = || Problem::BadOciLayout {
+    let parsed = LayoutRef::parse_rest(rest).map_err(|_| Problem::BadOciLayout {
         text: text.to_string(),
-    };
-    if dir.is_empty() || tag.is_some_and(|t| t.is_empty() || t.chars().any(char::is_whitespace)) {
-        return Err(bad());
-    }
+    })?;
     Ok(BaseRef::OciLayout {
-        dir: recipe_dir.join(dir),
-        tag: tag.map(str::to_string),
+        dir: recipe_dir.join(parsed.dir),
+        tag: parsed.tag,
     })
 }
 

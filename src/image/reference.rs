@@ -1,0 +1,81 @@
+//! `oci:DIR[:TAG]`, the one way to name an image in a local OCI layout, shared by the
+//! recipe's `from:`, `--output`, `xbake run`, `diff` and `verify`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayoutRef {
+    pub dir: PathBuf,
+    pub tag: Option<String>,
+}
+
+impl LayoutRef {
+    /// Parses what follows `oci:`. A colon starts the tag only if what follows it has no
+    /// `/`, so `some/dir:v1` is (some/dir, v1) and `/a:b/c` is the folder `/a:b/c`.
+    pub fn parse_rest(rest: &str) -> Result<LayoutRef, String> {
+        let (dir, tag) = match rest.rsplit_once(':') {
+            Some((dir, tag)) if !tag.contains('/') => (dir, Some(tag)),
+            _ => (rest, None),
+        };
+        if dir.is_empty() {
+            return Err(format!("oci:{rest} names no folder"));
+        }
+        if let Some(tag) = tag.filter(|t| t.is_empty() || t.chars().any(char::is_whitespace)) {
+            return Err(format!("oci:{rest} has an invalid tag {tag:?}"));
+        }
+        Ok(LayoutRef {
+            dir: PathBuf::from(dir),
+            tag: tag.map(str::to_string),
+        })
+    }
+
+    /// Parses `oci:DIR[:TAG]`; None when `text` is not an `oci:` reference at all.
+    pub fn parse(text: &str) -> Option<Result<LayoutRef, String>> {
+        text.strip_prefix("oci:").map(LayoutRef::parse_rest)
+    }
+}
+
+impl fmt::Display for LayoutRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "oci:{}", self.dir.display())?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(text: &str) -> Result<LayoutRef, String> {
+        LayoutRef::parse(text).expect("an oci: reference")
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            r("oci:some/dir:v1").unwrap(),
+            LayoutRef {
+                dir: "some/dir".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            r("oci:/abs/dir").unwrap(),
+            LayoutRef {
+                dir: "/abs/dir".into(),
+                tag: None
+            }
+        );
+        assert_eq!(r("oci:/a:b/c").unwrap().dir, PathBuf::from("/a:b/c"));
+        assert_eq!(r("oci:out:1.0").unwrap().to_string(), "oci:out:1.0");
+        assert!(r("oci:").is_err());
+        assert!(r("oci::v1").is_err());
+        assert!(r("oci:dir:").is_err());
+        assert!(r("oci:dir:a b").is_err());
+        assert!(LayoutRef::parse("docker://x").is_none());
+    }
+}

@@ -2,6 +2,7 @@
 //! without a container daemon. See DESIGN.md (shared) and README.md.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod digest;
 pub mod emulation;

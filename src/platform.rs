@@ -196,9 +196,12 @@ impl Platform {
 
     /// Whether a `host` kernel executes this platform's binaries without emulation.
     /// i386 on amd64 relies on the kernel's IA32 compat layer, on in every distribution
-    /// kernel that ships it; steps then run under the `linux32` personality.
+    /// kernel that ships it; steps then run under the `linux32` personality. An older
+    /// ARM variant is emulated even on a newer ARM host, so that it runs on a CPU of its
+    /// own level (a v7 core would accept v7 instructions in a v6 image).
     pub fn runs_natively_on(&self, host: &Platform) -> bool {
-        self.arch == host.arch || (self.arch == Arch::I386 && host.arch == Arch::Amd64)
+        (self.arch == host.arch && self.variant == host.variant)
+            || (self.arch == Arch::I386 && host.arch == Arch::Amd64)
     }
 
     /// BuildKit's TARGET* variables, in a fixed order.
@@ -410,6 +413,7 @@ mod tests {
         assert!(amd64.runs_natively_on(&amd64));
         assert!(p("386").runs_natively_on(&amd64));
         assert!(!p("arm64").runs_natively_on(&amd64));
-        assert!(p("arm/v6").runs_natively_on(&p("arm/v7")));
+        assert!(!p("arm/v6").runs_natively_on(&p("arm/v7")));
+        assert!(p("arm/v7").runs_natively_on(&p("arm/v7")));
     }
 }

@@ -852,3 +852,66 @@ fn rootless_without_subordinate_ids_records_owners_and_matches_root() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+#[test]
+fn steps_see_no_stray_descriptors_and_the_umask_does_not_matter() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "hygiene",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nworkdir: /app\nsteps:\n\
+         \x20 - run: ls /proc/self/fd > /fds; touch /made-by-step; mkdir /dir-by-step\n\
+         \x20 - copy: files/a.txt\n    to: rel/a.txt\n\
+         \x20 - user: \"1000:1000\"\n\
+         \x20 - run: id -u > /tmp/me\n",
+        &[("files/a.txt", "a\n")],
+    );
+    let dir = recipe.parent().unwrap();
+    let mut digests = Vec::new();
+    for umask in ["022", "077"] {
+        // The caller's umask and an open descriptor it does not mark close-on-exec.
+        let script = format!(
+            "umask {umask}; exec 7</etc/hostname; exec \"$0\" build recipe.yaml --arch arm64 -o oci:o{umask}"
+        );
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", &script])
+            .arg(shared_binary())
+            .current_dir(dir)
+            .env("XDG_CACHE_HOME", dir.join(".cache-me"));
+        let out = run_with_timeout(cmd, std::time::Duration::from_secs(300));
+        assert_ok(&out);
+        let (index, images) = read_layout(&dir.join(format!("o{umask}")), "latest");
+        // ls itself holds one descriptor for the folder it lists.
+        let fds: Vec<String> = file_text(&images[0], "fds")
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(fds, ["0", "1", "2", "3"], "umask {umask}");
+        assert_eq!(images[0].meta["made-by-step"].2 & 0o777, 0o644);
+        assert_eq!(images[0].meta["dir-by-step"].2 & 0o777, 0o755);
+        assert_eq!(
+            file_text(&images[0], "app/rel/a.txt"),
+            "a\n",
+            "relative to: follows workdir"
+        );
+        assert_eq!(file_text(&images[0], "tmp/me").trim(), "1000");
+        let blob_mode =
+            std::fs::metadata(dir.join(format!("o{umask}/blobs/sha256")).join(&index[7..]))
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+                .unwrap();
+        assert_eq!(blob_mode, 0o644, "output blobs are readable by everyone");
+        digests.push(index);
+    }
+    assert_eq!(digests[0], digests[1], "the umask changed the image");
+    let work = dir.join(".cache-me/xbake/work");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "workspaces left behind: {left:?}");
+
+    std::fs::write(&recipe, "from: oci:../elsewhere\nsteps: []\n").unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

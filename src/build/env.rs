@@ -25,7 +25,10 @@ pub fn step_env(
     if !has(&env, "HOME") {
         env.push(("HOME".into(), home.into()));
     }
-    if let Some(cpu) = platform.qemu_cpu().filter(|_| emulated) {
+    if let Some(cpu) = platform
+        .qemu_cpu()
+        .filter(|_| emulated && !has(&env, "QEMU_CPU"))
+    {
         env.push(("QEMU_CPU".into(), cpu.into()));
     }
     env

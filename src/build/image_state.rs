@@ -90,13 +90,6 @@ impl ImageState {
         }
     }
 
-    pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// A layer made by this build.
     pub fn push_layer(&mut self, layer: Layer, created_by: String, epoch: i64) {
         self.layers.push(layer);

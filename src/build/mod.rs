@@ -110,6 +110,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{what}: {message}")]
+    Command { what: String, message: String },
     #[error("cancelled after another platform failed")]
     Cancelled,
 }
@@ -183,6 +185,18 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// Runs before the workspace is removed: the binfmt_misc instance is mounted inside
+    /// it, and its control files cannot be deleted while mounted.
+    fn drop(&mut self) {
+        if self.activation.private_instance {
+            let _ = emulation::binfmt::unmount_private_instance(
+                &self.workspace.path().join("binfmt_misc"),
+            );
+        }
+    }
+}
+
 /// The SOURCE_DATE_EPOCH a build uses: request (CLI/environment), recipe, else 0.
 pub fn effective_epoch(requested: Option<i64>, plan: &Plan) -> i64 {
     requested.or(plan.source_date_epoch).unwrap_or(0)
@@ -197,10 +211,11 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         .iter()
         .map(|p| req.recipe.plan(p, &host, &req.build_args))
         .collect::<Result<_, _>>()?;
-    if let Some(plan) = plans.first() {
-        for w in &plan.warnings {
-            req.progress.warn("recipe", w);
-        }
+    let mut warnings: Vec<&String> = plans.iter().flat_map(|p| &p.warnings).collect();
+    warnings.sort();
+    warnings.dedup();
+    for w in warnings {
+        req.progress.warn("recipe", w);
     }
     let session = Session::open(&req.cache_dir, &req.platforms, req.force_host_binfmt)?;
     let (workspace, activation, store) = (&session.workspace, &session.activation, &session.store);

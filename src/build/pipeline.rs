@@ -80,12 +80,17 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
     std::fs::create_dir_all(&rootfs).map_err(ctx.io_err("creating the rootfs folder"))?;
     let root = RootDir::open(&rootfs).map_err(ctx.layer_err("opening the rootfs"))?;
 
-    let base = source::resolve(&plan.from, &plan.from_text, &plan.platform, ctx.store).map_err(
-        |source| BuildError::Source {
-            platform: name.clone(),
-            source,
-        },
-    )?;
+    let base = source::resolve(
+        &plan.from,
+        &plan.from_text,
+        &plan.platform,
+        ctx.store,
+        Some(ctx.recipe.dir()),
+    )
+    .map_err(|source| BuildError::Source {
+        platform: name.clone(),
+        source,
+    })?;
     ctx.progress.info(
         &name,
         &format!(
@@ -145,11 +150,12 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                     .begin()
                     .map_err(ctx.layer_err("snapshotting the rootfs"))?;
                 let files = resolve_copy_sources(ctx.recipe.dir(), sources, &step.location)?;
+                let to = destination_in(state.workdir.as_deref(), to);
                 let warnings = copy_into(
                     &root,
                     &CopyRequest {
                         sources: &files,
-                        to,
+                        to: &to,
                         mode: *mode,
                         owner: owner.unwrap_or((0, 0)),
                         epoch: ctx.epoch,
@@ -303,8 +309,25 @@ pub(crate) fn prepare_mount_points(
     .map(|_| ())
 }
 
+/// A relative copy destination is relative to the working directory, as in Docker.
+fn destination_in(workdir: Option<&str>, to: &str) -> String {
+    if to.starts_with('/') {
+        return to.to_string();
+    }
+    format!("{}/{to}", workdir.unwrap_or("/").trim_end_matches('/'))
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+#[test]
+fn relative_copy_destinations_follow_the_workdir() {
+    assert_eq!(destination_in(Some("/app"), "rel.yaml"), "/app/rel.yaml");
+    assert_eq!(destination_in(Some("/app/"), "sub/"), "/app/sub/");
+    assert_eq!(destination_in(None, "x"), "/x");
+    assert_eq!(destination_in(Some("/app"), "/abs"), "/abs");
 }
 
 #[allow(clippy::too_many_arguments)]

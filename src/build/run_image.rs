@@ -70,6 +70,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         &reference,
         &req.platform,
         store,
+        None,
     )
     .map_err(|source| BuildError::Source {
         platform: name.clone(),
@@ -93,11 +94,9 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         argv.extend(req.args.iter().cloned());
     }
     if argv.is_empty() {
-        return Err(BuildError::Io {
+        return Err(BuildError::Command {
             what: reference.clone(),
-            source: std::io::Error::other(
-                "the image has no entrypoint or cmd; give a command after --",
-            ),
+            message: "the image has no entrypoint or cmd; give a command after --".into(),
         });
     }
     let workdir = state.workdir.clone().unwrap_or_else(|| "/".into());
@@ -114,9 +113,9 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         argv,
         network: req.network,
     })
-    .map_err(|message| BuildError::Io {
+    .map_err(|message| BuildError::Command {
         what: reference.clone(),
-        source: std::io::Error::other(message),
+        message,
     })?;
     let mut print = |line: &str| println!("{line}");
     prepare_mount_points(&root, activation, &req.platform).map_err(|source| BuildError::Layer {
@@ -124,9 +123,10 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         what: "creating mount points".into(),
         source,
     })?;
-    let result = crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Io {
-        what: format!("[{name}] running the command"),
-        source: std::io::Error::other(source.to_string()),
-    })?;
+    let result =
+        crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Command {
+            what: format!("[{name}] running the command"),
+            message: source.to_string(),
+        })?;
     Ok(result.exit)
 }

@@ -49,9 +49,12 @@ impl Workspace {
 }
 
 impl Drop for Workspace {
+    /// The lock file goes only with the folder: a folder that could not be removed keeps
+    /// its lock file, so a later build's sweep finds and retries it.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_file(&self.lock_path);
+        if std::fs::remove_dir_all(&self.dir).is_ok() || !self.dir.exists() {
+            let _ = std::fs::remove_file(&self.lock_path);
+        }
     }
 }
 
@@ -69,8 +72,10 @@ fn sweep_stale(work: &Path) {
             continue;
         };
         if let Ok(_held) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            let _ = std::fs::remove_dir_all(path.with_extension(""));
-            let _ = std::fs::remove_file(&path);
+            let dir = path.with_extension("");
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
 }

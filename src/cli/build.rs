@@ -46,9 +46,9 @@ pub struct BuildArgs {
     /// `none` cuts RUN steps off the network (default: the host's network).
     #[arg(long = "network", value_name = "host|none")]
     network: Option<Network>,
-    /// Timestamp for `created`, history and the mtime clamp (default: the recipe's
-    /// `source_date_epoch`, else $SOURCE_DATE_EPOCH, else 0).
-    #[arg(long = "source-date-epoch", value_name = "SECONDS")]
+    /// Timestamp for `created`, history and the mtime clamp (default:
+    /// $SOURCE_DATE_EPOCH, else the recipe's `source_date_epoch:`, else 0).
+    #[arg(long = "source-date-epoch", value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(0..))]
     source_date_epoch: Option<i64>,
     /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]

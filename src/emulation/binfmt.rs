@@ -25,6 +25,12 @@ pub fn mount_private_instance(dir: &Path) -> Result<(), nix::Error> {
     )
 }
 
+/// Detaches the instance mounted at `dir` (the build is done with it; its entries go
+/// with the user namespace anyway, but the mount point must become removable).
+pub fn unmount_private_instance(dir: &Path) -> Result<(), nix::Error> {
+    nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH)
+}
+
 /// Registers `entry` with `interpreter` in the instance mounted at `dir`, under the name
 /// `qemu-NAME`. One write to `register` is atomic in the kernel: either the entry
 /// exists afterwards or nothing was added.

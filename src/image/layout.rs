@@ -104,7 +104,6 @@ pub fn write_tag(
     tag: &str,
     top: &Descriptor,
 ) -> Result<(), ImageError> {
-    let existing = existing_layout(dir)?;
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -124,6 +123,11 @@ pub fn write_tag(
                 source: e.into(),
             }
         })?;
+    // Under the lock, any staging folder beside the layout belongs to a writer that was
+    // killed before it finished (or before it removed the old layout): remove it.
+    sweep_staging(parent, &name);
+    let state = layout_state(dir)?;
+    let existing = state == LayoutState::Layout;
 
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.xbake-"))
@@ -171,7 +175,7 @@ pub fn write_tag(
     set_mode(staging.path(), 0o755)?;
 
     let staging_path = staging.keep();
-    let swap = if existing {
+    let swap = if state != LayoutState::Absent {
         renameat2(
             AT_FDCWD,
             &staging_path,
@@ -196,27 +200,46 @@ pub fn write_tag(
         });
     }
     sync_dir(parent)?;
-    if existing {
-        // The old layout now sits at the staging path.
+    if state != LayoutState::Absent {
+        // The old layout (or empty folder) now sits at the staging path.
         std::fs::remove_dir_all(&staging_path).map_err(ImageError::io(&staging_path))?;
     }
     Ok(())
 }
 
-/// Whether `dir` holds a layout to update. An absent or empty directory is a new
-/// layout; anything else that is not a layout is refused rather than overwritten.
-fn existing_layout(dir: &Path) -> Result<bool, ImageError> {
+fn sweep_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.xbake-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with(&prefix) && !file_name.ends_with("-lock") && entry.path().is_dir()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LayoutState {
+    Absent,
+    /// An empty folder: replaced like a new layout, but by exchange (it exists).
+    Empty,
+    Layout,
+}
+
+/// What is at `dir`. Anything that is neither absent, empty nor a layout is refused
+/// rather than overwritten.
+fn layout_state(dir: &Path) -> Result<LayoutState, ImageError> {
     match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LayoutState::Absent),
         Err(e) => Err(ImageError::io(dir)(e)),
         Ok(mut entries) => {
             if dir.join(OCI_LAYOUT_FILE).is_file() {
-                Ok(true)
+                Ok(LayoutState::Layout)
             } else if entries.next().is_none() {
-                // Empty: replace it as if new (rename cannot replace a directory with
-                // RENAME_NOREPLACE, so remove it first).
-                std::fs::remove_dir(dir).map_err(ImageError::io(dir))?;
-                Ok(false)
+                Ok(LayoutState::Empty)
             } else {
                 Err(ImageError::NotALayout {
                     dir: dir.to_path_buf(),
@@ -241,7 +264,13 @@ fn link_all_blobs(from: &BlobStore, to: &BlobStore) -> Result<(), ImageError> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let mut f = File::create(path).map_err(ImageError::io(path))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(ImageError::io(path))?;
     f.write_all(bytes).map_err(ImageError::io(path))?;
     f.sync_all().map_err(ImageError::io(path))
 }
@@ -328,6 +357,19 @@ mod tests {
             std::fs::read_to_string(out.join("notes.txt")).unwrap(),
             "keep me"
         );
+    }
+
+    #[test]
+    fn an_empty_folder_becomes_a_layout_and_stale_staging_is_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = BlobStore::open(&tmp.path().join("src")).unwrap();
+        let out = tmp.path().join("app");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::create_dir_all(tmp.path().join(".app.xbake-KILLED/blobs")).unwrap();
+        let (d, top) = index_blob(&src, "{}");
+        write_tag(&out, &src, std::slice::from_ref(&d), "t", &top).unwrap();
+        assert!(Layout::open(&out).unwrap().resolve(Some("t")).is_ok());
+        assert!(!tmp.path().join(".app.xbake-KILLED").exists());
     }
 
     #[test]

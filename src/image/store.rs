@@ -34,6 +34,13 @@ impl PendingBlob {
     /// byte written (the caller hashed them on the way in).
     pub fn commit(self, digest: &Digest) -> Result<PathBuf, ImageError> {
         let target = self.dir.join(digest.hex());
+        // Temporary files are created 0600; blobs are content anyone may read (a layout
+        // is meant to be shared, pushed, inspected by other users).
+        use std::os::unix::fs::PermissionsExt;
+        self.file
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(ImageError::io(self.file.path()))?;
         self.file
             .as_file()
             .sync_all()
@@ -179,6 +186,19 @@ mod tests {
         std::fs::write(store.path(&d), b"HELLO").unwrap();
         let err = store.read_bytes(&d).unwrap_err();
         assert!(err.to_string().contains("digest mismatch"), "{err}");
+    }
+
+    #[test]
+    fn blobs_are_readable_by_everyone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (d, _) = store.put_bytes(b"shared").unwrap();
+        let mode = std::fs::metadata(store.path(&d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
     }
 
     #[test]

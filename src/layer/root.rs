@@ -40,6 +40,28 @@ pub enum SpecialFile {
     BlockDevice { major: u64, minor: u64 },
 }
 
+/// Opens `rel` below the directory `root` as if `root` were `/` (openat2(2)
+/// `RESOLVE_IN_ROOT`): symlinks and `..` resolve inside it, never out; magic links are
+/// refused. Shared by [`RootDir`] and the sandbox's mount executor.
+pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let mut attempts = 1;
+    loop {
+        match fcntl::openat2(root, path, how) {
+            // EAGAIN: a concurrent rename raced the lookup; openat2(2) says to retry.
+            Err(Errno::EAGAIN) if attempts < OPENAT2_ATTEMPTS => attempts += 1,
+            result => return result,
+        }
+    }
+}
+
 /// An open directory that all operations are confined to.
 #[derive(Debug)]
 pub struct RootDir {
@@ -389,21 +411,7 @@ impl RootDir {
 
     /// Opens `rel` (cleaned) inside the root with openat2's confinement.
     fn open_in_root(&self, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
-        let path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        let mut attempts = 1;
-        loop {
-            match fcntl::openat2(&self.fd, path, how) {
-                Err(Errno::EAGAIN) if attempts < OPENAT2_ATTEMPTS => attempts += 1,
-                result => return result,
-            }
-        }
+        open_in_root(self.fd.as_fd(), rel, flags)
     }
 
     /// The parent directory of `rel` (cleaned, non-empty) as an `O_PATH` fd, and the final

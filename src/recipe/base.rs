@@ -79,8 +79,19 @@ fn parse_oci_layout(text: &str, rest: &str, recipe_dir: &Path) -> Result<BaseRef
     let parsed = LayoutRef::parse_rest(rest).map_err(|_| Problem::BadOciLayout {
         text: text.to_string(),
     })?;
+    if parsed.dir.is_absolute() {
+        return Ok(BaseRef::OciLayout {
+            dir: parsed.dir,
+            tag: parsed.tag,
+        });
+    }
+    // As for rootfs: a relative base stays inside the recipe folder.
+    let inside = relative_inside(&parsed.dir).ok_or_else(|| Problem::EscapesRecipeDir {
+        what: "oci base",
+        path: parsed.dir.display().to_string(),
+    })?;
     Ok(BaseRef::OciLayout {
-        dir: recipe_dir.join(parsed.dir),
+        dir: recipe_dir.join(inside),
         tag: parsed.tag,
     })
 }

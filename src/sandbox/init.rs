@@ -36,14 +36,21 @@ pub fn step_main() -> ! {
 }
 
 fn monitor() -> Result<i32, String> {
+    let builder = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+    if nix::unistd::getppid() != builder {
+        return Err("the builder is gone".into());
+    }
+    // Layers must not depend on the umask the builder was started with.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let mut control = take_control_socket()?;
+    close_inherited_descriptors()?;
     let mut text = String::new();
     control
         .read_to_string(&mut text)
         .map_err(|e| format!("reading the step spec: {e}"))?;
     let spec: StepSpec =
         serde_json::from_str(&text).map_err(|e| format!("decoding the step spec: {e}"))?;
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
 
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -100,6 +107,32 @@ fn take_control_socket() -> Result<UnixStream, String> {
     let null = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
     nix::unistd::dup2_stdin(null.as_fd()).map_err(|e| format!("dup2: {e}"))?;
     Ok(UnixStream::from(control))
+}
+
+/// Marks every descriptor above stderr close-on-exec, so the step's command starts with
+/// stdin, stdout and stderr only, whatever the caller of xbake had open.
+fn close_inherited_descriptors() -> Result<(), String> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors;
+    // it closes nothing that Rust objects in this process still own.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: walk /proc/self/fd instead.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("listing /proc/self/fd: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a number from our own fd table; errors (the directory's
+        // own descriptor, already closed) are harmless.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    Ok(())
 }
 
 fn report(control: &mut UnixStream, message: &str) {

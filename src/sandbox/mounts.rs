@@ -8,7 +8,7 @@
 
 use super::plan::SetupOp;
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{OFlag, openat};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, fstatvfs};
@@ -41,14 +41,11 @@ fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
 fn open_in_root(root: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
     // openat2(2) rejects flags that O_PATH would ignore, so O_NOCTTY only without it.
     let extra = if flags.contains(OFlag::O_PATH) {
-        OFlag::O_CLOEXEC
+        OFlag::empty()
     } else {
-        OFlag::O_CLOEXEC | OFlag::O_NOCTTY
+        OFlag::O_NOCTTY
     };
-    let how = OpenHow::new()
-        .flags(flags | extra)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, rel, how)
+    crate::layer::root::open_in_root(root, Path::new(rel), flags | extra)
 }
 
 const NONE: Option<&str> = None;

@@ -64,10 +64,11 @@ pub fn run_step(
                 .map_err(io("duplicating the output pipe"))?,
         ))
         .stderr(Stdio::from(output_w));
-    let mut child = cmd.spawn().map_err(io("starting the step process"))?;
+    let child = cmd.spawn().map_err(io("starting the step process"))?;
     // The Command still holds our copies of the pipe's write end; without this drop the
     // output would never reach end-of-file.
     drop(cmd);
+    let mut child = Reaper(Some(child));
 
     let json = serde_json::to_vec(spec).map_err(|e| SandboxError::Io {
         what: "encoding the step spec",
@@ -80,14 +81,7 @@ pub fn run_step(
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut reader = BufReader::new(output);
     let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(io("reading the step's output"))?;
-        if n == 0 {
-            break;
-        }
+    while read_line_capped(&mut reader, &mut buf).map_err(io("reading the step's output"))? {
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end_matches(['\n', '\r']);
         on_line(line);
@@ -117,6 +111,59 @@ pub fn run_step(
     })
 }
 
+/// The step process, killed and reaped if the builder gives up on it early (an error
+/// while talking to it), so no step outlives its build step.
+struct Reaper(Option<std::process::Child>);
+
+impl Reaper {
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.0.take() {
+            Some(mut child) => child.wait(),
+            None => Err(std::io::Error::other("already waited")),
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Longest output line kept whole; longer ones (binary output, `\r` progress bars) are
+/// cut into pieces of this size, so memory stays bounded.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads one line (with its newline) or up to [`MAX_LINE`] bytes into `buf`; false at
+/// end of output.
+fn read_line_capped(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.clear();
+    while buf.len() < MAX_LINE {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        let room = MAX_LINE - buf.len();
+        let window = &available[..available.len().min(room)];
+        match window.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                buf.extend_from_slice(&window[..=i]);
+                reader.consume(i + 1);
+                return Ok(true);
+            }
+            None => {
+                let n = window.len();
+                buf.extend_from_slice(window);
+                reader.consume(n);
+            }
+        }
+    }
+    Ok(!buf.is_empty())
+}
+
 #[derive(Debug, Default, PartialEq)]
 struct Report {
     error: Option<String>,
@@ -143,6 +190,19 @@ fn parse_report(text: &str) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut_and_short_ones_kept() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nend\nlast");
+        let mut reader = BufReader::with_capacity(1000, &input[..]);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while read_line_capped(&mut reader, &mut buf).unwrap() {
+            lines.push(buf.len());
+        }
+        assert_eq!(lines, [MAX_LINE, 11, 4, 4]);
+    }
 
     #[test]
     fn reports_are_parsed() {

@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
@@ -62,22 +63,34 @@ pub fn run_in_build_namespace(
     plan: &IdMapPlan,
 ) -> Result<ExitStatus, SandboxError> {
     let io = |what: &'static str| move |source| SandboxError::Io { what, source };
-    // Two plain pipes (no O_CLOEXEC) so the child inherits its ends across exec. The
-    // launcher is single-threaded here, so no other child can inherit them by accident.
-    let (child_ready_r, child_ready_w) = nix::unistd::pipe().map_err(|e| SandboxError::Sys {
-        what: "pipe",
-        errno: e,
-    })?;
-    let (go_r, go_w) = nix::unistd::pipe().map_err(|e| SandboxError::Sys {
-        what: "pipe",
-        errno: e,
-    })?;
-    let mut child = Command::new("/proc/self/exe")
+    // Close-on-exec pipes; only the child's two ends are made inheritable, in the child
+    // itself after fork, so neither our ends nor anything else leak into the build.
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Sys {
+            what: "pipe",
+            errno: e,
+        })
+    };
+    let (child_ready_r, child_ready_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let inherit = [go_r.as_raw_fd(), child_ready_w.as_raw_fd()];
+    let mut command = Command::new("/proc/self/exe");
+    command
         .args(args)
-        .env(
-            SYNC_ENV,
-            format!("{},{}", go_r.as_raw_fd(), child_ready_w.as_raw_fd()),
-        )
+        .env(SYNC_ENV, format!("{},{}", inherit[0], inherit[1]));
+    // SAFETY: the hook runs between fork and exec and only calls fcntl(2), which is
+    // async-signal-safe, on two descriptors this process owns.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(io("starting the build namespace process"))?;
     drop(go_r);
@@ -179,9 +192,23 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
             source: None,
         });
     };
-    // SAFETY: the launcher created these descriptors for this process and passed their
-    // numbers; nothing else in this fresh process owns them yet.
+    // Only adopt descriptors that really are pipes: a stray variable in the environment
+    // must not make us take over (and later close) stdin or stdout.
+    for fd in [go_fd, ready_fd] {
+        let is_pipe = fd > 2
+            && nix::sys::stat::fstat(unsafe_borrow(fd))
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+        if !is_pipe {
+            return Err(SandboxError::IdMap {
+                detail: format!("{SYNC_ENV}={fds:?} does not name this process's sync pipes"),
+                source: None,
+            });
+        }
+    }
+    // SAFETY: both are open pipes (checked above) that the launcher created for this
+    // process and passed by number; nothing else in this fresh process owns them yet.
     let (go, ready) = unsafe { (OwnedFd::from_raw_fd(go_fd), OwnedFd::from_raw_fd(ready_fd)) };
+    let launcher = nix::unistd::getppid();
     // SAFETY: still single-threaded (top of main), so no other thread reads the
     // environment concurrently (the reason set_var/remove_var are unsafe in Rust 2024).
     unsafe {
@@ -196,6 +223,12 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
             errno: e,
         }
     })?;
+    if nix::unistd::getppid() != launcher {
+        // The launcher died before the setting took effect.
+        std::process::exit(1);
+    }
+    // Layers and outputs must not depend on the caller's umask (runc sets the same).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|errno| {
         SandboxError::UserNamespace {
             errno,
@@ -238,6 +271,14 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
         errno: e,
     })?;
     Ok(true)
+}
+
+/// A borrowed view of a raw descriptor number, for fstat before adopting it.
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only for the fstat(2) just after, while the number cannot be reused
+    // (this process is single-threaded and opens nothing in between); fstat on a closed
+    // number fails with EBADF, which the caller treats as "not a pipe".
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 /// Why unshare(CLONE_NEWUSER) may have failed, from the knobs that control it.

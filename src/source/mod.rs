@@ -11,7 +11,7 @@ use crate::layer::LayerError;
 use crate::platform::Platform;
 use crate::recipe::BaseRef;
 use oci_spec::image::ImageConfiguration;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -44,6 +44,34 @@ pub enum SourceError {
     RegistryUnsupported { reference: String },
 }
 
+fn check_inside(path: &Path, recipe_dir: &Path, reference: &str) -> Result<(), SourceError> {
+    if !path.starts_with(recipe_dir) {
+        return Ok(()); // an absolute path: the recipe's explicit choice
+    }
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| SourceError::Io {
+            reference: reference.to_string(),
+            path: p,
+            source,
+        }
+    };
+    let real = path.canonicalize().map_err(io(path))?;
+    let dir = recipe_dir.canonicalize().map_err(io(recipe_dir))?;
+    if real.starts_with(&dir) {
+        Ok(())
+    } else {
+        Err(SourceError::Invalid {
+            reference: reference.to_string(),
+            message: format!(
+                "{} leaves the recipe folder (it resolves to {})",
+                path.display(),
+                real.display()
+            ),
+        })
+    }
+}
+
 /// One layer of the base, already in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseLayer {
@@ -64,13 +92,24 @@ pub struct BaseImage {
     pub manifest_digest: Option<Digest>,
 }
 
-/// Brings the base for `platform` into `store`.
+/// Brings the base for `platform` into `store`. With `recipe_dir`, a base path given
+/// relative to it (so lexically inside it) must also stay inside after resolving
+/// symlinks: `bases -> /` must not let `rootfs:bases/etc/x.tar` read the host.
 pub fn resolve(
     base: &BaseRef,
     text: &str,
     platform: &Platform,
     store: &BlobStore,
+    recipe_dir: Option<&Path>,
 ) -> Result<BaseImage, SourceError> {
+    let path = match base {
+        BaseRef::Rootfs(p) => Some(p),
+        BaseRef::OciLayout { dir, .. } => Some(dir),
+        _ => None,
+    };
+    if let (Some(path), Some(dir)) = (path, recipe_dir) {
+        check_inside(path, dir, text)?;
+    }
     match base {
         BaseRef::Scratch => Ok(BaseImage::default()),
         BaseRef::Rootfs(path) => Ok(BaseImage {

@@ -87,7 +87,7 @@ pub fn load(
     )
     .map_err(image_err)?;
     let arch = config.architecture().to_string();
-    if arch != platform.oci_arch() {
+    if config.os().to_string() != platform.os() || arch != platform.oci_arch() {
         return Err(invalid(format!(
             "the image is for {}/{arch}, not {platform}",
             config.os()

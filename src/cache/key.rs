@@ -1,0 +1,190 @@
+//! Step cache keys: everything that can change what a step produces, hashed as
+//! canonical JSON. Anything left out here would let a stale layer be reused.
+
+use crate::digest::{Digest, HashingReader};
+use serde::Serialize;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever the meaning of a key or the layer format changes; the xbake version
+/// is in the key too, so a new release never trusts an old release's layers.
+const KEY_VERSION: u32 = 1;
+
+/// The OCI chain id of a layer stack (image-spec config.md, "Layer ChainID"):
+/// chain(L0) = diff_id(L0); chain(Ln) = sha256(chain(Ln-1) + " " + diff_id(Ln)).
+pub fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {
+    let mut chain: Option<Digest> = None;
+    for d in diff_ids {
+        chain = Some(match chain {
+            None => d.clone(),
+            Some(parent) => Digest::of(format!("{parent} {d}").as_bytes()),
+        });
+    }
+    chain
+}
+
+#[derive(Serialize)]
+pub struct StepKey<'a> {
+    pub platform: String,
+    /// Chain id of the layers below the step (None: an empty rootfs).
+    pub parent: Option<Digest>,
+    /// What the step does, in full (docker-style description plus its options).
+    pub step: String,
+    /// The environment the step runs with, as the sandbox passes it.
+    pub env: &'a [(String, String)],
+    pub workdir: &'a str,
+    pub user: Option<&'a str>,
+    pub network: &'a str,
+    /// SOURCE_DATE_EPOCH: it clamps the layer's mtimes.
+    pub epoch: i64,
+    /// Digest of a copy step's inputs ([`tree_digest`]).
+    pub inputs: Option<Digest>,
+}
+
+impl StepKey<'_> {
+    pub fn digest(&self) -> Digest {
+        #[derive(Serialize)]
+        struct Versioned<'b, 'a> {
+            version: u32,
+            xbake: &'static str,
+            key: &'b StepKey<'a>,
+        }
+        let value = Versioned {
+            version: KEY_VERSION,
+            xbake: env!("CARGO_PKG_VERSION"),
+            key: self,
+        };
+        // serde_json writes struct fields in declaration order: stable.
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        Digest::of(&bytes)
+    }
+}
+
+/// One input file of a copy step, for the key and for audit metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InputFile {
+    /// Relative to the recipe's folder.
+    pub path: String,
+    pub mode: u32,
+    /// sha256 of the content; for a symlink, of its target.
+    pub sha256: Digest,
+    pub symlink: bool,
+}
+
+/// Every file under `sources` (canonical paths inside `recipe_dir`), sorted, with the
+/// properties a copy takes from it: path, permission bits, content (or link target).
+/// Owners and mtimes are not taken by a copy, so they are not here either.
+pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
+    let base = recipe_dir.canonicalize()?;
+    let mut out = Vec::new();
+    for source in sources {
+        for entry in walkdir::WalkDir::new(source).sort_by_file_name() {
+            let entry = entry.map_err(std::io::Error::other)?;
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(&base)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned();
+            let meta = entry.metadata().map_err(std::io::Error::other)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if entry.path_is_symlink() {
+                let target = std::fs::read_link(path)?;
+                out.push(InputFile {
+                    path: rel,
+                    mode: 0o777,
+                    sha256: Digest::of(target.as_os_str().as_encoded_bytes()),
+                    symlink: true,
+                });
+            } else if meta.is_file() {
+                let (sha256, _) =
+                    HashingReader::new(std::fs::File::open(path)?).drain_and_finish()?;
+                out.push(InputFile {
+                    path: rel,
+                    mode,
+                    sha256,
+                    symlink: false,
+                });
+            } else if meta.is_dir() {
+                out.push(InputFile {
+                    path: format!("{rel}/"),
+                    mode,
+                    sha256: Digest::of(b""),
+                    symlink: false,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One digest over [`input_files`].
+pub fn tree_digest(files: &[InputFile]) -> Digest {
+    Digest::of(&serde_json::to_vec(files).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        assert_eq!(chain_id(&[]), None);
+        assert_eq!(chain_id(std::slice::from_ref(&a)), Some(a.clone()));
+        assert_eq!(
+            chain_id(&[a.clone(), b.clone()]),
+            Some(Digest::of(format!("{a} {b}").as_bytes()))
+        );
+    }
+
+    fn key(env: &[(String, String)], inputs: Option<Digest>) -> Digest {
+        StepKey {
+            platform: "linux/arm64".into(),
+            parent: Some(Digest::of(b"p")),
+            step: "RUN true".into(),
+            env,
+            workdir: "/",
+            user: None,
+            network: "host",
+            epoch: 0,
+            inputs,
+        }
+        .digest()
+    }
+
+    #[test]
+    fn keys_change_with_what_the_step_sees() {
+        let env = vec![("A".to_string(), "1".to_string())];
+        let other = vec![("A".to_string(), "2".to_string())];
+        assert_eq!(key(&env, None), key(&env, None));
+        assert_ne!(key(&env, None), key(&other, None));
+        assert_ne!(key(&env, None), key(&env, Some(Digest::of(b"x"))));
+    }
+
+    #[test]
+    fn input_digests_see_content_and_mode_but_not_mtime_or_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("a"), "A").unwrap();
+        let src = [files.canonicalize().unwrap()];
+        let d1 = tree_digest(&input_files(dir.path(), &src).unwrap());
+        let f = std::fs::File::options()
+            .append(true)
+            .open(files.join("a"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(tree_digest(&input_files(dir.path(), &src).unwrap()), d1);
+        std::fs::set_permissions(files.join("a"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let d2 = tree_digest(&input_files(dir.path(), &src).unwrap());
+        assert_ne!(d2, d1);
+        std::fs::write(files.join("a"), "B").unwrap();
+        assert_ne!(tree_digest(&input_files(dir.path(), &src).unwrap()), d2);
+        let listed = input_files(dir.path(), &src).unwrap();
+        assert_eq!(listed[0].path, "files/");
+        assert_eq!(listed[1].path, "files/a");
+    }
+}

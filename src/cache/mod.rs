@@ -1,0 +1,256 @@
+//! The step cache (`$XDG_CACHE_HOME/xbake`): a content store of blobs, plus small
+//! records mapping a step's key to the layer it produced. Safe under kill -9 and under
+//! concurrent builds: blobs and records are written to temporary names and renamed into
+//! place, records only after their blob; a record whose blob is missing or does not
+//! verify is dropped and the step runs again. Builds hold a shared lock on the cache,
+//! `xbake cache prune` an exclusive one.
+
+pub mod key;
+pub mod prune;
+
+use crate::digest::Digest;
+use crate::image::{BlobStore, ImageError};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a cached step produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub diff_id: Digest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// None: the step changed nothing.
+    pub layer: Option<CachedLayer>,
+    /// For `xbake cache ls`.
+    pub platform: String,
+    pub created_by: String,
+}
+
+/// Kinds of records, each in its own folder.
+#[derive(Clone, Copy, Debug)]
+pub enum RecordKind {
+    /// Step key → StepRecord.
+    Step,
+    /// sha256 of a rootfs tarball → its converted layer (CachedLayer).
+    Import,
+    /// Layer blob digest → diff_id (computing it means decompressing the blob).
+    DiffId,
+}
+
+impl RecordKind {
+    fn folder(self) -> &'static str {
+        match self {
+            RecordKind::Step => "steps",
+            RecordKind::Import => "imports",
+            RecordKind::DiffId => "diffids",
+        }
+    }
+}
+
+pub const LOCK_FILE: &str = "lock";
+
+pub struct Cache {
+    root: PathBuf,
+    store: BlobStore,
+    _lock: Flock<File>,
+}
+
+impl Cache {
+    /// Opens the cache at `root` for a build: a shared lock, so builds run together and
+    /// `prune` waits for them.
+    pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        Cache::open_with(root, FlockArg::LockShared)
+    }
+
+    pub(crate) fn open_with(root: &Path, mode: FlockArg) -> Result<Cache, CacheError> {
+        std::fs::create_dir_all(root).map_err(io(root))?;
+        let lock_path = root.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        let lock = Flock::lock(file, mode).map_err(|(_, e)| io(&lock_path)(e.into()))?;
+        let store = BlobStore::open(root)?;
+        for kind in [RecordKind::Step, RecordKind::Import, RecordKind::DiffId] {
+            let dir = root.join(kind.folder());
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        Ok(Cache {
+            root: root.to_path_buf(),
+            store,
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> &BlobStore {
+        &self.store
+    }
+
+    fn record_path(&self, kind: RecordKind, key: &Digest) -> PathBuf {
+        self.root
+            .join(kind.folder())
+            .join(format!("{}.json", key.hex()))
+    }
+
+    /// Reads a record; a missing or unreadable one is simply absent (a torn write from
+    /// a killed build cannot exist: records are renamed into place whole).
+    pub fn get<T: serde::de::DeserializeOwned>(&self, kind: RecordKind, key: &Digest) -> Option<T> {
+        let path = self.record_path(kind, key);
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Writes a record atomically (temporary file, fsync, rename).
+    pub fn put<T: Serialize>(
+        &self,
+        kind: RecordKind,
+        key: &Digest,
+        value: &T,
+    ) -> Result<(), CacheError> {
+        let path = self.record_path(kind, key);
+        let dir = self.root.join(kind.folder());
+        let bytes = serde_json::to_vec(value).map_err(|e| io(&path)(std::io::Error::other(e)))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
+        tmp.write_all(&bytes).map_err(io(&path))?;
+        tmp.as_file().sync_all().map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+        Ok(())
+    }
+
+    /// The record of a step, if its layer blob is present and verifies. A bad record is
+    /// removed. A hit refreshes the record's mtime, which `prune` uses as "last used".
+    pub fn lookup_step(&self, key: &Digest) -> Option<StepRecord> {
+        let record: StepRecord = self.get(RecordKind::Step, key)?;
+        if let Some(layer) = &record.layer
+            && !self.blob_verifies(&layer.digest, layer.size)
+        {
+            let _ = std::fs::remove_file(self.record_path(RecordKind::Step, key));
+            return None;
+        }
+        let path = self.record_path(RecordKind::Step, key);
+        let _ = File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Some(record)
+    }
+
+    /// Whether the blob exists, has `size` bytes and hashes to `digest`.
+    pub fn blob_verifies(&self, digest: &Digest, size: u64) -> bool {
+        let path = self.store.path(digest);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return false;
+        };
+        if meta.len() != size {
+            return false;
+        }
+        let Ok(file) = File::open(&path) else {
+            return false;
+        };
+        crate::digest::HashingReader::new(file)
+            .drain_and_finish()
+            .is_ok_and(|(actual, _)| &actual == digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(store: &BlobStore, bytes: &[u8]) -> CachedLayer {
+        let (digest, size) = store.put_bytes(bytes).unwrap();
+        CachedLayer {
+            digest,
+            size,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            diff_id: Digest::of(b"tar"),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_a_corrupt_blob_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = Digest::of(b"step");
+        assert!(cache.lookup_step(&key).is_none());
+        let record = StepRecord {
+            layer: Some(layer(cache.store(), b"layer bytes")),
+            platform: "linux/arm64".into(),
+            created_by: "RUN true".into(),
+        };
+        cache.put(RecordKind::Step, &key, &record).unwrap();
+        assert_eq!(cache.lookup_step(&key), Some(record.clone()));
+        // Flip the blob's bytes (same size): the record must not be used, and is dropped.
+        let blob = cache.store().path(&record.layer.as_ref().unwrap().digest);
+        std::fs::write(&blob, b"LAYER BYTES").unwrap();
+        assert!(cache.lookup_step(&key).is_none());
+        assert!(cache.get::<StepRecord>(RecordKind::Step, &key).is_none());
+    }
+
+    #[test]
+    fn a_garbled_record_is_absent_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = Digest::of(b"k");
+        std::fs::write(cache.record_path(RecordKind::Step, &key), b"{\"layer\":").unwrap();
+        assert!(cache.lookup_step(&key).is_none());
+        assert!(!cache.record_path(RecordKind::Step, &key).exists());
+    }
+
+    #[test]
+    fn two_builds_share_a_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Cache::open(dir.path()).unwrap();
+        let b = Cache::open(dir.path()).unwrap();
+        let key = Digest::of(b"shared");
+        let rec = StepRecord {
+            layer: None,
+            platform: "linux/amd64".into(),
+            created_by: "RUN true".into(),
+        };
+        a.put(RecordKind::Step, &key, &rec).unwrap();
+        b.put(RecordKind::Step, &key, &rec).unwrap();
+        assert_eq!(b.lookup_step(&key), Some(rec));
+    }
+}

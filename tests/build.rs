@@ -797,7 +797,12 @@ fn tar_with_device(path: &Path) {
 #[test]
 fn device_nodes_in_a_base_are_skipped_with_a_warning() {
     let scratch = Scratch::new();
-    let recipe = scratch.recipe("dev", "from: rootfs:dev.tar.gz\nsteps: []\n", &[]);
+    // The copy step makes the rootfs necessary, so the base is unpacked.
+    let recipe = scratch.recipe(
+        "dev",
+        "from: rootfs:dev.tar.gz\nsteps:\n  - copy: files/x\n    to: /x\n",
+        &[("files/x", "x")],
+    );
     let dir = recipe.parent().unwrap();
     tar_with_device(&dir.join("dev.tar.gz"));
     let out = xbake(As::Me, dir, &["build", "recipe.yaml", "-o", "oci:o"], &[]);

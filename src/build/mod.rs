@@ -8,16 +8,20 @@
 mod copy;
 mod env;
 pub mod image_state;
+pub mod metadata;
 mod pipeline;
 pub mod progress;
+mod rootfs;
 pub mod run_image;
+mod sandboxing;
 pub mod timefmt;
 mod users;
 mod workspace;
 
+use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::emulation::{self, EmulationError};
-use crate::image::{BlobStore, ImageError, canonical_json, descriptor, layout};
+use crate::image::{ImageError, canonical_json, descriptor, layout};
 use crate::layer::LayerError;
 use crate::platform::Platform;
 use crate::recipe::{Location, Plan, Recipe, RecipeError};
@@ -51,6 +55,8 @@ pub struct BuildRequest {
     /// From `--source-date-epoch` or SOURCE_DATE_EPOCH; the recipe's value otherwise.
     pub source_date_epoch: Option<i64>,
     pub cache_dir: PathBuf,
+    /// Run every step even when the cache knows its result.
+    pub no_cache: bool,
     /// `XBAKE_BINFMT=host`: use the host's binfmt_misc entries.
     pub force_host_binfmt: bool,
 }
@@ -128,18 +134,38 @@ fn tail_text(tail: &[String]) -> String {
     text
 }
 
-/// What a finished build produced.
+/// What a finished build produced, and what went into it (for `--metadata-file`).
 #[derive(Clone, Debug)]
 pub struct BuildOutcome {
     pub index_digest: Digest,
-    pub manifests: Vec<(Platform, Digest)>,
+    pub index_size: u64,
+    pub platforms: Vec<PlatformOutcome>,
+    pub steps_run: usize,
+    pub steps_cached: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlatformOutcome {
+    pub platform: Platform,
+    pub manifest_digest: Digest,
+    pub base_manifest: Option<Digest>,
+    /// The base's layer digests (for a rootfs base, the tarball's, or its conversion).
+    pub base_layers: Vec<Digest>,
+    /// Every file the platform's copy steps read.
+    pub inputs: Vec<crate::cache::key::InputFile>,
+    /// The emulator that ran its steps (None: native).
+    pub emulator: Option<PathBuf>,
 }
 
 /// One platform's finished image, with every blob it references.
 pub(crate) struct PlatformImage {
+    pub platform: Platform,
     pub manifest: oci_spec::image::Descriptor,
     pub manifest_digest: Digest,
     pub blobs: Vec<Digest>,
+    pub base_manifest: Option<Digest>,
+    pub base_layers: Vec<Digest>,
+    pub inputs: Vec<crate::cache::key::InputFile>,
 }
 
 /// What every namespaced command (a build, `xbake run`) sets up first: a workspace,
@@ -147,7 +173,8 @@ pub(crate) struct PlatformImage {
 pub(crate) struct Session {
     pub workspace: Workspace,
     pub activation: emulation::Activation,
-    pub store: BlobStore,
+    pub emulators: Vec<emulation::Emulator>,
+    pub cache: Cache,
 }
 
 impl Session {
@@ -176,11 +203,15 @@ impl Session {
             Path::new(emulation::HOST_BINFMT_DIR),
             force_host_binfmt,
         )?;
-        let store = BlobStore::open(&workspace.path().join("store"))?;
+        let cache = Cache::open(cache_dir).map_err(|e| BuildError::Io {
+            what: format!("opening the cache {}", cache_dir.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         Ok(Session {
             workspace,
             activation,
-            store,
+            emulators,
+            cache,
         })
     }
 }
@@ -218,7 +249,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         req.progress.warn("recipe", w);
     }
     let session = Session::open(&req.cache_dir, &req.platforms, req.force_host_binfmt)?;
-    let (workspace, activation, store) = (&session.workspace, &session.activation, &session.store);
+    let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
+    let store = cache.store();
+    let steps_run = AtomicUsize::new(0);
+    let steps_cached = AtomicUsize::new(0);
 
     let cancel = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
@@ -237,7 +271,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                         let ctx = pipeline::Context {
                             recipe: &req.recipe,
                             plan,
-                            store,
+                            cache,
+                            no_cache: req.no_cache,
                             dir: workspace.path().join(format!("platform-{i}")),
                             activation,
                             progress: &req.progress,
@@ -245,6 +280,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             epoch: effective_epoch(req.source_date_epoch, plan),
                             network: req.network,
                             native: plan.platform.runs_natively_on(&host),
+                            steps_run: &steps_run,
+                            steps_cached: &steps_cached,
                         };
                         pipeline::build_platform(&ctx)
                     };
@@ -300,13 +337,28 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
         layout::write_tag(dir, store, &blobs, tag, &top)?;
     }
+    let emulator_for = |p: &Platform| {
+        session
+            .emulators
+            .iter()
+            .find(|e| e.platform.qemu_name() == p.qemu_name())
+            .map(|e| e.interpreter.clone())
+    };
     Ok(BuildOutcome {
         index_digest,
-        manifests: req
-            .platforms
-            .iter()
-            .copied()
-            .zip(images.iter().map(|i| i.manifest_digest.clone()))
+        index_size,
+        platforms: images
+            .into_iter()
+            .map(|i| PlatformOutcome {
+                emulator: emulator_for(&i.platform),
+                platform: i.platform,
+                manifest_digest: i.manifest_digest,
+                base_manifest: i.base_manifest,
+                base_layers: i.base_layers,
+                inputs: i.inputs,
+            })
             .collect(),
+        steps_run: steps_run.into_inner(),
+        steps_cached: steps_cached.into_inner(),
     })
 }

@@ -1,33 +1,37 @@
-//! One platform's build: fetch and unpack the base, run the steps in order, commit a
-//! layer per changing step, and store the config and manifest.
+//! One platform's build: resolve the base, then each step in order — from the step
+//! cache when its key is known, else run in the sandbox (unpacking the rootfs first if
+//! nothing has needed it yet) and committed as a layer — and finally the config and
+//! manifest.
 
 use super::copy::{CopyRequest, copy_into};
-use super::env::step_env;
-use super::image_state::{ImageState, Layer};
+use super::image_state::{HISTORY_COMMENT, HistoryEntry, ImageState, Layer};
 use super::progress::Progress;
-use super::users;
+use super::rootfs::LazyRootfs;
+use super::sandboxing::{SandboxRequest, sandbox_spec};
+use super::timefmt::rfc3339;
 use super::{BuildError, PlatformImage};
+use crate::cache::key::{InputFile, StepKey, chain_id, input_files, tree_digest};
+use crate::cache::{Cache, CachedLayer, RecordKind, StepRecord};
 use crate::digest::Digest;
 use crate::emulation::Activation;
-use crate::image::{BlobStore, canonical_json, descriptor};
+use crate::image::{canonical_json, descriptor};
 use crate::layer::LayerError;
 use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes};
 use crate::layer::root::RootDir;
-use crate::layer::snapshot::{Snapshotter, WalkSnapshotter};
-use crate::layer::unpack::apply_blob;
+use crate::layer::snapshot::Snapshotter;
 use crate::recipe::{Network, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
-use crate::sandbox::placeholders::Placeholders;
-use crate::sandbox::{NetworkMode, StepSpec, run_step};
+use crate::sandbox::{NetworkMode, run_step};
 use crate::source;
 use oci_spec::image::{Arch, MediaType, Os, PlatformBuilder};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub(crate) struct Context<'a> {
     pub recipe: &'a Recipe,
     pub plan: &'a Plan,
-    pub store: &'a BlobStore,
+    pub cache: &'a Cache,
+    /// `--no-cache`: run every step (results are still recorded).
+    pub no_cache: bool,
     /// This platform's scratch folder inside the workspace.
     pub dir: PathBuf,
     pub activation: &'a Activation,
@@ -36,6 +40,8 @@ pub(crate) struct Context<'a> {
     pub epoch: i64,
     pub network: Option<NetworkMode>,
     pub native: bool,
+    pub steps_run: &'a AtomicUsize,
+    pub steps_cached: &'a AtomicUsize,
 }
 
 impl Context<'_> {
@@ -50,11 +56,6 @@ impl Context<'_> {
             what,
             source,
         }
-    }
-
-    fn io_err(&self, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
-        let what = format!("[{}] {}", self.name(), what.into());
-        move |source| BuildError::Io { what, source }
     }
 
     fn step_err(&self, step: &PlanStep, message: String) -> BuildError {
@@ -73,18 +74,28 @@ impl Context<'_> {
     }
 }
 
+/// What a step will do, worked out before deciding whether it must run.
+enum Prepared {
+    Run {
+        argv: Vec<String>,
+        network: NetworkMode,
+    },
+    Copy {
+        sources: Vec<PathBuf>,
+        to: String,
+        mode: Option<u32>,
+        owner: (u32, u32),
+    },
+}
+
 pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError> {
     let plan = ctx.plan;
     let name = ctx.name();
-    let rootfs = ctx.dir.join("rootfs");
-    std::fs::create_dir_all(&rootfs).map_err(ctx.io_err("creating the rootfs folder"))?;
-    let root = RootDir::open(&rootfs).map_err(ctx.layer_err("opening the rootfs"))?;
-
     let base = source::resolve(
         &plan.from,
         &plan.from_text,
         &plan.platform,
-        ctx.store,
+        ctx.cache,
         Some(ctx.recipe.dir()),
     )
     .map_err(|source| BuildError::Source {
@@ -101,15 +112,22 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         ),
     );
     let mut state = ImageState::from_base_config(base.config.as_ref());
-    state.layers = unpack_layers(ctx.store, &root, &base.layers, &name, &mut |w| {
-        ctx.progress.warn(&name, &w)
-    })?;
+    state.layers = base
+        .layers
+        .iter()
+        .map(|l| Layer {
+            digest: l.digest.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+            diff_id: l.diff_id.clone(),
+        })
+        .collect();
     if base.config.is_none() && !base.layers.is_empty() {
         // A rootfs tarball has no history of its own; describe where the layer came from.
-        state.history.push(super::image_state::HistoryEntry {
-            created: Some(super::timefmt::rfc3339(ctx.epoch)),
+        state.history.push(HistoryEntry {
+            created: Some(rfc3339(ctx.epoch)),
             created_by: format!("FROM {}", plan.from_text),
-            comment: Some(super::image_state::HISTORY_COMMENT.into()),
+            comment: Some(HISTORY_COMMENT.into()),
             empty_layer: false,
         });
     }
@@ -122,23 +140,47 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         state.push_empty(format!("WORKDIR {w}"), ctx.epoch);
     }
 
-    prepare_mount_points(&root, ctx.activation, &plan.platform)
-        .map_err(ctx.layer_err("creating mount points"))?;
-    let mut snapshotter = WalkSnapshotter::new(rootfs.clone());
+    let mut rootfs = LazyRootfs::new(ctx.dir.join("rootfs"));
+    let mut inputs: Vec<InputFile> = Vec::new();
     let total = plan.steps.len();
     for step in &plan.steps {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Err(BuildError::Cancelled);
         }
         let prefix = format!("{name} {}/{total}", step.number);
-        ctx.progress.info(&prefix, &step.describe());
-        match &step.kind {
+        let (prepared, step_inputs) = match &step.kind {
+            StepKind::Env(vars) => {
+                ctx.progress.info(&prefix, &step.describe());
+                for (k, v) in vars {
+                    state.set_env(k, v);
+                }
+                state.push_empty(step.created_by(), ctx.epoch);
+                continue;
+            }
+            StepKind::Workdir(dir) => {
+                ctx.progress.info(&prefix, &step.describe());
+                state.workdir = Some(dir.clone());
+                state.push_empty(step.created_by(), ctx.epoch);
+                continue;
+            }
+            StepKind::User(user) => {
+                ctx.progress.info(&prefix, &step.describe());
+                state.user = Some(user.clone());
+                state.push_empty(step.created_by(), ctx.epoch);
+                continue;
+            }
             StepKind::Run { command, network } => {
-                snapshotter
-                    .begin()
-                    .map_err(ctx.layer_err("snapshotting the rootfs"))?;
-                run(ctx, &root, &state, step, command, *network, &prefix, total)?;
-                commit(ctx, &rootfs, &mut snapshotter, &mut state, step)?;
+                let argv = match command {
+                    RunCommand::Shell(script) => {
+                        vec!["/bin/sh".into(), "-c".into(), script.clone()]
+                    }
+                    RunCommand::Exec(argv) => argv.clone(),
+                };
+                let network = match (network, ctx.network) {
+                    (Some(Network::None), _) | (None, Some(NetworkMode::None)) => NetworkMode::None,
+                    _ => NetworkMode::Host,
+                };
+                (Prepared::Run { argv, network }, None)
             }
             StepKind::Copy {
                 sources,
@@ -146,167 +188,170 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 mode,
                 owner,
             } => {
-                snapshotter
-                    .begin()
-                    .map_err(ctx.layer_err("snapshotting the rootfs"))?;
                 let files = resolve_copy_sources(ctx.recipe.dir(), sources, &step.location)?;
-                let to = destination_in(state.workdir.as_deref(), to);
-                let warnings = copy_into(
-                    &root,
-                    &CopyRequest {
-                        sources: &files,
-                        to: &to,
-                        mode: *mode,
-                        owner: owner.unwrap_or((0, 0)),
-                        epoch: ctx.epoch,
-                    },
-                )
-                .map_err(|e| ctx.step_err(step, e.to_string()))?;
-                ctx.warn_all(warnings);
-                commit(ctx, &rootfs, &mut snapshotter, &mut state, step)?;
+                let listed = input_files(ctx.recipe.dir(), &files)
+                    .map_err(|e| ctx.step_err(step, format!("reading the copy inputs: {e}")))?;
+                let prepared = Prepared::Copy {
+                    sources: files,
+                    to: destination_in(state.workdir.as_deref(), to),
+                    mode: *mode,
+                    owner: owner.unwrap_or((0, 0)),
+                };
+                (prepared, Some(listed))
             }
-            StepKind::Env(vars) => {
-                for (k, v) in vars {
-                    state.set_env(k, v);
-                }
-                state.push_empty(step.created_by(), ctx.epoch);
-            }
-            StepKind::Workdir(dir) => {
-                state.workdir = Some(dir.clone());
-                state.push_empty(step.created_by(), ctx.epoch);
-            }
-            StepKind::User(user) => {
-                state.user = Some(user.clone());
-                state.push_empty(step.created_by(), ctx.epoch);
-            }
+        };
+        let key = step_key(ctx, &state, step, &prepared, step_inputs.as_deref());
+        if let Some(files) = step_inputs {
+            inputs.extend(files);
         }
+        if !ctx.no_cache
+            && let Some(record) = ctx.cache.lookup_step(&key)
+        {
+            ctx.progress
+                .info(&prefix, &format!("{} (cached)", step.describe()));
+            ctx.steps_cached.fetch_add(1, Ordering::Relaxed);
+            match record.layer {
+                Some(l) => state.push_layer(
+                    Layer {
+                        digest: l.digest,
+                        size: l.size,
+                        media_type: l.media_type,
+                        diff_id: l.diff_id,
+                    },
+                    step.created_by(),
+                    ctx.epoch,
+                ),
+                None => state.push_empty(step.created_by(), ctx.epoch),
+            }
+            continue;
+        }
+        ctx.progress.info(&prefix, &step.describe());
+        ctx.steps_run.fetch_add(1, Ordering::Relaxed);
+        rootfs.materialize(
+            &state.layers,
+            ctx.cache.store(),
+            ctx.activation,
+            &ctx.plan.platform,
+            &mut |w| ctx.progress.warn(&name, &w),
+        )?;
+        let layer = run_and_commit(ctx, &mut rootfs, &state, step, prepared, &prefix, total)?;
+        let record = StepRecord {
+            layer: layer.as_ref().map(|l| CachedLayer {
+                digest: l.digest.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+                diff_id: l.diff_id.clone(),
+            }),
+            platform: ctx.plan.platform.to_string(),
+            created_by: step.created_by(),
+        };
+        match layer {
+            Some(l) => {
+                rootfs.record_step_layer();
+                state.push_layer(l, step.created_by(), ctx.epoch);
+            }
+            None => state.push_empty(step.created_by(), ctx.epoch),
+        }
+        ctx.cache
+            .put(RecordKind::Step, &key, &record)
+            .map_err(|e| BuildError::Io {
+                what: format!("[{name}] recording step {} in the cache", step.number),
+                source: std::io::Error::other(e.to_string()),
+            })?;
     }
     state.apply_config(&plan.config);
-    finish(ctx, &state)
+    let mut image = finish(ctx, &state)?;
+    image.base_manifest = base.manifest_digest;
+    image.base_layers = base.layers.iter().map(|l| l.digest.clone()).collect();
+    image.inputs = inputs;
+    Ok(image)
 }
 
-/// Unpacks `layers` (already in `store`) onto `root` in order, verifying each blob's
-/// digest and diff_id; returns them as image layers with their diff_ids known.
-pub(crate) fn unpack_layers(
-    store: &BlobStore,
-    root: &RootDir,
-    layers: &[source::BaseLayer],
-    platform: &str,
-    warn: &mut dyn FnMut(String),
-) -> Result<Vec<Layer>, BuildError> {
-    let mut out = Vec::new();
-    for (i, layer) in layers.iter().enumerate() {
-        let blob = store.open_blob(&layer.digest)?;
-        let (report, diff_id) = apply_blob(
-            root,
-            std::io::BufReader::new(blob),
-            &layer.digest,
-            layer.diff_id.as_ref(),
-        )
-        .map_err(|source| BuildError::Layer {
-            platform: platform.to_string(),
-            what: format!("unpacking base layer {} ({})", i + 1, layer.digest),
-            source,
-        })?;
-        for w in report.warnings {
-            warn(w);
-        }
-        out.push(Layer {
-            digest: layer.digest.clone(),
-            size: layer.size,
-            media_type: layer.media_type.clone(),
-            diff_id,
-        });
-    }
-    Ok(out)
-}
-
-/// Everything about one sandboxed command that does not depend on the recipe: used by
-/// RUN steps and by `xbake run`.
-pub(crate) struct SandboxRequest<'a> {
-    pub root: &'a RootDir,
-    /// Scratch folder for the generated hosts/hostname files.
-    pub scratch: &'a Path,
-    pub platform: &'a crate::platform::Platform,
-    pub native: bool,
-    pub activation: &'a Activation,
-    pub image_env: &'a [(String, String)],
-    pub build_env: &'a [(String, String)],
-    pub workdir: &'a str,
-    pub user: Option<&'a str>,
-    pub argv: Vec<String>,
-    pub network: NetworkMode,
-}
-
-/// Resolves the user in the image, writes hosts/hostname, and assembles the spec.
-pub(crate) fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
-    let read_text = |path: &str| -> Option<String> {
-        let mut text = String::new();
-        req.root
-            .open_file(Path::new(path))
-            .ok()?
-            .read_to_string(&mut text)
-            .ok()?;
-        Some(text)
-    };
-    let user = users::resolve(
-        req.user,
-        read_text("etc/passwd").as_deref(),
-        read_text("etc/group").as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    let spec = StepSpec {
-        rootfs: req.root.path().to_path_buf(),
-        argv: req.argv,
-        env: step_env(
-            req.image_env,
-            req.build_env,
-            req.platform,
-            !req.native,
-            &user.home,
+/// Everything that can change what the step produces (see cache/key.rs).
+fn step_key(
+    ctx: &Context,
+    state: &ImageState,
+    step: &PlanStep,
+    prepared: &Prepared,
+    inputs: Option<&[InputFile]>,
+) -> Digest {
+    let diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let mut env = state.env.clone();
+    env.extend(ctx.plan.build_env.iter().cloned());
+    let (what, network) = match prepared {
+        Prepared::Run { argv, network } => (
+            format!("RUN {}", serde_json::to_string(argv).unwrap_or_default()),
+            match network {
+                NetworkMode::Host => "host",
+                NetworkMode::None => "none",
+            },
         ),
-        cwd: req.workdir.to_string(),
-        uid: user.uid,
-        gid: user.gid,
-        network: req.network,
-        hostname: "xbake".into(),
-        hosts_file: req.scratch.join("hosts"),
-        hostname_file: req.scratch.join("hostname"),
-        resolv_conf: host_resolv_conf(),
-        emulator_bind: req.activation.bind_for(req.platform).map(Path::to_path_buf),
-        // i386 binaries on an x86_64 kernel: report i686 like `setarch linux32`.
-        linux32: req.native
-            && req.platform.oci_arch() == "386"
-            && std::env::consts::ARCH == "x86_64",
+        Prepared::Copy {
+            to, mode, owner, ..
+        } => (
+            format!("COPY to={to} mode={mode:?} owner={owner:?}"),
+            "host",
+        ),
     };
-    let hosts =
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";
-    write_if_missing(&spec.hosts_file, hosts)
-        .map_err(|e| format!("writing the step's /etc/hosts: {e}"))?;
-    write_if_missing(&spec.hostname_file, "xbake\n")
-        .map_err(|e| format!("writing the step's /etc/hostname: {e}"))?;
-    Ok(spec)
+    StepKey {
+        platform: format!(
+            "{}{}",
+            ctx.plan.platform,
+            if ctx.native { "" } else { " emulated" }
+        ),
+        parent: chain_id(&diff_ids),
+        step: format!("{what} ({})", step.created_by()),
+        env: &env,
+        workdir: state.workdir.as_deref().unwrap_or("/"),
+        user: state.user.as_deref(),
+        network,
+        epoch: ctx.epoch,
+        inputs: inputs.map(tree_digest),
+    }
+    .digest()
 }
 
-/// The host's resolv.conf, bound into steps when it exists.
-fn host_resolv_conf() -> Option<PathBuf> {
-    let resolv = Path::new("/etc/resolv.conf");
-    resolv.is_file().then(|| resolv.to_path_buf())
-}
-
-/// Creates the mount points every step of this rootfs needs; call once, before the
-/// first snapshot (see sandbox/placeholders.rs for why).
-pub(crate) fn prepare_mount_points(
-    root: &RootDir,
-    activation: &Activation,
-    platform: &crate::platform::Platform,
-) -> Result<(), LayerError> {
-    Placeholders::prepare(
-        root,
-        host_resolv_conf().is_some(),
-        activation.bind_for(platform),
-    )
-    .map(|_| ())
+/// Runs (or copies) in the materialized rootfs and packs what changed.
+fn run_and_commit(
+    ctx: &Context,
+    rootfs: &mut LazyRootfs,
+    state: &ImageState,
+    step: &PlanStep,
+    prepared: Prepared,
+    prefix: &str,
+    total: usize,
+) -> Result<Option<Layer>, BuildError> {
+    let path = rootfs.path().to_path_buf();
+    rootfs
+        .snapshotter()
+        .begin()
+        .map_err(ctx.layer_err("snapshotting the rootfs"))?;
+    let root = RootDir::open(&path).map_err(ctx.layer_err("opening the rootfs"))?;
+    match prepared {
+        Prepared::Run { argv, network } => {
+            run(ctx, &root, state, step, argv, network, prefix, total)?;
+        }
+        Prepared::Copy {
+            sources,
+            to,
+            mode,
+            owner,
+        } => {
+            let warnings = copy_into(
+                &root,
+                &CopyRequest {
+                    sources: &sources,
+                    to: &to,
+                    mode,
+                    owner,
+                    epoch: ctx.epoch,
+                },
+            )
+            .map_err(|e| ctx.step_err(step, e.to_string()))?;
+            ctx.warn_all(warnings);
+        }
+    }
+    commit(ctx, &path, rootfs.snapshotter(), step)
 }
 
 /// A relative copy destination is relative to the working directory, as in Docker.
@@ -336,8 +381,8 @@ fn run(
     root: &RootDir,
     state: &ImageState,
     step: &PlanStep,
-    command: &RunCommand,
-    network: Option<Network>,
+    argv: Vec<String>,
+    network: NetworkMode,
     prefix: &str,
     total: usize,
 ) -> Result<(), BuildError> {
@@ -347,14 +392,6 @@ fn run(
         .create_dir_all(Path::new(&workdir), 0o755, (0, 0))
         .map_err(ctx.layer_err(format!("creating the working directory {workdir}")))?;
     ctx.warn_all(w.into_vec());
-    let argv = match command {
-        RunCommand::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
-        RunCommand::Exec(argv) => argv.clone(),
-    };
-    let network = match (network, ctx.network) {
-        (Some(Network::None), _) | (None, Some(NetworkMode::None)) => NetworkMode::None,
-        _ => NetworkMode::Host,
-    };
     let spec = sandbox_spec(SandboxRequest {
         root,
         scratch: &ctx.dir,
@@ -390,59 +427,43 @@ fn run(
     Ok(())
 }
 
-fn write_if_missing(path: &Path, text: &str) -> std::io::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    std::fs::write(path, text)
-}
-
-/// Turns the step's changes into a layer (or an empty history entry when nothing
-/// changed).
+/// Turns the step's changes into a layer; None when nothing changed.
 fn commit(
     ctx: &Context,
     rootfs: &Path,
-    snapshotter: &mut WalkSnapshotter,
-    state: &mut ImageState,
+    snapshotter: &mut dyn Snapshotter,
     step: &PlanStep,
-) -> Result<(), BuildError> {
+) -> Result<Option<Layer>, BuildError> {
     let changes = snapshotter
         .changes()
         .map_err(ctx.layer_err("finding the step's changes"))?;
     if changes.is_empty() {
-        state.push_empty(step.created_by(), ctx.epoch);
-        return Ok(());
+        return Ok(None);
     }
-    let pending = ctx.store.create()?;
+    let pending = ctx.cache.store().create()?;
     let (pending, packed) =
         pack_changes(rootfs, &changes, &PackOptions { epoch: ctx.epoch }, pending)
             .map_err(ctx.layer_err(format!("packing step {}", step.number)))?;
     pending.commit(&packed.digest)?;
-    state.push_layer(
-        Layer {
-            digest: packed.digest,
-            size: packed.size,
-            media_type: MEDIA_TYPE_GZIP_LAYER.into(),
-            diff_id: packed.diff_id,
-        },
-        step.created_by(),
-        ctx.epoch,
-    );
-    Ok(())
+    Ok(Some(Layer {
+        digest: packed.digest,
+        size: packed.size,
+        media_type: MEDIA_TYPE_GZIP_LAYER.into(),
+        diff_id: packed.diff_id,
+    }))
 }
 
 /// Stores config and manifest; returns the manifest's descriptor for the index.
 fn finish(ctx: &Context, state: &ImageState) -> Result<PlatformImage, BuildError> {
     let platform = &ctx.plan.platform;
+    let store = ctx.cache.store();
     let config = state.config(platform, ctx.epoch)?;
-    let (config_digest, config_size) = ctx
-        .store
-        .put_bytes(&canonical_json(&config, "image config")?)?;
+    let (config_digest, config_size) =
+        store.put_bytes(&canonical_json(&config, "image config")?)?;
     let config_desc = descriptor(MediaType::ImageConfig, &config_digest, config_size)?;
     let manifest = state.manifest(&config_desc)?;
-    let (manifest_digest, manifest_size) = ctx
-        .store
-        .put_bytes(&canonical_json(&manifest, "image manifest")?)?;
+    let (manifest_digest, manifest_size) =
+        store.put_bytes(&canonical_json(&manifest, "image manifest")?)?;
     let mut desc = descriptor(MediaType::ImageManifest, &manifest_digest, manifest_size)?;
     let mut oci_platform = PlatformBuilder::default()
         .architecture(Arch::from(platform.oci_arch()))
@@ -468,8 +489,12 @@ fn finish(ctx: &Context, state: &ImageState) -> Result<PlatformImage, BuildError
         ),
     );
     Ok(PlatformImage {
+        platform: *platform,
         manifest: desc,
         manifest_digest,
         blobs,
+        base_manifest: None,
+        base_layers: Vec::new(),
+        inputs: Vec::new(),
     })
 }

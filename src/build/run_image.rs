@@ -2,8 +2,10 @@
 //! same sandbox RUN steps use (emulated when the platform is foreign). For looking at
 //! what a build produced: `xbake run oci:out/app:1.0 --platform arm64 -- uname -m`.
 
-use super::pipeline::{SandboxRequest, prepare_mount_points, sandbox_spec, unpack_layers};
+use super::image_state::Layer;
 use super::progress::Progress;
+use super::rootfs::LazyRootfs;
+use super::sandboxing::{SandboxRequest, sandbox_spec};
 use super::{BuildError, Session};
 use crate::image::layout::Layout;
 use crate::image::{ImageError, descriptor_digest, parse_json};
@@ -56,11 +58,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     let host = Platform::host();
     let name = req.platform.short_name();
     let session = Session::open(&req.cache_dir, &[req.platform], req.force_host_binfmt)?;
-    let (workspace, activation, store) = (&session.workspace, &session.activation, &session.store);
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| BuildError::Io { what, source }
-    };
+    let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
     let reference = format!("oci:{}", req.dir.display());
     let base = crate::source::resolve(
         &BaseRef::OciLayout {
@@ -69,22 +67,35 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         },
         &reference,
         &req.platform,
-        store,
+        cache,
         None,
     )
     .map_err(|source| BuildError::Source {
         platform: name.clone(),
         source,
     })?;
-    let rootfs = workspace.path().join("rootfs");
-    std::fs::create_dir(&rootfs).map_err(io("creating the rootfs folder"))?;
-    let root = RootDir::open(&rootfs).map_err(|source| BuildError::Layer {
+    let layers: Vec<Layer> = base
+        .layers
+        .iter()
+        .map(|l| Layer {
+            digest: l.digest.clone(),
+            size: l.size,
+            media_type: l.media_type.clone(),
+            diff_id: l.diff_id.clone(),
+        })
+        .collect();
+    let mut rootfs = LazyRootfs::new(workspace.path().join("rootfs"));
+    rootfs.materialize(
+        &layers,
+        cache.store(),
+        activation,
+        &req.platform,
+        &mut |w| req.progress.warn(&name, &w),
+    )?;
+    let root = RootDir::open(rootfs.path()).map_err(|source| BuildError::Layer {
         platform: name.clone(),
         what: "opening the rootfs".into(),
         source,
-    })?;
-    unpack_layers(store, &root, &base.layers, &name, &mut |w| {
-        req.progress.warn(&name, &w)
     })?;
     let state = super::image_state::ImageState::from_base_config(base.config.as_ref());
     let mut argv = state.entrypoint.clone().unwrap_or_default();
@@ -118,11 +129,6 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         message,
     })?;
     let mut print = |line: &str| println!("{line}");
-    prepare_mount_points(&root, activation, &req.platform).map_err(|source| BuildError::Layer {
-        platform: name.clone(),
-        what: "creating mount points".into(),
-        source,
-    })?;
     let result =
         crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Command {
             what: format!("[{name}] running the command"),

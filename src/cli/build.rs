@@ -1,6 +1,7 @@
 //! `xbake build`.
 
 use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use crate::build::metadata::{BuildFacts, metadata};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{BuildRequest, Output};
 use crate::emulation;
@@ -53,6 +54,12 @@ pub struct BuildArgs {
     /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Run every step, even those the cache knows (their results are still recorded).
+    #[arg(long = "no-cache")]
+    no_cache: bool,
+    /// Write the build's digests and inputs as JSON (like docker buildx's).
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
 }
 
 /// `oci:DIR[:TAG]` plus `--tag`.
@@ -143,6 +150,10 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         return Ok(code);
     }
 
+    let first_plan = recipe.plan(&platforms[0], &host, &build_args)?;
+    let effective_epoch = crate::build::effective_epoch(epoch, &first_plan);
+    let recipe_path = recipe_path.display().to_string();
+    let recipe_digest = recipe.digest();
     let progress = Progress::new(args.progress);
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -160,16 +171,60 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         }),
         source_date_epoch: epoch,
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
+        no_cache: args.no_cache,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
     };
     let outcome = crate::build::run(&request)?;
-    if let Some(Output::OciLayout { dir, tag }) = &output {
-        eprintln!("wrote oci:{}:{tag}", dir.display());
-    } else {
-        eprintln!("built; nothing written (no --output given)");
+    let image_name = output
+        .as_ref()
+        .map(|Output::OciLayout { dir, tag }| format!("oci:{}:{tag}", dir.display()));
+    if let Some(path) = &args.metadata_file {
+        let facts = BuildFacts {
+            recipe_path: &recipe_path,
+            recipe_digest,
+            image_name: image_name.clone(),
+            source_date_epoch: effective_epoch,
+            build_args: &request.build_args,
+        };
+        write_atomically(path, &metadata(&outcome, &facts))?;
+    }
+    eprintln!(
+        "{} platform{}: {} step{} run, {} cached",
+        outcome.platforms.len(),
+        if outcome.platforms.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        outcome.steps_run,
+        if outcome.steps_run == 1 { "" } else { "s" },
+        outcome.steps_cached
+    );
+    match image_name {
+        Some(name) => eprintln!("wrote {name}"),
+        None => eprintln!("built; nothing written (no --output given)"),
     }
     println!("{}", outcome.index_digest);
     Ok(0)
+}
+
+/// JSON to `path` via a temporary file beside it, so readers never see half of it.
+fn write_atomically(path: &std::path::Path, value: &serde_json::Value) -> Result<(), Failure> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".xbake-metadata-")
+        .tempfile_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, value)?;
+    use std::io::Write;
+    tmp.write_all(b"\n")?;
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]

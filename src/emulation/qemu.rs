@@ -181,3 +181,30 @@ mod tests {
         }
     }
 }
+
+/// What an auditor needs to know about the emulator that ran a build's steps: it is
+/// part of what made the image.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EmulatorIdentity {
+    pub path: std::path::PathBuf,
+    /// First line of `--version`, e.g. "qemu-aarch64 version 7.2.19 (Debian …)".
+    pub version: String,
+    pub sha256: crate::digest::Digest,
+}
+
+pub fn identify(path: &Path) -> std::io::Result<EmulatorIdentity> {
+    let out = std::process::Command::new(path).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let (sha256, _) =
+        crate::digest::HashingReader::new(std::fs::File::open(path)?).drain_and_finish()?;
+    Ok(EmulatorIdentity {
+        path: path.to_path_buf(),
+        version,
+        sha256,
+    })
+}

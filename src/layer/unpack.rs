@@ -99,6 +99,54 @@ fn apply_compressed(
     Ok((report, diff_id))
 }
 
+/// Reads a layer tar without writing anything: every entry name and hard-link target
+/// must be a clean path inside the root (the same rule as unpacking), and the stream a
+/// valid tar. Returns the diff_id (the whole stream's sha256, padding included). Used
+/// on rootfs tarballs that become a base layer, so a hostile one is refused even when
+/// no step ever unpacks it.
+pub fn check_layer(tar: impl Read) -> Result<Digest, LayerError> {
+    let mut hasher = HashingReader::new(tar);
+    {
+        let mut archive = tar::Archive::new(&mut hasher);
+        let mut last_entry: Option<String> = None;
+        for entry in archive.entries().map_err(|source| LayerError::Tar {
+            after: None,
+            source,
+        })? {
+            let entry = entry.map_err(|source| LayerError::Tar {
+                after: last_entry.clone(),
+                source,
+            })?;
+            let raw_path = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&raw_path).into_owned();
+            let named = |e| LayerError::Entry {
+                entry: name.clone(),
+                source: Box::new(e),
+            };
+            let path = rel_path::clean_bytes(&raw_path).map_err(named)?;
+            if path.as_os_str().is_empty() && !entry.header().entry_type().is_dir() {
+                return Err(named(LayerError::RootReplace {
+                    op: "a non-directory entry for the root",
+                    path: path.clone(),
+                }));
+            }
+            if entry.header().entry_type().is_hard_link()
+                && let Some(target) = entry.link_name_bytes()
+            {
+                rel_path::clean_bytes(&target).map_err(named)?;
+            }
+            last_entry = Some(name);
+        }
+    }
+    hasher
+        .drain_and_finish()
+        .map(|(d, _)| d)
+        .map_err(|source| LayerError::Tar {
+            after: None,
+            source,
+        })
+}
+
 fn apply_archive<R: Read>(
     root: &RootDir,
     archive: &mut tar::Archive<R>,

@@ -5,8 +5,9 @@
 mod oci_layout;
 mod rootfs;
 
+use crate::cache::Cache;
 use crate::digest::Digest;
-use crate::image::{BlobStore, ImageError};
+use crate::image::ImageError;
 use crate::layer::LayerError;
 use crate::platform::Platform;
 use crate::recipe::BaseRef;
@@ -78,9 +79,8 @@ pub struct BaseLayer {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
-    /// Known from the base's config, or from converting a rootfs; otherwise computed
-    /// while unpacking.
-    pub diff_id: Option<Digest>,
+    /// From the base's config, or computed (and cached) when importing a rootfs.
+    pub diff_id: Digest,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -92,14 +92,14 @@ pub struct BaseImage {
     pub manifest_digest: Option<Digest>,
 }
 
-/// Brings the base for `platform` into `store`. With `recipe_dir`, a base path given
+/// Brings the base for `platform` into the cache's store. With `recipe_dir`, a base path given
 /// relative to it (so lexically inside it) must also stay inside after resolving
 /// symlinks: `bases -> /` must not let `rootfs:bases/etc/x.tar` read the host.
 pub fn resolve(
     base: &BaseRef,
     text: &str,
     platform: &Platform,
-    store: &BlobStore,
+    cache: &Cache,
     recipe_dir: Option<&Path>,
 ) -> Result<BaseImage, SourceError> {
     let path = match base {
@@ -113,12 +113,12 @@ pub fn resolve(
     match base {
         BaseRef::Scratch => Ok(BaseImage::default()),
         BaseRef::Rootfs(path) => Ok(BaseImage {
-            layers: vec![rootfs::import(path, text, store)?],
+            layers: vec![rootfs::import(path, text, cache)?],
             config: None,
             manifest_digest: None,
         }),
         BaseRef::OciLayout { dir, tag } => {
-            oci_layout::load(dir, tag.as_deref(), text, platform, store)
+            oci_layout::load(dir, tag.as_deref(), text, platform, cache.store())
         }
         BaseRef::Registry(reference) => Err(SourceError::RegistryUnsupported {
             reference: reference.clone(),

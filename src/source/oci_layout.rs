@@ -118,11 +118,9 @@ pub fn load(
             digest,
             size: d.size(),
             media_type: media_type.to_string(),
-            diff_id: Some(
-                diff_id
-                    .parse()
-                    .map_err(|e| image_err(ImageError::Digest(e)))?,
-            ),
+            diff_id: diff_id
+                .parse()
+                .map_err(|e| image_err(ImageError::Digest(e)))?,
         });
     }
     Ok(BaseImage {

@@ -1,0 +1,104 @@
+//! A platform's root filesystem, unpacked only when a step actually has to run: a fully
+//! cached build never touches it. When it is needed, every layer the image has so far
+//! (base layers, then cached step layers) is applied, verified, in order.
+
+use super::BuildError;
+use super::image_state::Layer;
+use super::sandboxing::prepare_mount_points;
+use crate::emulation::Activation;
+use crate::image::BlobStore;
+use crate::layer::root::RootDir;
+use crate::layer::snapshot::{Snapshotter, WalkSnapshotter};
+use crate::layer::unpack::apply_blob;
+use crate::platform::Platform;
+use std::path::{Path, PathBuf};
+
+pub(crate) struct LazyRootfs {
+    path: PathBuf,
+    root: Option<RootDir>,
+    /// How many of the image's layers are applied to the tree.
+    applied: usize,
+    snapshotter: WalkSnapshotter,
+}
+
+impl LazyRootfs {
+    pub fn new(path: PathBuf) -> LazyRootfs {
+        LazyRootfs {
+            snapshotter: WalkSnapshotter::new(path.clone()),
+            path,
+            root: None,
+            applied: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn snapshotter(&mut self) -> &mut WalkSnapshotter {
+        &mut self.snapshotter
+    }
+
+    /// Brings the tree up to `layers`, ready for a step to run in.
+    pub fn materialize(
+        &mut self,
+        layers: &[Layer],
+        store: &BlobStore,
+        activation: &Activation,
+        platform: &Platform,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<(), BuildError> {
+        let name = platform.short_name();
+        let layer_err = |what: String| {
+            let name = name.clone();
+            move |source| BuildError::Layer {
+                platform: name,
+                what,
+                source,
+            }
+        };
+        let root = match &mut self.root {
+            Some(root) => root,
+            slot => {
+                std::fs::create_dir_all(&self.path).map_err(|source| BuildError::Io {
+                    what: format!("[{name}] creating {}", self.path.display()),
+                    source,
+                })?;
+                slot.insert(
+                    RootDir::open(&self.path).map_err(layer_err("opening the rootfs".into()))?,
+                )
+            }
+        };
+        if self.applied < layers.len() || self.applied == 0 {
+            for (i, layer) in layers.iter().enumerate().skip(self.applied) {
+                let blob = store.open_blob(&layer.digest)?;
+                let (report, _) = apply_blob(
+                    root,
+                    std::io::BufReader::new(blob),
+                    &layer.digest,
+                    Some(&layer.diff_id),
+                )
+                .map_err(layer_err(format!(
+                    "unpacking layer {} ({})",
+                    i + 1,
+                    layer.digest
+                )))?;
+                for w in report.warnings {
+                    warn(w);
+                }
+            }
+            self.applied = layers.len();
+            // A layer may have removed a mount point; creating the missing ones is cheap.
+            prepare_mount_points(root, activation, platform)
+                .map_err(layer_err("creating mount points".into()))?;
+            // The tree changed outside a step: the next snapshot starts afresh.
+            self.snapshotter.invalidate();
+        }
+        Ok(())
+    }
+
+    /// A step just added its own layer on top of the tree.
+    pub fn record_step_layer(&mut self) {
+        self.applied += 1;
+    }
+}

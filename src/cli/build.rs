@@ -89,7 +89,7 @@ fn parse_output(spec: &str, tag: Option<&str>) -> Result<Output, UsageError> {
     })
 }
 
-fn parse_build_args(raw: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+pub(super) fn parse_build_args(raw: &[String]) -> Result<Vec<(String, String)>, UsageError> {
     raw.iter()
         .map(|a| {
             a.split_once('=')
@@ -99,7 +99,7 @@ fn parse_build_args(raw: &[String]) -> Result<Vec<(String, String)>, UsageError>
         .collect()
 }
 
-fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, UsageError> {
+pub(super) fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, UsageError> {
     if flag.is_some() {
         return Ok(flag);
     }

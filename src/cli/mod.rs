@@ -3,7 +3,10 @@
 //! codes documented in README.
 
 mod build;
+mod cache;
+mod diff;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +33,12 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a built image (any platform, emulated when foreign).
     Run(run::RunArgs),
+    /// Rebuild a recipe without the cache and compare with a published image.
+    Verify(verify::VerifyArgs),
+    /// Compare two images, platform by platform, down to the files of each layer.
+    Diff(diff::DiffArgs),
+    /// Inspect or shrink the step cache.
+    Cache(cache::CacheArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -88,6 +97,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Cache(args) => cache::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

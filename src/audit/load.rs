@@ -1,0 +1,128 @@
+//! Reading an image (one platform or an index) from an OCI layout, every blob verified.
+
+use super::AuditError;
+use crate::digest::Digest;
+use crate::image::layout::Layout;
+use crate::image::reference::LayoutRef;
+use crate::image::{ImageError, descriptor_digest, parse_json};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct LoadedLayer {
+    pub digest: Digest,
+    pub diff_id: Option<Digest>,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadedPlatform {
+    /// `linux/arm64`, `linux/arm/v7`.
+    pub platform: String,
+    pub manifest_digest: Digest,
+    pub config: serde_json::Value,
+    pub layers: Vec<LoadedLayer>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadedImage {
+    pub name: String,
+    /// The digest of what the reference points at (an index or a manifest).
+    pub digest: Digest,
+    pub platforms: Vec<LoadedPlatform>,
+    /// Where the blobs are.
+    pub blobs: PathBuf,
+}
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
+    let name = reference.to_string();
+    let image_err = |source: ImageError| AuditError::Image {
+        what: name.clone(),
+        source,
+    };
+    let layout = Layout::open(&reference.dir).map_err(image_err)?;
+    let top = layout
+        .resolve(reference.tag.as_deref())
+        .map_err(image_err)?;
+    let digest = descriptor_digest(&top).map_err(image_err)?;
+    let manifests: Vec<Descriptor> = if INDEX_TYPES.contains(&top.media_type().as_ref()) {
+        let index: ImageIndex = parse_json(
+            &layout.store().read_bytes(&digest).map_err(image_err)?,
+            "image index",
+        )
+        .map_err(image_err)?;
+        index.manifests().clone()
+    } else {
+        vec![top]
+    };
+    let mut platforms = Vec::new();
+    for desc in manifests {
+        let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
+        let manifest: ImageManifest = parse_json(
+            &layout
+                .store()
+                .read_bytes(&manifest_digest)
+                .map_err(image_err)?,
+            "image manifest",
+        )
+        .map_err(image_err)?;
+        let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;
+        let config: serde_json::Value = parse_json(
+            &layout
+                .store()
+                .read_bytes(&config_digest)
+                .map_err(image_err)?,
+            "image config",
+        )
+        .map_err(image_err)?;
+        let platform = platform_name(&config);
+        let diff_ids: Vec<Option<Digest>> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| d.as_str().and_then(|s| s.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let layers = manifest
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                Ok(LoadedLayer {
+                    digest: descriptor_digest(l)?,
+                    diff_id: diff_ids.get(i).cloned().flatten(),
+                    size: l.size(),
+                })
+            })
+            .collect::<Result<Vec<_>, ImageError>>()
+            .map_err(image_err)?;
+        platforms.push(LoadedPlatform {
+            platform,
+            manifest_digest,
+            config,
+            layers,
+        });
+    }
+    Ok(LoadedImage {
+        name,
+        digest,
+        platforms,
+        blobs: reference.dir.join("blobs/sha256"),
+    })
+}
+
+/// `os/architecture[/variant]` from an image config.
+pub fn platform_name(config: &serde_json::Value) -> String {
+    let os = config["os"].as_str().unwrap_or("?");
+    let arch = config["architecture"].as_str().unwrap_or("?");
+    match config["variant"].as_str() {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    }
+}

@@ -1,0 +1,126 @@
+//! `xbake verify RECIPE --against IMAGE`: rebuild without the cache, in a temporary
+//! place, and compare with a published image.
+
+use super::diff::parse_image;
+use super::{EXIT_FAILURE, Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use crate::audit::{compare, load};
+use crate::build::progress::{Progress, ProgressMode};
+use crate::build::timefmt::parse_rfc3339;
+use crate::build::{BuildRequest, Output};
+use crate::emulation;
+use crate::platform::Platform;
+use crate::recipe::Recipe;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The recipe the image was built from.
+    recipe: PathBuf,
+    /// The published image: `oci:DIR[:TAG]`.
+    #[arg(long = "against", value_name = "IMAGE")]
+    against: String,
+    /// Platforms to rebuild (default: every platform of the image).
+    #[arg(long = "arch", visible_alias = "platform", value_name = "LIST")]
+    arch: Option<String>,
+    /// As for `build`.
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+    /// Default: $SOURCE_DATE_EPOCH, else the image's own `created` time.
+    #[arg(long = "source-date-epoch", value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(0..))]
+    source_date_epoch: Option<i64>,
+    /// Progress of the rebuild (default: quiet).
+    #[arg(long = "progress", default_value = "quiet")]
+    progress: ProgressMode,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Where the temporary rebuild happens (default: $XDG_CACHE_HOME/xbake).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
+    let recipe = Recipe::load(&args.recipe)?;
+    let reference = parse_image(&args.against)?;
+    let published = load(&reference)?;
+    let platforms = match &args.arch {
+        Some(list) => Platform::parse_list(list)?,
+        None => published
+            .platforms
+            .iter()
+            .map(|p| p.platform.parse::<Platform>())
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if platforms.is_empty() {
+        return Err(UsageError(format!("{} holds no image", args.against)).into());
+    }
+    let build_args = super::build::parse_build_args(&args.build_args)?;
+    let epoch = match super::build::source_date_epoch(args.source_date_epoch)? {
+        Some(e) => Some(e),
+        None => published
+            .platforms
+            .first()
+            .and_then(|p| p.config["created"].as_str())
+            .and_then(parse_rfc3339)
+            .filter(|e| *e >= 0),
+    };
+    let host = Platform::host();
+    for p in &platforms {
+        recipe.plan(p, &host, &build_args)?;
+    }
+    emulation::required_emulators(&platforms, &host, &emulation::qemu::search_path())?;
+    if let Some(code) = reexec_in_namespace()? {
+        return Ok(code);
+    }
+
+    let cache_root = args.cache_dir.unwrap_or_else(default_cache_dir);
+    std::fs::create_dir_all(&cache_root)?;
+    // A fresh cache and output of its own: nothing from earlier builds is reused.
+    let scratch = tempfile::Builder::new()
+        .prefix("verify-")
+        .tempdir_in(&cache_root)?;
+    let out_dir = scratch.path().join("out");
+    let count = platforms.len();
+    let request = BuildRequest {
+        jobs: count.min(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        ),
+        recipe,
+        platforms,
+        build_args,
+        output: Some(Output::OciLayout {
+            dir: out_dir.clone(),
+            tag: "rebuilt".into(),
+        }),
+        progress: Progress::new(args.progress),
+        network: None,
+        source_date_epoch: epoch,
+        cache_dir: scratch.path().join("cache"),
+        no_cache: true,
+        force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+    };
+    crate::build::run(&request)?;
+    let mut rebuilt = load(&crate::image::reference::LayoutRef {
+        dir: out_dir,
+        tag: Some("rebuilt".into()),
+    })?;
+    rebuilt.name = format!("rebuild of {}", args.recipe.display());
+    let report = compare(&published, &rebuilt)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.identical {
+        println!(
+            "verified: {} ({}) is reproduced bit for bit from {} ({count} platform{})",
+            args.against,
+            report.a_digest,
+            args.recipe.display(),
+            if count == 1 { "" } else { "s" }
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.identical { 0 } else { EXIT_FAILURE })
+}

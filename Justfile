@@ -37,3 +37,12 @@ test: fixtures
 lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+
+# Timings: xbake cold/cached/verify on 3 emulated platforms, and beside buildah,
+# umoci and skopeo (installs hyperfine and buildah if missing; root).
+bench: fixtures
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=(); for p in hyperfine buildah; do command -v $p >/dev/null || missing+=($p); done
+    if ((${#missing[@]})); then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; fi
+    scripts/bench.sh {{fixtures}}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `just bench`: xbake's build, cached rebuild and verify times for a 3-platform recipe,
+# and xbake beside its peers (buildah, umoci, skopeo from Debian) on the same machine in
+# the same run, reported as ratios: absolute times on shared machines mean little.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fixtures=${1:?usage: bench.sh FIXTURES_DIR}
+for tool in hyperfine buildah umoci skopeo; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing: apt-get install $tool" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (buildah's storage and umoci need it here)" >&2; exit 1; }
+
+cargo build --release --quiet
+X=$PWD/target/release/xbake
+work=$(mktemp -d /var/tmp/xbake-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/r/bases"
+cp "$fixtures"/busybox-{amd64,arm64,armv7,ppc64le}.tar.gz "$work/r/bases/"
+steps='
+  - run: for i in 1 2 3 4 5 6 7 8; do seq 1 2000 > /f$i; done
+  - run: cat /f* | md5sum > /sum
+  - run: echo done > /done'
+printf 'from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz\nplatforms: [arm, arm64, ppc64le]\nsteps:%s\n' "$steps" > "$work/r/multi.yaml"
+printf 'from: rootfs:bases/busybox-amd64.tar.gz\nsteps:%s\n' "$steps" > "$work/r/native.yaml"
+cat > "$work/r/Containerfile" <<'CF'
+FROM scratch
+ADD bases/busybox-amd64.tar.gz /
+RUN for i in 1 2 3 4 5 6 7 8; do seq 1 2000 > /f$i; done
+RUN cat /f* | md5sum > /sum
+RUN echo done > /done
+CF
+cd "$work/r"
+B="buildah --root $work/buildah/root --runroot $work/buildah/run --storage-driver vfs"
+
+run() { # name, runs, prepare, command
+  hyperfine --style none --runs "$2" --prepare "$3" --export-csv "$work/$1.csv" "$4" >/dev/null 2>&1 \
+    || { echo "bench: '$4' failed" >&2; exit 1; }
+  tail -n1 "$work/$1.csv" | cut -d, -f4   # median seconds
+}
+
+echo "== xbake, 3 platforms (arm/v7, arm64, ppc64le under QEMU), 3 RUN steps each =="
+cold=$(run cold 5 "rm -rf $work/c $work/out" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
+$X build multi.yaml --cache-dir "$work/c" -o "oci:$work/out:1" --progress quiet >/dev/null 2>&1
+cached=$(run cached 10 "true" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
+verify=$(run verify 3 "true" "$X verify multi.yaml --against oci:$work/out:1 --cache-dir $work/c")
+
+echo "== native amd64, the same 3 RUN steps: xbake vs buildah =="
+xnative=$(run xnative 5 "rm -rf $work/cn $work/outn" "$X build native.yaml --arch amd64 --cache-dir $work/cn -o oci:$work/outn:1 --progress quiet")
+bnative=$(run bnative 5 "rm -rf $work/buildah $work/bout" "$B bud --isolation chroot -q -t bench:1 . && $B push -q bench:1 oci:$work/bout:1")
+
+echo "== writing a finished image: xbake fully cached rebuild vs skopeo copy --all =="
+skopeo_copy=$(run skopeo 10 "rm -rf $work/scopy" "skopeo copy -q --all oci:$work/out:1 oci:$work/scopy:1")
+
+echo "== a no-change commit: xbake cached rebuild (native) vs umoci unpack + repack =="
+$X build native.yaml --arch amd64 --cache-dir "$work/cn" -o "oci:$work/outn:1" --progress quiet >/dev/null 2>&1
+xcached_native=$(run xcn 10 "true" "$X build native.yaml --arch amd64 --cache-dir $work/cn -o oci:$work/outn:1 --progress quiet")
+skopeo copy -q --override-arch amd64 "oci:$work/outn:1" "oci:$work/single:1"
+umoci_repack=$(run umoci 5 "rm -rf $work/bundle" "umoci unpack --image $work/single:1 $work/bundle && umoci repack --image $work/single:1 $work/bundle")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ms() { awk -v s="$1" 'BEGIN { printf "%8.0f ms", s * 1000 }'; }
+cat <<REPORT
+
+results (medians; this machine: $(nproc) cores)
+  xbake cold build, 3 emulated platforms      $(ms "$cold")
+  xbake fully cached rebuild + output write   $(ms "$cached")   cached/cold = $(ratio "$cached" "$cold")
+  xbake verify (rebuild without cache + diff) $(ms "$verify")   verify/cold = $(ratio "$verify" "$cold")
+
+  native amd64 build + OCI output: xbake      $(ms "$xnative")
+                                   buildah    $(ms "$bnative")   xbake/buildah = $(ratio "$xnative" "$bnative")
+  write a 3-platform image: xbake (cached)    $(ms "$cached")
+                            skopeo copy --all $(ms "$skopeo_copy")   xbake/skopeo = $(ratio "$cached" "$skopeo_copy")
+  no-change rebuild: xbake (cached, native)   $(ms "$xcached_native")
+                     umoci unpack + repack    $(ms "$umoci_repack")   xbake/umoci = $(ratio "$xcached_native" "$umoci_repack")
+REPORT

@@ -1,6 +1,7 @@
 //! OCI images on disk: the content store, image layouts, and choosing a platform's
 //! manifest from an index. Types come from `oci-spec`; bytes are always canonical JSON.
 
+pub mod archive;
 pub mod layout;
 pub mod reference;
 pub mod select;

@@ -9,6 +9,7 @@ mod copy;
 mod env;
 pub mod image_state;
 pub mod metadata;
+pub mod output;
 mod pipeline;
 pub mod progress;
 mod rootfs;
@@ -21,7 +22,7 @@ mod workspace;
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::emulation::{self, EmulationError};
-use crate::image::{ImageError, canonical_json, descriptor, layout};
+use crate::image::{ImageError, canonical_json, descriptor};
 use crate::layer::LayerError;
 use crate::platform::Platform;
 use crate::recipe::{Location, Plan, Recipe, RecipeError};
@@ -35,12 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use workspace::Workspace;
 
-/// Where the finished image goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// An OCI image layout folder, under a tag.
-    OciLayout { dir: PathBuf, tag: String },
-}
+pub use output::Output;
 
 pub struct BuildRequest {
     pub recipe: Recipe,
@@ -326,7 +322,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             message: e.to_string(),
         })?;
     let (index_digest, index_size) = store.put_bytes(&canonical_json(&index, "image index")?)?;
-    if let Some(Output::OciLayout { dir, tag }) = &req.output {
+    if let Some(out) = &req.output {
         let mut blobs: Vec<Digest> = images
             .iter()
             .flat_map(|i| i.blobs.iter().cloned())
@@ -335,7 +331,16 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         blobs.sort();
         blobs.dedup();
         let top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
-        layout::write_tag(dir, store, &blobs, tag, &top)?;
+        let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
+        output::write(
+            out,
+            &output::Finished {
+                store,
+                top: &top,
+                blobs: &blobs,
+                manifests: &manifests,
+            },
+        )?;
     }
     let emulator_for = |p: &Platform| {
         session

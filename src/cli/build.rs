@@ -62,31 +62,66 @@ pub struct BuildArgs {
     metadata_file: Option<PathBuf>,
 }
 
-/// `oci:DIR[:TAG]` plus `--tag`.
-fn parse_output(spec: &str, tag: Option<&str>) -> Result<Output, UsageError> {
-    let parsed = LayoutRef::parse(spec)
-        .ok_or_else(|| {
-            UsageError(format!(
-                "unsupported output {spec:?}; use oci:DIR or oci:DIR:TAG"
-            ))
-        })?
-        .map_err(UsageError)?;
-    let tag = match (parsed.tag.as_deref(), tag) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(UsageError(format!(
-                "two tags: {a:?} in --output and {b:?} in --tag"
-            )));
+/// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG]`, plus
+/// `--tag`. `recipe_stem` names a docker-archive image when nothing else does.
+fn parse_output(spec: &str, tag: Option<&str>, recipe_stem: &str) -> Result<Output, UsageError> {
+    let merge_tag = |from_spec: Option<&str>| -> Result<String, UsageError> {
+        let tag = match (from_spec, tag) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(UsageError(format!(
+                    "two tags: {a:?} in --output and {b:?} in --tag"
+                )));
+            }
+            (Some(t), _) | (None, Some(t)) => t,
+            (None, None) => "latest",
+        };
+        if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(UsageError(format!("invalid tag {tag:?}")));
         }
-        (Some(t), _) | (None, Some(t)) => t,
-        (None, None) => "latest",
+        Ok(tag.to_string())
     };
-    if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err(UsageError(format!("invalid tag {tag:?}")));
+    if let Some(parsed) = LayoutRef::parse(spec) {
+        let parsed = parsed.map_err(UsageError)?;
+        return Ok(Output::OciLayout {
+            tag: merge_tag(parsed.tag.as_deref())?,
+            dir: parsed.dir,
+        });
     }
-    Ok(Output::OciLayout {
-        dir: parsed.dir,
-        tag: tag.to_string(),
-    })
+    if let Some(rest) = spec.strip_prefix("oci-archive:") {
+        let parsed = LayoutRef::parse_rest(rest).map_err(UsageError)?;
+        return Ok(Output::OciArchive {
+            tag: merge_tag(parsed.tag.as_deref())?,
+            file: parsed.dir,
+        });
+    }
+    if let Some(rest) = spec.strip_prefix("docker-archive:") {
+        // skopeo's form: the path ends at the first colon; a docker reference follows.
+        let (file, reference) = match rest.split_once(':') {
+            Some((f, r)) => (f, Some(r)),
+            None => (rest, None),
+        };
+        if file.is_empty() {
+            return Err(UsageError(format!("output {spec:?} names no file")));
+        }
+        let repo_tag = match (reference, tag) {
+            (Some(r), None) => r.to_string(),
+            (Some(r), Some(t)) if r.ends_with(&format!(":{t}")) => r.to_string(),
+            (Some(r), Some(t)) => {
+                return Err(UsageError(format!(
+                    "two names: {r:?} in --output and tag {t:?}"
+                )));
+            }
+            (None, Some(t)) if t.contains(':') => t.to_string(),
+            (None, t) => format!("localhost/{recipe_stem}:{}", merge_tag(t)?),
+        };
+        return Ok(Output::DockerArchive {
+            file: PathBuf::from(file),
+            repo_tag,
+        });
+    }
+    Err(UsageError(format!(
+        "unsupported output {spec:?}; use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]"
+    )))
 }
 
 pub(super) fn parse_build_args(raw: &[String]) -> Result<Vec<(String, String)>, UsageError> {
@@ -129,13 +164,24 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         None if !recipe.platforms().is_empty() => recipe.platforms(),
         None => vec![Platform::host()],
     };
+    let stem = recipe_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "image".into());
     let output = args
         .output
         .as_deref()
-        .map(|o| parse_output(o, args.tag.as_deref()))
+        .map(|o| parse_output(o, args.tag.as_deref(), &stem))
         .transpose()?;
+    if matches!(output, Some(Output::DockerArchive { .. })) && platforms.len() != 1 {
+        return Err(UsageError(format!(
+            "a docker-archive holds one platform; this build is for {} (choose one with --arch)",
+            platforms.len()
+        ))
+        .into());
+    }
     if output.is_none() && args.tag.is_some() {
-        return Err(UsageError("--tag needs --output oci:DIR".into()).into());
+        return Err(UsageError("--tag needs --output".into()).into());
     }
     let build_args = parse_build_args(&args.build_args)?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
@@ -175,9 +221,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
     };
     let outcome = crate::build::run(&request)?;
-    let image_name = output
-        .as_ref()
-        .map(|Output::OciLayout { dir, tag }| format!("oci:{}:{tag}", dir.display()));
+    let image_name = output.as_ref().map(Output::to_string);
     if let Some(path) = &args.metadata_file {
         let facts = BuildFacts {
             recipe_path: &recipe_path,
@@ -234,29 +278,51 @@ mod tests {
     #[test]
     fn output_specs() {
         assert_eq!(
-            parse_output("oci:out/app", Some("1.0")).unwrap(),
+            parse_output("oci:out/app", Some("1.0"), "hello").unwrap(),
             Output::OciLayout {
                 dir: "out/app".into(),
                 tag: "1.0".into()
             }
         );
         assert_eq!(
-            parse_output("oci:out/app:2.0", None).unwrap(),
+            parse_output("oci:out/app:2.0", None, "hello").unwrap(),
             Output::OciLayout {
                 dir: "out/app".into(),
                 tag: "2.0".into()
             }
         );
         assert_eq!(
-            parse_output("oci:/abs/dir", None).unwrap(),
+            parse_output("oci:/abs/dir", None, "hello").unwrap(),
             Output::OciLayout {
                 dir: "/abs/dir".into(),
                 tag: "latest".into()
             }
         );
-        assert!(parse_output("oci:out:1", Some("2")).is_err());
-        assert!(parse_output("docker:x", None).is_err());
-        assert!(parse_output("oci:", None).is_err());
+        assert!(parse_output("oci:out:1", Some("2"), "hello").is_err());
+        assert!(parse_output("docker:x", None, "hello").is_err());
+        assert!(parse_output("oci:", None, "hello").is_err());
+        let archive = |spec, tag| parse_output(spec, tag, "hello").map(|o| o.to_string());
+        assert_eq!(
+            archive("oci-archive:a.tar", Some("1.0")).unwrap(),
+            "oci-archive:a.tar:1.0"
+        );
+        assert_eq!(
+            archive("oci-archive:a.tar:2", None).unwrap(),
+            "oci-archive:a.tar:2"
+        );
+        assert_eq!(
+            archive("docker-archive:d.tar", Some("1.0")).unwrap(),
+            "docker-archive:d.tar:localhost/hello:1.0"
+        );
+        assert_eq!(
+            archive("docker-archive:d.tar:me/app:3", None).unwrap(),
+            "docker-archive:d.tar:me/app:3"
+        );
+        assert_eq!(
+            archive("docker-archive:d.tar", Some("reg/x:1")).unwrap(),
+            "docker-archive:d.tar:reg/x:1"
+        );
+        assert!(archive("docker-archive:d.tar:me/app:3", Some("4")).is_err());
         assert!(parse_build_args(&["A=1".into(), "B".into()]).is_err());
         assert_eq!(
             parse_build_args(&["A=1=2".into()]).unwrap(),

@@ -40,7 +40,10 @@ pub fn write_oci_archive(
         .collect();
     names.sort();
     for n in names {
-        entries.push((format!("blobs/sha256/{n}"), layout_dir.join("blobs/sha256").join(&n)));
+        entries.push((
+            format!("blobs/sha256/{n}"),
+            layout_dir.join("blobs/sha256").join(&n),
+        ));
     }
     write_tar_file(file, &["blobs/", "blobs/sha256/"], &entries)
 }
@@ -48,7 +51,11 @@ pub fn write_oci_archive(
 /// A deterministic tar of `dirs` and `files` (name in the archive, source path):
 /// mtime 0, owner 0:0, modes 0755/0644, in the given order; written beside `file` and
 /// renamed over it.
-fn write_tar_file(file: &Path, dirs: &[&str], files: &[(String, PathBuf)]) -> Result<(), ImageError> {
+fn write_tar_file(
+    file: &Path,
+    dirs: &[&str],
+    files: &[(String, PathBuf)],
+) -> Result<(), ImageError> {
     let dir = parent_of(file);
     let mut tmp = tempfile::Builder::new()
         .prefix(".xbake-archive-")
@@ -75,7 +82,8 @@ fn write_tar_file(file: &Path, dirs: &[&str], files: &[(String, PathBuf)]) -> Re
             let f = File::open(path).map_err(ImageError::io(path))?;
             let size = f.metadata().map_err(ImageError::io(path))?.len();
             let mut h = header(tar::EntryType::Regular, 0o644, size);
-            tar.append_data(&mut h, name, f).map_err(ImageError::io(file))?;
+            tar.append_data(&mut h, name, f)
+                .map_err(ImageError::io(file))?;
         }
         tar.finish().map_err(ImageError::io(file))?;
     }
@@ -143,7 +151,11 @@ pub fn open_oci_archive(file: &Path, scratch: &Path) -> Result<ExtractedLayout, 
                     });
                 };
                 let size = entry.header().size().map_err(ImageError::io(file))?;
-                store.put_reader(&mut entry, Some((&digest, size)), &format!("{what}: {name}"))?;
+                store.put_reader(
+                    &mut entry,
+                    Some((&digest, size)),
+                    &format!("{what}: {name}"),
+                )?;
             }
         }
     }
@@ -174,7 +186,8 @@ pub fn write_docker_archive(
     manifest_digest: &Digest,
     repo_tags: &[String],
 ) -> Result<(), ImageError> {
-    let manifest: ImageManifest = parse_json(&source.read_bytes(manifest_digest)?, "image manifest")?;
+    let manifest: ImageManifest =
+        parse_json(&source.read_bytes(manifest_digest)?, "image manifest")?;
     let config_digest = descriptor_digest(manifest.config())?;
     let config_bytes = source.read_bytes(&config_digest)?;
     let config: serde_json::Value = parse_json(&config_bytes, "image config")?;
@@ -195,7 +208,8 @@ pub fn write_docker_archive(
         .map_err(ImageError::io(dir))?;
     let mut files = Vec::new();
     let config_name = format!("{}.json", config_digest.hex());
-    std::fs::write(scratch.path().join(&config_name), &config_bytes).map_err(ImageError::io(scratch.path()))?;
+    std::fs::write(scratch.path().join(&config_name), &config_bytes)
+        .map_err(ImageError::io(scratch.path()))?;
     let mut layer_names = Vec::new();
     for (layer, diff_id) in manifest.layers().iter().zip(&diff_ids) {
         let name = format!("{}.tar", diff_id.hex());
@@ -213,15 +227,29 @@ pub fn write_docker_archive(
         layers: layer_names,
     };
     let manifest_path = scratch.path().join("manifest.json");
-    std::fs::write(&manifest_path, canonical_json(&vec![entry], "manifest.json")?)
-        .map_err(ImageError::io(&manifest_path))?;
-    files.insert(0, (config_name, scratch.path().join(format!("{}.json", config_digest.hex()))));
+    std::fs::write(
+        &manifest_path,
+        canonical_json(&vec![entry], "manifest.json")?,
+    )
+    .map_err(ImageError::io(&manifest_path))?;
+    files.insert(
+        0,
+        (
+            config_name,
+            scratch.path().join(format!("{}.json", config_digest.hex())),
+        ),
+    );
     files.push(("manifest.json".into(), manifest_path));
     write_tar_file(file, &[], &files)
 }
 
 /// Writes the uncompressed content of blob `digest` to `to`, checking both digests.
-fn decompress_verified(store: &BlobStore, digest: &Digest, diff_id: &Digest, to: &Path) -> Result<(), ImageError> {
+fn decompress_verified(
+    store: &BlobStore,
+    digest: &Digest,
+    diff_id: &Digest,
+    to: &Path,
+) -> Result<(), ImageError> {
     let blob = HashingReader::new(store.open_blob(digest)?);
     let mut blob = blob;
     let what = format!("layer {digest}");
@@ -252,7 +280,11 @@ pub struct DockerArchiveImage {
 /// Reads the first image of a `docker save` archive: its config and layers go into
 /// `store` byte for byte (a layer file's digest is the blob digest; its media type
 /// follows its compression), each layer checked against the config's diff_ids.
-pub fn read_docker_archive(file: &Path, store: &BlobStore, scratch: &Path) -> Result<DockerArchiveImage, ImageError> {
+pub fn read_docker_archive(
+    file: &Path,
+    store: &BlobStore,
+    scratch: &Path,
+) -> Result<DockerArchiveImage, ImageError> {
     let what = file.display().to_string();
     let invalid = |message: String| ImageError::Invalid {
         what: what.clone(),
@@ -271,7 +303,9 @@ pub fn read_docker_archive(file: &Path, store: &BlobStore, scratch: &Path) -> Re
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = String::from_utf8_lossy(&entry.path_bytes()).trim_start_matches("./").to_string();
+        let name = String::from_utf8_lossy(&entry.path_bytes())
+            .trim_start_matches("./")
+            .to_string();
         // Names become files in a flat folder: refuse anything that is not a plain
         // relative path, and flatten folders ("abc/layer.tar").
         if name.split('/').any(|c| c == ".." || c.is_empty()) || name.starts_with('/') {
@@ -283,7 +317,10 @@ pub fn read_docker_archive(file: &Path, store: &BlobStore, scratch: &Path) -> Re
         std::io::copy(&mut entry, &mut out).map_err(ImageError::io(&path))?;
         staged.push(name);
     }
-    let staged_path = |name: &str| dir.path().join(name.trim_start_matches("./").replace('/', "%"));
+    let staged_path = |name: &str| {
+        dir.path()
+            .join(name.trim_start_matches("./").replace('/', "%"))
+    };
     let manifest_bytes = std::fs::read(staged_path("manifest.json"))
         .map_err(|_| invalid("no manifest.json: not a docker-archive".into()))?;
     let entries: Vec<DockerManifestEntry> = parse_json(&manifest_bytes, "manifest.json")?;
@@ -299,7 +336,9 @@ pub fn read_docker_archive(file: &Path, store: &BlobStore, scratch: &Path) -> Re
         .map(|a| a.iter().filter_map(|d| d.as_str()?.parse().ok()).collect())
         .unwrap_or_default();
     if diff_ids.len() != entry.layers.len() {
-        return Err(invalid("config diff_ids and manifest.json layers differ in number".into()));
+        return Err(invalid(
+            "config diff_ids and manifest.json layers differ in number".into(),
+        ));
     }
     let mut layers = Vec::new();
     for (name, diff_id) in entry.layers.iter().zip(diff_ids) {
@@ -312,12 +351,18 @@ pub fn read_docker_archive(file: &Path, store: &BlobStore, scratch: &Path) -> Re
             compress::Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
             compress::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
             compress::Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            compress::Compression::Xz => return Err(invalid(format!("layer {name} is xz-compressed"))),
+            compress::Compression::Xz => {
+                return Err(invalid(format!("layer {name} is xz-compressed")));
+            }
         };
         // Check the content against the diff_id before it becomes a blob.
-        let tar = compress::decompressor(BufReader::new(File::open(&path).map_err(ImageError::io(&path))?))
-            .map_err(|e| invalid(e.to_string()))?;
-        let (actual, _) = HashingReader::new(tar).drain_and_finish().map_err(ImageError::io(&path))?;
+        let tar = compress::decompressor(BufReader::new(
+            File::open(&path).map_err(ImageError::io(&path))?,
+        ))
+        .map_err(|e| invalid(e.to_string()))?;
+        let (actual, _) = HashingReader::new(tar)
+            .drain_and_finish()
+            .map_err(ImageError::io(&path))?;
         diff_id.verify(&actual, &format!("{what}: layer {name}"))?;
         let file = File::open(&path).map_err(ImageError::io(&path))?;
         let (digest, size) = store.put_reader(file, None, name)?;
@@ -357,15 +402,22 @@ mod tests {
         let gz = gz.finish().unwrap();
         let (layer, layer_size) = store.put_bytes(&gz).unwrap();
         let config = serde_json::json!({"architecture": "arm64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]}});
-        let (config_digest, config_size) = store.put_bytes(&serde_json::to_vec(&config).unwrap()).unwrap();
+        let (config_digest, config_size) = store
+            .put_bytes(&serde_json::to_vec(&config).unwrap())
+            .unwrap();
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config_size},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer.to_string(), "size": layer_size}],
         });
-        let (manifest_digest, _) = store.put_bytes(&serde_json::to_vec(&manifest).unwrap()).unwrap();
-        (manifest_digest.clone(), vec![layer, config_digest, manifest_digest])
+        let (manifest_digest, _) = store
+            .put_bytes(&serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        (
+            manifest_digest.clone(),
+            vec![layer, config_digest, manifest_digest],
+        )
     }
 
     #[test]
@@ -398,7 +450,10 @@ mod tests {
         write_oci_archive(&a, &store, &blobs, "x", &top).unwrap();
         let mut bytes = std::fs::read(&a).unwrap();
         // Change a letter inside the config blob's content.
-        let pos = bytes.windows(12).position(|w| w == b"architecture").unwrap();
+        let pos = bytes
+            .windows(12)
+            .position(|w| w == b"architecture")
+            .unwrap();
         bytes[pos] = b'A';
         std::fs::write(&a, &bytes).unwrap();
         assert!(open_oci_archive(&a, tmp.path()).is_err());

@@ -15,6 +15,10 @@ pub enum BaseRef {
     Rootfs(PathBuf),
     /// An OCI image layout directory, optionally one tag in it.
     OciLayout { dir: PathBuf, tag: Option<String> },
+    /// A tar of an OCI layout (`oci-archive:FILE[:tag]`, as skopeo writes it).
+    OciArchive { file: PathBuf, tag: Option<String> },
+    /// A `docker save` archive (`docker-archive:FILE`).
+    DockerArchive(PathBuf),
     /// A registry reference, kept as written (`debian:bookworm`, `host:5000/x/y:tag`,
     /// `x@sha256:…`); the registry client parses it.
     Registry(String),
@@ -22,9 +26,9 @@ pub enum BaseRef {
 
 const ROOTFS_EXTENSIONS: &[&str] = &[".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst"];
 
-/// Schemes reserved for bases xbake does not read yet, refused here so they are not
-/// taken for a registry image named `oci-archive`.
-const UNSUPPORTED_SCHEMES: &[&str] = &["oci-archive:", "docker-archive:", "docker://", "dir:"];
+/// Schemes reserved for bases xbake does not read, refused here so they are not taken
+/// for a registry image.
+const UNSUPPORTED_SCHEMES: &[&str] = &["dir:", "containers-storage:", "docker-daemon:"];
 
 impl BaseRef {
     /// Parses an expanded `from:` text; relative paths are joined to `recipe_dir`.
@@ -41,6 +45,29 @@ impl BaseRef {
         if let Some(rest) = text.strip_prefix("oci:") {
             return parse_oci_layout(text, rest, recipe_dir);
         }
+        if let Some(rest) = text.strip_prefix("oci-archive:") {
+            let parsed = LayoutRef::parse_rest(rest).map_err(|_| Problem::BadOciLayout {
+                text: text.to_string(),
+            })?;
+            return Ok(BaseRef::OciArchive {
+                file: local_path(&parsed.dir, recipe_dir, "oci-archive base")?,
+                tag: parsed.tag,
+            });
+        }
+        if let Some(rest) = text.strip_prefix("docker-archive:") {
+            if rest.is_empty() {
+                return Err(Problem::BadOciLayout {
+                    text: text.to_string(),
+                });
+            }
+            return Ok(BaseRef::DockerArchive(local_path(
+                Path::new(rest),
+                recipe_dir,
+                "docker-archive base",
+            )?));
+        }
+        // skopeo's transport name for registries.
+        let text = text.strip_prefix("docker://").unwrap_or(text);
         if UNSUPPORTED_SCHEMES.iter().any(|s| text.starts_with(s)) {
             return Err(Problem::UnsupportedBase {
                 text: text.to_string(),
@@ -70,6 +97,18 @@ fn parse_rootfs(path: &str, recipe_dir: &Path) -> Result<PathBuf, Problem> {
     let inside = relative_inside(path_ref).ok_or_else(|| Problem::EscapesRecipeDir {
         what: "rootfs base",
         path: path.to_string(),
+    })?;
+    Ok(recipe_dir.join(inside))
+}
+
+/// An absolute path as is; a relative one joined to the recipe folder, never leaving it.
+fn local_path(path: &Path, recipe_dir: &Path, what: &'static str) -> Result<PathBuf, Problem> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let inside = relative_inside(path).ok_or_else(|| Problem::EscapesRecipeDir {
+        what,
+        path: path.display().to_string(),
     })?;
     Ok(recipe_dir.join(inside))
 }
@@ -150,6 +189,25 @@ mod tests {
                 tag: None
             }
         );
+        assert_eq!(
+            parse("oci-archive:saved.tar:v2").unwrap(),
+            BaseRef::OciArchive {
+                file: PathBuf::from("/recipes/hello/saved.tar"),
+                tag: Some("v2".into())
+            }
+        );
+        assert_eq!(
+            parse("docker-archive:/tmp/saved.tar").unwrap(),
+            BaseRef::DockerArchive(PathBuf::from("/tmp/saved.tar"))
+        );
+        assert_eq!(
+            parse("docker://debian:bookworm").unwrap(),
+            BaseRef::Registry("debian:bookworm".into())
+        );
+        assert!(matches!(
+            parse("docker-archive:../x.tar"),
+            Err(Problem::EscapesRecipeDir { .. })
+        ));
         for reference in [
             "debian:bookworm",
             "host:5000/x/y:tag",
@@ -188,7 +246,7 @@ mod tests {
             Err(Problem::BadOciLayout { .. })
         ));
         assert!(matches!(
-            parse("oci-archive:x.tar"),
+            parse("dir:x"),
             Err(Problem::UnsupportedBase { .. })
         ));
         assert!(matches!(

@@ -2,6 +2,7 @@
 //! tarball (`rootfs:FILE`), or an OCI image layout (`oci:DIR[:tag]`). Every source ends
 //! up as blobs in the build's store plus, for images, the configuration to inherit.
 
+mod archive;
 mod oci_layout;
 mod rootfs;
 
@@ -103,9 +104,9 @@ pub fn resolve(
     recipe_dir: Option<&Path>,
 ) -> Result<BaseImage, SourceError> {
     let path = match base {
-        BaseRef::Rootfs(p) => Some(p),
-        BaseRef::OciLayout { dir, .. } => Some(dir),
-        _ => None,
+        BaseRef::Rootfs(p) | BaseRef::DockerArchive(p) => Some(p),
+        BaseRef::OciLayout { dir: p, .. } | BaseRef::OciArchive { file: p, .. } => Some(p),
+        BaseRef::Scratch | BaseRef::Registry(_) => None,
     };
     if let (Some(path), Some(dir)) = (path, recipe_dir) {
         check_inside(path, dir, text)?;
@@ -120,6 +121,10 @@ pub fn resolve(
         BaseRef::OciLayout { dir, tag } => {
             oci_layout::load(dir, tag.as_deref(), text, platform, cache.store())
         }
+        BaseRef::OciArchive { file, tag } => {
+            archive::oci_archive(file, tag.as_deref(), text, platform, cache)
+        }
+        BaseRef::DockerArchive(file) => archive::docker_archive(file, text, platform, cache),
         BaseRef::Registry(reference) => Err(SourceError::RegistryUnsupported {
             reference: reference.clone(),
         }),

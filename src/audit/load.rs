@@ -29,6 +29,9 @@ pub struct LoadedImage {
     pub name: String,
     /// The digest of what the reference points at (an index or a manifest).
     pub digest: Digest,
+    pub media_type: String,
+    /// The exact bytes of that index or manifest.
+    pub raw: Vec<u8>,
     pub platforms: Vec<LoadedPlatform>,
     /// Where the blobs are.
     pub blobs: PathBuf,
@@ -50,12 +53,10 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
         .resolve(reference.tag.as_deref())
         .map_err(image_err)?;
     let digest = descriptor_digest(&top).map_err(image_err)?;
+    let raw = layout.store().read_bytes(&digest).map_err(image_err)?;
+    let media_type = top.media_type().to_string();
     let manifests: Vec<Descriptor> = if INDEX_TYPES.contains(&top.media_type().as_ref()) {
-        let index: ImageIndex = parse_json(
-            &layout.store().read_bytes(&digest).map_err(image_err)?,
-            "image index",
-        )
-        .map_err(image_err)?;
+        let index: ImageIndex = parse_json(&raw, "image index").map_err(image_err)?;
         index.manifests().clone()
     } else {
         vec![top]
@@ -112,6 +113,8 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
     Ok(LoadedImage {
         name,
         digest,
+        media_type,
+        raw,
         platforms,
         blobs: reference.dir.join("blobs/sha256"),
     })

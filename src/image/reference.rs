@@ -46,6 +46,44 @@ impl fmt::Display for LayoutRef {
     }
 }
 
+/// Any image a command can read: a layout, an OCI archive, or a registry reference
+/// (bare, or with skopeo's `docker://`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageRef {
+    Layout(LayoutRef),
+    /// `oci-archive:FILE[:TAG]` (the file in `dir`).
+    OciArchive(LayoutRef),
+    Registry(String),
+}
+
+impl ImageRef {
+    pub fn parse(text: &str) -> Result<ImageRef, String> {
+        if let Some(r) = LayoutRef::parse(text) {
+            return r.map(ImageRef::Layout);
+        }
+        if let Some(rest) = text.strip_prefix("oci-archive:") {
+            return LayoutRef::parse_rest(rest)
+                .map(ImageRef::OciArchive)
+                .map_err(|e| e.replacen("oci:", "oci-archive:", 1));
+        }
+        let name = text.strip_prefix("docker://").unwrap_or(text);
+        if name.is_empty() || name.chars().any(char::is_whitespace) || name.contains("://") {
+            return Err(format!("{text:?} is not an image reference (oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry name)"));
+        }
+        Ok(ImageRef::Registry(name.to_string()))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRef::Layout(l) => write!(f, "{l}"),
+            ImageRef::OciArchive(l) => write!(f, "oci-archive:{}", l.to_string().trim_start_matches("oci:")),
+            ImageRef::Registry(r) => write!(f, "{r}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +115,15 @@ mod tests {
         assert!(r("oci:dir:").is_err());
         assert!(r("oci:dir:a b").is_err());
         assert!(LayoutRef::parse("docker://x").is_none());
+    }
+
+    #[test]
+    fn image_refs() {
+        assert_eq!(ImageRef::parse("oci:a:1").unwrap().to_string(), "oci:a:1");
+        assert_eq!(ImageRef::parse("oci-archive:x.tar:2").unwrap().to_string(), "oci-archive:x.tar:2");
+        assert_eq!(ImageRef::parse("docker://debian:12").unwrap(), ImageRef::Registry("debian:12".into()));
+        assert_eq!(ImageRef::parse("127.0.0.1:5000/a:b").unwrap(), ImageRef::Registry("127.0.0.1:5000/a:b".into()));
+        assert!(ImageRef::parse("http://x").is_err());
+        assert!(ImageRef::parse("").is_err());
     }
 }

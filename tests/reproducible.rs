@@ -421,3 +421,23 @@ fn metadata_file_records_digests_and_every_input() {
     );
     assert!(platforms[1]["emulator"].is_null(), "amd64 runs natively");
 }
+
+#[test]
+fn a_partly_cached_build_equals_a_fresh_one_even_for_steps_that_look_at_mtimes() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let one = "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: mkdir /d && echo x > /d/f\n";
+    let two = format!("{one}  - run: find /d /d/f -newer /bin/busybox > /list; ls -l --full-time /d > /times\n");
+    let recipe = scratch.recipe("mtimes", one, &[]);
+    let dir = recipe.parent().unwrap();
+    let warm = dir.join("warm");
+    build(dir, &["--arch", "arm64", "--cache-dir", warm.to_str().unwrap()], &[]);
+    std::fs::write(&recipe, &two).unwrap();
+    let (partly, err) = build(dir, &["--arch", "arm64", "--cache-dir", warm.to_str().unwrap()], &[]);
+    assert_eq!(steps_line(&err), "1 platform: 1 step run, 1 cached");
+    let cold = dir.join("cold");
+    let (fresh, _) = build(dir, &["--arch", "arm64", "--cache-dir", cold.to_str().unwrap()], &[]);
+    assert_eq!(partly, fresh, "the step saw different mtimes with and without the cache");
+}

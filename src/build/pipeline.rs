@@ -16,7 +16,7 @@ use crate::digest::Digest;
 use crate::emulation::Activation;
 use crate::image::{canonical_json, descriptor};
 use crate::layer::LayerError;
-use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes};
+use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settle};
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::recipe::{Network, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
@@ -441,10 +441,16 @@ fn commit(
         return Ok(None);
     }
     let pending = ctx.cache.store().create()?;
-    let (pending, packed) =
-        pack_changes(rootfs, &changes, &PackOptions { epoch: ctx.epoch }, pending)
-            .map_err(ctx.layer_err(format!("packing step {}", step.number)))?;
+    let opts = PackOptions { epoch: ctx.epoch };
+    let (pending, packed) = pack_changes(rootfs, &changes, &opts, pending)
+        .map_err(ctx.layer_err(format!("packing step {}", step.number)))?;
     pending.commit(&packed.digest)?;
+    // The tree must look as if this layer had been unpacked from the cache, so later
+    // steps see the same thing on every path; the touched entries then need a fresh
+    // baseline.
+    let root = RootDir::open(rootfs).map_err(ctx.layer_err("opening the rootfs"))?;
+    settle(&root, &changes, &opts).map_err(ctx.layer_err("settling the step's changes"))?;
+    snapshotter.invalidate();
     Ok(Some(Layer {
         digest: packed.digest,
         size: packed.size,

@@ -80,6 +80,19 @@ pub fn pack_changes<W: Write>(
     ))
 }
 
+/// Makes the working tree match the layer just packed from `changes`: every entry the
+/// layer holds gets its clamped mtime. Without this, a later step would see real "now"
+/// mtimes after running this step, but epoch mtimes after unpacking the cached layer,
+/// and could produce different output (`find -newer`, make) depending on the cache.
+pub fn settle(root: &RootDir, changes: &ChangeSet, opts: &PackOptions) -> Result<(), LayerError> {
+    for change in &changes.changes {
+        if change.kind != ChangeKind::Deleted {
+            root.clamp_mtime(&change.path, opts.epoch)?;
+        }
+    }
+    Ok(())
+}
+
 /// The uncompressed tar stream alone.
 pub fn write_tar<W: Write>(
     root: &Path,

@@ -337,6 +337,22 @@ impl RootDir {
         metadata::apply(&node, &rel, meta, true)
     }
 
+    /// Sets the mtime (and atime) of `rel` to `epoch` if it is newer, without following a
+    /// symlink: the working tree then matches what a layer packed with that clamp holds.
+    pub fn clamp_mtime(&self, rel: &Path, epoch: i64) -> Result<(), LayerError> {
+        let rel = rel_path::clean(rel)?;
+        let Some(st) = self.lstat(&rel)? else {
+            return Ok(());
+        };
+        if st.st_mtime <= epoch || rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let (parent, name) = self.parent_dir(&rel, "set the time of")?;
+        let time = nix::sys::time::TimeSpec::new(epoch, 0);
+        stat::utimensat(&parent, name, &time, &time, stat::UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| LayerError::io("set the time of", &rel, e))
+    }
+
     /// Removes `rel` and everything below it. No error if it does not exist. Never removes
     /// the root itself, and never follows a symlink: a symlink is removed, not its target.
     pub fn remove_all(&self, rel: &Path) -> Result<(), LayerError> {

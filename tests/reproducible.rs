@@ -197,7 +197,7 @@ fn kill_9_at_any_moment_leaves_a_cache_that_still_gives_the_clean_digest() {
     }
     let scratch = Scratch::new();
     let text = "from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz\nplatforms: [arm64, arm, ppc64le]\nsteps:\n\
-                \x20 - run: for i in 1 2 3 4 5 6 7 8; do seq 1 2000 > /f$i; done\n\
+                \x20 - run: for i in 1 2 3 4 5 6 7 8; do seq 1 2000 > /f$i; done; sleep 0.3\n\
                 \x20 - copy: files/x\n    to: /x\n\
                 \x20 - run: cat /f* | md5sum > /sum; sleep 0.2\n";
     let recipe = scratch.recipe("kill", text, &[("files/x", "x\n")]);
@@ -205,7 +205,7 @@ fn kill_9_at_any_moment_leaves_a_cache_that_still_gives_the_clean_digest() {
     let clean_cache = dir.join("clean-cache");
     let (clean, _) = build(dir, &["--cache-dir", clean_cache.to_str().unwrap()], &[]);
     let shared = dir.join("shared-cache");
-    for delay_ms in [50u64, 250, 500, 900, 1400, 2000] {
+    for delay_ms in [10u64, 100, 250, 500, 800, 1200] {
         let mut cmd = std::process::Command::new(shared_binary());
         cmd.args([
             "build",
@@ -222,20 +222,33 @@ fn kill_9_at_any_moment_leaves_a_cache_that_still_gives_the_clean_digest() {
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
     }
-    // Also a corrupted blob behind a record: it must not be used.
-    let blobs = shared.join("blobs/sha256");
-    if let Some(victim) = std::fs::read_dir(&blobs)
+    // Also a corrupted layer behind a step record: it must not be used.
+    let (record_key, victim) = std::fs::read_dir(shared.join("steps"))
         .unwrap()
         .flatten()
-        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
-    {
-        let mut bytes = std::fs::read(victim.path()).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        std::fs::write(victim.path(), bytes).unwrap();
-    }
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .find_map(|e| {
+            let record = json(&std::fs::read(e.path()).ok()?);
+            let digest = record["layer"]["digest"].as_str()?.to_string();
+            Some((e.path(), digest))
+        })
+        .expect("the killed builds recorded at least one step layer");
+    let blob_path = shared.join("blobs/sha256").join(&victim[7..]);
+    let mut bytes = std::fs::read(&blob_path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob_path, bytes).unwrap();
     let (after, _) = build(dir, &["--cache-dir", shared.to_str().unwrap()], &[]);
     assert_eq!(after, clean);
+    assert!(
+        record_key.exists(),
+        "the step ran again and re-recorded its layer"
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&std::fs::read(&blob_path).unwrap())),
+        victim,
+        "the damaged blob was replaced"
+    );
     let (again, err) = build(dir, &["--cache-dir", shared.to_str().unwrap()], &[]);
     assert_eq!(again, clean);
     assert_eq!(steps_line(&err), "3 platforms: 0 steps run, 9 cached");
@@ -353,11 +366,9 @@ fn verify_confirms_a_reproducible_image_and_names_the_file_that_is_not() {
         line.starts_with("verified: oci:good:1 (sha256:") && line.contains("2 platforms"),
         "{line}"
     );
-    let left: Vec<_> = std::fs::read_dir(dir.join(".cache-me/xbake"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("verify-"))
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(dir.join(".cache-me/xbake/work"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "verify left its rebuild behind");
 }
 
@@ -428,16 +439,34 @@ fn a_partly_cached_build_equals_a_fresh_one_even_for_steps_that_look_at_mtimes()
         return;
     }
     let scratch = Scratch::new();
-    let one = "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: mkdir /d && echo x > /d/f\n";
-    let two = format!("{one}  - run: find /d /d/f -newer /bin/busybox > /list; ls -l --full-time /d > /times\n");
+    let one =
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: mkdir /d && echo x > /d/f\n";
+    let two = format!(
+        "{one}  - run: find /d /d/f -newer /bin/busybox > /list; ls -l --full-time /d > /times\n"
+    );
     let recipe = scratch.recipe("mtimes", one, &[]);
     let dir = recipe.parent().unwrap();
     let warm = dir.join("warm");
-    build(dir, &["--arch", "arm64", "--cache-dir", warm.to_str().unwrap()], &[]);
+    build(
+        dir,
+        &["--arch", "arm64", "--cache-dir", warm.to_str().unwrap()],
+        &[],
+    );
     std::fs::write(&recipe, &two).unwrap();
-    let (partly, err) = build(dir, &["--arch", "arm64", "--cache-dir", warm.to_str().unwrap()], &[]);
+    let (partly, err) = build(
+        dir,
+        &["--arch", "arm64", "--cache-dir", warm.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(steps_line(&err), "1 platform: 1 step run, 1 cached");
     let cold = dir.join("cold");
-    let (fresh, _) = build(dir, &["--arch", "arm64", "--cache-dir", cold.to_str().unwrap()], &[]);
-    assert_eq!(partly, fresh, "the step saw different mtimes with and without the cache");
+    let (fresh, _) = build(
+        dir,
+        &["--arch", "arm64", "--cache-dir", cold.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(
+        partly, fresh,
+        "the step saw different mtimes with and without the cache"
+    );
 }

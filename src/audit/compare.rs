@@ -44,15 +44,33 @@ pub struct Report {
     pub b: String,
     pub a_digest: Digest,
     pub b_digest: Digest,
+    /// Every compared platform identical (and, for whole images, the same index).
     pub identical: bool,
+    /// Differences of the index itself: platform order, media type, annotations.
+    pub index: Vec<String>,
     pub platforms: Vec<PlatformDiff>,
 }
 
-pub fn compare(a: &LoadedImage, b: &LoadedImage) -> Result<Report, AuditError> {
+/// Compares `a` and `b`. With `scope`, only those platforms (`linux/arm64`…) are
+/// compared and the images count as identical when those are: what `verify --arch`
+/// and a single-platform published image need. Without it, whole images.
+pub fn compare(
+    a: &LoadedImage,
+    b: &LoadedImage,
+    scope: Option<&[String]>,
+) -> Result<Report, AuditError> {
     let mut names: Vec<String> = a.platforms.iter().map(|p| p.platform.clone()).collect();
     for p in &b.platforms {
         if !names.contains(&p.platform) {
             names.push(p.platform.clone());
+        }
+    }
+    if let Some(scope) = scope {
+        names.retain(|n| scope.contains(n));
+        for wanted in scope {
+            if !names.contains(wanted) {
+                names.push(wanted.clone());
+            }
         }
     }
     let mut platforms = Vec::new();
@@ -75,14 +93,81 @@ pub fn compare(a: &LoadedImage, b: &LoadedImage) -> Result<Report, AuditError> {
             },
         });
     }
+    let platforms_identical = platforms.iter().all(|p| p.status == "identical");
+    let (identical, index) = match scope {
+        Some(_) => (platforms_identical, Vec::new()),
+        None => (a.digest == b.digest, index_differences(a, b)),
+    };
     Ok(Report {
         a: a.name.clone(),
         b: b.name.clone(),
         a_digest: a.digest.clone(),
         b_digest: b.digest.clone(),
-        identical: a.digest == b.digest,
+        identical,
+        index,
         platforms,
     })
+}
+
+/// What differs in the index itself when its bytes differ.
+fn index_differences(a: &LoadedImage, b: &LoadedImage) -> Vec<String> {
+    if a.digest == b.digest {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if a.media_type != b.media_type {
+        out.push(format!(
+            "media type differs ({} → {})",
+            a.media_type, b.media_type
+        ));
+    }
+    let order = |i: &LoadedImage| {
+        i.platforms
+            .iter()
+            .map(|p| p.platform.clone())
+            .collect::<Vec<_>>()
+    };
+    let (oa, ob) = (order(a), order(b));
+    if oa != ob {
+        let (mut sa, mut sb) = (oa.clone(), ob.clone());
+        sa.sort();
+        sb.sort();
+        if sa == sb {
+            out.push(format!(
+                "platform order differs ({} → {})",
+                oa.join(", "),
+                ob.join(", ")
+            ));
+        }
+    }
+    let top =
+        |i: &LoadedImage| serde_json::from_slice::<serde_json::Value>(&i.raw).unwrap_or_default();
+    let (ta, tb) = (top(a), top(b));
+    if ta.get("annotations") != tb.get("annotations") {
+        out.push("index annotations differ".into());
+    }
+    let descriptors = |v: &serde_json::Value| {
+        v["manifests"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|d| (d["annotations"].clone(), d["mediaType"].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    if oa == ob && descriptors(&ta) != descriptors(&tb) {
+        out.push("manifest descriptors differ (annotations or media types)".into());
+    }
+    if out.is_empty()
+        && a.platforms
+            .iter()
+            .zip(&b.platforms)
+            .all(|(x, y)| x.manifest_digest == y.manifest_digest)
+    {
+        out.push("index bytes differ (same manifests)".into());
+    }
+    out
 }
 
 fn compare_platform(
@@ -111,21 +196,14 @@ fn compare_platform(
         if la.map(|l| &l.digest) == lb.map(|l| &l.digest) {
             continue;
         }
-        let same_content =
-            matches!((la, lb), (Some(x), Some(y)) if x.diff_id.is_some() && x.diff_id == y.diff_id);
-        let files = if same_content {
-            Vec::new()
-        } else {
-            let ea = la
-                .map(|l| entries(a, &l.digest))
-                .transpose()?
-                .unwrap_or_default();
-            let eb = lb
-                .map(|l| entries(b, &l.digest))
-                .transpose()?
-                .unwrap_or_default();
-            file_differences(&ea, &eb)
-        };
+        // The configs' diff_ids are claims; compare what the layers really hold.
+        let ra = la.map(|l| entries(a, &l.digest)).transpose()?;
+        let rb = lb.map(|l| entries(b, &l.digest)).transpose()?;
+        let same_content = matches!((&ra, &rb), (Some((_, x)), Some((_, y))) if x == y);
+        let files = file_differences(
+            &ra.map(|(e, _)| e).unwrap_or_default(),
+            &rb.map(|(e, _)| e).unwrap_or_default(),
+        );
         diff.layers.push(LayerDiff {
             index: i + 1,
             count,
@@ -141,7 +219,7 @@ fn compare_platform(
 fn entries(
     image: &LoadedImage,
     digest: &Digest,
-) -> Result<BTreeMap<String, EntryInfo>, AuditError> {
+) -> Result<(BTreeMap<String, EntryInfo>, Digest), AuditError> {
     read_entries(&image.blobs.join(digest.hex()), digest).map_err(|source| AuditError::Layer {
         what: format!("{} layer {digest}", image.name),
         source,
@@ -214,6 +292,9 @@ impl Report {
             "A: {} ({})\nB: {} ({})\n",
             self.a, self.a_digest, self.b, self.b_digest
         ));
+        for note in &self.index {
+            text.push_str(&format!("index: {note}\n"));
+        }
         for p in &self.platforms {
             text.push_str(&format!("{}: {}\n", p.platform, p.status));
             if !p.config.is_empty() {

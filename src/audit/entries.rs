@@ -5,7 +5,7 @@ use crate::layer::LayerError;
 use crate::layer::compress;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,12 +39,13 @@ fn kind_name(t: tar::EntryType) -> &'static str {
     }
 }
 
-/// Reads the layer blob at `path`, checking its digest, into path → entry. Paths are
+/// Reads the layer blob at `path`, checking its digest, into path → entry, and returns
+/// the diff_id computed from the content (never the one a config claims). Paths are
 /// absolute-style (`/etc/passwd`); whiteouts appear as their own names.
 pub fn read_entries(
     path: &Path,
     digest: &Digest,
-) -> Result<BTreeMap<String, EntryInfo>, LayerError> {
+) -> Result<(BTreeMap<String, EntryInfo>, Digest), LayerError> {
     let file = std::fs::File::open(path).map_err(|source| LayerError::Io {
         op: "opening a layer",
         path: path.to_path_buf(),
@@ -52,8 +53,9 @@ pub fn read_entries(
     })?;
     let mut blob = HashingReader::new(file);
     let mut out = BTreeMap::new();
+    let diff_id;
     {
-        let tar = compress::decompressor(BufReader::new(&mut blob))?;
+        let tar = HashingReader::new(compress::decompressor(BufReader::new(&mut blob))?);
         let mut archive = tar::Archive::new(tar);
         let tar_err = |source| LayerError::Tar {
             after: None,
@@ -113,16 +115,16 @@ pub fn read_entries(
                 },
             );
         }
-        // Drain what the tar reader left, so the digest covers the whole blob.
-        let mut rest = archive.into_inner();
-        std::io::copy(&mut rest as &mut dyn Read, &mut std::io::sink()).map_err(tar_err)?;
+        // Drain what the tar reader left, so both digests cover every byte.
+        let (d, _) = archive.into_inner().drain_and_finish().map_err(tar_err)?;
+        diff_id = d;
     }
     let (actual, _) = blob.drain_and_finish().map_err(|source| LayerError::Tar {
         after: None,
         source,
     })?;
     digest.verify(&actual, &path.display().to_string())?;
-    Ok(out)
+    Ok((out, diff_id))
 }
 
 /// The differences between one path's two versions, as short phrases.

@@ -26,6 +26,8 @@ pub enum CopyError {
     NeedsFolder { count: usize, to: String },
     #[error("{}: cannot copy a {kind}", path.display())]
     Unsupported { path: PathBuf, kind: &'static str },
+    #[error("{} changed while the build was reading it; build again", path.display())]
+    Changed { path: PathBuf },
 }
 
 pub struct CopyRequest<'a> {
@@ -35,6 +37,10 @@ pub struct CopyRequest<'a> {
     pub mode: Option<u32>,
     pub owner: (u32, u32),
     pub epoch: i64,
+    /// The content digests the step's cache key was computed from, by source path: a
+    /// file must still have that content when it is copied, or the cache would record
+    /// a layer under a key for other bytes.
+    pub expected: &'a std::collections::HashMap<PathBuf, crate::digest::Digest>,
 }
 
 /// Performs the copy; returns the warnings the rootfs layer produced.
@@ -147,9 +153,18 @@ fn copy_entry(
         );
         all
     } else if kind.is_file() {
-        let mut file = std::fs::File::open(source).map_err(read_err(source))?;
-        root.write_file(dest, &mut file, &entry_meta)
-            .map_err(|s| write_err(&dest_text, s))?
+        let file = std::fs::File::open(source).map_err(read_err(source))?;
+        let mut hashing = crate::digest::HashingReader::new(file);
+        let w = root
+            .write_file(dest, &mut hashing, &entry_meta)
+            .map_err(|s| write_err(&dest_text, s))?;
+        let (actual, _) = hashing.drain_and_finish().map_err(read_err(source))?;
+        if req.expected.get(source).is_some_and(|want| *want != actual) {
+            return Err(CopyError::Changed {
+                path: source.to_path_buf(),
+            });
+        }
+        w
     } else if kind.is_symlink() {
         // Links inside a copied folder are copied as links, never followed: the
         // recipe folder must not leak what they point at.
@@ -213,6 +228,10 @@ mod tests {
         }
     }
 
+    static NOTHING_EXPECTED: std::sync::LazyLock<
+        std::collections::HashMap<PathBuf, crate::digest::Digest>,
+    > = std::sync::LazyLock::new(Default::default);
+
     fn req<'a>(sources: &'a [PathBuf], to: &'a str) -> CopyRequest<'a> {
         CopyRequest {
             sources,
@@ -220,7 +239,22 @@ mod tests {
             mode: None,
             owner: (0, 0),
             epoch: 0,
+            expected: &NOTHING_EXPECTED,
         }
+    }
+
+    #[test]
+    fn a_file_that_changed_since_it_was_hashed_is_refused() {
+        let f = fixture();
+        let root = RootDir::open(&f.rootfs).unwrap();
+        let source = f.src.join("a.txt");
+        let expected = [(source.clone(), crate::digest::Digest::of(b"old content"))]
+            .into_iter()
+            .collect();
+        let mut r = req(std::slice::from_ref(&source), "/a.txt");
+        r.expected = &expected;
+        let err = copy_into(&root, &r).unwrap_err();
+        assert!(matches!(err, CopyError::Changed { .. }), "{err}");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! and finally rendered into an OCI config and manifest. Pure: no I/O.
 
 use super::timefmt::rfc3339;
-use crate::digest::Digest;
 use crate::image::{ImageError, descriptor};
 use crate::platform::Platform;
 use crate::recipe::ConfigSpec;
@@ -15,13 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// History comment marking entries this tool wrote (BuildKit writes its own).
 pub const HISTORY_COMMENT: &str = "xbake.recipe.v1";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layer {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-    pub diff_id: Digest,
-}
+pub use crate::image::Layer;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -253,6 +246,7 @@ impl ImageState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Digest;
     use crate::image::canonical_json;
 
     fn layer(n: u8) -> Layer {

@@ -17,7 +17,6 @@ pub mod run_image;
 mod sandboxing;
 pub mod timefmt;
 mod users;
-mod workspace;
 
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -34,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-pub use workspace::Workspace;
+pub use crate::cache::workspace::Workspace;
 
 pub use output::Output;
 
@@ -170,6 +169,8 @@ pub(crate) struct Session {
     pub workspace: Workspace,
     pub activation: emulation::Activation,
     pub emulators: Vec<emulation::Emulator>,
+    /// (QEMU name, sha256 of the emulator binary).
+    pub emulator_digests: Vec<(String, Digest)>,
     pub cache: Cache,
 }
 
@@ -184,6 +185,12 @@ impl Session {
             &Platform::host(),
             &emulation::qemu::search_path(),
         )?;
+        // The cache lock first: `prune` (exclusive) must never see this build's
+        // workspace half made.
+        let cache = Cache::open(cache_dir).map_err(|e| BuildError::Io {
+            what: format!("opening the cache {}", cache_dir.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let workspace = Workspace::create(cache_dir).map_err(|source| BuildError::Io {
             what: "creating the build workspace".into(),
             source,
@@ -199,16 +206,35 @@ impl Session {
             Path::new(emulation::HOST_BINFMT_DIR),
             force_host_binfmt,
         )?;
-        let cache = Cache::open(cache_dir).map_err(|e| BuildError::Io {
-            what: format!("opening the cache {}", cache_dir.display()),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let emulator_digests = emulators
+            .iter()
+            .map(|e| {
+                let file = std::fs::File::open(&e.interpreter)?;
+                let (d, _) = crate::digest::HashingReader::new(file).drain_and_finish()?;
+                Ok((e.platform.qemu_name().to_string(), d))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|source| BuildError::Io {
+                what: "reading the QEMU emulators".into(),
+                source,
+            })?;
         Ok(Session {
             workspace,
             activation,
             emulators,
+            emulator_digests,
             cache,
         })
+    }
+}
+
+impl Session {
+    /// sha256 of the emulator for `platform` (None when native).
+    fn emulator_digest(&self, platform: &Platform) -> Option<Digest> {
+        self.emulator_digests
+            .iter()
+            .find(|(name, _)| name == platform.qemu_name())
+            .map(|(_, d)| d.clone())
     }
 }
 
@@ -276,6 +302,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             epoch: effective_epoch(req.source_date_epoch, plan),
                             network: req.network,
                             native: plan.platform.runs_natively_on(&host),
+                            emulator: session.emulator_digest(&plan.platform),
                             steps_run: &steps_run,
                             steps_cached: &steps_cached,
                         };

@@ -11,7 +11,7 @@ use super::sandboxing::{SandboxRequest, sandbox_spec};
 use super::timefmt::rfc3339;
 use super::{BuildError, PlatformImage};
 use crate::cache::key::{InputFile, StepKey, chain_id, input_files, tree_digest};
-use crate::cache::{Cache, CachedLayer, RecordKind, StepRecord};
+use crate::cache::{Cache, RecordKind, StepRecord};
 use crate::digest::Digest;
 use crate::emulation::Activation;
 use crate::image::{canonical_json, descriptor};
@@ -40,6 +40,9 @@ pub(crate) struct Context<'a> {
     pub epoch: i64,
     pub network: Option<NetworkMode>,
     pub native: bool,
+    /// sha256 of the emulator that runs this platform's steps (None: native). Part of
+    /// every step key: a different QEMU may produce different output.
+    pub emulator: Option<Digest>,
     pub steps_run: &'a AtomicUsize,
     pub steps_cached: &'a AtomicUsize,
 }
@@ -85,18 +88,27 @@ enum Prepared {
         to: String,
         mode: Option<u32>,
         owner: (u32, u32),
+        /// Content digests of the inputs, by source path (what the key was made of).
+        expected: std::collections::HashMap<PathBuf, Digest>,
     },
 }
 
 pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError> {
     let plan = ctx.plan;
     let name = ctx.name();
+    std::fs::create_dir_all(&ctx.dir).map_err(|source| BuildError::Io {
+        what: format!("[{name}] creating {}", ctx.dir.display()),
+        source,
+    })?;
     let base = source::resolve(
         &plan.from,
         &plan.from_text,
         &plan.platform,
-        ctx.cache,
-        Some(ctx.recipe.dir()),
+        &source::SourceContext {
+            cache: ctx.cache,
+            recipe_dir: Some(ctx.recipe.dir()),
+            scratch: &ctx.dir,
+        },
     )
     .map_err(|source| BuildError::Source {
         platform: name.clone(),
@@ -112,16 +124,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         ),
     );
     let mut state = ImageState::from_base_config(base.config.as_ref());
-    state.layers = base
-        .layers
-        .iter()
-        .map(|l| Layer {
-            digest: l.digest.clone(),
-            size: l.size,
-            media_type: l.media_type.clone(),
-            diff_id: l.diff_id.clone(),
-        })
-        .collect();
+    state.layers = base.layers.clone();
     if base.config.is_none() && !base.layers.is_empty() {
         // A rootfs tarball has no history of its own; describe where the layer came from.
         state.history.push(HistoryEntry {
@@ -196,6 +199,11 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                     to: destination_in(state.workdir.as_deref(), to),
                     mode: *mode,
                     owner: owner.unwrap_or((0, 0)),
+                    expected: listed
+                        .iter()
+                        .filter(|f| !f.symlink && !f.path.ends_with('/'))
+                        .map(|f| (f.source.clone(), f.sha256.clone()))
+                        .collect(),
                 };
                 (prepared, Some(listed))
             }
@@ -211,16 +219,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 .info(&prefix, &format!("{} (cached)", step.describe()));
             ctx.steps_cached.fetch_add(1, Ordering::Relaxed);
             match record.layer {
-                Some(l) => state.push_layer(
-                    Layer {
-                        digest: l.digest,
-                        size: l.size,
-                        media_type: l.media_type,
-                        diff_id: l.diff_id,
-                    },
-                    step.created_by(),
-                    ctx.epoch,
-                ),
+                Some(l) => state.push_layer(l, step.created_by(), ctx.epoch),
                 None => state.push_empty(step.created_by(), ctx.epoch),
             }
             continue;
@@ -236,12 +235,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         )?;
         let layer = run_and_commit(ctx, &mut rootfs, &state, step, prepared, &prefix, total)?;
         let record = StepRecord {
-            layer: layer.as_ref().map(|l| CachedLayer {
-                digest: l.digest.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-                diff_id: l.diff_id.clone(),
-            }),
+            layer: layer.clone(),
             platform: ctx.plan.platform.to_string(),
             created_by: step.created_by(),
         };
@@ -280,7 +274,7 @@ fn step_key(
     env.extend(ctx.plan.build_env.iter().cloned());
     let (what, network) = match prepared {
         Prepared::Run { argv, network } => (
-            format!("RUN {}", serde_json::to_string(argv).unwrap_or_default()),
+            format!("RUN {argv:?}"),
             match network {
                 NetworkMode::Host => "host",
                 NetworkMode::None => "none",
@@ -294,11 +288,10 @@ fn step_key(
         ),
     };
     StepKey {
-        platform: format!(
-            "{}{}",
-            ctx.plan.platform,
-            if ctx.native { "" } else { " emulated" }
-        ),
+        platform: match &ctx.emulator {
+            Some(emulator) => format!("{} emulated by {emulator}", ctx.plan.platform),
+            None => ctx.plan.platform.to_string(),
+        },
         parent: chain_id(&diff_ids),
         step: format!("{what} ({})", step.created_by()),
         env: &env,
@@ -336,6 +329,7 @@ fn run_and_commit(
             to,
             mode,
             owner,
+            expected,
         } => {
             let warnings = copy_into(
                 &root,
@@ -345,6 +339,7 @@ fn run_and_commit(
                     mode,
                     owner,
                     epoch: ctx.epoch,
+                    expected: &expected,
                 },
             )
             .map_err(|e| ctx.step_err(step, e.to_string()))?;

@@ -18,6 +18,8 @@ pub(crate) struct LazyRootfs {
     root: Option<RootDir>,
     /// How many of the image's layers are applied to the tree.
     applied: usize,
+    /// Whether the tree has been brought up to date at least once.
+    prepared: bool,
     snapshotter: WalkSnapshotter,
 }
 
@@ -28,6 +30,7 @@ impl LazyRootfs {
             path,
             root: None,
             applied: 0,
+            prepared: false,
         }
     }
 
@@ -69,7 +72,7 @@ impl LazyRootfs {
                 )
             }
         };
-        if self.applied < layers.len() || self.applied == 0 {
+        if self.applied < layers.len() || !self.prepared {
             for (i, layer) in layers.iter().enumerate().skip(self.applied) {
                 let blob = store.open_blob(&layer.digest)?;
                 let (report, _) = apply_blob(
@@ -88,6 +91,7 @@ impl LazyRootfs {
                 }
             }
             self.applied = layers.len();
+            self.prepared = true;
             // A layer may have removed a mount point; creating the missing ones is cheap.
             prepare_mount_points(root, activation, platform)
                 .map_err(layer_err("creating mount points".into()))?;

@@ -67,23 +67,17 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         },
         &reference,
         &req.platform,
-        cache,
-        None,
+        &crate::source::SourceContext {
+            cache,
+            recipe_dir: None,
+            scratch: workspace.path(),
+        },
     )
     .map_err(|source| BuildError::Source {
         platform: name.clone(),
         source,
     })?;
-    let layers: Vec<Layer> = base
-        .layers
-        .iter()
-        .map(|l| Layer {
-            digest: l.digest.clone(),
-            size: l.size,
-            media_type: l.media_type.clone(),
-            diff_id: l.diff_id.clone(),
-        })
-        .collect();
+    let layers: Vec<Layer> = base.layers.clone();
     let mut rootfs = LazyRootfs::new(workspace.path().join("rootfs"));
     rootfs.materialize(
         &layers,

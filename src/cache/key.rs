@@ -54,8 +54,11 @@ impl StepKey<'_> {
             xbake: env!("CARGO_PKG_VERSION"),
             key: self,
         };
-        // serde_json writes struct fields in declaration order: stable.
-        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        // serde_json writes struct fields in declaration order: stable. Plain strings and
+        // numbers cannot fail to serialize; if they ever did, every key would be the
+        // same, so this must not fall back to a default.
+        #[allow(clippy::expect_used)]
+        let bytes = serde_json::to_vec(&value).expect("a step key is plain data");
         Digest::of(&bytes)
     }
 }
@@ -65,6 +68,9 @@ impl StepKey<'_> {
 pub struct InputFile {
     /// Relative to the recipe's folder.
     pub path: String,
+    /// Where it was read (not part of the key: the same content elsewhere is the same).
+    #[serde(skip)]
+    pub source: PathBuf,
     pub mode: u32,
     /// sha256 of the content; for a symlink, of its target.
     pub sha256: Digest,
@@ -92,6 +98,7 @@ pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Ve
                 let target = std::fs::read_link(path)?;
                 out.push(InputFile {
                     path: rel,
+                    source: path.to_path_buf(),
                     mode: 0o777,
                     sha256: Digest::of(target.as_os_str().as_encoded_bytes()),
                     symlink: true,
@@ -101,6 +108,7 @@ pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Ve
                     HashingReader::new(std::fs::File::open(path)?).drain_and_finish()?;
                 out.push(InputFile {
                     path: rel,
+                    source: path.to_path_buf(),
                     mode,
                     sha256,
                     symlink: false,
@@ -108,6 +116,7 @@ pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Ve
             } else if meta.is_dir() {
                 out.push(InputFile {
                     path: format!("{rel}/"),
+                    source: path.to_path_buf(),
                     mode,
                     sha256: Digest::of(b""),
                     symlink: false,
@@ -120,7 +129,9 @@ pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Ve
 
 /// One digest over [`input_files`].
 pub fn tree_digest(files: &[InputFile]) -> Digest {
-    Digest::of(&serde_json::to_vec(files).unwrap_or_default())
+    #[allow(clippy::expect_used)]
+    let bytes = serde_json::to_vec(files).expect("input records are plain data");
+    Digest::of(&bytes)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod key;
 pub mod prune;
+pub mod workspace;
 
 use crate::digest::Digest;
 use crate::image::{BlobStore, ImageError};
@@ -36,13 +37,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
 }
 
 /// What a cached step produced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedLayer {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-    pub diff_id: Digest,
-}
+pub use crate::image::Layer as CachedLayer;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -125,17 +120,19 @@ impl Cache {
     }
 
     /// Reads a record; a missing or unreadable one is simply absent (a torn write from
-    /// a killed build cannot exist: records are renamed into place whole).
+    /// a killed build cannot exist: records are renamed into place whole; one another
+    /// xbake version wrote is left alone and overwritten when the step runs again).
     pub fn get<T: serde::de::DeserializeOwned>(&self, kind: RecordKind, key: &Digest) -> Option<T> {
-        let path = self.record_path(kind, key);
-        let bytes = std::fs::read(&path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(value) => Some(value),
-            Err(_) => {
-                let _ = std::fs::remove_file(&path);
-                None
-            }
-        }
+        let bytes = std::fs::read(self.record_path(kind, key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Marks a record as just used: its mtime is what `prune` orders by.
+    pub fn touch(&self, kind: RecordKind, key: &Digest) {
+        let _ = File::options()
+            .append(true)
+            .open(self.record_path(kind, key))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
     }
 
     /// Writes a record atomically (temporary file, fsync, rename).
@@ -158,8 +155,8 @@ impl Cache {
         Ok(())
     }
 
-    /// The record of a step, if its layer blob is present and verifies. A bad record is
-    /// removed. A hit refreshes the record's mtime, which `prune` uses as "last used".
+    /// The record of a step, if its layer blob is present and verifies; a record whose
+    /// blob does not is removed.
     pub fn lookup_step(&self, key: &Digest) -> Option<StepRecord> {
         let record: StepRecord = self.get(RecordKind::Step, key)?;
         if let Some(layer) = &record.layer
@@ -168,29 +165,13 @@ impl Cache {
             let _ = std::fs::remove_file(self.record_path(RecordKind::Step, key));
             return None;
         }
-        let path = self.record_path(RecordKind::Step, key);
-        let _ = File::options()
-            .append(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        self.touch(RecordKind::Step, key);
         Some(record)
     }
 
     /// Whether the blob exists, has `size` bytes and hashes to `digest`.
     pub fn blob_verifies(&self, digest: &Digest, size: u64) -> bool {
-        let path = self.store.path(digest);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return false;
-        };
-        if meta.len() != size {
-            return false;
-        }
-        let Ok(file) = File::open(&path) else {
-            return false;
-        };
-        crate::digest::HashingReader::new(file)
-            .drain_and_finish()
-            .is_ok_and(|(actual, _)| &actual == digest)
+        self.store.verifies(digest, size)
     }
 }
 
@@ -229,13 +210,12 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_record_is_absent_and_removed() {
+    fn a_garbled_record_is_absent() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let key = Digest::of(b"k");
         std::fs::write(cache.record_path(RecordKind::Step, &key), b"{\"layer\":").unwrap();
         assert!(cache.lookup_step(&key).is_none());
-        assert!(!cache.record_path(RecordKind::Step, &key).exists());
     }
 
     #[test]

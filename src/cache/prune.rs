@@ -97,11 +97,9 @@ pub struct PruneReport {
 pub fn prune(cache_dir: &Path, keep_bytes: u64) -> Result<PruneReport, CacheError> {
     let cache = Cache::open_with(cache_dir, FlockArg::LockExclusive)?;
     let mut report = PruneReport::default();
-    // No build runs now: every workspace and temporary file is left over.
-    let work = cache_dir.join("work");
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(io(&work))?;
-    }
+    // No build holds the cache now, so interrupted writes are leftovers; workspaces
+    // still locked belong to running `verify`/`inspect`/`run` commands and stay.
+    super::workspace::sweep_stale(&cache_dir.join("work"));
     for folder in ["blobs/sha256", "steps", "imports", "diffids"] {
         let dir = cache_dir.join(folder);
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
@@ -159,9 +157,19 @@ pub fn prune(cache_dir: &Path, keep_bytes: u64) -> Result<PruneReport, CacheErro
             report.bytes_removed += size;
         }
     }
-    // diff_id records only save time; drop those whose blob is gone.
-    for (key, _, _) in records_with_times::<Digest>(&cache, RecordKind::DiffId) {
-        if !kept_blobs.contains(&key) {
+    // Base layers (rootfs tarballs, layout and archive bases) are known by their
+    // diff_id records: keep the most recently used within what the budget has left.
+    let mut bases = records_with_times::<Digest>(&cache, RecordKind::DiffId);
+    bases.sort_by_key(|b| std::cmp::Reverse(b.2));
+    for (key, _, _) in bases {
+        let size = std::fs::metadata(cache.store().path(&key))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if kept_blobs.contains(&key) || (size > 0 && kept_bytes + size <= keep_bytes) {
+            if kept_blobs.insert(key.clone()) {
+                kept_bytes += size;
+            }
+        } else {
             let _ = std::fs::remove_file(cache.record_path(RecordKind::DiffId, &key));
         }
     }
@@ -225,6 +233,7 @@ mod tests {
             cache.store().put_bytes(b"orphan").unwrap();
             std::fs::write(dir.path().join("blobs/sha256/.tmp-killed"), "partial").unwrap();
             std::fs::create_dir_all(dir.path().join("work/build-x/rootfs")).unwrap();
+            std::fs::write(dir.path().join("work/build-x.lock"), "").unwrap();
         }
         let listed = list(dir.path()).unwrap();
         let names: Vec<&str> = listed.iter().map(|e| e.created_by.as_str()).collect();
@@ -240,7 +249,10 @@ mod tests {
             .map(|e| e.created_by)
             .collect();
         assert_eq!(names, ["RUN new", "RUN mid"]);
-        assert!(!dir.path().join("work").exists());
+        assert!(
+            !dir.path().join("work/build-x").exists(),
+            "a stale workspace is swept"
+        );
         assert!(!dir.path().join("blobs/sha256/.tmp-killed").exists());
 
         let report = prune(dir.path(), 0).unwrap();

@@ -26,7 +26,7 @@ pub fn parse_image(text: &str) -> Result<LayoutRef, UsageError> {
 pub fn run(args: DiffArgs) -> Result<u8, Failure> {
     let a = load(&parse_image(&args.a)?)?;
     let b = load(&parse_image(&args.b)?)?;
-    let report = compare(&a, &b)?;
+    let report = compare(&a, &b, None)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -52,6 +52,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
             .map(|p| p.platform.parse::<Platform>())
             .collect::<Result<Vec<_>, _>>()?,
     };
+    let scope_names: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
     if platforms.is_empty() {
         return Err(UsageError(format!("{} holds no image", args.against)).into());
     }
@@ -108,7 +109,14 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         tag: Some("rebuilt".into()),
     })?;
     rebuilt.name = format!("rebuild of {}", args.recipe.display());
-    let report = compare(&published, &rebuilt)?;
+    // A single published manifest, or --arch: compare those platforms only.
+    let single = !published.media_type.contains("index") && !published.media_type.contains("list");
+    let scope: Option<Vec<String>> = if single || args.arch.is_some() {
+        Some(scope_names)
+    } else {
+        None
+    };
+    let report = compare(&published, &rebuilt, scope.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.identical {

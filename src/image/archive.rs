@@ -132,10 +132,15 @@ pub fn open_oci_archive(file: &Path, scratch: &Path) -> Result<ExtractedLayout, 
         }
         match name {
             "oci-layout" | "index.json" => {
+                let size = entry.header().size().map_err(ImageError::io(file))?;
+                if size > 4 << 20 {
+                    return Err(ImageError::Invalid {
+                        what,
+                        message: format!("{name} is {size} bytes; more than 4 MiB is not an index"),
+                    });
+                }
                 let mut bytes = Vec::new();
                 entry
-                    .by_ref()
-                    .take(4 << 20)
                     .read_to_end(&mut bytes)
                     .map_err(ImageError::io(file))?;
                 std::fs::write(dir.path().join(name), bytes).map_err(ImageError::io(dir.path()))?;
@@ -272,8 +277,7 @@ fn decompress_verified(
 pub struct DockerArchiveImage {
     pub config: Vec<u8>,
     pub config_digest: Digest,
-    /// (blob digest, size, media type, diff_id), in order.
-    pub layers: Vec<(Digest, u64, &'static str, Digest)>,
+    pub layers: Vec<super::Layer>,
     pub repo_tags: Vec<String>,
 }
 
@@ -297,7 +301,8 @@ pub fn read_docker_archive(
         .map_err(ImageError::io(scratch))?;
     let f = File::open(file).map_err(ImageError::io(file))?;
     let mut archive = tar::Archive::new(BufReader::new(f));
-    let mut staged: Vec<String> = Vec::new();
+    // Archive name → the staged file (numbered, so no two names can collide).
+    let mut staged: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     for entry in archive.entries().map_err(ImageError::io(file))? {
         let mut entry = entry.map_err(ImageError::io(file))?;
         if !entry.header().entry_type().is_file() {
@@ -306,20 +311,25 @@ pub fn read_docker_archive(
         let name = String::from_utf8_lossy(&entry.path_bytes())
             .trim_start_matches("./")
             .to_string();
-        // Names become files in a flat folder: refuse anything that is not a plain
-        // relative path, and flatten folders ("abc/layer.tar").
+        // Names are only looked up, never used as paths: each entry is staged under a
+        // number. A name that climbs (`..`) or repeats is refused all the same.
         if name.split('/').any(|c| c == ".." || c.is_empty()) || name.starts_with('/') {
             return Err(invalid(format!("unsafe entry name {name:?}")));
         }
-        let flat = name.replace('/', "%");
-        let path = dir.path().join(&flat);
+        if staged.contains_key(&name) {
+            return Err(invalid(format!("entry {name:?} appears twice")));
+        }
+        let path = dir.path().join(format!("entry-{}", staged.len()));
         let mut out = File::create(&path).map_err(ImageError::io(&path))?;
         std::io::copy(&mut entry, &mut out).map_err(ImageError::io(&path))?;
-        staged.push(name);
+        staged.insert(name, path);
     }
+    let missing = dir.path().join("missing");
     let staged_path = |name: &str| {
-        dir.path()
-            .join(name.trim_start_matches("./").replace('/', "%"))
+        staged
+            .get(name.trim_start_matches("./"))
+            .cloned()
+            .unwrap_or_else(|| missing.clone())
     };
     let manifest_bytes = std::fs::read(staged_path("manifest.json"))
         .map_err(|_| invalid("no manifest.json: not a docker-archive".into()))?;
@@ -366,7 +376,12 @@ pub fn read_docker_archive(
         diff_id.verify(&actual, &format!("{what}: layer {name}"))?;
         let file = File::open(&path).map_err(ImageError::io(&path))?;
         let (digest, size) = store.put_reader(file, None, name)?;
-        layers.push((digest, size, media_type, diff_id));
+        layers.push(super::Layer {
+            digest,
+            size,
+            media_type: media_type.to_string(),
+            diff_id,
+        });
     }
     Ok(DockerArchiveImage {
         config,
@@ -470,7 +485,10 @@ mod tests {
         let read = read_docker_archive(&file, &other, tmp.path()).unwrap();
         assert_eq!(read.repo_tags, ["hello:1.0"]);
         assert_eq!(read.layers.len(), 1);
-        assert_eq!(read.layers[0].2, "application/vnd.oci.image.layer.v1.tar");
+        assert_eq!(
+            read.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar"
+        );
         assert!(other.contains(&read.config_digest));
     }
 }

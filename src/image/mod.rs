@@ -14,6 +14,16 @@ use std::path::PathBuf;
 
 pub use store::BlobStore;
 
+/// One layer of an image: the blob (as stored and pushed) and the digest of its
+/// uncompressed content. The one type for base layers, step layers and cached ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Layer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub diff_id: Digest,
+}
+
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Debug, thiserror::Error)]

@@ -68,7 +68,9 @@ impl ImageRef {
         }
         let name = text.strip_prefix("docker://").unwrap_or(text);
         if name.is_empty() || name.chars().any(char::is_whitespace) || name.contains("://") {
-            return Err(format!("{text:?} is not an image reference (oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry name)"));
+            return Err(format!(
+                "{text:?} is not an image reference (oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry name)"
+            ));
         }
         Ok(ImageRef::Registry(name.to_string()))
     }
@@ -78,7 +80,11 @@ impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImageRef::Layout(l) => write!(f, "{l}"),
-            ImageRef::OciArchive(l) => write!(f, "oci-archive:{}", l.to_string().trim_start_matches("oci:")),
+            ImageRef::OciArchive(l) => write!(
+                f,
+                "oci-archive:{}",
+                l.to_string().trim_start_matches("oci:")
+            ),
             ImageRef::Registry(r) => write!(f, "{r}"),
         }
     }
@@ -120,9 +126,18 @@ mod tests {
     #[test]
     fn image_refs() {
         assert_eq!(ImageRef::parse("oci:a:1").unwrap().to_string(), "oci:a:1");
-        assert_eq!(ImageRef::parse("oci-archive:x.tar:2").unwrap().to_string(), "oci-archive:x.tar:2");
-        assert_eq!(ImageRef::parse("docker://debian:12").unwrap(), ImageRef::Registry("debian:12".into()));
-        assert_eq!(ImageRef::parse("127.0.0.1:5000/a:b").unwrap(), ImageRef::Registry("127.0.0.1:5000/a:b".into()));
+        assert_eq!(
+            ImageRef::parse("oci-archive:x.tar:2").unwrap().to_string(),
+            "oci-archive:x.tar:2"
+        );
+        assert_eq!(
+            ImageRef::parse("docker://debian:12").unwrap(),
+            ImageRef::Registry("debian:12".into())
+        );
+        assert_eq!(
+            ImageRef::parse("127.0.0.1:5000/a:b").unwrap(),
+            ImageRef::Registry("127.0.0.1:5000/a:b".into())
+        );
         assert!(ImageRef::parse("http://x").is_err());
         assert!(ImageRef::parse("").is_err());
     }

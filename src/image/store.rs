@@ -89,10 +89,23 @@ impl BlobStore {
         Ok(PendingBlob { file, dir })
     }
 
-    /// Stores `bytes` and returns their digest and size.
+    /// Whether the blob exists, has `size` bytes and hashes to `digest`.
+    pub fn verifies(&self, digest: &Digest, size: u64) -> bool {
+        let path = self.path(digest);
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+            return false;
+        }
+        File::open(&path)
+            .map(HashingReader::new)
+            .and_then(HashingReader::drain_and_finish)
+            .is_ok_and(|(actual, _)| &actual == digest)
+    }
+
+    /// Stores `bytes` and returns their digest and size. A blob already stored under
+    /// that digest is kept only if it really holds these bytes.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64), ImageError> {
         let digest = Digest::of(bytes);
-        if !self.contains(&digest) {
+        if !self.verifies(&digest, bytes.len() as u64) {
             let mut pending = self.create()?;
             pending
                 .write_all(bytes)
@@ -149,11 +162,19 @@ impl BlobStore {
     /// Makes `digest` available in `other` without reading it when both are on one file
     /// system (hard link); otherwise copies it, verifying the digest as it streams.
     pub fn export_to(&self, digest: &Digest, other: &BlobStore) -> Result<(), ImageError> {
-        if other.contains(digest) {
-            return Ok(());
-        }
         let source = self.path(digest);
         let target = other.path(digest);
+        if let Ok(existing) = std::fs::metadata(&target) {
+            // Already there: fine if it is the very same file (a hard link), or if its
+            // bytes check out; a damaged copy is replaced.
+            use std::os::unix::fs::MetadataExt;
+            let same_file = std::fs::metadata(&source)
+                .is_ok_and(|s| (s.dev(), s.ino()) == (existing.dev(), existing.ino()));
+            if same_file || other.verifies(digest, existing.len()) {
+                return Ok(());
+            }
+            std::fs::remove_file(&target).map_err(ImageError::io(&target))?;
+        }
         match std::fs::hard_link(&source, &target) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -223,6 +244,22 @@ mod tests {
             .put_reader(&b"data"[..], Some((&right, 4)), "layer 1")
             .unwrap();
         assert!(store.contains(&right));
+    }
+
+    #[test]
+    fn damaged_blobs_are_replaced_not_trusted() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"good").unwrap();
+        std::fs::write(b.path(&d), b"evil").unwrap();
+        assert!(!b.verifies(&d, n));
+        a.export_to(&d, &b).unwrap();
+        assert_eq!(b.read_bytes(&d).unwrap(), b"good");
+        std::fs::write(b.path(&d), b"evil").unwrap();
+        b.put_bytes(b"good").unwrap();
+        assert_eq!(b.read_bytes(&d).unwrap(), b"good");
     }
 
     #[test]

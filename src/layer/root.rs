@@ -349,8 +349,14 @@ impl RootDir {
         }
         let (parent, name) = self.parent_dir(&rel, "set the time of")?;
         let time = nix::sys::time::TimeSpec::new(epoch, 0);
-        stat::utimensat(&parent, name, &time, &time, stat::UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| LayerError::io("set the time of", &rel, e))
+        stat::utimensat(
+            &parent,
+            name,
+            &time,
+            &time,
+            stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| LayerError::io("set the time of", &rel, e))
     }
 
     /// Removes `rel` and everything below it. No error if it does not exist. Never removes

@@ -74,15 +74,19 @@ fn check_inside(path: &Path, recipe_dir: &Path, reference: &str) -> Result<(), S
     }
 }
 
-/// One layer of the base, already in the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BaseLayer {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-    /// From the base's config, or computed (and cached) when importing a rootfs.
-    pub diff_id: Digest,
+/// What resolving a base may use.
+pub struct SourceContext<'a> {
+    /// Blobs go into its store; conversions are remembered in it.
+    pub cache: &'a Cache,
+    /// For a recipe's base: paths relative to it must stay inside it.
+    pub recipe_dir: Option<&'a Path>,
+    /// A folder of this build's workspace for unpacking archives.
+    pub scratch: &'a Path,
 }
+
+/// One layer of the base, already in the store (its diff_id from the base's config,
+/// or computed and cached when a rootfs is imported).
+pub use crate::image::Layer as BaseLayer;
 
 #[derive(Clone, Debug, Default)]
 pub struct BaseImage {
@@ -100,15 +104,15 @@ pub fn resolve(
     base: &BaseRef,
     text: &str,
     platform: &Platform,
-    cache: &Cache,
-    recipe_dir: Option<&Path>,
+    ctx: &SourceContext,
 ) -> Result<BaseImage, SourceError> {
+    let cache = ctx.cache;
     let path = match base {
         BaseRef::Rootfs(p) | BaseRef::DockerArchive(p) => Some(p),
         BaseRef::OciLayout { dir: p, .. } | BaseRef::OciArchive { file: p, .. } => Some(p),
         BaseRef::Scratch | BaseRef::Registry(_) => None,
     };
-    if let (Some(path), Some(dir)) = (path, recipe_dir) {
+    if let (Some(path), Some(dir)) = (path, ctx.recipe_dir) {
         check_inside(path, dir, text)?;
     }
     match base {
@@ -122,9 +126,11 @@ pub fn resolve(
             oci_layout::load(dir, tag.as_deref(), text, platform, cache.store())
         }
         BaseRef::OciArchive { file, tag } => {
-            archive::oci_archive(file, tag.as_deref(), text, platform, cache)
+            archive::oci_archive(file, tag.as_deref(), text, platform, cache, ctx.scratch)
         }
-        BaseRef::DockerArchive(file) => archive::docker_archive(file, text, platform, cache),
+        BaseRef::DockerArchive(file) => {
+            archive::docker_archive(file, text, platform, cache, ctx.scratch)
+        }
         BaseRef::Registry(reference) => Err(SourceError::RegistryUnsupported {
             reference: reference.clone(),
         }),

@@ -25,7 +25,9 @@ pub fn import(path: &Path, reference: &str, cache: &Cache) -> Result<BaseLayer, 
     };
     let open = || std::fs::File::open(path).map_err(io);
     let (file_digest, file_size) = HashingReader::new(open()?).drain_and_finish().map_err(io)?;
-    let mut reader = BufReader::new(open()?);
+    // The second read is hashed too, so nothing recorded under `file_digest` can come
+    // from a file that changed in between.
+    let mut reader = BufReader::new(HashingReader::new(open()?));
     let kind = compress::detect(reader.fill_buf().map_err(io)?);
 
     if kind == Compression::Gzip {
@@ -41,7 +43,10 @@ pub fn import(path: &Path, reference: &str, cache: &Cache) -> Result<BaseLayer, 
                 .map_err(image_err)?;
         }
         let diff_id = match cache.get::<Digest>(RecordKind::DiffId, &file_digest) {
-            Some(d) => d,
+            Some(d) => {
+                cache.touch(RecordKind::DiffId, &file_digest);
+                d
+            }
             None => {
                 let d = check(store.open_blob(&file_digest).map_err(image_err)?, reference)?;
                 cache
@@ -61,29 +66,22 @@ pub fn import(path: &Path, reference: &str, cache: &Cache) -> Result<BaseLayer, 
     if let Some(done) = cache.get::<CachedLayer>(RecordKind::Import, &file_digest)
         && cache.blob_verifies(&done.digest, done.size)
     {
-        return Ok(BaseLayer {
-            digest: done.digest,
-            size: done.size,
-            media_type: done.media_type,
-            diff_id: done.diff_id,
-        });
+        cache.touch(RecordKind::Import, &file_digest);
+        return Ok(done);
     }
-    let layer = convert(reader, cache, reference, path)?;
+    let layer = convert(&mut reader, cache, reference, path)?;
+    let (read_digest, _) = reader.into_inner().drain_and_finish().map_err(io)?;
+    if read_digest != file_digest {
+        return Err(io(std::io::Error::other(
+            "the file changed while it was being read; try again",
+        )));
+    }
     check(
         cache.store().open_blob(&layer.digest).map_err(image_err)?,
         reference,
     )?;
     cache
-        .put(
-            RecordKind::Import,
-            &file_digest,
-            &CachedLayer {
-                digest: layer.digest.clone(),
-                size: layer.size,
-                media_type: layer.media_type.clone(),
-                diff_id: layer.diff_id.clone(),
-            },
-        )
+        .put(RecordKind::Import, &file_digest, &layer)
         .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     Ok(layer)
 }
@@ -102,7 +100,7 @@ fn check(blob: std::fs::File, reference: &str) -> Result<Digest, SourceError> {
 
 /// One pass: decompress → sha256 (diff_id) → deterministic gzip → sha256 → store.
 fn convert(
-    reader: impl BufRead,
+    reader: &mut impl BufRead,
     cache: &Cache,
     reference: &str,
     path: &Path,

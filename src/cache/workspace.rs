@@ -59,7 +59,7 @@ impl Drop for Workspace {
 }
 
 /// Removes workspaces of builds that are gone (their lock can be taken).
-fn sweep_stale(work: &Path) {
+pub fn sweep_stale(work: &Path) {
     let Ok(entries) = std::fs::read_dir(work) else {
         return;
     };

@@ -1,0 +1,37 @@
+//! Opening any image reference for reading: a layout directly, an OCI archive by
+//! unpacking it (verified) into a scratch folder that lives as long as the result.
+
+use super::{AuditError, LoadedImage, load};
+use crate::image::archive::{ExtractedLayout, open_oci_archive};
+use crate::image::reference::{ImageRef, LayoutRef};
+use std::path::Path;
+
+pub struct Opened {
+    pub image: LoadedImage,
+    _extracted: Option<ExtractedLayout>,
+}
+
+pub fn open(reference: &ImageRef, scratch: &Path) -> Result<Opened, AuditError> {
+    match reference {
+        ImageRef::Layout(layout) => Ok(Opened {
+            image: load(layout)?,
+            _extracted: None,
+        }),
+        ImageRef::OciArchive(archive) => {
+            let extracted = open_oci_archive(&archive.dir, scratch).map_err(|source| AuditError::Image {
+                what: reference.to_string(),
+                source,
+            })?;
+            let mut image = load(&LayoutRef {
+                dir: extracted.layout.dir().to_path_buf(),
+                tag: archive.tag.clone(),
+            })?;
+            image.name = reference.to_string();
+            Ok(Opened {
+                image,
+                _extracted: Some(extracted),
+            })
+        }
+        ImageRef::Registry(name) => super::registry::open(name, scratch),
+    }
+}

@@ -11,5 +11,6 @@ pub mod image;
 pub mod layer;
 pub mod platform;
 pub mod recipe;
+pub mod registry;
 pub mod sandbox;
 pub mod source;

@@ -1,0 +1,222 @@
+//! Pulling one platform's image: resolve the reference (index or manifest, OCI or Docker),
+//! pick the platform, and fetch the config and every layer into the content store unless
+//! already there. Every byte is verified against its digest on the way in; a second pull
+//! of the same image fetches only the top manifest (tags can move, digests cannot).
+
+use super::auth::Credentials;
+use super::client::{Client, Manifest};
+use super::endpoint::RegistryOptions;
+use super::error::RegistryError;
+use super::manifest_doc::{BlobRef, ConfigHead, ImageManifestDoc};
+use super::media_types::{ManifestKind, is_supported_config, is_supported_layer, manifest_kind};
+use super::reference::Reference;
+use crate::digest::Digest;
+use crate::image::select::select_manifest;
+use crate::image::{BlobStore, ImageError, descriptor_digest, parse_json};
+use crate::platform::Platform;
+use oci_spec::image::ImageIndex;
+
+/// Image configs are small JSON documents; bound what a registry can make us read.
+pub const CONFIG_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The platform's image manifest (not the index); its bytes are in the store too.
+    pub manifest_digest: Digest,
+    pub manifest_media_type: String,
+    /// The config's bytes, verified against `config_digest`.
+    pub config: Vec<u8>,
+    pub config_digest: Digest,
+    /// Bottom layer first, each blob in the store.
+    pub layers: Vec<PulledLayer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PulledLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// The digest of the uncompressed tar, from the config's `rootfs.diff_ids`.
+    pub diff_id: Digest,
+}
+
+/// Pulls `reference` for `platform` into `store`.
+pub fn pull(
+    reference: &Reference,
+    platform: &Platform,
+    store: &BlobStore,
+    opts: &RegistryOptions,
+    creds: Option<Credentials>,
+) -> Result<PulledImage, RegistryError> {
+    let client = Client::new(reference, opts, creds)?;
+    pull_with(&client, &reference.tag_or_digest(), platform, store)
+}
+
+/// [`pull`] with a client the caller keeps (to read its request counts, or to pull
+/// several platforms over one connection and token).
+pub fn pull_with(
+    client: &Client,
+    tag_or_digest: &str,
+    platform: &Platform,
+    store: &BlobStore,
+) -> Result<PulledImage, RegistryError> {
+    let name = client.describe(tag_or_digest);
+    let top = client.get_manifest(tag_or_digest)?;
+    let from_index = manifest_kind(&top.media_type) == Some(ManifestKind::Index);
+    let manifest = if from_index {
+        let index: ImageIndex =
+            parse_json(&top.bytes, "the index").map_err(|e| invalid(client, &name, e))?;
+        let chosen = select_manifest(&index, platform, &name).map_err(|e| match e {
+            ImageError::PlatformNotFound {
+                what,
+                platform,
+                available,
+            } => RegistryError::PlatformNotFound {
+                reference: what,
+                platform,
+                available,
+            },
+            other => invalid(client, &name, other),
+        })?;
+        let digest = descriptor_digest(&chosen).map_err(|e| invalid(client, &name, e))?;
+        manifest_by_digest(client, &digest, store)?
+    } else {
+        top
+    };
+    if manifest_kind(&manifest.media_type) != Some(ManifestKind::Image) {
+        return Err(RegistryError::UnsupportedMediaType {
+            registry: client.registry().to_string(),
+            reference: client.describe(&manifest.digest.to_string()),
+            what: "the platform's manifest".into(),
+            media_type: manifest.media_type,
+        });
+    }
+    let manifest_name = client.describe(&manifest.digest.to_string());
+    let doc: ImageManifestDoc = parse_json(&manifest.bytes, "the manifest")
+        .map_err(|e| invalid(client, &manifest_name, e))?;
+    store
+        .put_bytes(&manifest.bytes)
+        .map_err(|source| store_error(&manifest_name, source))?;
+
+    let (config, config_digest) = fetch_config(client, &doc.config, store)?;
+    let head: ConfigHead =
+        parse_json(&config, "the image config").map_err(|e| invalid(client, &manifest_name, e))?;
+    if !from_index {
+        // A single-platform image must be the platform asked for, as containerd checks.
+        head.check_platform(platform, &name)?;
+    }
+    if head.rootfs.diff_ids.len() != doc.layers.len() {
+        return Err(RegistryError::InvalidResponse {
+            registry: client.registry().to_string(),
+            reference: manifest_name,
+            message: format!(
+                "the config lists {} diff_ids but the manifest has {} layers",
+                head.rootfs.diff_ids.len(),
+                doc.layers.len()
+            ),
+        });
+    }
+
+    let mut layers = Vec::with_capacity(doc.layers.len());
+    let count = doc.layers.len();
+    for (i, (layer, diff_id)) in doc.layers.iter().zip(&head.rootfs.diff_ids).enumerate() {
+        if !is_supported_layer(&layer.media_type) {
+            return Err(RegistryError::UnsupportedMediaType {
+                registry: client.registry().to_string(),
+                reference: manifest_name,
+                what: format!("layer {}/{count} ({})", i + 1, layer.digest),
+                media_type: layer.media_type.clone(),
+            });
+        }
+        ensure_blob(client, layer, store)?;
+        layers.push(PulledLayer {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+            diff_id: diff_id.clone(),
+        });
+    }
+    Ok(PulledImage {
+        manifest_digest: manifest.digest,
+        manifest_media_type: manifest.media_type,
+        config,
+        config_digest,
+        layers,
+    })
+}
+
+/// A platform manifest named by digest: from the store when an earlier pull kept it
+/// (content under a digest never changes), else from the registry.
+fn manifest_by_digest(
+    client: &Client,
+    digest: &Digest,
+    store: &BlobStore,
+) -> Result<Manifest, RegistryError> {
+    if store.contains(digest) {
+        let name = client.describe(&digest.to_string());
+        let bytes = store
+            .read_bytes(digest)
+            .map_err(|source| store_error(&name, source))?;
+        let media_type = super::media_types::detect_manifest_media_type(None, &bytes);
+        return Ok(Manifest {
+            bytes,
+            media_type,
+            digest: digest.clone(),
+        });
+    }
+    client.get_manifest(&digest.to_string())
+}
+
+fn fetch_config(
+    client: &Client,
+    config: &BlobRef,
+    store: &BlobStore,
+) -> Result<(Vec<u8>, Digest), RegistryError> {
+    let name = client.describe(&config.digest.to_string());
+    if !is_supported_config(&config.media_type) {
+        return Err(RegistryError::UnsupportedMediaType {
+            registry: client.registry().to_string(),
+            reference: name,
+            what: "the image config".into(),
+            media_type: config.media_type.clone(),
+        });
+    }
+    if config.size > CONFIG_SIZE_LIMIT {
+        return Err(RegistryError::TooLarge {
+            registry: client.registry().to_string(),
+            reference: name,
+            what: "the image config".into(),
+            limit: CONFIG_SIZE_LIMIT,
+        });
+    }
+    ensure_blob(client, config, store)?;
+    let bytes = store
+        .read_bytes(&config.digest)
+        .map_err(|source| store_error(&name, source))?;
+    Ok((bytes, config.digest.clone()))
+}
+
+/// Fetches a blob unless the store has it at the right size. (Its digest was checked
+/// when it was stored and is checked again whenever it is read.)
+fn ensure_blob(client: &Client, blob: &BlobRef, store: &BlobStore) -> Result<(), RegistryError> {
+    let stored_size = std::fs::metadata(store.path(&blob.digest)).map(|m| m.len());
+    if matches!(stored_size, Ok(size) if size == blob.size) {
+        return Ok(());
+    }
+    client.fetch_blob(&blob.digest, blob.size, store)
+}
+
+fn invalid(client: &Client, name: &str, e: ImageError) -> RegistryError {
+    RegistryError::InvalidResponse {
+        registry: client.registry().to_string(),
+        reference: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn store_error(name: &str, source: ImageError) -> RegistryError {
+    RegistryError::Store {
+        reference: name.to_string(),
+        source,
+    }
+}

@@ -4,6 +4,8 @@
 pub mod compare;
 pub mod entries;
 pub mod load;
+pub mod open;
+mod registry;
 
 pub use compare::{Report, compare};
 pub use load::{LoadedImage, load};

@@ -4,6 +4,7 @@
 use super::{AuditError, LoadedImage, load};
 use crate::image::archive::{ExtractedLayout, open_oci_archive};
 use crate::image::reference::{ImageRef, LayoutRef};
+use crate::registry::RegistryOptions;
 use std::path::Path;
 
 pub struct Opened {
@@ -11,17 +12,34 @@ pub struct Opened {
     _extracted: Option<ExtractedLayout>,
 }
 
-pub fn open(reference: &ImageRef, scratch: &Path) -> Result<Opened, AuditError> {
+impl Opened {
+    pub fn new(image: LoadedImage) -> Opened {
+        Opened {
+            image,
+            _extracted: None,
+        }
+    }
+}
+
+/// `scratch` must outlive the result (registry images are kept there); `with_layers`
+/// fetches a registry image's layers too (diff, verify), not only its configs.
+pub fn open(
+    reference: &ImageRef,
+    scratch: &Path,
+    registry: &RegistryOptions,
+    with_layers: bool,
+) -> Result<Opened, AuditError> {
     match reference {
         ImageRef::Layout(layout) => Ok(Opened {
             image: load(layout)?,
             _extracted: None,
         }),
         ImageRef::OciArchive(archive) => {
-            let extracted = open_oci_archive(&archive.dir, scratch).map_err(|source| AuditError::Image {
-                what: reference.to_string(),
-                source,
-            })?;
+            let extracted =
+                open_oci_archive(&archive.dir, scratch).map_err(|source| AuditError::Image {
+                    what: reference.to_string(),
+                    source,
+                })?;
             let mut image = load(&LayoutRef {
                 dir: extracted.layout.dir().to_path_buf(),
                 tag: archive.tag.clone(),
@@ -32,6 +50,6 @@ pub fn open(reference: &ImageRef, scratch: &Path) -> Result<Opened, AuditError> 
                 _extracted: Some(extracted),
             })
         }
-        ImageRef::Registry(name) => super::registry::open(name, scratch),
+        ImageRef::Registry(name) => super::registry::open(name, scratch, registry, with_layers),
     }
 }

@@ -54,6 +54,10 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `XBAKE_BINFMT=host`: use the host's binfmt_misc entries.
     pub force_host_binfmt: bool,
+    /// How to reach registries (bases pulled, `--push`).
+    pub registry: crate::registry::RegistryOptions,
+    /// `--push REF`: push the index and every platform there after building.
+    pub push: Option<crate::registry::Reference>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,8 @@ pub enum BuildError {
     },
     #[error("{what}: {message}")]
     Command { what: String, message: String },
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("cancelled after another platform failed")]
     Cancelled,
 }
@@ -303,6 +309,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             network: req.network,
                             native: plan.platform.runs_natively_on(&host),
                             emulator: session.emulator_digest(&plan.platform),
+                            registry: &req.registry,
                             steps_run: &steps_run,
                             steps_cached: &steps_cached,
                         };
@@ -368,6 +375,30 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 manifests: &manifests,
             },
         )?;
+    }
+    if let Some(target) = &req.push {
+        let creds = crate::registry::auth::credentials_for(&target.registry)?;
+        // Blobs of a base pulled from another repository of the same registry can be
+        // mounted there instead of uploaded.
+        let mount_from = plans.iter().find_map(|p| match &p.from {
+            crate::recipe::BaseRef::Registry(text) => text
+                .parse::<crate::registry::Reference>()
+                .ok()
+                .filter(|r| r.registry == target.registry && r.repository != target.repository)
+                .map(|r| r.repository),
+            _ => None,
+        });
+        let pushed = crate::registry::push(
+            store,
+            MediaType::ImageIndex.as_ref(),
+            &index_digest,
+            target,
+            &req.registry,
+            creds,
+            mount_from.as_deref(),
+        )?;
+        req.progress
+            .info("push", &format!("pushed {target} ({pushed})"));
     }
     let emulator_for = |p: &Platform| {
         session

@@ -43,6 +43,7 @@ pub(crate) struct Context<'a> {
     /// sha256 of the emulator that runs this platform's steps (None: native). Part of
     /// every step key: a different QEMU may produce different output.
     pub emulator: Option<Digest>,
+    pub registry: &'a crate::registry::RegistryOptions,
     pub steps_run: &'a AtomicUsize,
     pub steps_cached: &'a AtomicUsize,
 }
@@ -108,6 +109,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
             cache: ctx.cache,
             recipe_dir: Some(ctx.recipe.dir()),
             scratch: &ctx.dir,
+            registry: ctx.registry,
         },
     )
     .map_err(|source| BuildError::Source {

@@ -26,6 +26,7 @@ pub struct RunRequest {
     pub cache_dir: PathBuf,
     pub force_host_binfmt: bool,
     pub progress: Progress,
+    pub registry: crate::registry::RegistryOptions,
 }
 
 /// The platforms an `oci:DIR[:TAG]` image offers, in index order.
@@ -71,6 +72,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
             cache,
             recipe_dir: None,
             scratch: workspace.path(),
+            registry: &req.registry,
         },
     )
     .map_err(|source| BuildError::Source {

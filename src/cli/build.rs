@@ -60,6 +60,12 @@ pub struct BuildArgs {
     /// Write the build's digests and inputs as JSON (like docker buildx's).
     #[arg(long = "metadata-file", value_name = "FILE")]
     metadata_file: Option<PathBuf>,
+    /// Push the image (every platform and the index) to a registry: `host[:port]/name:tag`.
+    #[arg(long = "push", value_name = "REF")]
+    push: Option<String>,
+    /// `false`: plain HTTP, no certificate check, for the registries this build uses.
+    #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
 }
 
 /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG]`, plus
@@ -184,6 +190,16 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         return Err(UsageError("--tag needs --output".into()).into());
     }
     let build_args = parse_build_args(&args.build_args)?;
+    let push = args
+        .push
+        .as_deref()
+        .map(|r| {
+            r.strip_prefix("docker://")
+                .unwrap_or(r)
+                .parse::<crate::registry::Reference>()
+        })
+        .transpose()
+        .map_err(|e| UsageError(format!("--push: {e}")))?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
     // Pre-flight on the host, before any namespace: every plan expands and every
     // emulator exists, so mistakes fail fast with the clearest message.
@@ -218,6 +234,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         source_date_epoch: epoch,
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         no_cache: args.no_cache,
+        registry: super::registry_options(args.tls_verify),
+        push,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
     };
     let outcome = crate::build::run(&request)?;
@@ -244,9 +262,10 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         if outcome.steps_run == 1 { "" } else { "s" },
         outcome.steps_cached
     );
-    match image_name {
-        Some(name) => eprintln!("wrote {name}"),
-        None => eprintln!("built; nothing written (no --output given)"),
+    match (&image_name, &args.push) {
+        (Some(name), _) => eprintln!("wrote {name}"),
+        (None, Some(_)) => {}
+        (None, None) => eprintln!("built; nothing written (no --output or --push given)"),
     }
     println!("{}", outcome.index_digest);
     Ok(0)

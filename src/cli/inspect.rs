@@ -1,8 +1,8 @@
 //! `xbake inspect IMAGE`: the platforms of an image, or its exact bytes.
 
 use super::{Failure, UsageError, default_cache_dir};
-use crate::audit::open::open;
 use crate::audit::LoadedImage;
+use crate::audit::open::open;
 use crate::image::reference::ImageRef;
 use clap::Args;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ pub struct InspectArgs {
     #[arg(long)]
     raw: bool,
     /// Plain HTTP / no certificate check for this registry.
-    #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
 }
 
@@ -53,10 +53,19 @@ fn human_size(bytes: u64) -> String {
 }
 
 pub fn render(image: &LoadedImage) -> String {
-    let mut out = format!("{}\n  digest: {}\n  type:   {}\n", image.name, image.digest, image.media_type);
+    let mut out = format!(
+        "{}\n  digest: {}\n  type:   {}\n",
+        image.name, image.digest, image.media_type
+    );
     for p in &image.platforms {
         let c = &p.config["config"];
-        let show = |v: &Value| if v.is_null() { "-".to_string() } else { v.to_string() };
+        let show = |v: &Value| {
+            if v.is_null() {
+                "-".to_string()
+            } else {
+                v.to_string()
+            }
+        };
         out.push_str(&format!(
             "{}\n  manifest:   {}\n  layers:     {} ({})\n  created:    {}\n  entrypoint: {}\n  cmd:        {}\n",
             p.platform,
@@ -73,11 +82,13 @@ pub fn render(image: &LoadedImage) -> String {
 
 pub fn run(args: InspectArgs) -> Result<u8, Failure> {
     let reference = ImageRef::parse(&args.image).map_err(UsageError)?;
-    let scratch_root = default_cache_dir().join("work");
-    std::fs::create_dir_all(&scratch_root)?;
-    let scratch = tempfile::Builder::new().prefix("inspect-").tempdir_in(&scratch_root)?;
-    super::set_registry_tls(args.tls_verify);
-    let opened = open(&reference, scratch.path())?;
+    let scratch = crate::build::Workspace::create(&default_cache_dir())?;
+    let opened = open(
+        &reference,
+        scratch.path(),
+        &super::registry_options(args.tls_verify),
+        false,
+    )?;
     if args.raw {
         std::io::stdout().write_all(&opened.image.raw)?;
     } else if args.json {

@@ -5,6 +5,9 @@
 mod build;
 mod cache;
 mod diff;
+mod inspect;
+mod login;
+mod manifest;
 mod run;
 mod verify;
 
@@ -39,6 +42,14 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Inspect or shrink the step cache.
     Cache(cache::CacheArgs),
+    /// Show an image's platforms (or its exact bytes) from a layout, archive or registry.
+    Inspect(inspect::InspectArgs),
+    /// Make or show multi-platform image indexes (manifest lists).
+    Manifest(manifest::ManifestArgs),
+    /// Save credentials for a registry.
+    Login(login::LoginArgs),
+    /// Remove saved credentials for a registry.
+    Logout(login::LogoutArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -100,6 +111,10 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Cache(args) => cache::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Manifest(args) => manifest::run(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -141,6 +156,24 @@ fn reexec_in_namespace() -> Result<Option<u8>, Failure> {
         (None, None) => i32::from(EXIT_FAILURE),
     };
     Ok(Some(u8::try_from(code).unwrap_or(EXIT_FAILURE)))
+}
+
+/// Registry access for a command: `--tls-verify=false` allows plain HTTP to every
+/// registry named; `XBAKE_INSECURE_REGISTRIES` (comma-separated `host[:port]`) lists
+/// registries that get plain HTTP always. Loopback registries always do (as Docker).
+fn registry_options(tls_verify: bool) -> crate::registry::RegistryOptions {
+    crate::registry::RegistryOptions {
+        tls_verify,
+        insecure_registries: std::env::var("XBAKE_INSECURE_REGISTRIES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
 }
 
 /// `$XDG_CACHE_HOME/xbake`, else `~/.cache/xbake`.

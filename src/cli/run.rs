@@ -74,6 +74,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         progress: Progress::new(ProgressMode::Plain),
+        registry: super::registry_options(true),
     })?;
     Ok(match exit {
         StepExit::Code(c) => u8::try_from(c).unwrap_or(1),

@@ -101,6 +101,8 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         source_date_epoch: epoch,
         cache_dir: scratch.path().join("cache"),
         no_cache: true,
+        registry: super::registry_options(true),
+        push: None,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
     };
     crate::build::run(&request)?;

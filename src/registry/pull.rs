@@ -152,11 +152,8 @@ fn manifest_by_digest(
     digest: &Digest,
     store: &BlobStore,
 ) -> Result<Manifest, RegistryError> {
-    if store.contains(digest) {
-        let name = client.describe(&digest.to_string());
-        let bytes = store
-            .read_bytes(digest)
-            .map_err(|source| store_error(&name, source))?;
+    // A damaged copy (read_bytes verifies) is fetched again.
+    if let Ok(bytes) = store.read_bytes(digest) {
         let media_type = super::media_types::detect_manifest_media_type(None, &bytes);
         return Ok(Manifest {
             bytes,
@@ -196,11 +193,11 @@ fn fetch_config(
     Ok((bytes, config.digest.clone()))
 }
 
-/// Fetches a blob unless the store has it at the right size. (Its digest was checked
-/// when it was stored and is checked again whenever it is read.)
+/// Fetches a blob unless the store already holds it intact (size and digest checked:
+/// a layer reused byte for byte may never be unpacked, so nothing later would notice
+/// a damaged copy).
 fn ensure_blob(client: &Client, blob: &BlobRef, store: &BlobStore) -> Result<(), RegistryError> {
-    let stored_size = std::fs::metadata(store.path(&blob.digest)).map(|m| m.len());
-    if matches!(stored_size, Ok(size) if size == blob.size) {
+    if store.verifies(&blob.digest, blob.size) {
         return Ok(());
     }
     client.fetch_blob(&blob.digest, blob.size, store)

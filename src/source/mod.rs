@@ -4,6 +4,7 @@
 
 mod archive;
 mod oci_layout;
+mod registry;
 mod rootfs;
 
 use crate::cache::Cache;
@@ -38,12 +39,12 @@ pub enum SourceError {
     },
     #[error("base {reference}: {message}")]
     Invalid { reference: String, message: String },
-    #[error(
-        "base {reference}: pulling from registries is not supported yet; save the image \
-         into an OCI layout (`skopeo copy docker://{reference} oci:DIR:TAG`) and use \
-         `from: oci:DIR:TAG`"
-    )]
-    RegistryUnsupported { reference: String },
+    #[error("base {reference}: {source}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: Box<crate::registry::RegistryError>,
+    },
 }
 
 fn check_inside(path: &Path, recipe_dir: &Path, reference: &str) -> Result<(), SourceError> {
@@ -82,6 +83,8 @@ pub struct SourceContext<'a> {
     pub recipe_dir: Option<&'a Path>,
     /// A folder of this build's workspace for unpacking archives.
     pub scratch: &'a Path,
+    /// How to reach registries (TLS, insecure ones).
+    pub registry: &'a crate::registry::RegistryOptions,
 }
 
 /// One layer of the base, already in the store (its diff_id from the base's config,
@@ -131,8 +134,6 @@ pub fn resolve(
         BaseRef::DockerArchive(file) => {
             archive::docker_archive(file, text, platform, cache, ctx.scratch)
         }
-        BaseRef::Registry(reference) => Err(SourceError::RegistryUnsupported {
-            reference: reference.clone(),
-        }),
+        BaseRef::Registry(reference) => registry::pull(reference, platform, cache, ctx.registry),
     }
 }

@@ -17,7 +17,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Layer media types xbake can unpack, and the OCI name each is recorded under in the
 /// new manifest (the bytes are identical; only Docker's name differs).
-fn layer_media_type(media_type: &str) -> Option<&'static str> {
+pub(super) fn layer_media_type(media_type: &str) -> Option<&'static str> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {

@@ -101,6 +101,31 @@ fn archives_round_trip_through_skopeo_and_serve_as_bases() {
         json(text.as_bytes())
     };
     assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["demo/app:2"]));
+    // podman load (c/image's docker-archive reader, what `docker load` also accepts).
+    let store = dir.join("podman");
+    let podman = |args: &[&str]| {
+        std::process::Command::new("podman")
+            .args(["--storage-driver", "vfs", "--root"])
+            .arg(store.join("root"))
+            .arg("--runroot")
+            .arg(store.join("run"))
+            .args(args)
+            .output()
+    };
+    match podman(&["load", "-i", dir.join("d.tar").to_str().unwrap()]) {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "podman load: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let listed = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).unwrap();
+            assert!(String::from_utf8_lossy(&listed.stdout).contains("demo/app:2"));
+        }
+        Err(_) => {
+            skip("podman is not installed");
+        }
+    }
     // Several platforms cannot go into one docker-archive.
     let out = xbake(
         As::Me,

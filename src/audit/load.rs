@@ -64,23 +64,13 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
     let mut platforms = Vec::new();
     for desc in manifests {
         let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
-        let manifest: ImageManifest = parse_json(
-            &layout
-                .store()
-                .read_bytes(&manifest_digest)
-                .map_err(image_err)?,
-            "image manifest",
-        )
-        .map_err(image_err)?;
+        let manifest: ImageManifest = layout
+            .read_json(&manifest_digest, "image manifest")
+            .map_err(image_err)?;
         let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;
-        let config: serde_json::Value = parse_json(
-            &layout
-                .store()
-                .read_bytes(&config_digest)
-                .map_err(image_err)?,
-            "image config",
-        )
-        .map_err(image_err)?;
+        let config: serde_json::Value = layout
+            .read_json(&config_digest, "image config")
+            .map_err(image_err)?;
         let platform = platform_name(&config);
         let diff_ids: Vec<Option<Digest>> = config["rootfs"]["diff_ids"]
             .as_array()

@@ -1,10 +1,9 @@
 //! `xbake build`.
 
-use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use super::{Failure, UsageError, default_cache_dir};
 use crate::build::metadata::{BuildFacts, metadata};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{BuildRequest, Output};
-use crate::emulation;
 use crate::image::reference::LayoutRef;
 use crate::platform::Platform;
 use crate::recipe::{Network, Recipe};
@@ -201,18 +200,11 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         .transpose()
         .map_err(|e| UsageError(format!("--push: {e}")))?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
-    // Pre-flight on the host, before any namespace: every plan expands and every
-    // emulator exists, so mistakes fail fast with the clearest message.
-    let host = Platform::host();
-    for p in &platforms {
-        recipe.plan(p, &host, &build_args)?;
-    }
-    emulation::required_emulators(&platforms, &host, &emulation::qemu::search_path())?;
-    if let Some(code) = reexec_in_namespace()? {
+    if let Some(code) = super::preflight(&recipe, &platforms, &build_args)? {
         return Ok(code);
     }
 
-    let first_plan = recipe.plan(&platforms[0], &host, &build_args)?;
+    let first_plan = recipe.plan(&platforms[0], &Platform::host(), &build_args)?;
     let effective_epoch = crate::build::effective_epoch(epoch, &first_plan);
     let recipe_path = recipe_path.display().to_string();
     let recipe_digest = recipe.digest();

@@ -140,6 +140,23 @@ fn render(error: &anyhow::Error) {
     }
 }
 
+/// Pre-flight on the host, before any namespace: every plan expands and every emulator
+/// exists, so mistakes fail fast with the clearest message. Then into the build's user
+/// namespace: `Some(code)` is the namespaced run's exit code (the caller returns it),
+/// `None` means "we are inside now, carry on".
+fn preflight(
+    recipe: &crate::recipe::Recipe,
+    platforms: &[crate::platform::Platform],
+    build_args: &[(String, String)],
+) -> Result<Option<u8>, Failure> {
+    let host = crate::platform::Platform::host();
+    for p in platforms {
+        recipe.plan(p, &host, build_args)?;
+    }
+    crate::emulation::required_emulators(platforms, &host, &crate::emulation::qemu::search_path())?;
+    reexec_in_namespace()
+}
+
 /// Re-runs this command inside the build's user namespace when not already there;
 /// `Some(code)` is the namespaced run's exit code.
 fn reexec_in_namespace() -> Result<Option<u8>, Failure> {

@@ -2,12 +2,11 @@
 //! place, and compare with a published image.
 
 use super::diff::parse_image;
-use super::{EXIT_FAILURE, Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use super::{EXIT_FAILURE, Failure, UsageError, default_cache_dir};
 use crate::audit::{compare, load};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::timefmt::parse_rfc3339;
 use crate::build::{BuildRequest, Output};
-use crate::emulation;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
 use clap::Args;
@@ -66,12 +65,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
             .and_then(parse_rfc3339)
             .filter(|e| *e >= 0),
     };
-    let host = Platform::host();
-    for p in &platforms {
-        recipe.plan(p, &host, &build_args)?;
-    }
-    emulation::required_emulators(&platforms, &host, &emulation::qemu::search_path())?;
-    if let Some(code) = reexec_in_namespace()? {
+    if let Some(code) = super::preflight(&recipe, &platforms, &build_args)? {
         return Ok(code);
     }
 

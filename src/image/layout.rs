@@ -44,6 +44,15 @@ impl Layout {
         &self.store
     }
 
+    /// A JSON blob (manifest, config, index) of the layout, digest-verified and parsed.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<T, ImageError> {
+        parse_json(&self.store.read_bytes(digest)?, what)
+    }
+
     pub fn index(&self) -> Result<ImageIndex, ImageError> {
         let path = self.dir.join("index.json");
         let bytes = std::fs::read(&path).map_err(ImageError::io(&path))?;

@@ -69,23 +69,13 @@ pub fn load(
         }));
     }
     let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
-    let manifest: ImageManifest = parse_json(
-        &layout
-            .store()
-            .read_bytes(&manifest_digest)
-            .map_err(image_err)?,
-        "image manifest",
-    )
-    .map_err(image_err)?;
+    let manifest: ImageManifest = layout
+        .read_json(&manifest_digest, "image manifest")
+        .map_err(image_err)?;
     let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;
-    let config: ImageConfiguration = parse_json(
-        &layout
-            .store()
-            .read_bytes(&config_digest)
-            .map_err(image_err)?,
-        "image config",
-    )
-    .map_err(image_err)?;
+    let config: ImageConfiguration = layout
+        .read_json(&config_digest, "image config")
+        .map_err(image_err)?;
     let arch = config.architecture().to_string();
     if config.os().to_string() != platform.os() || arch != platform.oci_arch() {
         return Err(invalid(format!(

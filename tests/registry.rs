@@ -10,9 +10,7 @@ use registry_harness::registry_process::RegistryProcess;
 use std::path::Path;
 
 fn build_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = xbake(As::Me, dir, args, env);
-    assert_ok(&out);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    xbake_ok(dir, args, env).0
 }
 
 fn skopeo_raw(reference: &str) -> Option<Vec<u8>> {

@@ -18,12 +18,7 @@ steps:
 fn build(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     let mut all = vec!["build", "recipe.yaml"];
     all.extend_from_slice(args);
-    let out = xbake(As::Me, dir, &all, env);
-    assert_ok(&out);
-    (
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    xbake_ok(dir, &all, env)
 }
 
 fn steps_line(stderr: &str) -> &str {

@@ -21,10 +21,13 @@ pub fn metadata(outcome: &BuildOutcome, facts: &BuildFacts) -> Value {
         .platforms
         .iter()
         .map(|p| {
-            let emulator = p.emulator.as_ref().map(|path| match identify(path) {
-                Ok(id) => json!(id),
-                Err(e) => json!({"path": path, "error": e.to_string()}),
-            });
+            let emulator =
+                p.emulator
+                    .as_ref()
+                    .map(|(path, sha256)| match identify(path, sha256.clone()) {
+                        Ok(id) => json!(id),
+                        Err(e) => json!({"path": path, "error": e.to_string()}),
+                    });
             json!({
                 "platform": p.platform.to_string(),
                 "manifest": p.manifest_digest,

@@ -154,8 +154,8 @@ pub struct PlatformOutcome {
     pub base_layers: Vec<Digest>,
     /// Every file the platform's copy steps read.
     pub inputs: Vec<crate::cache::key::InputFile>,
-    /// The emulator that ran its steps (None: native).
-    pub emulator: Option<PathBuf>,
+    /// The emulator that ran its steps, and its sha256 (None: native).
+    pub emulator: Option<(PathBuf, Digest)>,
 }
 
 /// One platform's finished image, with every blob it references.
@@ -401,11 +401,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             .info("push", &format!("pushed {target} ({pushed})"));
     }
     let emulator_for = |p: &Platform| {
-        session
+        let path = session
             .emulators
             .iter()
             .find(|e| e.platform.qemu_name() == p.qemu_name())
-            .map(|e| e.interpreter.clone())
+            .map(|e| e.interpreter.clone())?;
+        Some((path, session.emulator_digest(p)?))
     };
     Ok(BuildOutcome {
         index_digest,

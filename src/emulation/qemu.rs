@@ -192,7 +192,9 @@ pub struct EmulatorIdentity {
     pub sha256: crate::digest::Digest,
 }
 
-pub fn identify(path: &Path) -> std::io::Result<EmulatorIdentity> {
+/// `sha256` is the digest the build already computed for its step keys: the very bytes
+/// that ran, not a second read that could see a replaced file.
+pub fn identify(path: &Path, sha256: crate::digest::Digest) -> std::io::Result<EmulatorIdentity> {
     let out = std::process::Command::new(path).arg("--version").output()?;
     let version = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -200,8 +202,6 @@ pub fn identify(path: &Path) -> std::io::Result<EmulatorIdentity> {
         .unwrap_or("")
         .trim()
         .to_string();
-    let (sha256, _) =
-        crate::digest::HashingReader::new(std::fs::File::open(path)?).drain_and_finish()?;
     Ok(EmulatorIdentity {
         path: path.to_path_buf(),
         version,

@@ -253,6 +253,17 @@ pub fn assert_ok(out: &Output) {
     assert!(out.status.success(), "xbake failed:\n{}", text(out));
 }
 
+/// Runs xbake as the test process's user, asserts success, and returns (trimmed stdout,
+/// stderr).
+pub fn xbake_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let out = xbake(As::Me, dir, args, env);
+    assert_ok(&out);
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 // ---------------------------------------------------------------------------------
 // An independent OCI layout reader.
 

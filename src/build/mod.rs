@@ -202,9 +202,11 @@ impl Session {
             source,
         })?;
         let binfmt_dir = workspace.path().join("binfmt_misc");
-        std::fs::create_dir(&binfmt_dir).map_err(|source| BuildError::Io {
-            what: binfmt_dir.display().to_string(),
-            source,
+        crate::cache::private_dir::create_new_private_dir(&binfmt_dir).map_err(|source| {
+            BuildError::Io {
+                what: binfmt_dir.display().to_string(),
+                source,
+            }
         })?;
         let activation = emulation::activate(
             &emulators,
@@ -375,6 +377,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 manifests: &manifests,
             },
         )?;
+        crate::sandbox::userns::hand_back_to_caller(out.path()).map_err(|source| {
+            BuildError::Io {
+                what: format!("giving {out} back to the caller"),
+                source,
+            }
+        })?;
     }
     if let Some(target) = &req.push {
         let creds = crate::registry::auth::credentials_for(&target.registry)?;

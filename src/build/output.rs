@@ -18,6 +18,16 @@ pub enum Output {
     DockerArchive { file: PathBuf, repo_tag: String },
 }
 
+impl Output {
+    /// The folder or file written.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Output::OciLayout { dir, .. } => dir,
+            Output::OciArchive { file, .. } | Output::DockerArchive { file, .. } => file,
+        }
+    }
+}
+
 impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

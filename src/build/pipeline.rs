@@ -97,7 +97,7 @@ enum Prepared {
 pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError> {
     let plan = ctx.plan;
     let name = ctx.name();
-    std::fs::create_dir_all(&ctx.dir).map_err(|source| BuildError::Io {
+    crate::cache::private_dir::create_private_dir(&ctx.dir).map_err(|source| BuildError::Io {
         what: format!("[{name}] creating {}", ctx.dir.display()),
         source,
     })?;
@@ -401,6 +401,7 @@ fn run(
         user: state.user.as_deref(),
         argv,
         network,
+        stdin_from_caller: false,
     })
     .map_err(|message| ctx.step_err(step, message))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);

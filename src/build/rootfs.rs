@@ -63,6 +63,8 @@ impl LazyRootfs {
         let root = match &mut self.root {
             Some(root) => root,
             slot => {
+                // The rootfs folder becomes the step's `/`, so it keeps the image's mode;
+                // its parent (the platform's scratch folder) is the private one.
                 std::fs::create_dir_all(&self.path).map_err(|source| BuildError::Io {
                     what: format!("[{name}] creating {}", self.path.display()),
                     source,

@@ -23,6 +23,8 @@ pub struct RunRequest {
     /// Replaces the image's CMD (the entrypoint stays), as `docker run IMAGE ARGS…`.
     pub args: Vec<String>,
     pub network: NetworkMode,
+    /// `-i`: the command reads this process's stdin.
+    pub stdin: bool,
     pub cache_dir: PathBuf,
     pub force_host_binfmt: bool,
     pub progress: Progress,
@@ -119,6 +121,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         user: state.user.as_deref(),
         argv,
         network: req.network,
+        stdin_from_caller: req.stdin,
     })
     .map_err(|message| BuildError::Command {
         what: reference.clone(),

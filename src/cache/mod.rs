@@ -6,6 +6,7 @@
 //! `xbake cache prune` an exclusive one.
 
 pub mod key;
+pub mod private_dir;
 pub mod prune;
 pub mod workspace;
 
@@ -85,7 +86,7 @@ impl Cache {
     }
 
     pub(crate) fn open_with(root: &Path, mode: FlockArg) -> Result<Cache, CacheError> {
-        std::fs::create_dir_all(root).map_err(io(root))?;
+        private_dir::create_private_dir(root).map_err(io(root))?;
         let lock_path = root.join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -96,7 +97,7 @@ impl Cache {
         let store = BlobStore::open(root)?;
         for kind in [RecordKind::Step, RecordKind::Import, RecordKind::DiffId] {
             let dir = root.join(kind.folder());
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            private_dir::create_private_dir(&dir).map_err(io(&dir))?;
         }
         Ok(Cache {
             root: root.to_path_buf(),

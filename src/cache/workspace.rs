@@ -4,6 +4,7 @@
 //! build). Removal happens inside the build's user namespace, where files owned by
 //! subordinate ids can be deleted.
 
+use super::private_dir::{create_new_private_dir, create_private_dir};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ impl Workspace {
     /// concurrent sweep never sees the folder unlocked.
     pub fn create(cache_dir: &Path) -> std::io::Result<Workspace> {
         let work = cache_dir.join("work");
-        std::fs::create_dir_all(&work).map_err(io(&work))?;
+        create_private_dir(&work).map_err(io(&work))?;
         sweep_stale(&work);
         let lock_file = tempfile::Builder::new()
             .prefix("build-")
@@ -35,7 +36,7 @@ impl Workspace {
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| io(&lock_path)(e.into()))?;
         let dir = lock_path.with_extension("");
-        std::fs::create_dir(&dir).map_err(io(&dir))?;
+        create_new_private_dir(&dir).map_err(io(&dir))?;
         Ok(Workspace {
             dir,
             lock_path,

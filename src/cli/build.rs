@@ -241,6 +241,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
             build_args: &request.build_args,
         };
         write_atomically(path, &metadata(&outcome, &facts))?;
+        crate::sandbox::userns::hand_back_to_caller(path)
+            .map_err(|e| anyhow::anyhow!("giving {} back to the caller: {e}", path.display()))?;
     }
     eprintln!(
         "{} platform{}: {} step{} run, {} cached",

@@ -165,7 +165,7 @@ fn reexec_in_namespace() -> Result<Option<u8>, Failure> {
         return Ok(None);
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let status = userns::run_in_build_namespace(&args, &userns::current_plan())?;
+    let status = userns::run_in_build_namespace(&args, &userns::current_plan()?)?;
     use std::os::unix::process::ExitStatusExt;
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,

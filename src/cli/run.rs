@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// `none` runs without network.
     #[arg(long = "network", default_value = "host")]
     network: Network,
+    /// Keep stdin open for the command (otherwise it reads /dev/null).
+    #[arg(short = 'i', long = "interactive")]
+    interactive: bool,
     /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -71,6 +74,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             Network::Host => NetworkMode::Host,
             Network::None => NetworkMode::None,
         },
+        stdin: args.interactive,
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         progress: Progress::new(ProgressMode::Plain),

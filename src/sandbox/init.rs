@@ -2,7 +2,10 @@
 //! of a pid-1 child that sets up the sandbox and executes the step's command.
 //!
 //! Protocol with the builder (`run.rs`): fd 0 is a Unix socket. The builder writes the
-//! JSON [`StepSpec`] and shuts its side down; this process answers on the same socket
+//! JSON [`StepSpec`] on one line; this process creates the step's namespaces (a nested
+//! user namespace among them) and answers `ready`; the builder, still outside them,
+//! writes the nested namespace's id maps (only a process in the parent namespace may map
+//! more than one id, user_namespaces(7)) and answers `go`. Then this process answers
 //! with at most one line `error: …` (set-up or exec failed) and status lines `exit: N`
 //! or `signal: N`: the first one is the command's (written by pid 1); the monitor adds
 //! its own, which matters only when pid 1 died before reporting. stdout and stderr are
@@ -16,12 +19,18 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid};
 use std::ffi::CString;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 /// The hidden first argument that selects this mode.
 pub const STEP_ARG: &str = "__step";
+/// The monitor's word that the step's namespaces exist and wait for their id maps.
+pub const READY: &str = "ready";
+/// The builder's word that the maps (and whatever else it sets up) are in place.
+pub const GO: &str = "go";
+/// Where the builder puts the caller's stdin for `xbake run -i`.
+pub const CALLER_STDIN_FD: i32 = 3;
 
 /// Runs the step process; never returns.
 pub fn step_main() -> ! {
@@ -45,18 +54,40 @@ fn monitor() -> Result<i32, String> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let mut control = take_control_socket()?;
     close_inherited_descriptors()?;
+    // A new session with no controlling terminal: a step can neither open the caller's
+    // terminal through /dev/tty nor push keystrokes into it with TIOCSTI (bubblewrap's
+    // CVE-2017-5226), and no signal from the caller's terminal reaches it.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {}", e.desc()))?;
+    let mut incoming = BufReader::new(
+        control
+            .try_clone()
+            .map_err(|e| format!("duplicating the control socket: {e}"))?,
+    );
     let mut text = String::new();
-    control
-        .read_to_string(&mut text)
+    incoming
+        .read_line(&mut text)
         .map_err(|e| format!("reading the step spec: {e}"))?;
     let spec: StepSpec =
         serde_json::from_str(&text).map_err(|e| format!("decoding the step spec: {e}"))?;
+    if spec.stdin_from_caller {
+        // `xbake run -i`: the caller's stdin, passed by the builder as fd 3.
+        nix::unistd::dup2_stdin(
+            // SAFETY: fd 3 was installed by the builder for exactly this (see run.rs);
+            // it stays open for the borrow's duration.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(CALLER_STDIN_FD) },
+        )
+        .map_err(|e| format!("taking the caller's stdin: {e}"))?;
+    }
 
-    let mut flags = CloneFlags::CLONE_NEWNS
+    // A nested user namespace first (the other namespaces then belong to it): its ids
+    // are the image's, `0..n` of the build namespace, and nothing else, so even as root
+    // of it a step can never take an id that is host root's (see idmap.rs).
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
-    if spec.network == NetworkMode::None {
+    if spec.network != NetworkMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if let Err(errno) = unshare(flags) {
@@ -65,6 +96,20 @@ fn monitor() -> Result<i32, String> {
             &format!("creating the step's namespaces: {}", errno.desc()),
         );
         return finish(&mut control, 125, false);
+    }
+    // New credentials (those of the new user namespace) clear the parent-death signal
+    // (commit_creds in kernel/cred.c); set it again, then make sure the builder did not
+    // die in between.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+    if nix::unistd::getppid() != builder {
+        return Err("the builder is gone".into());
+    }
+    let _ = writeln!(control, "{READY}");
+    let mut go = String::new();
+    match incoming.read_line(&mut go) {
+        Ok(_) if go.trim_end() == GO => {}
+        // The builder could not finish the set-up on its side, and says why itself.
+        _ => return Ok(125),
     }
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
     // the child may run arbitrary code after fork(2).
@@ -155,9 +200,12 @@ fn finish(control: &mut UnixStream, value: i32, signal: bool) -> Result<i32, Str
 /// raising a signal, as QEMU does for SIGILL in emulated code, would hang instead.
 fn pid1(spec: &StepSpec, control: &mut UnixStream) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+    // Its own session and process group, apart from the monitor's: `kill -TERM 0` in a
+    // step then reaches only the step's processes (pid 1 ignores it, as init does).
+    nix::unistd::setsid().map_err(|e| format!("setsid: {}", e.desc()))?;
     mounts::execute(&plan::plan(spec)).map_err(|e| e.to_string())?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
-    if spec.network == NetworkMode::None {
+    if spec.network != NetworkMode::Host {
         super::net::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
     }
     // SAFETY: still single-threaded, as in `monitor`.

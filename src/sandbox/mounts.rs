@@ -179,6 +179,14 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 let root = need(&root)?;
                 bind_file_read_only(root, source, target)?;
             }
+            SetupOp::ReadOnlyPath { target } => {
+                let root = need(&root)?;
+                read_only_in_place(root, target)?;
+            }
+            SetupOp::MaskPath { target } => {
+                let root = need(&root)?;
+                mask(root, target)?;
+            }
             SetupOp::PivotRoot => {
                 let root = need(&root)?;
                 pivot_into(root)?;
@@ -318,6 +326,63 @@ fn bind_tree_read_only(
         }
     }
     Ok(())
+}
+
+/// Opens a kernel-interface path for masking or protecting it; None when this kernel
+/// has no such path (e.g. /proc/acpi off ACPI machines).
+fn open_kernel_path(root: BorrowedFd<'_>, target: &str) -> Result<Option<OwnedFd>, SetupError> {
+    match open_in_root(root, target, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(fail(format!("opening /{target}"))(e)),
+    }
+}
+
+fn read_only_in_place(root: BorrowedFd<'_>, target: &str) -> Result<(), SetupError> {
+    let what = format!("making /{target} read-only");
+    let Some(at) = open_kernel_path(root, target)? else {
+        return Ok(());
+    };
+    let path = fd_path(at.as_fd());
+    mount(
+        Some(&path),
+        &path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .map_err(fail(what.clone()))?;
+    let top = open_in_root(root, target, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+        .map_err(fail(what.clone()))?;
+    remount_read_only(&fd_path(top.as_fd()), top.as_fd()).map_err(fail(what))
+}
+
+fn mask(root: BorrowedFd<'_>, target: &str) -> Result<(), SetupError> {
+    let what = format!("masking /{target}");
+    let Some(at) = open_kernel_path(root, target)? else {
+        return Ok(());
+    };
+    let is_dir = nix::sys::stat::fstat(at.as_fd())
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .map_err(fail(what.clone()))?;
+    if is_dir {
+        mount(
+            Some("tmpfs"),
+            &fd_path(at.as_fd()),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=0,mode=555"),
+        )
+    } else {
+        mount(
+            Some("/dev/null"),
+            &fd_path(at.as_fd()),
+            NONE,
+            MsFlags::MS_BIND,
+            NONE,
+        )
+    }
+    .map_err(fail(what))
 }
 
 /// Mount points at or below `top`, parents before children, from mountinfo text

@@ -36,12 +36,43 @@ pub enum SetupOp {
     },
     /// Read-only bind of one file over a file in the rootfs.
     ReadOnlyBindFile { source: PathBuf, target: String },
+    /// Make a path of the step's own /proc or /sys read-only (bound onto itself, then
+    /// remounted); skipped when the kernel has no such path.
+    ReadOnlyPath { target: &'static str },
+    /// Hide a path of /proc or /sys: /dev/null over a file, an empty read-only tmpfs
+    /// over a folder; skipped when the kernel has no such path.
+    MaskPath { target: &'static str },
     /// Switch to the rootfs and detach the old root.
     PivotRoot,
 }
 
 /// Host device nodes every step gets, as Docker and the OCI runtime spec list them.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Kernel interfaces a step may read but not change, and those it must not see at all:
+/// runc's defaults (libcontainer/specconv/example.go, the lists Docker and youki use),
+/// applied after the step's /proc and /sys are mounted. /proc/sys writes are refused by
+/// the user namespace already (uid 0 there is not host root); this is the second layer.
+pub const READ_ONLY_PATHS: [&str; 5] = [
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+pub const MASKED_PATHS: [&str; 11] = [
+    "proc/acpi",
+    "proc/asound",
+    "proc/interrupts",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "sys/firmware",
+];
 
 /// Paths the sandbox mounts over; they must exist in the rootfs before the step runs
 /// (see `placeholders.rs`). Directories first, then files.
@@ -96,7 +127,7 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
             name: "stderr",
             target: "/proc/self/fd/2",
         },
-        if spec.network == NetworkMode::None {
+        if spec.network != NetworkMode::Host {
             SetupOp::Sysfs { target: "sys" }
         } else {
             SetupOp::ReadOnlyBindTree {
@@ -113,6 +144,16 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
             target: "etc/hostname".into(),
         },
     ]);
+    ops.extend(
+        READ_ONLY_PATHS
+            .iter()
+            .map(|target| SetupOp::ReadOnlyPath { target }),
+    );
+    ops.extend(
+        MASKED_PATHS
+            .iter()
+            .map(|target| SetupOp::MaskPath { target }),
+    );
     if let Some(resolv) = &spec.resolv_conf {
         ops.push(SetupOp::ReadOnlyBindFile {
             source: resolv.clone(),
@@ -148,6 +189,7 @@ mod tests {
             resolv_conf: Some("/etc/resolv.conf".into()),
             emulator_bind: None,
             linux32: false,
+            stdin_from_caller: false,
         }
     }
 
@@ -175,6 +217,22 @@ mod tests {
             r#"ReadOnlyBindTree { source: "/sys", target: "sys" }"#,
             r#"ReadOnlyBindFile { source: "/work/hosts", target: "etc/hosts" }"#,
             r#"ReadOnlyBindFile { source: "/work/hostname", target: "etc/hostname" }"#,
+            r#"ReadOnlyPath { target: "proc/bus" }"#,
+            r#"ReadOnlyPath { target: "proc/fs" }"#,
+            r#"ReadOnlyPath { target: "proc/irq" }"#,
+            r#"ReadOnlyPath { target: "proc/sys" }"#,
+            r#"ReadOnlyPath { target: "proc/sysrq-trigger" }"#,
+            r#"MaskPath { target: "proc/acpi" }"#,
+            r#"MaskPath { target: "proc/asound" }"#,
+            r#"MaskPath { target: "proc/interrupts" }"#,
+            r#"MaskPath { target: "proc/kcore" }"#,
+            r#"MaskPath { target: "proc/keys" }"#,
+            r#"MaskPath { target: "proc/latency_stats" }"#,
+            r#"MaskPath { target: "proc/sched_debug" }"#,
+            r#"MaskPath { target: "proc/scsi" }"#,
+            r#"MaskPath { target: "proc/timer_list" }"#,
+            r#"MaskPath { target: "proc/timer_stats" }"#,
+            r#"MaskPath { target: "sys/firmware" }"#,
             r#"ReadOnlyBindFile { source: "/etc/resolv.conf", target: "etc/resolv.conf" }"#,
             "PivotRoot",
         ];

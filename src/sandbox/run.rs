@@ -2,12 +2,15 @@
 //! line, and collect how it ended.
 
 use super::SandboxError;
-use super::init::STEP_ARG;
+use super::idmap;
+use super::init::{CALLER_STDIN_FD, GO, READY, STEP_ARG};
 use super::spec::StepSpec;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// How many trailing output lines a failed step's error shows.
@@ -64,19 +67,54 @@ pub fn run_step(
                 .map_err(io("duplicating the output pipe"))?,
         ))
         .stderr(Stdio::from(output_w));
+    if spec.stdin_from_caller {
+        let caller_stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io("duplicating stdin"))?;
+        // SAFETY: the hook runs between fork and exec and only calls dup2(2), which is
+        // async-signal-safe, on a descriptor this process owns (moved into the hook).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(caller_stdin.as_raw_fd(), CALLER_STDIN_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let child = cmd.spawn().map_err(io("starting the step process"))?;
     // The Command still holds our copies of the pipe's write end; without this drop the
     // output would never reach end-of-file.
     drop(cmd);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut child = Reaper(Some(child));
 
-    let json = serde_json::to_vec(spec).map_err(|e| SandboxError::Io {
+    let mut json = serde_json::to_vec(spec).map_err(|e| SandboxError::Io {
         what: "encoding the step spec",
         source: std::io::Error::other(e),
     })?;
+    json.push(b'\n');
     ours.write_all(&json).map_err(io("sending the step spec"))?;
+    let mut incoming = BufReader::new(
+        ours.try_clone()
+            .map_err(io("duplicating the control socket"))?,
+    );
+    let mut line = String::new();
+    incoming
+        .read_line(&mut line)
+        .map_err(io("waiting for the step's namespaces"))?;
+    if line.trim_end() != READY {
+        // Set-up failed before the namespaces existed; the report says why.
+        line.push_str(&read_rest(&mut incoming));
+        let status = child.wait().map_err(io("waiting for the step process"))?;
+        return Err(setup_failure(&line, &status.to_string()));
+    }
+    write_nested_maps(pid)?;
+    ours.write_all(format!("{GO}\n").as_bytes())
+        .map_err(io("releasing the step"))?;
     ours.shutdown(std::net::Shutdown::Write)
-        .map_err(io("sending the step spec"))?;
+        .map_err(io("releasing the step"))?;
 
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut reader = BufReader::new(output);
@@ -91,9 +129,7 @@ pub fn run_step(
         tail.push_back(line.to_string());
     }
 
-    let mut report = String::new();
-    ours.read_to_string(&mut report)
-        .map_err(io("reading the step's status"))?;
+    let report = read_rest(&mut incoming);
     let status = child.wait().map_err(io("waiting for the step process"))?;
     let parsed = parse_report(&report);
     if let Some(message) = parsed.error {
@@ -109,6 +145,49 @@ pub fn run_step(
         exit,
         tail: tail.into(),
     })
+}
+
+/// What is left on the control socket (the status lines); a read error ends it.
+fn read_rest(incoming: &mut impl Read) -> String {
+    let mut text = String::new();
+    let _ = incoming.read_to_string(&mut text);
+    text
+}
+
+fn setup_failure(report: &str, status: &str) -> SandboxError {
+    let message = parse_report(report)
+        .error
+        .unwrap_or_else(|| format!("the step process ended during set-up ({status})"));
+    SandboxError::StepSetup { message }
+}
+
+/// The nested user namespace's maps: the image's ids of the build namespace, as they
+/// are, and nothing else (not the host ids a root build parks high, see idmap.rs).
+/// Written from here, the parent namespace, where this process holds CAP_SETUID and
+/// CAP_SETGID.
+fn write_nested_maps(pid: nix::unistd::Pid) -> Result<(), SandboxError> {
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let write = |file: &str, text: &str| {
+        std::fs::write(proc.join(file), text).map_err(|source| SandboxError::IdMap {
+            detail: format!("writing {text:?} to /proc/{pid}/{file} (the step's namespace)"),
+            source: Some(source),
+        })
+    };
+    let own = |file: &str| {
+        std::fs::read_to_string(Path::new("/proc/self").join(file)).map_err(|source| {
+            SandboxError::IdMap {
+                detail: format!("reading /proc/self/{file}"),
+                source: Some(source),
+            }
+        })
+    };
+    write("uid_map", &idmap::nested_map(&own("uid_map")?))?;
+    // A namespace that may not call setgroups(2) (a rootless build mapping only its
+    // caller) can only create children that may not either; say so before gid_map.
+    if own("setgroups").is_ok_and(|s| s.trim() == "deny") {
+        write("setgroups", "deny")?;
+    }
+    write("gid_map", &idmap::nested_map(&own("gid_map")?))
 }
 
 /// The step process, killed and reaped if the builder gives up on it early (an error

@@ -35,4 +35,6 @@ pub struct StepSpec {
     pub emulator_bind: Option<PathBuf>,
     /// Run under the 32-bit personality (i386 on an amd64 kernel), so `uname -m` agrees.
     pub linux32: bool,
+    /// `xbake run -i`: the command reads the caller's stdin (otherwise /dev/null).
+    pub stdin_from_caller: bool,
 }

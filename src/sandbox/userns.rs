@@ -23,6 +23,28 @@ use std::process::{Command, ExitStatus};
 const SYNC_ENV: &str = "XBAKE_USERNS_SYNC";
 /// Set once the process is inside a build namespace (inherited by step processes).
 const INSIDE_ENV: &str = "XBAKE_IN_BUILD_NAMESPACE";
+/// Set by the launcher of a root build: `UID:GID`, the caller's ids inside the
+/// namespace (see [`BuildIds`]).
+const CALLER_ENV: &str = "XBAKE_CALLER_IDS";
+
+/// What the build namespace knows about its caller (from the launcher's plan).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildIds {
+    /// The caller's ids inside the namespace when they are not its root (root builds):
+    /// the owner to give outputs back to.
+    pub caller: Option<(u32, u32)>,
+}
+
+impl BuildIds {
+    /// Inside the build namespace: what its launcher said.
+    pub fn current() -> BuildIds {
+        let caller = std::env::var(CALLER_ENV).ok().and_then(|text| {
+            let (u, g) = text.split_once(':')?;
+            Some((u.parse().ok()?, g.parse().ok()?))
+        });
+        BuildIds { caller }
+    }
+}
 
 /// True in the re-executed process after [`enter_if_requested`] succeeded.
 pub fn inside_build_namespace() -> bool {
@@ -30,7 +52,7 @@ pub fn inside_build_namespace() -> bool {
 }
 
 /// Reads the caller's identity and the system's subordinate-id setup, and chooses maps.
-pub fn current_plan() -> IdMapPlan {
+pub fn current_plan() -> Result<IdMapPlan, SandboxError> {
     let uid = Uid::current().as_raw();
     let gid = Gid::current().as_raw();
     let user = nix::unistd::User::from_uid(Uid::current()).ok().flatten();
@@ -45,6 +67,10 @@ pub fn current_plan() -> IdMapPlan {
         newuidmap: find_program("newuidmap"),
         newgidmap: find_program("newgidmap"),
         force_self_only: std::env::var("XBAKE_USERNS").is_ok_and(|v| v == "self"),
+    })
+    .map_err(|detail| SandboxError::IdMap {
+        detail,
+        source: None,
     })
 }
 
@@ -78,6 +104,9 @@ pub fn run_in_build_namespace(
     command
         .args(args)
         .env(SYNC_ENV, format!("{},{}", inherit[0], inherit[1]));
+    if let Some((uid, gid)) = plan.caller_inside(Uid::current().as_raw(), Gid::current().as_raw()) {
+        command.env(CALLER_ENV, format!("{uid}:{gid}"));
+    }
     // SAFETY: the hook runs between fork and exec and only calls fcntl(2), which is
     // async-signal-safe, on two descriptors this process owns.
     unsafe {
@@ -127,9 +156,9 @@ fn write_maps(pid: Pid, plan: &IdMapPlan) -> Result<(), SandboxError> {
         })
     };
     match plan {
-        IdMapPlan::Identity => {
-            write("uid_map", "0 0 4294967295\n")?;
-            write("gid_map", "0 0 4294967295\n")
+        IdMapPlan::Direct { uids, gids } => {
+            write("uid_map", &idmap::map_text(uids))?;
+            write("gid_map", &idmap::map_text(gids))
         }
         IdMapPlan::SelfOnly { uid, gid } => {
             // An unprivileged writer may map only its own ids, and must first give up
@@ -258,6 +287,18 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
         what: "setresuid(0) in the build namespace",
         errno: e,
     })?;
+    // Changing the effective uid (a root build's namespace root is an unprivileged host
+    // id) clears the parent-death signal (commit_creds in kernel/cred.c): set it again,
+    // then make sure the launcher did not die in between.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| {
+        SandboxError::Sys {
+            what: "prctl(PR_SET_PDEATHSIG)",
+            errno: e,
+        }
+    })?;
+    if nix::unistd::getppid() != launcher {
+        std::process::exit(1);
+    }
     // Mounts made by the build (binfmt_misc, step mounts) must never propagate back.
     nix::mount::mount(
         None::<&str>,
@@ -307,4 +348,21 @@ fn userns_advice() -> String {
     "the kernel refused a new user namespace; inside a container, its seccomp profile \
      may block unshare(2) (run xbake on the host or allow user namespaces)"
         .into()
+}
+
+/// Gives a file or folder this build wrote for the caller (an output, a metadata file)
+/// back to the caller's own ids: in a root build the namespace's root is an
+/// unprivileged host id (see idmap.rs), which must not be left owning root's outputs.
+/// Nothing to do when the caller is the namespace's root (rootless builds).
+pub fn hand_back_to_caller(path: &Path) -> std::io::Result<()> {
+    let Some((uid, gid)) = BuildIds::current().caller else {
+        return Ok(());
+    };
+    for entry in walkdir::WalkDir::new(path).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid)).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", entry.path().display()))
+        })?;
+    }
+    Ok(())
 }

@@ -79,6 +79,19 @@ fn monitor() -> Result<i32, String> {
         .map_err(|e| format!("taking the caller's stdin: {e}"))?;
     }
 
+    // The mounts that read the build's own folders, made while this process can still
+    // reach them (see plan::split_host_side), in a mount namespace of its own.
+    let (host_ops, step_ops) = plan::split_host_side(&plan::plan(&spec));
+    let mut mounts = mounts::Mounts::default();
+    let host_side = unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("creating the step's mount namespace: {}", e.desc()))
+        .and_then(|()| mounts.execute(&host_ops).map_err(|e| e.to_string()))
+        .and_then(|()| mounts.enter_root().map_err(|e| e.to_string()));
+    if let Err(message) = host_side {
+        report(&mut control, &message);
+        return finish(&mut control, 125, false);
+    }
+
     // A nested user namespace first (the other namespaces then belong to it): its ids
     // are the image's, `0..n` of the build namespace, and nothing else, so even as root
     // of it a step can never take an id that is host root's (see idmap.rs).
@@ -97,6 +110,7 @@ fn monitor() -> Result<i32, String> {
         );
         return finish(&mut control, 125, false);
     }
+
     // New credentials (those of the new user namespace) clear the parent-death signal
     // (commit_creds in kernel/cred.c); set it again, then make sure the builder did not
     // die in between.
@@ -120,7 +134,7 @@ fn monitor() -> Result<i32, String> {
         }
         Ok(ForkResult::Child) => {
             // pid 1 of the new pid namespace; when it exits, the kernel kills the rest.
-            match pid1(&spec, &mut control) {
+            match pid1(&spec, &step_ops, mounts, &mut control) {
                 Ok(()) => std::process::exit(0),
                 Err(error) => {
                     report(&mut control, &error);
@@ -198,12 +212,17 @@ fn finish(control: &mut UnixStream, value: i32, signal: bool) -> Result<i32, Str
 /// The command must not be pid 1 itself: the kernel drops signals with the default
 /// action that init sends to itself (pid_namespaces(7)), so a program that dies by
 /// raising a signal, as QEMU does for SIGILL in emulated code, would hang instead.
-fn pid1(spec: &StepSpec, control: &mut UnixStream) -> Result<(), String> {
+fn pid1(
+    spec: &StepSpec,
+    ops: &[plan::SetupOp],
+    mut mounts: mounts::Mounts,
+    control: &mut UnixStream,
+) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
     // Its own session and process group, apart from the monitor's: `kill -TERM 0` in a
     // step then reaches only the step's processes (pid 1 ignores it, as init does).
     nix::unistd::setsid().map_err(|e| format!("setsid: {}", e.desc()))?;
-    mounts::execute(&plan::plan(spec)).map_err(|e| e.to_string())?;
+    mounts.execute(ops).map_err(|e| e.to_string())?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
     if spec.network != NetworkMode::Host {
         super::net::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;

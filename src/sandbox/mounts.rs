@@ -50,32 +50,51 @@ fn open_in_root(root: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd
 
 const NONE: Option<&str> = None;
 
-/// Runs `ops` in order. State carried between ops: the rootfs mount and the /dev tmpfs.
-pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
-    let mut root: Option<OwnedFd> = None;
-    let mut dev: Option<OwnedFd> = None;
+/// The executor's state between ops (and between the two phases, see
+/// [`super::plan::split_host_side`]): the rootfs mount and the /dev tmpfs.
+#[derive(Default)]
+pub struct Mounts {
+    root: Option<OwnedFd>,
+    dev: Option<OwnedFd>,
+}
+
+impl Mounts {
+    /// Makes the rootfs mount the working directory. unshare(CLONE_NEWNS) moves the
+    /// caller's root and working directory onto the new namespace's copies of their
+    /// mounts (copy_mnt_ns in fs/namespace.c), while descriptors keep naming the old
+    /// ones; so this is how the rootfs crosses into the step's namespaces.
+    pub fn enter_root(&self) -> Result<(), SetupError> {
+        nix::unistd::fchdir(need(&self.root)?).map_err(fail("entering the rootfs"))
+    }
+
+    /// Runs `ops` in order.
+    pub fn execute(&mut self, ops: &[SetupOp]) -> Result<(), SetupError> {
+        execute(ops, &mut self.root, &mut self.dev)
+    }
+}
+
+fn execute(
+    ops: &[SetupOp],
+    root: &mut Option<OwnedFd>,
+    dev: &mut Option<OwnedFd>,
+) -> Result<(), SetupError> {
     for op in ops {
         match op {
-            SetupOp::BindRootfs { rootfs } => {
-                let what = || format!("binding the rootfs {}", rootfs.display());
-                mount(
-                    Some(rootfs),
-                    rootfs,
-                    NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    NONE,
-                )
-                .map_err(fail(what()))?;
+            SetupOp::OpenRootfs { rootfs } => {
                 let fd = nix::fcntl::open(
                     rootfs,
                     OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                     Mode::empty(),
                 )
-                .map_err(fail(what()))?;
-                root = Some(fd);
+                .map_err(fail(format!("opening the rootfs {}", rootfs.display())))?;
+                *root = Some(fd);
+            }
+            SetupOp::MountRootfs => {
+                *root = Some(mount_copy_of_cwd().map_err(fail("mounting the rootfs"))?);
+                *dev = None;
             }
             SetupOp::Proc { target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 let at = open_in_root(root, target, OFlag::O_PATH | OFlag::O_DIRECTORY)
                     .map_err(fail(format!("opening /{target} in the rootfs")))?;
                 mount(
@@ -88,7 +107,7 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 .map_err(fail(format!("mounting proc on /{target}")))?;
             }
             SetupOp::DevTmpfs { target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 let at = open_in_root(root, target, OFlag::O_PATH | OFlag::O_DIRECTORY)
                     .map_err(fail(format!("opening /{target} in the rootfs")))?;
                 mount(
@@ -100,13 +119,13 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 )
                 .map_err(fail(format!("mounting a tmpfs on /{target}")))?;
                 // Re-open: the earlier descriptor still names the directory underneath.
-                dev = Some(
+                *dev = Some(
                     open_in_root(root, target, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
                         .map_err(fail(format!("opening the new /{target}")))?,
                 );
             }
             SetupOp::DevNode { name } => {
-                let dev = need(&dev)?;
+                let dev = need(dev)?;
                 let what = format!("binding /dev/{name}");
                 let node = openat(
                     dev,
@@ -126,7 +145,7 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 .map_err(fail(what))?;
             }
             SetupOp::Devpts => {
-                let dev = need(&dev)?;
+                let dev = need(dev)?;
                 let at = mkdir_in(dev, "pts", 0o755)?;
                 // No gid= option: gid 5 ("tty") may not be mapped in a rootless build.
                 mount(
@@ -139,7 +158,7 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 .map_err(fail("mounting devpts on /dev/pts"))?;
             }
             SetupOp::Shm => {
-                let dev = need(&dev)?;
+                let dev = need(dev)?;
                 let at = mkdir_in(dev, "shm", 0o1777)?;
                 mount(
                     Some("shm"),
@@ -151,12 +170,12 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 .map_err(fail("mounting a tmpfs on /dev/shm"))?;
             }
             SetupOp::DevSymlink { name, target } => {
-                let dev = need(&dev)?;
+                let dev = need(dev)?;
                 nix::unistd::symlinkat(*target, dev, *name)
                     .map_err(fail(format!("creating /dev/{name}")))?;
             }
             SetupOp::Sysfs { target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 let at = open_in_root(root, target, OFlag::O_PATH | OFlag::O_DIRECTORY)
                     .map_err(fail(format!("opening /{target} in the rootfs")))?;
                 mount(
@@ -172,28 +191,72 @@ pub fn execute(ops: &[SetupOp]) -> Result<(), SetupError> {
                 .map_err(fail(format!("mounting sysfs on /{target}")))?;
             }
             SetupOp::ReadOnlyBindTree { source, target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 bind_tree_read_only(root, source, target)?;
             }
             SetupOp::ReadOnlyBindFile { source, target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 bind_file_read_only(root, source, target)?;
             }
             SetupOp::ReadOnlyPath { target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 read_only_in_place(root, target)?;
             }
             SetupOp::MaskPath { target } => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 mask(root, target)?;
             }
             SetupOp::PivotRoot => {
-                let root = need(&root)?;
+                let root = need(root)?;
                 pivot_into(root)?;
             }
         }
     }
     Ok(())
+}
+
+// From linux/mount.h and linux/fcntl.h (not all in the libc crate yet).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// open_tree(2) a recursive copy of the working directory's mount tree and
+/// move_mount(2) it over the working directory (Linux 5.2); returns the copy's root.
+fn mount_copy_of_cwd() -> Result<OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    let dot = c".";
+    // SAFETY: open_tree(2) with a valid NUL-terminated path and constant flags; the
+    // result is checked and then owned by the OwnedFd below.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            dot.as_ptr(),
+            OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a fresh descriptor returned by open_tree(2), owned by nothing else.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    let empty = c"";
+    // SAFETY: move_mount(2) with a descriptor we own, valid NUL-terminated paths and
+    // constant flags; nothing is read or written through the pointers afterwards.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dot.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(tree)
 }
 
 fn need(fd: &Option<OwnedFd>) -> Result<BorrowedFd<'_>, SetupError> {

@@ -7,8 +7,13 @@ use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetupOp {
-    /// Bind the rootfs onto itself: pivot_root(2) needs the new root to be a mount point.
-    BindRootfs { rootfs: PathBuf },
+    /// Open the rootfs folder, as the root the host-side ops resolve their targets in.
+    OpenRootfs { rootfs: PathBuf },
+    /// In the step's own mount namespace: a recursive copy of the rootfs (from the
+    /// working directory) mounted over it. pivot_root(2) needs the new root to be a
+    /// mount point that is not locked, and every mount inherited from the build's
+    /// namespace is locked in the step's (mount_namespaces(7)); a bind made here is not.
+    MountRootfs,
     /// A fresh procfs for the step's pid namespace.
     Proc { target: &'static str },
     /// A small tmpfs for /dev, populated by the ops that follow.
@@ -97,9 +102,10 @@ fn relative(path: &std::path::Path) -> String {
 
 pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
     let mut ops = vec![
-        SetupOp::BindRootfs {
+        SetupOp::OpenRootfs {
             rootfs: spec.rootfs.clone(),
         },
+        SetupOp::MountRootfs,
         SetupOp::Proc { target: "proc" },
         SetupOp::DevTmpfs { target: "dev" },
     ];
@@ -170,6 +176,20 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
     ops
 }
 
+/// Splits a plan into the ops that read host paths of the build (the rootfs and the
+/// generated files beside it, under the cache folder) and the rest. The first run in the
+/// build's user namespace, which can reach the cache folder whoever owns its parents; the
+/// step's nested namespace maps only image ids and may not be able to (a root build's
+/// cache under /root, for one). Order within each part is kept.
+pub fn split_host_side(ops: &[SetupOp]) -> (Vec<SetupOp>, Vec<SetupOp>) {
+    ops.iter().cloned().partition(|op| {
+        matches!(
+            op,
+            SetupOp::OpenRootfs { .. } | SetupOp::ReadOnlyBindFile { .. }
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,7 +218,8 @@ mod tests {
     fn plan_for_a_typical_step() {
         let rendered: Vec<String> = plan(&spec()).iter().map(|op| format!("{op:?}")).collect();
         let expected = [
-            r#"BindRootfs { rootfs: "/work/rootfs" }"#,
+            r#"OpenRootfs { rootfs: "/work/rootfs" }"#,
+            "MountRootfs",
             r#"Proc { target: "proc" }"#,
             r#"DevTmpfs { target: "dev" }"#,
             r#"DevNode { name: "null" }"#,
@@ -237,6 +258,23 @@ mod tests {
             "PivotRoot",
         ];
         assert_eq!(rendered, expected);
+    }
+
+    #[test]
+    fn host_side_ops_are_the_rootfs_and_the_file_binds() {
+        let (host, step) = split_host_side(&plan(&spec()));
+        let rendered: Vec<String> = host.iter().map(|op| format!("{op:?}")).collect();
+        assert_eq!(
+            rendered,
+            [
+                r#"OpenRootfs { rootfs: "/work/rootfs" }"#,
+                r#"ReadOnlyBindFile { source: "/work/hosts", target: "etc/hosts" }"#,
+                r#"ReadOnlyBindFile { source: "/work/hostname", target: "etc/hostname" }"#,
+                r#"ReadOnlyBindFile { source: "/etc/resolv.conf", target: "etc/resolv.conf" }"#,
+            ]
+        );
+        assert_eq!(step.first(), Some(&SetupOp::MountRootfs));
+        assert_eq!(step.last(), Some(&SetupOp::PivotRoot));
     }
 
     #[test]

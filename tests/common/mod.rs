@@ -443,3 +443,33 @@ pub fn file_text(image: &ReadImage, path: &str) -> String {
     )
     .unwrap()
 }
+
+/// Whether gcc can link static programs (Debian's gcc + libc6-dev).
+pub fn have_gcc() -> bool {
+    Command::new("gcc")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists()
+}
+
+/// Compiles `source` (C) into a static amd64 program `dir/name` that runs in any
+/// image; None when gcc fails (its output is printed).
+pub fn static_c_program(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out_path = dir.join(name);
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out_path)
+        .arg(&src)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("gcc: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    std::fs::remove_file(&src).unwrap();
+    Some(out_path)
+}

@@ -10,7 +10,7 @@ mod unpack_tests;
 use super::error::LayerError;
 use super::root::{OWNER_XATTR, RootDir};
 use super::tar_writer::{TarHeader, TarWriter};
-use super::unpack::{UnpackReport, apply_layer};
+use super::unpack::{UnpackBudget, UnpackReport, apply_layer};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -137,7 +137,11 @@ pub(super) fn tar_of(entries: &[Entry]) -> Vec<u8> {
 }
 
 pub(super) fn unpack(root: &Path, entries: &[Entry]) -> Result<UnpackReport, LayerError> {
-    apply_layer(&RootDir::open(root)?, &tar_of(entries)[..])
+    apply_layer(
+        &RootDir::open(root)?,
+        &tar_of(entries)[..],
+        &mut UnpackBudget::unlimited(),
+    )
 }
 
 /// Asserts the owner a tar header asked for: the real one if we may chown, else the

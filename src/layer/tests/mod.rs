@@ -2,6 +2,9 @@
 //! unprivileged user: where the outcome depends on privilege (chown, device nodes,
 //! trusted.* xattrs) each test asserts the outcome that applies, never skips.
 
+#[path = "../../../tests/common/hostile_tar.rs"]
+mod hostile_tar;
+mod hostile_tests;
 mod pack_tests;
 mod root_tests;
 mod snapshot_tests;

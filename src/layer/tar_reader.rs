@@ -33,6 +33,9 @@ pub const MAX_EXTENSION_SIZE: u64 = 1 << 20;
 
 const BLOCK: u64 = 512;
 
+/// PAX records (key, value), in archive order.
+pub type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One archive member, its extension headers already applied.
 #[derive(Debug, Clone)]
 pub struct TarEntry {
@@ -47,7 +50,7 @@ pub struct TarEntry {
     /// Bytes of data stored in the archive after the header (PAX `size` wins).
     pub size: u64,
     /// The local PAX records, in archive order.
-    pub pax: Vec<(Vec<u8>, Vec<u8>)>,
+    pub pax: PaxRecords,
     /// For a GNU sparse entry: its data chunks and logical size.
     pub sparse: Option<SparseMap>,
 }
@@ -203,7 +206,7 @@ impl<R: Read> TarReader<R> {
     }
 
     fn read_entry(&mut self) -> Result<Option<TarEntry>, LayerError> {
-        let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+        let mut pax: Option<PaxRecords> = None;
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         loop {
@@ -471,7 +474,7 @@ fn applies_to_entry(key: &[u8]) -> bool {
 /// Header"): the decimal length covers the whole record, its own digits and the newline
 /// included, so keys and values are taken by length and a value may hold any byte,
 /// newlines included. Trailing NUL padding is tolerated, as Python's tarfile does.
-pub fn parse_pax(body: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarProblem> {
+pub fn parse_pax(body: &[u8]) -> Result<PaxRecords, TarProblem> {
     let mut records = Vec::new();
     let mut at = 0;
     while at < body.len() {

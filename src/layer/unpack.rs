@@ -80,6 +80,8 @@ pub fn default_unpack_limit(free_space: Option<u64>) -> u64 {
 /// Bytes an unprivileged writer may still use on the file system holding `dir`
 /// (statvfs(3): `f_bavail` blocks of `f_frsize` bytes; the root-reserved blocks are not
 /// counted, so the figure is the same as root and rootless).
+// statvfs's field types differ between libc targets (u32 on some 32-bit ones).
+#[allow(clippy::useless_conversion)]
 pub fn free_space(dir: &Path) -> io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
     Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))

@@ -58,6 +58,9 @@ pub struct BuildRequest {
     pub registry: crate::registry::RegistryOptions,
     /// `--push REF`: push the index and every platform there after building.
     pub push: Option<crate::registry::Reference>,
+    /// `--max-unpack-size`: apparent bytes a base may unpack to, per platform (None: the
+    /// default, see `layer::unpack::default_unpack_limit`).
+    pub max_unpack_size: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +289,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
 
     let cancel = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
+    let unpack_limit = rootfs::unpack_limit(req.max_unpack_size, &req.cache_dir);
     let results: Mutex<Vec<Option<Result<PlatformImage, BuildError>>>> =
         Mutex::new((0..plans.len()).map(|_| None).collect());
     let jobs = req.jobs.clamp(1, plans.len().max(1));
@@ -314,6 +318,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             registry: &req.registry,
                             steps_run: &steps_run,
                             steps_cached: &steps_cached,
+                            unpack_limit,
                         };
                         pipeline::build_platform(&ctx)
                     };

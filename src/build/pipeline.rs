@@ -46,6 +46,8 @@ pub(crate) struct Context<'a> {
     pub registry: &'a crate::registry::RegistryOptions,
     pub steps_run: &'a AtomicUsize,
     pub steps_cached: &'a AtomicUsize,
+    /// Apparent bytes unpacking may write into this platform's rootfs.
+    pub unpack_limit: u64,
 }
 
 impl Context<'_> {
@@ -145,7 +147,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         state.push_empty(format!("WORKDIR {w}"), ctx.epoch);
     }
 
-    let mut rootfs = LazyRootfs::new(ctx.dir.join("rootfs"));
+    let mut rootfs = LazyRootfs::new(ctx.dir.join("rootfs"), ctx.unpack_limit);
     let mut inputs: Vec<InputFile> = Vec::new();
     let total = plan.steps.len();
     for step in &plan.steps {

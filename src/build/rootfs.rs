@@ -9,7 +9,7 @@ use crate::emulation::Activation;
 use crate::image::BlobStore;
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::{Snapshotter, WalkSnapshotter};
-use crate::layer::unpack::apply_blob;
+use crate::layer::unpack::{UnpackBudget, apply_blob, default_unpack_limit, free_space};
 use crate::platform::Platform;
 use std::path::{Path, PathBuf};
 
@@ -21,11 +21,23 @@ pub(crate) struct LazyRootfs {
     /// Whether the tree has been brought up to date at least once.
     prepared: bool,
     snapshotter: WalkSnapshotter,
+    /// What unpacking may still write into this tree (`--max-unpack-size`), over all the
+    /// layers applied to it. A failure leaves the tree half-written; it lives in the
+    /// build's workspace, which is removed whatever happens, and no step is recorded in
+    /// the cache, since recording follows a successful step only.
+    budget: UnpackBudget,
+}
+
+/// The unpack limit of a build: `--max-unpack-size` if given, else the default rule on the
+/// free space of the cache's file system (where the workspace and its rootfs live).
+pub(crate) fn unpack_limit(requested: Option<u64>, cache_dir: &Path) -> u64 {
+    requested.unwrap_or_else(|| default_unpack_limit(free_space(cache_dir).ok()))
 }
 
 impl LazyRootfs {
-    pub fn new(path: PathBuf) -> LazyRootfs {
+    pub fn new(path: PathBuf, unpack_limit: u64) -> LazyRootfs {
         LazyRootfs {
+            budget: UnpackBudget::new(unpack_limit),
             snapshotter: WalkSnapshotter::new(path.clone()),
             path,
             root: None,
@@ -82,6 +94,7 @@ impl LazyRootfs {
                     std::io::BufReader::new(blob),
                     &layer.digest,
                     Some(&layer.diff_id),
+                    &mut self.budget,
                 )
                 .map_err(layer_err(format!(
                     "unpacking layer {} ({})",

@@ -82,7 +82,10 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         source,
     })?;
     let layers: Vec<Layer> = base.layers.clone();
-    let mut rootfs = LazyRootfs::new(workspace.path().join("rootfs"));
+    let mut rootfs = LazyRootfs::new(
+        workspace.path().join("rootfs"),
+        super::rootfs::unpack_limit(None, &req.cache_dir),
+    );
     rootfs.materialize(
         &layers,
         cache.store(),

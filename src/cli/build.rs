@@ -65,6 +65,15 @@ pub struct BuildArgs {
     /// `false`: plain HTTP, no certificate check, for the registries this build uses.
     #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
+    /// Most a base may unpack to per platform, in apparent bytes (`500M`, `64G`, `1T`;
+    /// default: 64G or the cache's free space, whichever is smaller).
+    #[arg(long = "max-unpack-size", value_name = "SIZE", value_parser = parse_unpack_size)]
+    max_unpack_size: Option<u64>,
+}
+
+fn parse_unpack_size(text: &str) -> Result<u64, String> {
+    crate::cache::prune::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size (bytes, or a number with k, M, G or T)"))
 }
 
 /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG]`, plus
@@ -228,6 +237,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         no_cache: args.no_cache,
         registry: super::registry_options(args.tls_verify),
         push,
+        max_unpack_size: args.max_unpack_size,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
     };
     let outcome = crate::build::run(&request)?;

@@ -97,6 +97,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         no_cache: true,
         registry: super::registry_options(true),
         push: None,
+        max_unpack_size: None,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
     };
     crate::build::run(&request)?;

@@ -1,6 +1,7 @@
 //! The one error type of the layer module, and the warnings that are reported instead of
 //! failing (metadata the filesystem or the privilege level cannot represent).
 
+use super::tar_reader::TarProblem;
 use crate::digest::DigestError;
 use std::fmt;
 use std::io;
@@ -56,6 +57,36 @@ pub enum LayerError {
         source: io::Error,
     },
 
+    /// A header the one tar reader refuses (see `tar_reader`): what it does and the
+    /// figures.
+    #[error("reading the layer tar stream{}: {problem}", after_entry(.after))]
+    TarHeader {
+        after: Option<String>,
+        problem: TarProblem,
+    },
+
+    /// A header-only entry (symlink, hard link, directory, ...) that carries data: Go's
+    /// archive/tar and Python's tarfile read that data as more entries, so they would
+    /// see a file xbake does not.
+    #[error(
+        "a {kind} header carries {size} bytes of data, which other tar readers (Go's \
+         archive/tar, Python's tarfile) would read as hidden extra entries"
+    )]
+    HiddenData { kind: &'static str, size: u64 },
+
+    /// Unpacking would go past the size limit of the rootfs (`--max-unpack-size`). The
+    /// check is made from the entry's header, before any of its data is written.
+    #[error(
+        "the unpacked size limit of {} is reached: {} were unpacked before this entry \
+         of {} (a larger limit can be given with --max-unpack-size)",
+        human_size(*.limit), human_size(*.unpacked), human_size(*.entry_size)
+    )]
+    SizeLimit {
+        limit: u64,
+        unpacked: u64,
+        entry_size: u64,
+    },
+
     /// The compressed stream is corrupt or its format is not supported.
     #[error("decompressing the layer ({format})")]
     Decompress {
@@ -93,6 +124,29 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `16 MiB (16777216 bytes)`: the rounded figure for people, the exact one for checks.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    let rounded = if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    };
+    format!("{rounded} {unit} ({bytes} bytes)")
 }
 
 fn after_entry(after: &Option<String>) -> String {

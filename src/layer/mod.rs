@@ -6,6 +6,8 @@
 //! - [`unpack`]: apply one layer (tar or compressed blob, digests verified) onto a `RootDir`.
 //! - [`compress`]: detect gzip/zstd/xz; deterministic gzip.
 //! - [`snapshot`]: the `Snapshotter` seam and the portable walk-based implementation.
+//! - [`tar_reader`]: the one tar reader (bounded extension headers, PAX by length, sparse
+//!   maps, refusals where readers disagree).
 //! - [`pack`]: a `ChangeSet` → tar → gzip, hashed in one pass.
 
 pub mod compress;
@@ -15,6 +17,7 @@ pub mod pack;
 mod rel_path;
 pub mod root;
 pub mod snapshot;
+pub mod tar_reader;
 mod tar_writer;
 pub mod unpack;
 pub mod whiteout;

@@ -11,6 +11,7 @@
 use super::error::{LayerError, Warnings};
 use super::metadata::{self, Node, proc_fd_path, read_xattrs, set_owner};
 use super::rel_path;
+use super::tar_reader::SparseMap;
 
 pub use super::metadata::{EntryMeta, OWNER_XATTR, XBAKE_XATTR_PREFIX};
 use nix::errno::Errno;
@@ -19,7 +20,7 @@ use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -194,6 +195,50 @@ impl RootDir {
         contents: &mut dyn Read,
         meta: &EntryMeta,
     ) -> Result<Warnings, LayerError> {
+        self.create_file(rel, meta, |file| {
+            let mut writer = BufWriter::with_capacity(COPY_BUFFER, file);
+            io::copy(contents, &mut writer)?;
+            writer.flush()
+        })
+    }
+
+    /// Writes a sparse file: each (offset, length) chunk of `map` is taken in turn from
+    /// `data` and written at its offset; the rest stays a hole, since the file is created
+    /// empty and only extended (`ftruncate` to the real size), never filled with zeros
+    /// (lseek(2): "holes" read as zeros and take no blocks).
+    pub fn write_sparse_file(
+        &self,
+        rel: &Path,
+        data: &mut dyn Read,
+        map: &SparseMap,
+        meta: &EntryMeta,
+    ) -> Result<Warnings, LayerError> {
+        self.create_file(rel, meta, |file| {
+            for &(offset, len) in &map.chunks {
+                let mut at = file;
+                at.seek(SeekFrom::Start(offset))?;
+                let mut writer = BufWriter::with_capacity(COPY_BUFFER, at);
+                let copied = io::copy(&mut data.take(len), &mut writer)?;
+                writer.flush()?;
+                if copied < len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the archive ends inside a sparse file's data",
+                    ));
+                }
+            }
+            file.set_len(map.real_size)
+        })
+    }
+
+    /// Creates `rel` (replacing a non-directory), lets `fill` write its contents, then
+    /// applies `meta`.
+    fn create_file(
+        &self,
+        rel: &Path,
+        meta: &EntryMeta,
+        fill: impl FnOnce(&File) -> io::Result<()>,
+    ) -> Result<Warnings, LayerError> {
         let rel = rel_path::clean(rel)?;
         let (parent, name) = self.parent_dir(&rel, "write")?;
         unlink_non_dir(&parent, name, &rel)?;
@@ -205,11 +250,7 @@ impl RootDir {
         )
         .map_err(|e| LayerError::io("create", &rel, e))?;
         let file = File::from(fd);
-        let mut writer = BufWriter::with_capacity(COPY_BUFFER, &file);
-        io::copy(contents, &mut writer)
-            .and_then(|_| writer.flush())
-            .map_err(|e| LayerError::io("write", &rel, e))?;
-        drop(writer);
+        fill(&file).map_err(|e| LayerError::io("write", &rel, e))?;
         // Contents first, metadata after: a write clears setuid bits and file capabilities.
         metadata::apply(&Node::Open(&file), &rel, meta, false)
     }

@@ -6,6 +6,7 @@ use super::compress;
 use super::error::{LayerError, Warnings};
 use super::rel_path;
 use super::root::{EntryMeta, RootDir, SpecialFile, is_dir};
+use super::tar_reader::{TarEntry, TarReader};
 use super::whiteout::{self, EntryName};
 use crate::digest::{Digest, HashingReader};
 use std::collections::{BTreeMap, HashSet};
@@ -14,6 +15,77 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use tar::EntryType;
+
+/// The default ceiling of [`UnpackBudget`]: far above any real base image (the largest
+/// CUDA and ML bases are 10–20 GiB unpacked), far below what a decompression bomb claims.
+pub const DEFAULT_MAX_UNPACK_SIZE: u64 = 64 << 30;
+
+/// How much one rootfs may grow while its layers are applied, counted in apparent bytes
+/// (`du --apparent-size`): a regular file counts its size, a sparse file its size *holes
+/// included*, hard links, directories, symlinks and special files nothing. One figure, so
+/// the limit means the same on every file system; holes are still written as holes, so a
+/// sparse file under the limit takes only its data's room on disk. The check is made from
+/// each entry's header before any of its data is written, so a bomb stops with nothing
+/// of the oversized entry on disk. Whiteouts do not give room back: the figure is what
+/// unpacking wrote, not what is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackBudget {
+    limit: u64,
+    used: u64,
+}
+
+impl UnpackBudget {
+    pub fn new(limit: u64) -> Self {
+        UnpackBudget { limit, used: 0 }
+    }
+
+    /// No limit: for trees xbake wrote itself (tests, layers it just packed).
+    pub fn unlimited() -> Self {
+        UnpackBudget::new(u64::MAX)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Apparent bytes unpacked so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    fn take(&mut self, entry_size: u64) -> Result<(), LayerError> {
+        match self.used.checked_add(entry_size) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                Ok(())
+            }
+            _ => Err(LayerError::SizeLimit {
+                limit: self.limit,
+                unpacked: self.used,
+                entry_size,
+            }),
+        }
+    }
+}
+
+/// The limit used when `--max-unpack-size` is not given: [`DEFAULT_MAX_UNPACK_SIZE`] or
+/// the free space of the cache's file system, whichever is smaller (unknown free space:
+/// the ceiling alone). Pure, so the rule is unit-tested without a file system.
+pub fn default_unpack_limit(free_space: Option<u64>) -> u64 {
+    free_space.map_or(DEFAULT_MAX_UNPACK_SIZE, |free| {
+        free.min(DEFAULT_MAX_UNPACK_SIZE)
+    })
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`
+/// (statvfs(3): `f_bavail` blocks of `f_frsize` bytes; the root-reserved blocks are not
+/// counted, so the figure is the same as root and rootless).
+// statvfs's field types differ between libc targets (u32 on some 32-bit ones).
+#[allow(clippy::useless_conversion)]
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
+}
 
 /// What applying a layer did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,9 +107,13 @@ const BLOB_BUFFER: usize = 128 * 1024;
 const PAX_MTIME: &[u8] = b"mtime";
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 
-/// Applies an uncompressed layer tar onto `root`.
-pub fn apply_layer(root: &RootDir, tar: impl Read) -> Result<UnpackReport, LayerError> {
-    apply_archive(root, &mut tar::Archive::new(tar))
+/// Applies an uncompressed layer tar onto `root`, counting what it writes in `budget`.
+pub fn apply_layer(
+    root: &RootDir,
+    tar: impl Read,
+    budget: &mut UnpackBudget,
+) -> Result<UnpackReport, LayerError> {
+    apply_archive(root, &mut TarReader::new(tar), budget)
 }
 
 /// Applies a layer blob as stored in a registry or an OCI layout: compressed or not
@@ -45,15 +121,18 @@ pub fn apply_layer(root: &RootDir, tar: impl Read) -> Result<UnpackReport, Layer
 /// config's `expected_diff_id` (of the tar), both computed in the same single pass that
 /// unpacks. On a mismatch the rootfs has been changed and must be thrown away. Returns
 /// the report and the diff_id computed on the way (which a rootfs tarball's caller does
-/// not know in advance).
+/// not know in advance). What the layer writes is counted in `budget`, shared by all the
+/// layers of one rootfs; past its limit, unpacking stops with [`LayerError::SizeLimit`]
+/// (and the rootfs must be thrown away too).
 pub fn apply_blob(
     root: &RootDir,
     blob: impl Read,
     expected_digest: &Digest,
     expected_diff_id: Option<&Digest>,
+    budget: &mut UnpackBudget,
 ) -> Result<(UnpackReport, Digest), LayerError> {
     let mut blob_hasher = HashingReader::new(blob);
-    let applied = apply_compressed(root, &mut blob_hasher);
+    let applied = apply_compressed(root, &mut blob_hasher, budget);
     // The digest covers every byte of the blob, including any after the compressed stream.
     let drained = blob_hasher.drain_and_finish();
     let (report, diff_id) = match (applied, drained) {
@@ -84,10 +163,11 @@ pub fn apply_blob(
 fn apply_compressed(
     root: &RootDir,
     blob: &mut impl Read,
+    budget: &mut UnpackBudget,
 ) -> Result<(UnpackReport, Digest), LayerError> {
     let decompressed = compress::decompressor(BufReader::with_capacity(BLOB_BUFFER, blob))?;
     let mut tar_hasher = HashingReader::new(decompressed);
-    let report = apply_archive(root, &mut tar::Archive::new(&mut tar_hasher))?;
+    let report = apply_archive(root, &mut TarReader::new(&mut tar_hasher), budget)?;
     // A tar reader stops at the end-of-archive marker; the padding after it is part of the
     // diff_id (umoci drains the same way before checking).
     let (diff_id, _) = tar_hasher
@@ -105,40 +185,28 @@ fn apply_compressed(
 /// on rootfs tarballs that become a base layer, so a hostile one is refused even when
 /// no step ever unpacks it.
 pub fn check_layer(tar: impl Read) -> Result<Digest, LayerError> {
-    let mut hasher = HashingReader::new(tar);
-    {
-        let mut archive = tar::Archive::new(&mut hasher);
-        let mut last_entry: Option<String> = None;
-        for entry in archive.entries().map_err(|source| LayerError::Tar {
-            after: None,
-            source,
-        })? {
-            let entry = entry.map_err(|source| LayerError::Tar {
-                after: last_entry.clone(),
-                source,
-            })?;
-            let raw_path = entry.path_bytes().into_owned();
-            let name = String::from_utf8_lossy(&raw_path).into_owned();
-            let named = |e| LayerError::Entry {
-                entry: name.clone(),
-                source: Box::new(e),
-            };
-            let path = rel_path::clean_bytes(&raw_path).map_err(named)?;
-            if path.as_os_str().is_empty() && !entry.header().entry_type().is_dir() {
-                return Err(named(LayerError::RootReplace {
-                    op: "a non-directory entry for the root",
-                    path: path.clone(),
-                }));
-            }
-            if entry.header().entry_type().is_hard_link()
-                && let Some(target) = entry.link_name_bytes()
-            {
-                rel_path::clean_bytes(&target).map_err(named)?;
-            }
-            last_entry = Some(name);
+    let mut reader = TarReader::new(HashingReader::new(tar));
+    while let Some(entry) = reader.next_entry()? {
+        let name = entry.name();
+        let named = |e| LayerError::Entry {
+            entry: name.clone(),
+            source: Box::new(e),
+        };
+        let path = rel_path::clean_bytes(&entry.path).map_err(named)?;
+        if path.as_os_str().is_empty() && !entry.kind.is_dir() {
+            return Err(named(LayerError::RootReplace {
+                op: "a non-directory entry for the root",
+                path: path.clone(),
+            }));
+        }
+        if entry.kind.is_hard_link()
+            && let Some(target) = &entry.link
+        {
+            rel_path::clean_bytes(target).map_err(named)?;
         }
     }
-    hasher
+    reader
+        .into_inner()
         .drain_and_finish()
         .map(|(d, _)| d)
         .map_err(|source| LayerError::Tar {
@@ -149,25 +217,17 @@ pub fn check_layer(tar: impl Read) -> Result<Digest, LayerError> {
 
 fn apply_archive<R: Read>(
     root: &RootDir,
-    archive: &mut tar::Archive<R>,
+    reader: &mut TarReader<R>,
+    budget: &mut UnpackBudget,
 ) -> Result<UnpackReport, LayerError> {
-    let mut layer = LayerApplier::new(root);
-    let mut last_entry: Option<String> = None;
-    let tar_error = |after: &Option<String>| {
-        let after = after.clone();
-        move |source| LayerError::Tar { after, source }
-    };
-    for entry in archive.entries().map_err(tar_error(&None))? {
-        let mut entry = entry.map_err(tar_error(&last_entry))?;
-        let raw_path = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw_path).into_owned();
+    let mut layer = LayerApplier::new(root, budget);
+    while let Some(entry) = reader.next_entry()? {
         layer
-            .apply_entry(&mut entry, &raw_path)
+            .apply_entry(&entry, &mut reader.data())
             .map_err(|e| LayerError::Entry {
-                entry: name.clone(),
+                entry: entry.name(),
                 source: Box::new(e),
             })?;
-        last_entry = Some(name);
     }
     layer.finish()
 }
@@ -185,12 +245,14 @@ struct LayerApplier<'r> {
     dirs: BTreeMap<PathBuf, EntryMeta>,
     warnings: Warnings,
     entries: u64,
+    budget: &'r mut UnpackBudget,
 }
 
 impl<'r> LayerApplier<'r> {
-    fn new(root: &'r RootDir) -> Self {
+    fn new(root: &'r RootDir, budget: &'r mut UnpackBudget) -> Self {
         LayerApplier {
             root,
+            budget,
             upper: HashSet::new(),
             dirs: BTreeMap::new(),
             warnings: Warnings::new(),
@@ -198,22 +260,12 @@ impl<'r> LayerApplier<'r> {
         }
     }
 
-    fn apply_entry<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        raw_path: &[u8],
-    ) -> Result<(), LayerError> {
-        let mut kind = entry.header().entry_type();
-        if kind.is_pax_global_extensions() {
-            // Archive-wide PAX defaults; OCI layers carry nothing in them that we apply.
-            return Ok(());
-        }
+    fn apply_entry(&mut self, entry: &TarEntry, data: &mut dyn Read) -> Result<(), LayerError> {
+        // PAX global headers never reach here: the reader consumes them (and refuses those
+        // that would change entries); pre-POSIX `dir/` entries arrive as directories.
+        let kind = entry.kind;
         self.entries += 1;
-        // Pre-POSIX tars mark directories with a trailing slash on a regular entry.
-        if kind == EntryType::Regular && raw_path.ends_with(b"/") {
-            kind = EntryType::Directory;
-        }
-        let rel = rel_path::clean_bytes(raw_path)?;
+        let rel = rel_path::clean_bytes(&entry.path)?;
         let Some((parent, name)) = rel_path::split(&rel) else {
             // "./" or "/": the rootfs directory belongs to the builder, so its metadata is
             // ignored; anything but a directory would retype the root (umoci refuses too).
@@ -262,7 +314,11 @@ impl<'r> LayerApplier<'r> {
         }
         let warnings = match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.root.write_file(&rel, entry, &meta)?
+                self.budget.take(entry.apparent_size())?;
+                match &entry.sparse {
+                    Some(map) => self.root.write_sparse_file(&rel, data, map, &meta)?,
+                    None => self.root.write_file(&rel, data, &meta)?,
+                }
             }
             EntryType::Symlink => {
                 let target = link_target(entry)?;
@@ -275,7 +331,7 @@ impl<'r> LayerApplier<'r> {
             }
             EntryType::Fifo => self.root.mknod(&rel, SpecialFile::Fifo, &meta)?,
             EntryType::Char | EntryType::Block => {
-                let node = device(entry.header(), kind)?;
+                let node = device(&entry.header, kind)?;
                 match self.root.mknod(&rel, node, &meta) {
                     Ok(warnings) => warnings,
                     // Devices need CAP_MKNOD in the initial user namespace: rootless and
@@ -361,36 +417,31 @@ fn set_dir_metadata(root: &RootDir, rel: &Path, meta: &EntryMeta) -> Result<Warn
 
 /// Mode, numeric owner (user and group names are ignored: they mean nothing inside the
 /// image), mtime and xattrs of an entry, PAX records included.
-fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<EntryMeta, LayerError> {
-    let header = entry.header();
+fn entry_meta(entry: &TarEntry) -> Result<EntryMeta, LayerError> {
+    let header = &entry.header;
     let header_error = |source| LayerError::Tar {
         after: None,
         source,
     };
     let mode = header.mode().map_err(header_error)? & 0o7777;
-    // The tar crate already applies PAX uid/gid records to the header.
-    let uid = id(header.uid().map_err(header_error)?, "uid")?;
-    let gid = id(header.gid().map_err(header_error)?, "gid")?;
+    let uid = id(entry.uid()?, "uid")?;
+    let gid = id(entry.gid()?, "gid")?;
     let mut mtime = i64::try_from(header.mtime().map_err(header_error)?).unwrap_or(i64::MAX);
     let mut xattrs = Vec::new();
-    if let Some(records) = entry.pax_extensions().map_err(header_error)? {
-        for record in records {
-            let record = record.map_err(header_error)?;
-            let (key, value) = (record.key_bytes(), record.value_bytes());
-            if key == PAX_MTIME {
-                mtime = parse_pax_time(value).unwrap_or(mtime);
-            } else if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                match std::str::from_utf8(name) {
-                    Ok(name) => xattrs.push((name.to_string(), value.to_vec())),
-                    Err(_) => {
-                        return Err(LayerError::Tar {
-                            after: None,
-                            source: io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                "xattr name is not UTF-8",
-                            ),
-                        });
-                    }
+    for (key, value) in &entry.pax {
+        if key == PAX_MTIME {
+            mtime = parse_pax_time(value).unwrap_or(mtime);
+        } else if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+            match std::str::from_utf8(name) {
+                Ok(name) => xattrs.push((name.to_string(), value.clone())),
+                Err(_) => {
+                    return Err(LayerError::Tar {
+                        after: None,
+                        source: io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "xattr name is not UTF-8",
+                        ),
+                    });
                 }
             }
         }
@@ -428,9 +479,9 @@ fn parse_pax_time(value: &[u8]) -> Option<i64> {
     })
 }
 
-fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Result<PathBuf, LayerError> {
-    match entry.link_name_bytes() {
-        Some(target) if !target.is_empty() => Ok(PathBuf::from(OsStr::from_bytes(&target))),
+fn link_target(entry: &TarEntry) -> Result<PathBuf, LayerError> {
+    match &entry.link {
+        Some(target) if !target.is_empty() => Ok(PathBuf::from(OsStr::from_bytes(target))),
         _ => Err(LayerError::Tar {
             after: None,
             source: io::Error::new(io::ErrorKind::InvalidData, "link entry without a link name"),

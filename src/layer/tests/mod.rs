@@ -2,6 +2,9 @@
 //! unprivileged user: where the outcome depends on privilege (chown, device nodes,
 //! trusted.* xattrs) each test asserts the outcome that applies, never skips.
 
+#[path = "../../../tests/common/hostile_tar.rs"]
+mod hostile_tar;
+mod hostile_tests;
 mod pack_tests;
 mod root_tests;
 mod snapshot_tests;
@@ -10,7 +13,7 @@ mod unpack_tests;
 use super::error::LayerError;
 use super::root::{OWNER_XATTR, RootDir};
 use super::tar_writer::{TarHeader, TarWriter};
-use super::unpack::{UnpackReport, apply_layer};
+use super::unpack::{UnpackBudget, UnpackReport, apply_layer};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -137,7 +140,11 @@ pub(super) fn tar_of(entries: &[Entry]) -> Vec<u8> {
 }
 
 pub(super) fn unpack(root: &Path, entries: &[Entry]) -> Result<UnpackReport, LayerError> {
-    apply_layer(&RootDir::open(root)?, &tar_of(entries)[..])
+    apply_layer(
+        &RootDir::open(root)?,
+        &tar_of(entries)[..],
+        &mut UnpackBudget::unlimited(),
+    )
 }
 
 /// Asserts the owner a tar header asked for: the real one if we may chown, else the

@@ -399,6 +399,7 @@ fn a_packed_step_applied_onto_the_lower_tree_reproduces_the_upper_tree() {
         &blob[..],
         &layer.digest,
         Some(&layer.diff_id),
+        &mut UnpackBudget::unlimited(),
     )
     .unwrap();
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
@@ -442,6 +443,7 @@ fn pack_and_unpack_of_10k_entries_timing() {
         &blob[..],
         &layer.digest,
         Some(&layer.diff_id),
+        &mut UnpackBudget::unlimited(),
     )
     .unwrap();
     let unpacked = started.elapsed();

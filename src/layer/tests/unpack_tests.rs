@@ -399,7 +399,12 @@ fn gnu_long_names_and_pax_paths_are_honoured() {
         .append_link(&mut link, format!("{long_dir}/gnu-link"), &long_target)
         .unwrap();
     let gnu = builder.into_inner().unwrap();
-    apply_layer(&RootDir::open(r).unwrap(), &gnu[..]).unwrap();
+    apply_layer(
+        &RootDir::open(r).unwrap(),
+        &gnu[..],
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap();
     assert_eq!(
         fs::read(r.join(&long_dir).join("gnu-file")).unwrap(),
         b"gnu"
@@ -440,7 +445,12 @@ fn gnu_long_names_and_pax_paths_are_honoured() {
         .append_data(&mut header, "pax-mtime", &b"m"[..])
         .unwrap();
     let pax = builder.into_inner().unwrap();
-    apply_layer(&RootDir::open(r).unwrap(), &pax[..]).unwrap();
+    apply_layer(
+        &RootDir::open(r).unwrap(),
+        &pax[..],
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap();
     assert_eq!(mtime_of(&r.join("pax-mtime")), 1_700_000_000);
     assert_owner(&r.join("pax-mtime"), 3_000_000, 3_000_001);
 }
@@ -463,13 +473,27 @@ fn apply_blob_checks_digest_and_diff_id_over_every_byte() {
 
     let root = tempfile::tempdir().unwrap();
     let rootdir = RootDir::open(root.path()).unwrap();
-    let (report, computed) = apply_blob(&rootdir, &blob[..], &digest, Some(&diff_id)).unwrap();
+    let (report, computed) = apply_blob(
+        &rootdir,
+        &blob[..],
+        &digest,
+        Some(&diff_id),
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap();
     assert_eq!(computed, diff_id);
     assert_eq!(report.entries, 1);
     assert_eq!(fs::read(root.path().join("hello")).unwrap(), b"world");
 
     let wrong = Digest::of(b"something else");
-    let err = apply_blob(&rootdir, &blob[..], &wrong, Some(&diff_id)).unwrap_err();
+    let err = apply_blob(
+        &rootdir,
+        &blob[..],
+        &wrong,
+        Some(&diff_id),
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap_err();
     let text = chain(&err);
     assert!(is_mismatch(&err, "layer blob"), "{text}");
     assert!(
@@ -477,7 +501,14 @@ fn apply_blob_checks_digest_and_diff_id_over_every_byte() {
         "{text}"
     );
 
-    let err = apply_blob(&rootdir, &blob[..], &digest, Some(&wrong)).unwrap_err();
+    let err = apply_blob(
+        &rootdir,
+        &blob[..],
+        &digest,
+        Some(&wrong),
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap_err();
     let text = chain(&err);
     assert!(is_mismatch(&err, "layer diff_id"), "{text}");
     assert!(
@@ -497,9 +528,17 @@ fn apply_blob_checks_digest_and_diff_id_over_every_byte() {
         &padded_blob[..],
         &blob_digest,
         Some(&Digest::of(&padded)),
+        &mut UnpackBudget::unlimited(),
     )
     .unwrap();
-    let err = apply_blob(&rootdir, &padded_blob[..], &blob_digest, Some(&diff_id)).unwrap_err();
+    let err = apply_blob(
+        &rootdir,
+        &padded_blob[..],
+        &blob_digest,
+        Some(&diff_id),
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap_err();
     assert!(is_mismatch(&err, "layer diff_id"), "{}", chain(&err));
 
     // An uncompressed blob: digest and diff_id are the same bytes.
@@ -508,14 +547,31 @@ fn apply_blob_checks_digest_and_diff_id_over_every_byte() {
         &padded[..],
         &Digest::of(&padded),
         Some(&Digest::of(&padded)),
+        &mut UnpackBudget::unlimited(),
     )
     .unwrap();
     // zstd, and bytes after the compressed stream counted in the digest.
     let mut zst = zstd::encode_all(&tar[..], 3).unwrap();
-    apply_blob(&rootdir, &zst[..], &Digest::of(&zst), Some(&diff_id)).unwrap();
+    apply_blob(
+        &rootdir,
+        &zst[..],
+        &Digest::of(&zst),
+        Some(&diff_id),
+        &mut UnpackBudget::unlimited(),
+    )
+    .unwrap();
     let clean_digest = Digest::of(&zst);
     zst.extend_from_slice(b"junk");
-    assert!(apply_blob(&rootdir, &zst[..], &clean_digest, Some(&diff_id)).is_err());
+    assert!(
+        apply_blob(
+            &rootdir,
+            &zst[..],
+            &clean_digest,
+            Some(&diff_id),
+            &mut UnpackBudget::unlimited()
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -531,6 +587,7 @@ fn a_corrupt_blob_is_reported_as_a_digest_mismatch() {
         &corrupt[..],
         &Digest::of(&blob),
         Some(&Digest::of(&tar)),
+        &mut UnpackBudget::unlimited(),
     )
     .unwrap_err();
     assert!(is_mismatch(&err, "layer blob"), "{}", chain(&err));

@@ -54,7 +54,12 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
     let digest = descriptor_digest(&top).map_err(image_err)?;
     let raw = layout
         .store()
-        .read_sized(&digest, top.size(), MANIFEST_SIZE_LIMIT, "image index or manifest")
+        .read_sized(
+            &digest,
+            top.size(),
+            MANIFEST_SIZE_LIMIT,
+            "image index or manifest",
+        )
         .map_err(image_err)?;
     let media_type = top.media_type().to_string();
     let what = format!("{media_type} {digest}");
@@ -76,7 +81,12 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
         let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
         let manifest_bytes = layout
             .store()
-            .read_sized(&manifest_digest, desc.size(), MANIFEST_SIZE_LIMIT, "image manifest")
+            .read_sized(
+                &manifest_digest,
+                desc.size(),
+                MANIFEST_SIZE_LIMIT,
+                "image manifest",
+            )
             .map_err(image_err)?;
         let manifest_what = format!("image manifest {manifest_digest}");
         checks::check_document(&manifest_bytes, desc.media_type().as_ref(), &manifest_what)

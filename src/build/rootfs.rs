@@ -76,7 +76,8 @@ impl LazyRootfs {
             for (i, layer) in layers.iter().enumerate().skip(self.applied) {
                 // Bounded by the layer's size: a blob that is not what its descriptor
                 // says fails here rather than being read without end.
-                let blob = store.open_sized(&layer.digest, layer.size, &format!("layer {}", i + 1))?;
+                let blob =
+                    store.open_sized(&layer.digest, layer.size, &format!("layer {}", i + 1))?;
                 let (report, _) = apply_blob(
                     root,
                     std::io::BufReader::new(blob),

@@ -27,7 +27,11 @@ struct DocumentHead {
 
 /// Checks that `bytes`, reached through a descriptor (or a Content-Type) saying
 /// `declared`, is an index or a manifest as declared and nothing else. Returns its kind.
-pub fn check_document(bytes: &[u8], declared: &str, what: &str) -> Result<ManifestKind, ImageError> {
+pub fn check_document(
+    bytes: &[u8],
+    declared: &str,
+    what: &str,
+) -> Result<ManifestKind, ImageError> {
     let Some(kind) = media_types::manifest_kind(declared) else {
         return Err(ImageError::UnsupportedMediaType {
             what: what.to_string(),
@@ -219,25 +223,46 @@ mod tests {
         let zst_type = "application/vnd.oci.image.layer.v1.tar+zstd";
         let tar_type = "application/vnd.oci.image.layer.v1.tar";
         assert!(check_layer_bytes(gz_type, &gzip, "l").is_ok());
-        assert!(check_layer_bytes("application/vnd.docker.image.rootfs.diff.tar.gzip", &gzip, "l").is_ok());
+        assert!(
+            check_layer_bytes(
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                &gzip,
+                "l"
+            )
+            .is_ok()
+        );
         assert!(check_layer_bytes(zst_type, &zstd, "l").is_ok());
         assert!(check_layer_bytes(tar_type, tar, "l").is_ok());
         assert_eq!(
             err(check_layer_bytes(gz_type, tar, "layer sha256:x")),
-            format!("layer sha256:x: its media type {gz_type} says gzip but its bytes are uncompressed")
+            format!(
+                "layer sha256:x: its media type {gz_type} says gzip but its bytes are uncompressed"
+            )
         );
-        assert!(err(check_layer_bytes(zst_type, &gzip, "l")).ends_with("says zstd but its bytes are gzip"));
-        assert!(err(check_layer_bytes(tar_type, &gzip, "l")).ends_with("says uncompressed but its bytes are gzip"));
+        assert!(
+            err(check_layer_bytes(zst_type, &gzip, "l"))
+                .ends_with("says zstd but its bytes are gzip")
+        );
+        assert!(
+            err(check_layer_bytes(tar_type, &gzip, "l"))
+                .ends_with("says uncompressed but its bytes are gzip")
+        );
         let xz = [0xfd, b'7', b'z', b'X', b'Z', 0];
         assert!(err(check_layer_bytes(gz_type, &xz, "l")).ends_with("bytes are xz"));
-        assert!(err(check_layer_bytes("application/x-foreign", &gzip, "l")).contains("unsupported media type"));
+        assert!(
+            err(check_layer_bytes("application/x-foreign", &gzip, "l"))
+                .contains("unsupported media type")
+        );
     }
 
     #[test]
     fn only_layout_version_1_x_is_read() {
         for ok in ["1.0.0", "1.1.0", "1.0.2-rc1", "1.12.3"] {
             let doc = format!(r#"{{"imageLayoutVersion":"{ok}"}}"#);
-            assert!(check_layout_version(doc.as_bytes(), "oci-layout").is_ok(), "{ok}");
+            assert!(
+                check_layout_version(doc.as_bytes(), "oci-layout").is_ok(),
+                "{ok}"
+            );
         }
         for bad in ["2.0.0", "0.9.0", "1", "1.0", "", "1.x.0", "11.0.0"] {
             let doc = format!(r#"{{"imageLayoutVersion":"{bad}"}}"#);
@@ -264,8 +289,19 @@ mod tests {
             assert!(valid_ref_name(ok), "{ok}");
         }
         for bad in [
-            "", "-x", "x-", "a b", "bad\nname", "../etc", "a//b", "/a", "a/", "a..b", "a---b",
-            "tag\u{e9}", ".hidden",
+            "",
+            "-x",
+            "x-",
+            "a b",
+            "bad\nname",
+            "../etc",
+            "a//b",
+            "/a",
+            "a/",
+            "a..b",
+            "a---b",
+            "tag\u{e9}",
+            ".hidden",
         ] {
             assert!(!valid_ref_name(bad), "{bad:?}");
         }

@@ -2,8 +2,8 @@
 //! manifest from an index. Types come from `oci-spec`; bytes are always canonical JSON.
 
 pub mod archive;
-pub mod layout;
 pub mod checks;
+pub mod layout;
 pub mod reference;
 pub mod regular_file;
 pub mod select;

@@ -236,8 +236,11 @@ mod tests {
         std::os::unix::fs::symlink("file", d.join("relative")).unwrap();
         std::os::unix::fs::symlink(d.join("sub"), d.join("linkdir")).unwrap();
         std::fs::write(d.join("sub/inner"), b"x").unwrap();
-        nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .unwrap();
+        nix::unistd::mkfifo(
+            &d.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
 
         let ok = open_regular(d, "file").unwrap();
         assert_eq!(ok.size, 4);

@@ -208,37 +208,45 @@ mod tests {
 
     #[test]
     fn entries_of_unknown_media_types_are_skipped() {
-        let idx: ImageIndex = serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": [
-            entry("application/vnd.example.future+json", 1, "arm64", None),
-            entry(MANIFEST, 2, "arm64", None),
-        ]}))
-        .unwrap();
+        let idx: ImageIndex =
+            serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": [
+                entry("application/vnd.example.future+json", 1, "arm64", None),
+                entry(MANIFEST, 2, "arm64", None),
+            ]}))
+            .unwrap();
         let chosen = select_manifest(&idx, &"arm64".parse().unwrap(), "t").unwrap();
-        assert_eq!(chosen.descriptor.digest().to_string(), format!("sha256:{:064x}", 2));
+        assert_eq!(
+            chosen.descriptor.digest().to_string(),
+            format!("sha256:{:064x}", 2)
+        );
         assert!(chosen.warnings.is_empty(), "{:?}", chosen.warnings);
-        let only_unknown: ImageIndex = serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": [
-            entry("application/vnd.example.future+json", 1, "arm64", None),
-        ]}))
-        .unwrap();
+        let only_unknown: ImageIndex =
+            serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": [
+                entry("application/vnd.example.future+json", 1, "arm64", None),
+            ]}))
+            .unwrap();
         let err = pick(&only_unknown, "arm64").unwrap_err().to_string();
         assert!(err.contains("it has: no platforms"), "{err}");
     }
 
     #[test]
     fn two_manifests_for_one_platform_warn_and_name_the_first() {
-        let idx: ImageIndex = serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": [
-            entry(MANIFEST, 1, "amd64", None),
-            entry(MANIFEST, 2, "arm64", None),
-            entry(MANIFEST, 3, "arm64", Some("v8")),
-        ]}))
-        .unwrap();
+        let idx: ImageIndex =
+            serde_json::from_value(serde_json::json!({"schemaVersion": 2, "manifests": [
+                entry(MANIFEST, 1, "amd64", None),
+                entry(MANIFEST, 2, "arm64", None),
+                entry(MANIFEST, 3, "arm64", Some("v8")),
+            ]}))
+            .unwrap();
         let chosen = select_manifest(&idx, &"arm64".parse().unwrap(), "oci:base").unwrap();
         let first = format!("sha256:{:064x}", 2);
         let second = format!("sha256:{:064x}", 3);
         assert_eq!(chosen.descriptor.digest().to_string(), first);
         assert_eq!(
             chosen.warnings,
-            [format!("oci:base has 2 manifests for linux/arm64 ({first}, {second}); using {first}")]
+            [format!(
+                "oci:base has 2 manifests for linux/arm64 ({first}, {second}); using {first}"
+            )]
         );
         let amd64 = select_manifest(&idx, &"amd64".parse().unwrap(), "oci:base").unwrap();
         assert!(amd64.warnings.is_empty());
@@ -246,15 +254,20 @@ mod tests {
 
     #[test]
     fn configs_must_be_for_their_entry_s_platform() {
-        let d: Descriptor = serde_json::from_value(entry(MANIFEST, 1, "arm64", Some("v8"))).unwrap();
+        let d: Descriptor =
+            serde_json::from_value(entry(MANIFEST, 1, "arm64", Some("v8"))).unwrap();
         assert!(config_matches_entry(&d, "linux", "arm64", None));
         assert!(config_matches_entry(&d, "linux", "arm64", Some("v8")));
         assert!(!config_matches_entry(&d, "linux", "amd64", None));
         assert!(!config_matches_entry(&d, "windows", "arm64", None));
-        let arm: Descriptor = serde_json::from_value(entry(MANIFEST, 1, "arm", Some("v6"))).unwrap();
+        let arm: Descriptor =
+            serde_json::from_value(entry(MANIFEST, 1, "arm", Some("v6"))).unwrap();
         assert!(config_matches_entry(&arm, "linux", "arm", Some("v6")));
         assert!(!config_matches_entry(&arm, "linux", "arm", Some("v7")));
-        assert!(!config_matches_entry(&arm, "linux", "arm", None), "arm alone is v7");
+        assert!(
+            !config_matches_entry(&arm, "linux", "arm", None),
+            "arm alone is v7"
+        );
         let bare: Descriptor = serde_json::from_value(serde_json::json!({"mediaType": MANIFEST, "digest": format!("sha256:{:064x}", 1), "size": 1})).unwrap();
         assert!(config_matches_entry(&bare, "linux", "s390x", None));
     }

@@ -141,7 +141,10 @@ impl BlobStore {
     pub fn verifies(&self, digest: &Digest, size: u64) -> bool {
         self.open_sized(digest, size, "blob")
             .map(HashingReader::new)
-            .and_then(|r| r.drain_and_finish().map_err(ImageError::io(self.path(digest))))
+            .and_then(|r| {
+                r.drain_and_finish()
+                    .map_err(ImageError::io(self.path(digest)))
+            })
             .is_ok_and(|(actual, _)| &actual == digest)
     }
 
@@ -188,7 +191,10 @@ impl BlobStore {
         reader
             .read_to_end(&mut bytes)
             .map_err(ImageError::io(self.path(digest)))?;
-        digest.verify(&Digest::of(&bytes), &blob_what(what, digest, &self.path(digest)))?;
+        digest.verify(
+            &Digest::of(&bytes),
+            &blob_what(what, digest, &self.path(digest)),
+        )?;
         Ok(bytes)
     }
 
@@ -222,7 +228,11 @@ impl BlobStore {
             (&source.file)
                 .seek(SeekFrom::Start(0))
                 .map_err(ImageError::io(&source.path))?;
-            Ok(HashingReader::new(SizedReader::new(&source.file, size, &what)))
+            Ok(HashingReader::new(SizedReader::new(
+                &source.file,
+                size,
+                &what,
+            )))
         };
         if source.uid == nix::unistd::geteuid().as_raw() {
             let (actual, _) = hashed()?
@@ -398,5 +408,118 @@ mod tests {
         a.export_to(&d, &b).unwrap();
         a.export_to(&d, &b).unwrap();
         assert_eq!(b.read_bytes(&d).unwrap(), b"blob");
+    }
+
+    #[test]
+    fn a_symlinked_blob_is_refused_and_never_enters_the_store() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"layer").unwrap();
+        std::fs::remove_file(a.path(&d)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", a.path(&d)).unwrap();
+        assert!(!a.verifies(&d, n));
+        assert!(!a.contains(&d));
+        let err = a
+            .import_verified(&d, n, &b, "layer 1/1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is a symbolic link, not a regular file"),
+            "{err}"
+        );
+        assert!(
+            std::fs::symlink_metadata(b.path(&d)).is_err(),
+            "nothing stored"
+        );
+        let err = a.export_to(&d, &b).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(
+            std::fs::symlink_metadata(b.path(&d)).is_err(),
+            "nothing stored"
+        );
+    }
+
+    #[test]
+    fn a_symlink_in_the_destination_is_replaced_by_the_verified_blob() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"layer").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", b.path(&d)).unwrap();
+        a.import_verified(&d, n, &b, "layer").unwrap();
+        assert!(std::fs::symlink_metadata(b.path(&d)).unwrap().is_file());
+        assert_eq!(b.read_bytes(&d).unwrap(), b"layer");
+        std::fs::remove_file(b.path(&d)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", b.path(&d)).unwrap();
+        a.export_to(&d, &b).unwrap();
+        assert_eq!(b.read_bytes(&d).unwrap(), b"layer");
+    }
+
+    #[test]
+    fn imports_check_the_declared_size_and_digest() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"12345").unwrap();
+        for declared in [n - 1, n + 1, 1 << 62] {
+            let err = a
+                .import_verified(&d, declared, &b, "layer 2/3")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("size mismatch for layer 2/3 {d}"))
+                    && err.contains(&format!("expected {declared} bytes, got {n}")),
+                "{err}"
+            );
+            let err = a
+                .read_sized(&d, declared, 1 << 63, "image config")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("expected {declared} bytes, got {n}")),
+                "{err}"
+            );
+        }
+        let err = a
+            .read_sized(&d, n, 4, "image config")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is 5 bytes; more than 4"), "{err}");
+        // Same size, other bytes: the digest check refuses it.
+        std::fs::write(a.path(&d), b"54321").unwrap();
+        let err = a
+            .import_verified(&d, n, &b, "layer")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+        assert!(!b.contains(&d), "nothing stored");
+    }
+
+    #[test]
+    fn own_blobs_are_linked_and_others_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let base = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(&base.path().join("a")).unwrap();
+        let b = BlobStore::open(&base.path().join("b")).unwrap();
+        let (d, n) = a.put_bytes(b"mine").unwrap();
+        a.import_verified(&d, n, &b, "layer").unwrap();
+        let ino = |s: &BlobStore| std::fs::metadata(s.path(&d)).unwrap().ino();
+        assert_eq!(ino(&a), ino(&b), "a file the caller owns is hard-linked");
+        if nix::unistd::geteuid().is_root() {
+            // Another user's file could be rewritten by them later: copied, not shared.
+            let c = BlobStore::open(&base.path().join("c")).unwrap();
+            let (e, m) = a.put_bytes(b"theirs").unwrap();
+            std::os::unix::fs::chown(a.path(&e), Some(4242), Some(4242)).unwrap();
+            a.import_verified(&e, m, &c, "layer").unwrap();
+            assert_ne!(
+                std::fs::metadata(a.path(&e)).unwrap().ino(),
+                std::fs::metadata(c.path(&e)).unwrap().ino()
+            );
+            assert_eq!(c.read_bytes(&e).unwrap(), b"theirs");
+        }
     }
 }

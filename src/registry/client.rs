@@ -153,7 +153,11 @@ impl Client {
     /// [`Client::get_manifest`] for a manifest an index's descriptor says has `size`
     /// bytes: a different size is an error naming both, and no more than `size + 1`
     /// bytes are read (containerd checks descriptor sizes the same way).
-    pub fn get_manifest_sized(&self, digest: &Digest, size: u64) -> Result<Manifest, RegistryError> {
+    pub fn get_manifest_sized(
+        &self,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Manifest, RegistryError> {
         self.fetch_manifest(&digest.to_string(), Some(size))
     }
 

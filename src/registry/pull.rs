@@ -11,12 +11,12 @@ use super::manifest_doc::{BlobRef, ConfigHead, ImageManifestDoc};
 use super::media_types::{ManifestKind, is_supported_config, is_supported_layer};
 use super::reference::Reference;
 use crate::digest::Digest;
-use crate::image::select::select_manifest;
 use crate::image::checks::{LAYER_MAGIC_LEN, check_document, check_layer_bytes};
+use crate::image::select::select_manifest;
 use crate::image::{BlobStore, ImageError, MANIFEST_SIZE_LIMIT, descriptor_digest, parse_json};
-use std::io::Read;
 use crate::platform::Platform;
 use oci_spec::image::ImageIndex;
+use std::io::Read;
 
 /// Image configs are small JSON documents; bound what a registry can make us read.
 pub use crate::image::CONFIG_SIZE_LIMIT;
@@ -121,13 +121,14 @@ pub fn pull_with(
     match &entry {
         // A single-platform image must be the platform asked for, as containerd checks.
         None => head.check_platform(platform, &name)?,
-        Some(entry) => head
-            .check_entry(entry)
-            .map_err(|message| RegistryError::InvalidResponse {
-                registry: client.registry().to_string(),
-                reference: manifest_name.clone(),
-                message,
-            })?,
+        Some(entry) => {
+            head.check_entry(entry)
+                .map_err(|message| RegistryError::InvalidResponse {
+                    registry: client.registry().to_string(),
+                    reference: manifest_name.clone(),
+                    message,
+                })?
+        }
     }
     if head.rootfs.diff_ids.len() != doc.layers.len() {
         return Err(RegistryError::InvalidResponse {

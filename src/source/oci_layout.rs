@@ -71,10 +71,15 @@ pub fn load(
     let top_what = format!("{} {top_digest}", desc.media_type());
     let top_bytes = layout
         .store()
-        .read_sized(&top_digest, desc.size(), MANIFEST_SIZE_LIMIT, "image index or manifest")
+        .read_sized(
+            &top_digest,
+            desc.size(),
+            MANIFEST_SIZE_LIMIT,
+            "image index or manifest",
+        )
         .map_err(image_err)?;
-    let top_kind =
-        checks::check_document(&top_bytes, desc.media_type().as_ref(), &top_what).map_err(image_err)?;
+    let top_kind = checks::check_document(&top_bytes, desc.media_type().as_ref(), &top_what)
+        .map_err(image_err)?;
     // The entry that led to the manifest: its platform is what the config must say.
     let mut from_index = false;
     if top_kind == ManifestKind::Index {
@@ -89,7 +94,12 @@ pub fn load(
     let manifest_bytes = if from_index {
         layout
             .store()
-            .read_sized(&manifest_digest, desc.size(), MANIFEST_SIZE_LIMIT, "image manifest")
+            .read_sized(
+                &manifest_digest,
+                desc.size(),
+                MANIFEST_SIZE_LIMIT,
+                "image manifest",
+            )
             .map_err(image_err)?
     } else {
         top_bytes
@@ -112,7 +122,12 @@ pub fn load(
     }
     let config_digest = descriptor_digest(config_desc).map_err(image_err)?;
     let config: ImageConfiguration = layout
-        .read_json(&config_digest, config_desc.size(), CONFIG_SIZE_LIMIT, "image config")
+        .read_json(
+            &config_digest,
+            config_desc.size(),
+            CONFIG_SIZE_LIMIT,
+            "image config",
+        )
         .map_err(image_err)?;
     check_config_platform(&config, &desc, from_index, platform).map_err(invalid)?;
     let diff_ids = config.rootfs().diff_ids();
@@ -138,8 +153,14 @@ pub fn load(
             .store()
             .import_verified(&digest, d.size(), store, &what)
             .map_err(image_err)?;
-        check_layer_bytes(store, &digest, d.size(), d.media_type().as_ref(), &format!("{what} {digest}"))
-            .map_err(image_err)?;
+        check_layer_bytes(
+            store,
+            &digest,
+            d.size(),
+            d.media_type().as_ref(),
+            &format!("{what} {digest}"),
+        )
+        .map_err(image_err)?;
         layers.push(BaseLayer {
             digest,
             // Verified equal to the blob's real size by the import above.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod hostile_layout;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

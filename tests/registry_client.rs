@@ -598,7 +598,13 @@ fn bearer_registry(
 
 #[test]
 fn bearer_tokens_are_fetched_once_and_never_sent_to_storage_redirects() {
-    let layer = b"layer bytes".to_vec();
+    // Gzip bytes, as the layer's media type says (a pull checks the magic number).
+    let layer = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"layer bytes").unwrap();
+        gz.finish().unwrap()
+    };
     let layer_digest = Digest::of(&layer);
     let stored = layer.clone();
     // Another loopback address: another host as far as credentials are concerned.

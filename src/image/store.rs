@@ -169,6 +169,23 @@ impl BlobStore {
         Ok(SizedReader::new(opened.file, size, &what))
     }
 
+    /// Checks that a stored layer's bytes are compressed as `media_type` says (its magic
+    /// number, image/checks.rs); the blob must have its descriptor's `size`.
+    pub fn check_layer_compression(
+        &self,
+        digest: &Digest,
+        size: u64,
+        media_type: &str,
+        what: &str,
+    ) -> Result<(), ImageError> {
+        let mut head = Vec::with_capacity(super::checks::LAYER_MAGIC_LEN);
+        self.open_sized(digest, size, what)?
+            .take(super::checks::LAYER_MAGIC_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(ImageError::io(self.path(digest)))?;
+        super::checks::check_layer_bytes(media_type, &head, what)
+    }
+
     /// Reads a whole JSON-sized blob that its descriptor says has `size` bytes (at most
     /// `limit`), checking size and digest. Nothing is allocated for a declared size that
     /// is over the limit or differs from the file's.

@@ -11,12 +11,11 @@ use super::manifest_doc::{BlobRef, ConfigHead, ImageManifestDoc};
 use super::media_types::{ManifestKind, is_supported_config, is_supported_layer};
 use super::reference::Reference;
 use crate::digest::Digest;
-use crate::image::checks::{LAYER_MAGIC_LEN, check_document, check_layer_bytes};
+use crate::image::checks::check_document;
 use crate::image::select::select_manifest;
 use crate::image::{BlobStore, ImageError, MANIFEST_SIZE_LIMIT, descriptor_digest, parse_json};
 use crate::platform::Platform;
 use oci_spec::image::ImageIndex;
-use std::io::Read;
 
 /// Image configs are small JSON documents; bound what a registry can make us read.
 pub use crate::image::CONFIG_SIZE_LIMIT;
@@ -155,7 +154,9 @@ pub fn pull_with(
         }
         ensure_blob(client, layer, store)?;
         let what = format!("layer {}/{count} {}", i + 1, layer.digest);
-        check_stored_layer(store, layer, &what).map_err(|e| invalid(client, &manifest_name, e))?;
+        store
+            .check_layer_compression(&layer.digest, layer.size, &layer.media_type, &what)
+            .map_err(|e| invalid(client, &manifest_name, e))?;
         layers.push(PulledLayer {
             digest: layer.digest.clone(),
             size: layer.size,
@@ -171,17 +172,6 @@ pub fn pull_with(
         layers,
         warnings,
     })
-}
-
-/// Checks that a fetched layer's bytes are compressed as its media type says.
-fn check_stored_layer(store: &BlobStore, layer: &BlobRef, what: &str) -> Result<(), ImageError> {
-    let mut head = Vec::with_capacity(LAYER_MAGIC_LEN);
-    store
-        .open_sized(&layer.digest, layer.size, what)?
-        .take(LAYER_MAGIC_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(ImageError::io(store.path(&layer.digest)))?;
-    check_layer_bytes(&layer.media_type, &head, what)
 }
 
 /// A platform manifest named by digest: from the store when an earlier pull kept it

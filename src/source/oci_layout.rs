@@ -6,7 +6,6 @@
 //! into the build's store. The layers are reused byte for byte.
 
 use super::{BaseImage, BaseLayer, SourceError};
-use crate::digest::Digest;
 use crate::image::layout::Layout;
 use crate::image::select::{config_matches_entry, describe, describe_fields, select_manifest};
 use crate::image::{
@@ -17,7 +16,6 @@ use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::registry::media_types::{ManifestKind, is_supported_config};
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
-use std::io::Read;
 use std::path::Path;
 
 /// Layer media types xbake can unpack, and the OCI name each is recorded under in the
@@ -29,24 +27,6 @@ pub(super) fn layer_media_type(media_type: &str) -> Option<&'static str> {
         Compression::None => "application/vnd.oci.image.layer.v1.tar",
         Compression::Xz => return None,
     })
-}
-
-/// Checks that a stored layer's bytes are compressed as its media type says (read from
-/// `store`, where the blob was verified).
-pub(super) fn check_layer_bytes(
-    store: &BlobStore,
-    digest: &Digest,
-    size: u64,
-    media_type: &str,
-    what: &str,
-) -> Result<(), ImageError> {
-    let mut head = Vec::with_capacity(checks::LAYER_MAGIC_LEN);
-    store
-        .open_sized(digest, size, what)?
-        .take(checks::LAYER_MAGIC_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(ImageError::io(store.path(digest)))?;
-    checks::check_layer_bytes(media_type, &head, what)
 }
 
 pub fn load(
@@ -153,14 +133,14 @@ pub fn load(
             .store()
             .import_verified(&digest, d.size(), store, &what)
             .map_err(image_err)?;
-        check_layer_bytes(
-            store,
-            &digest,
-            d.size(),
-            d.media_type().as_ref(),
-            &format!("{what} {digest}"),
-        )
-        .map_err(image_err)?;
+        store
+            .check_layer_compression(
+                &digest,
+                d.size(),
+                d.media_type().as_ref(),
+                &format!("{what} {digest}"),
+            )
+            .map_err(image_err)?;
         layers.push(BaseLayer {
             digest,
             // Verified equal to the blob's real size by the import above.

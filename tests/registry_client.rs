@@ -410,6 +410,7 @@ const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A Docker schema 2 image for amd64 with one layer whose descriptor says `layer`;
 /// returns (manifest bytes, config bytes).
@@ -598,7 +599,13 @@ fn bearer_registry(
 
 #[test]
 fn bearer_tokens_are_fetched_once_and_never_sent_to_storage_redirects() {
-    let layer = b"layer bytes".to_vec();
+    // Gzip bytes, as the layer's media type says (a pull checks the magic number).
+    let layer = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"layer bytes").unwrap();
+        gz.finish().unwrap()
+    };
     let layer_digest = Digest::of(&layer);
     let stored = layer.clone();
     // Another loopback address: another host as far as credentials are concerned.
@@ -797,4 +804,100 @@ fn a_push_with_bearer_auth_needs_one_pull_push_token() {
         )
     );
     assert_eq!(manifest_puts[0].body, image.platforms[0].manifest.bytes);
+}
+
+/// The structure checks of every image reader apply to pulls: an index entry's size and
+/// media type must be the manifest's, the config must be for the entry's platform, and
+/// two manifests for the platform give a warning naming the one used.
+#[test]
+fn pulled_indexes_are_checked_like_layouts() {
+    let layer = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"layer bytes").unwrap();
+        gz.finish().unwrap()
+    };
+    let layer_digest = Digest::of(&layer);
+    let (manifest, config) = docker_image(&layer_digest, layer.len(), DOCKER_LAYER);
+    let manifest_digest = Digest::of(&manifest);
+    let list = |entries: Vec<serde_json::Value>| {
+        serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": entries}),
+        )
+        .unwrap()
+    };
+    let entry = |media_type: &str, size: usize, arch: &str| {
+        json!({"mediaType": media_type, "digest": manifest_digest.to_string(), "size": size,
+               "platform": {"architecture": arch, "os": "linux"}})
+    };
+    let n = manifest.len();
+    let routes: HashMap<String, (String, Vec<u8>)> = [
+        ("short", list(vec![entry(DOCKER_MANIFEST, n - 1, "amd64")])),
+        ("long", list(vec![entry(DOCKER_MANIFEST, 1 << 62, "amd64")])),
+        ("oci-typed", list(vec![entry(OCI_MANIFEST, n, "amd64")])),
+        ("wrong-arch", list(vec![entry(DOCKER_MANIFEST, n, "arm64")])),
+        (
+            "twice",
+            list(vec![
+                json!({"mediaType": "application/vnd.example.sbom+json", "digest": Digest::of(b"x").to_string(), "size": 1,
+                       "platform": {"architecture": "amd64", "os": "linux"}}),
+                entry(DOCKER_MANIFEST, n, "amd64"),
+                entry(DOCKER_MANIFEST, n, "amd64"),
+            ]),
+        ),
+    ]
+    .into_iter()
+    .map(|(tag, body)| (format!("/v2/x/app/manifests/{tag}"), (DOCKER_LIST.to_string(), body)))
+    .chain([
+        (
+            format!("/v2/x/app/manifests/{manifest_digest}"),
+            (DOCKER_MANIFEST.to_string(), manifest.clone()),
+        ),
+        (
+            format!("/v2/x/app/blobs/{}", Digest::of(&config)),
+            (DOCKER_CONFIG.to_string(), config.clone()),
+        ),
+        (
+            format!("/v2/x/app/blobs/{layer_digest}"),
+            ("application/octet-stream".to_string(), layer.clone()),
+        ),
+    ])
+    .collect();
+    let server = static_registry(routes);
+    let target = reference(&server.addr, "x/app");
+    let client = Client::new(&target, &opts(), None).unwrap();
+    let pull = |tag: &str, arch: &str| {
+        let (_dir, store) = new_store();
+        pull_with(&client, tag, &platform(arch), &store).map_err(|e| e.to_string())
+    };
+    let err = pull("short", "amd64").unwrap_err();
+    assert!(
+        err.contains(&format!("of {n} bytes, not the expected {}", n - 1)),
+        "{err}"
+    );
+    let err = pull("long", "amd64").unwrap_err();
+    assert!(err.contains("declared 4611686018427387904 bytes"), "{err}");
+    let err = pull("oci-typed", "amd64").unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "its mediaType is {DOCKER_MANIFEST} but its descriptor says {OCI_MANIFEST}"
+        )),
+        "{err}"
+    );
+    let err = pull("wrong-arch", "arm64").unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "the index lists image manifest {manifest_digest} as linux/arm64 but its config says linux/amd64"
+        )),
+        "{err}"
+    );
+    let pulled = pull("twice", "amd64").unwrap();
+    assert_eq!(pulled.manifest_digest, manifest_digest);
+    assert_eq!(pulled.warnings.len(), 1, "{:?}", pulled.warnings);
+    assert!(
+        pulled.warnings[0].contains("has 2 manifests for linux/amd64")
+            && pulled.warnings[0].ends_with(&format!("using {manifest_digest}")),
+        "{:?}",
+        pulled.warnings
+    );
 }

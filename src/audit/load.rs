@@ -1,10 +1,14 @@
-//! Reading an image (one platform or an index) from an OCI layout, every blob verified.
+//! Reading an image (one platform or an index) from an OCI layout, every blob verified
+//! (size and digest) and every document checked as the build's readers do (image/checks.rs).
 
 use super::AuditError;
 use crate::digest::Digest;
 use crate::image::layout::Layout;
 use crate::image::reference::LayoutRef;
-use crate::image::{ImageError, descriptor_digest, parse_json};
+use crate::image::{
+    CONFIG_SIZE_LIMIT, ImageError, MANIFEST_SIZE_LIMIT, checks, descriptor_digest, parse_json,
+};
+use crate::registry::media_types::{ManifestKind, manifest_kind};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::path::PathBuf;
 
@@ -37,11 +41,6 @@ pub struct LoadedImage {
     pub blobs: PathBuf,
 }
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
 pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
     let name = reference.to_string();
     let image_err = |source: ImageError| AuditError::Image {
@@ -53,23 +52,55 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
         .resolve(reference.tag.as_deref())
         .map_err(image_err)?;
     let digest = descriptor_digest(&top).map_err(image_err)?;
-    let raw = layout.store().read_bytes(&digest).map_err(image_err)?;
+    let raw = layout
+        .store()
+        .read_sized(
+            &digest,
+            top.size(),
+            MANIFEST_SIZE_LIMIT,
+            "image index or manifest",
+        )
+        .map_err(image_err)?;
     let media_type = top.media_type().to_string();
-    let manifests: Vec<Descriptor> = if INDEX_TYPES.contains(&top.media_type().as_ref()) {
+    let what = format!("{media_type} {digest}");
+    let kind = checks::check_document(&raw, &media_type, &what).map_err(image_err)?;
+    let manifests: Vec<Descriptor> = if kind == ManifestKind::Index {
         let index: ImageIndex = parse_json(&raw, "image index").map_err(image_err)?;
-        index.manifests().clone()
+        // Entries that are not image manifests (attestations, artifacts) are skipped.
+        index
+            .manifests()
+            .iter()
+            .filter(|d| manifest_kind(d.media_type().as_ref()) == Some(ManifestKind::Image))
+            .cloned()
+            .collect()
     } else {
         vec![top]
     };
     let mut platforms = Vec::new();
     for desc in manifests {
         let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
-        let manifest: ImageManifest = layout
-            .read_json(&manifest_digest, "image manifest")
+        let manifest_bytes = layout
+            .store()
+            .read_sized(
+                &manifest_digest,
+                desc.size(),
+                MANIFEST_SIZE_LIMIT,
+                "image manifest",
+            )
             .map_err(image_err)?;
+        let manifest_what = format!("image manifest {manifest_digest}");
+        checks::check_document(&manifest_bytes, desc.media_type().as_ref(), &manifest_what)
+            .map_err(image_err)?;
+        let manifest: ImageManifest =
+            parse_json(&manifest_bytes, &manifest_what).map_err(image_err)?;
         let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;
         let config: serde_json::Value = layout
-            .read_json(&config_digest, "image config")
+            .read_json(
+                &config_digest,
+                manifest.config().size(),
+                CONFIG_SIZE_LIMIT,
+                "image config",
+            )
             .map_err(image_err)?;
         let platform = platform_name(&config);
         let diff_ids: Vec<Option<Digest>> = config["rootfs"]["diff_ids"]

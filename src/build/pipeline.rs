@@ -118,6 +118,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
         platform: name.clone(),
         source,
     })?;
+    ctx.warn_all(base.warnings.iter().cloned());
     ctx.progress.info(
         &name,
         &format!(

@@ -88,7 +88,10 @@ impl LazyRootfs {
         };
         if self.applied < layers.len() || !self.prepared {
             for (i, layer) in layers.iter().enumerate().skip(self.applied) {
-                let blob = store.open_blob(&layer.digest)?;
+                // Bounded by the layer's size: a blob that is not what its descriptor
+                // says fails here rather than being read without end.
+                let blob =
+                    store.open_sized(&layer.digest, layer.size, &format!("layer {}", i + 1))?;
                 let (report, _) = apply_blob(
                     root,
                     std::io::BufReader::new(blob),

@@ -81,6 +81,9 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         platform: name.clone(),
         source,
     })?;
+    for w in &base.warnings {
+        req.progress.warn(&name, w);
+    }
     let layers: Vec<Layer> = base.layers.clone();
     let mut rootfs = LazyRootfs::new(
         workspace.path().join("rootfs"),

@@ -164,8 +164,8 @@ fn from_template(
         };
         if manifest.media_type == OCI_INDEX || manifest.media_type == DOCKER_MANIFEST_LIST {
             let index: ImageIndex = parse_json(&manifest.bytes, "image index")?;
-            let chosen = select_manifest(&index, platform, &name)?;
-            manifest = client.get_manifest(&descriptor_digest(&chosen)?.to_string())?;
+            let chosen = select_manifest(&index, platform, &name)?.descriptor;
+            manifest = client.get_manifest_sized(&descriptor_digest(&chosen)?, chosen.size())?;
         }
         let parsed: ImageManifest = parse_json(&manifest.bytes, "image manifest")?;
         let blobs = std::iter::once(parsed.config().clone()).chain(parsed.layers().iter().cloned());

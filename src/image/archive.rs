@@ -331,14 +331,35 @@ pub fn read_docker_archive(
             .cloned()
             .unwrap_or_else(|| missing.clone())
     };
-    let manifest_bytes = std::fs::read(staged_path("manifest.json"))
-        .map_err(|_| invalid("no manifest.json: not a docker-archive".into()))?;
+    // The JSON files are read whole: bounded as the same documents are in a layout.
+    let read_bounded = |name: &str, limit: u64, missing: String| {
+        let path = staged_path(name);
+        let size = std::fs::metadata(&path)
+            .map_err(|_| invalid(missing))?
+            .len();
+        if size > limit {
+            return Err(ImageError::TooLarge {
+                what: format!("{what}: {name}"),
+                size,
+                limit,
+            });
+        }
+        std::fs::read(&path).map_err(ImageError::io(&path))
+    };
+    let manifest_bytes = read_bounded(
+        "manifest.json",
+        super::MANIFEST_SIZE_LIMIT,
+        "no manifest.json: not a docker-archive".into(),
+    )?;
     let entries: Vec<DockerManifestEntry> = parse_json(&manifest_bytes, "manifest.json")?;
     let Some(entry) = entries.into_iter().next() else {
         return Err(invalid("manifest.json lists no image".into()));
     };
-    let config = std::fs::read(staged_path(&entry.config))
-        .map_err(|_| invalid(format!("missing config {}", entry.config)))?;
+    let config = read_bounded(
+        &entry.config,
+        super::CONFIG_SIZE_LIMIT,
+        format!("missing config {}", entry.config),
+    )?;
     let (config_digest, _) = store.put_bytes(&config)?;
     let config_json: serde_json::Value = parse_json(&config, "image config")?;
     let diff_ids: Vec<Digest> = config_json["rootfs"]["diff_ids"]

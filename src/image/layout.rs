@@ -6,12 +6,17 @@
 //! renameat2(RENAME_EXCHANGE). A build killed at any moment leaves DIR exactly as it
 //! was, or fully updated; never a mix, and never an index pointing at a missing blob.
 
-use super::{ANNOTATION_REF_NAME, BlobStore, ImageError, canonical_json, parse_json};
+use super::regular_file::{RegularFile, SizedReader, open_regular};
+use super::{
+    ANNOTATION_REF_NAME, BlobStore, ImageError, MANIFEST_SIZE_LIMIT, canonical_json, checks,
+    parse_json,
+};
 use crate::digest::Digest;
+use crate::registry::media_types::manifest_kind;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType, SCHEMA_VERSION};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -24,12 +29,26 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Opens the layout at `dir`: its `oci-layout` must be a regular file (never followed
+    /// through a symlink) declaring a 1.x `imageLayoutVersion`.
     pub fn open(dir: &Path) -> Result<Layout, ImageError> {
-        if !dir.join(OCI_LAYOUT_FILE).is_file() {
-            return Err(ImageError::NotALayout {
-                dir: dir.to_path_buf(),
-            });
-        }
+        let marker = match open_regular(dir, OCI_LAYOUT_FILE) {
+            Ok(marker) => marker,
+            Err(ImageError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(ImageError::NotALayout {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let what = marker.path.display().to_string();
+        let bytes = read_small(marker, &what)?;
+        checks::check_layout_version(&bytes, &what)?;
         Ok(Layout {
             dir: dir.to_path_buf(),
             store: BlobStore::open(dir)?,
@@ -44,44 +63,55 @@ impl Layout {
         &self.store
     }
 
-    /// A JSON blob (manifest, config, index) of the layout, digest-verified and parsed.
+    /// A JSON blob (manifest, config, index) of the layout that its descriptor says has
+    /// `size` bytes: size-checked (at most `limit`), digest-verified and parsed.
     pub fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         digest: &Digest,
+        size: u64,
+        limit: u64,
         what: &str,
     ) -> Result<T, ImageError> {
-        parse_json(&self.store.read_bytes(digest)?, what)
+        parse_json(
+            &self.store.read_sized(digest, size, limit, what)?,
+            &format!("{what} {digest}"),
+        )
     }
 
     pub fn index(&self) -> Result<ImageIndex, ImageError> {
-        let path = self.dir.join("index.json");
-        let bytes = std::fs::read(&path).map_err(ImageError::io(&path))?;
-        parse_json(&bytes, &path.display().to_string())
+        let index = open_regular(&self.dir, "index.json")?;
+        let what = index.path.display().to_string();
+        let bytes = read_small(index, &what)?;
+        checks::check_document(&bytes, MediaType::ImageIndex.as_ref(), &what)?;
+        parse_json(&bytes, &what)
     }
 
-    /// The descriptor tagged `tag`; without a tag, the only entry (skopeo's rule).
+    /// The descriptor tagged `tag`; without a tag, the only image entry (skopeo's rule).
+    /// Entries of a media type that is neither an index nor a manifest are skipped, and a
+    /// `ref.name` outside the image-layout grammar is never taken for a tag.
     pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor, ImageError> {
         let index = self.index()?;
+        let images: Vec<&Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| manifest_kind(d.media_type().as_ref()).is_some())
+            .collect();
         let tags = tags_of(&index);
         let found = match tag {
-            Some(tag) => index
-                .manifests()
-                .iter()
-                .find(|d| ref_name(d) == Some(tag))
-                .cloned(),
-            None if index.manifests().len() == 1 => index.manifests().first().cloned(),
+            Some(tag) => images.iter().find(|d| ref_name(d) == Some(tag)).copied(),
+            None if images.len() == 1 => images.first().copied(),
             None => {
                 return Err(ImageError::Invalid {
                     what: self.dir.display().to_string(),
                     message: format!(
                         "holds {} images; name one with DIR:TAG (tags: {})",
-                        index.manifests().len(),
+                        images.len(),
                         tags.join(", ")
                     ),
                 });
             }
         };
-        found.ok_or_else(|| ImageError::TagNotFound {
+        found.cloned().ok_or_else(|| ImageError::TagNotFound {
             dir: self.dir.clone(),
             tag: tag.unwrap_or("").to_string(),
             available: tags,
@@ -89,17 +119,36 @@ impl Layout {
     }
 }
 
+/// Reads a layout's own small file (`oci-layout`, `index.json`), bounded.
+fn read_small(file: RegularFile, what: &str) -> Result<Vec<u8>, ImageError> {
+    if file.size > MANIFEST_SIZE_LIMIT {
+        return Err(ImageError::TooLarge {
+            what: what.to_string(),
+            size: file.size,
+            limit: MANIFEST_SIZE_LIMIT,
+        });
+    }
+    let mut bytes = Vec::new();
+    SizedReader::new(file.file, file.size, what)
+        .read_to_end(&mut bytes)
+        .map_err(ImageError::io(&file.path))?;
+    Ok(bytes)
+}
+
+/// The descriptor's tag, if it is a valid one.
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations()
         .as_ref()
         .and_then(|a| a.get(ANNOTATION_REF_NAME))
         .map(String::as_str)
+        .filter(|name| checks::valid_ref_name(name))
 }
 
 fn tags_of(index: &ImageIndex) -> Vec<String> {
     index
         .manifests()
         .iter()
+        .filter(|d| manifest_kind(d.media_type().as_ref()).is_some())
         .filter_map(|d| ref_name(d).map(str::to_string))
         .collect()
 }

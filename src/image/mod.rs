@@ -2,8 +2,10 @@
 //! manifest from an index. Types come from `oci-spec`; bytes are always canonical JSON.
 
 pub mod archive;
+pub mod checks;
 pub mod layout;
 pub mod reference;
+pub mod regular_file;
 pub mod select;
 pub mod store;
 
@@ -25,6 +27,12 @@ pub struct Layer {
 }
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Indexes and manifests are small JSON documents (the registry client reads at most as
+/// much); bound what an input can make xbake read or allocate for one.
+pub const MANIFEST_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+/// Image configs carry history and environment; still small.
+pub const CONFIG_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -60,6 +68,10 @@ pub enum ImageError {
     },
     #[error("{what}: unsupported media type {media_type}")]
     UnsupportedMediaType { what: String, media_type: String },
+    #[error("{} is a {kind}, not a regular file; image files must be regular files inside the layout (symbolic links are never followed)", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{what} is {size} bytes; more than {limit} is not accepted for it")]
+    TooLarge { what: String, size: u64, limit: u64 },
 }
 
 impl ImageError {

@@ -4,9 +4,11 @@
 //! oci/cas/dir), so a killed build never leaves a truncated blob under a digest name.
 
 use super::ImageError;
+use super::regular_file::{SizedReader, check_size, open_regular};
 use crate::digest::{Digest, DigestError, HashingReader, HashingWriter};
+use nix::fcntl::AT_FDCWD;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -75,8 +77,9 @@ impl BlobStore {
         self.dir().join(digest.hex())
     }
 
+    /// Whether a regular file is stored under `digest` (a symlink there is not a blob).
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path(digest).is_file()
+        std::fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file())
     }
 
     /// Starts writing a blob whose digest the caller computes.
@@ -87,18 +90,6 @@ impl BlobStore {
             .tempfile_in(&dir)
             .map_err(ImageError::io(&dir))?;
         Ok(PendingBlob { file, dir })
-    }
-
-    /// Whether the blob exists, has `size` bytes and hashes to `digest`.
-    pub fn verifies(&self, digest: &Digest, size: u64) -> bool {
-        let path = self.path(digest);
-        if !std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
-            return false;
-        }
-        File::open(&path)
-            .map(HashingReader::new)
-            .and_then(HashingReader::drain_and_finish)
-            .is_ok_and(|(actual, _)| &actual == digest)
     }
 
     /// Stores `bytes` and returns their digest and size. A blob already stored under
@@ -145,51 +136,213 @@ impl BlobStore {
         Ok((digest, size))
     }
 
-    /// Reads a whole (small) blob and checks its digest.
-    pub fn read_bytes(&self, digest: &Digest) -> Result<Vec<u8>, ImageError> {
-        let path = self.path(digest);
-        let bytes = std::fs::read(&path).map_err(ImageError::io(&path))?;
-        digest.verify(&Digest::of(&bytes), &path.display().to_string())?;
+    /// Whether the blob is a regular file of `size` bytes that hashes to `digest`. A
+    /// symlink, a device or a file of another size never verifies, and is never read.
+    pub fn verifies(&self, digest: &Digest, size: u64) -> bool {
+        self.open_sized(digest, size, "blob")
+            .map(HashingReader::new)
+            .and_then(|r| {
+                r.drain_and_finish()
+                    .map_err(ImageError::io(self.path(digest)))
+            })
+            .is_ok_and(|(actual, _)| &actual == digest)
+    }
+
+    /// Opens a blob for streaming: a regular file beneath the store, never through a
+    /// symlink (see regular_file.rs). The caller verifies (e.g. while unpacking).
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, ImageError> {
+        Ok(open_regular(&self.root, &digest.blob_path())?.file)
+    }
+
+    /// Opens a blob whose descriptor says it has `size` bytes: a different real size is an
+    /// error naming `what`, the blob and both sizes, and the reader yields exactly `size`
+    /// bytes (never reading more than one beyond) or fails.
+    pub fn open_sized(
+        &self,
+        digest: &Digest,
+        size: u64,
+        what: &str,
+    ) -> Result<SizedReader<File>, ImageError> {
+        let opened = open_regular(&self.root, &digest.blob_path())?;
+        let what = blob_what(what, digest, &opened.path);
+        check_size(&what, size, opened.size)?;
+        Ok(SizedReader::new(opened.file, size, &what))
+    }
+
+    /// Checks that a stored layer's bytes are compressed as `media_type` says (its magic
+    /// number, image/checks.rs); the blob must have its descriptor's `size`.
+    pub fn check_layer_compression(
+        &self,
+        digest: &Digest,
+        size: u64,
+        media_type: &str,
+        what: &str,
+    ) -> Result<(), ImageError> {
+        let mut head = Vec::with_capacity(super::checks::LAYER_MAGIC_LEN);
+        self.open_sized(digest, size, what)?
+            .take(super::checks::LAYER_MAGIC_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(ImageError::io(self.path(digest)))?;
+        super::checks::check_layer_bytes(media_type, &head, what)
+    }
+
+    /// Reads a whole JSON-sized blob that its descriptor says has `size` bytes (at most
+    /// `limit`), checking size and digest. Nothing is allocated for a declared size that
+    /// is over the limit or differs from the file's.
+    pub fn read_sized(
+        &self,
+        digest: &Digest,
+        size: u64,
+        limit: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, ImageError> {
+        if size > limit {
+            return Err(ImageError::TooLarge {
+                what: format!("{what} {digest}"),
+                size,
+                limit,
+            });
+        }
+        let mut reader = self.open_sized(digest, size, what)?;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(ImageError::io(self.path(digest)))?;
+        digest.verify(
+            &Digest::of(&bytes),
+            &blob_what(what, digest, &self.path(digest)),
+        )?;
         Ok(bytes)
     }
 
-    /// Opens a blob for streaming; the caller verifies (e.g. while unpacking).
-    pub fn open_blob(&self, digest: &Digest) -> Result<File, ImageError> {
-        let path = self.path(digest);
-        File::open(&path).map_err(ImageError::io(&path))
+    /// Reads a whole (small) blob of this store and checks its digest; for documents xbake
+    /// wrote itself, whose size is the file's (bounded all the same).
+    pub fn read_bytes(&self, digest: &Digest) -> Result<Vec<u8>, ImageError> {
+        let size = open_regular(&self.root, &digest.blob_path())?.size;
+        self.read_sized(digest, size, super::CONFIG_SIZE_LIMIT, "blob")
     }
 
-    /// Makes `digest` available in `other` without reading it when both are on one file
-    /// system (hard link); otherwise copies it, verifying the digest as it streams.
-    pub fn export_to(&self, digest: &Digest, other: &BlobStore) -> Result<(), ImageError> {
-        let source = self.path(digest);
-        let target = other.path(digest);
-        if let Ok(existing) = std::fs::metadata(&target) {
-            // Already there: fine if it is the very same file (a hard link), or if its
-            // bytes check out; a damaged copy is replaced.
-            use std::os::unix::fs::MetadataExt;
-            let same_file = std::fs::metadata(&source)
-                .is_ok_and(|s| (s.dev(), s.ino()) == (existing.dev(), existing.ino()));
-            if same_file || other.verifies(digest, existing.len()) {
+    /// Brings blob `digest`, which a descriptor says has `size` bytes, from this store (an
+    /// input: a layout given by the user) into `into` (the cache's store), verified: the
+    /// store only ever holds regular files whose size and digest were checked. A file the
+    /// caller owns is hard-linked after hashing (the very inode that was hashed, through
+    /// its fd); anything else is copied while hashed, so the store never shares an inode
+    /// with a file someone else can rewrite. A blob `into` already holds intact is kept.
+    pub fn import_verified(
+        &self,
+        digest: &Digest,
+        size: u64,
+        into: &BlobStore,
+        what: &str,
+    ) -> Result<(), ImageError> {
+        if into.verifies(digest, size) {
+            return Ok(());
+        }
+        let source = open_regular(&self.root, &digest.blob_path())?;
+        let what = blob_what(what, digest, &source.path);
+        check_size(&what, size, source.size)?;
+        let hashed = || -> Result<HashingReader<SizedReader<&File>>, ImageError> {
+            (&source.file)
+                .seek(SeekFrom::Start(0))
+                .map_err(ImageError::io(&source.path))?;
+            Ok(HashingReader::new(SizedReader::new(
+                &source.file,
+                size,
+                &what,
+            )))
+        };
+        if source.uid == nix::unistd::geteuid().as_raw() {
+            let (actual, _) = hashed()?
+                .drain_and_finish()
+                .map_err(ImageError::io(&source.path))?;
+            digest.verify(&actual, &what)?;
+            if into.link_file(&source.file, digest).is_ok() {
                 return Ok(());
             }
-            std::fs::remove_file(&target).map_err(ImageError::io(&target))?;
         }
-        match std::fs::hard_link(&source, &target) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(_) => {
-                let file = self.open_blob(digest)?;
-                let mut reader = HashingReader::new(file);
-                let mut pending = other.create()?;
-                std::io::copy(&mut reader, &mut pending).map_err(ImageError::io(&source))?;
-                let (actual, _) = reader.drain_and_finish().map_err(ImageError::io(&source))?;
-                digest.verify(&actual, &source.display().to_string())?;
-                pending.commit(digest)?;
-                Ok(())
+        let mut reader = hashed()?;
+        let mut pending = into.create()?;
+        std::io::copy(&mut reader, &mut pending).map_err(ImageError::io(&source.path))?;
+        let (actual, _) = reader
+            .drain_and_finish()
+            .map_err(ImageError::io(&source.path))?;
+        digest.verify(&actual, &what)?;
+        pending.commit(digest)?;
+        Ok(())
+    }
+
+    /// Makes `digest` available in `other` (both stores xbake wrote: the cache and an
+    /// output layout being staged) without reading it when both are on one file system
+    /// (hard link); otherwise copies it, verifying the digest as it streams. Only a regular
+    /// file is ever linked or copied.
+    pub fn export_to(&self, digest: &Digest, other: &BlobStore) -> Result<(), ImageError> {
+        let source = open_regular(&self.root, &digest.blob_path())?;
+        let target = other.path(digest);
+        if let Ok(existing) = std::fs::symlink_metadata(&target) {
+            // Already there: fine if it is the very same file (a hard link), or if its
+            // bytes check out; a damaged copy (or a symlink) is replaced.
+            use std::os::unix::fs::MetadataExt;
+            let same_file = source
+                .file
+                .metadata()
+                .is_ok_and(|s| (s.dev(), s.ino()) == (existing.dev(), existing.ino()));
+            if existing.is_file() && (same_file || other.verifies(digest, existing.len())) {
+                return Ok(());
             }
         }
+        if other.link_file(&source.file, digest).is_ok() {
+            return Ok(());
+        }
+        let what = blob_what("blob", digest, &source.path);
+        let mut reader = HashingReader::new(SizedReader::new(&source.file, source.size, &what));
+        let mut pending = other.create()?;
+        std::io::copy(&mut reader, &mut pending).map_err(ImageError::io(&source.path))?;
+        let (actual, _) = reader
+            .drain_and_finish()
+            .map_err(ImageError::io(&source.path))?;
+        digest.verify(&actual, &what)?;
+        pending.commit(digest)?;
+        Ok(())
     }
+
+    /// Hard-links the open regular `file` into this store as `digest`, replacing whatever
+    /// was there. Linking through /proc/self/fd (linkat(2) with AT_SYMLINK_FOLLOW, the
+    /// unprivileged form of AT_EMPTY_PATH) links the inode that was checked, not whatever
+    /// a path names by now; a temporary name plus rename replaces a damaged entry
+    /// atomically. Fails across file systems, without /proc, or where
+    /// fs.protected_hardlinks forbids it; callers then copy.
+    fn link_file(&self, file: &File, digest: &Digest) -> Result<(), ImageError> {
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir().join(format!(
+            ".tmp-link-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let fd_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        nix::unistd::linkat(
+            AT_FDCWD,
+            &fd_path,
+            AT_FDCWD,
+            &tmp,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+        .map_err(|e| ImageError::Io {
+            path: tmp.clone(),
+            source: e.into(),
+        })?;
+        let target = self.path(digest);
+        let renamed = std::fs::rename(&tmp, &target).map_err(ImageError::io(&target));
+        // rename(2) does nothing when both names are links to one inode; drop the spare.
+        let _ = std::fs::remove_file(&tmp);
+        renamed
+    }
+}
+
+/// "layer sha256:… (DIR/blobs/sha256/…)": what a message names a blob by.
+fn blob_what(what: &str, digest: &Digest, path: &Path) -> String {
+    format!("{what} {digest} ({})", path.display())
 }
 
 #[cfg(test)]
@@ -272,5 +425,118 @@ mod tests {
         a.export_to(&d, &b).unwrap();
         a.export_to(&d, &b).unwrap();
         assert_eq!(b.read_bytes(&d).unwrap(), b"blob");
+    }
+
+    #[test]
+    fn a_symlinked_blob_is_refused_and_never_enters_the_store() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"layer").unwrap();
+        std::fs::remove_file(a.path(&d)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", a.path(&d)).unwrap();
+        assert!(!a.verifies(&d, n));
+        assert!(!a.contains(&d));
+        let err = a
+            .import_verified(&d, n, &b, "layer 1/1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is a symbolic link, not a regular file"),
+            "{err}"
+        );
+        assert!(
+            std::fs::symlink_metadata(b.path(&d)).is_err(),
+            "nothing stored"
+        );
+        let err = a.export_to(&d, &b).unwrap_err().to_string();
+        assert!(err.contains("is a symbolic link"), "{err}");
+        assert!(
+            std::fs::symlink_metadata(b.path(&d)).is_err(),
+            "nothing stored"
+        );
+    }
+
+    #[test]
+    fn a_symlink_in_the_destination_is_replaced_by_the_verified_blob() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"layer").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", b.path(&d)).unwrap();
+        a.import_verified(&d, n, &b, "layer").unwrap();
+        assert!(std::fs::symlink_metadata(b.path(&d)).unwrap().is_file());
+        assert_eq!(b.read_bytes(&d).unwrap(), b"layer");
+        std::fs::remove_file(b.path(&d)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", b.path(&d)).unwrap();
+        a.export_to(&d, &b).unwrap();
+        assert_eq!(b.read_bytes(&d).unwrap(), b"layer");
+    }
+
+    #[test]
+    fn imports_check_the_declared_size_and_digest() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(a_dir.path()).unwrap();
+        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (d, n) = a.put_bytes(b"12345").unwrap();
+        for declared in [n - 1, n + 1, 1 << 62] {
+            let err = a
+                .import_verified(&d, declared, &b, "layer 2/3")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("size mismatch for layer 2/3 {d}"))
+                    && err.contains(&format!("expected {declared} bytes, got {n}")),
+                "{err}"
+            );
+            let err = a
+                .read_sized(&d, declared, 1 << 63, "image config")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("expected {declared} bytes, got {n}")),
+                "{err}"
+            );
+        }
+        let err = a
+            .read_sized(&d, n, 4, "image config")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is 5 bytes; more than 4"), "{err}");
+        // Same size, other bytes: the digest check refuses it.
+        std::fs::write(a.path(&d), b"54321").unwrap();
+        let err = a
+            .import_verified(&d, n, &b, "layer")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+        assert!(!b.contains(&d), "nothing stored");
+    }
+
+    #[test]
+    fn own_blobs_are_linked_and_others_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let base = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(&base.path().join("a")).unwrap();
+        let b = BlobStore::open(&base.path().join("b")).unwrap();
+        let (d, n) = a.put_bytes(b"mine").unwrap();
+        a.import_verified(&d, n, &b, "layer").unwrap();
+        let ino = |s: &BlobStore| std::fs::metadata(s.path(&d)).unwrap().ino();
+        assert_eq!(ino(&a), ino(&b), "a file the caller owns is hard-linked");
+        if nix::unistd::geteuid().is_root() {
+            // Another user's file could be rewritten by them later: copied, not shared.
+            let c = BlobStore::open(&base.path().join("c")).unwrap();
+            let (e, m) = a.put_bytes(b"theirs").unwrap();
+            std::os::unix::fs::chown(a.path(&e), Some(4242), Some(4242)).unwrap();
+            a.import_verified(&e, m, &c, "layer").unwrap();
+            assert_ne!(
+                std::fs::metadata(a.path(&e)).unwrap().ino(),
+                std::fs::metadata(c.path(&e)).unwrap().ino()
+            );
+            assert_eq!(c.read_bytes(&e).unwrap(), b"theirs");
+        }
     }
 }

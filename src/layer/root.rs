@@ -50,9 +50,39 @@ pub fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> nix::Resu
     } else {
         rel
     };
+    openat2_retrying(
+        root,
+        path,
+        flags,
+        ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Opens `rel` strictly beneath the directory `dir` without following any symlink on the
+/// way, the last component included (openat2(2) `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`,
+/// which fails with ELOOP at a symlink and EXDEV at a `..` that leaves `dir`). For files
+/// that must be exactly where they are named, such as an image layout's blobs: a blob
+/// that is a symlink to /dev/zero or to a file outside the layout is never opened.
+pub fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    openat2_retrying(
+        dir,
+        rel,
+        flags,
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+fn openat2_retrying(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlag,
+    resolve: ResolveFlag,
+) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        .resolve(resolve);
     let mut attempts = 1;
     loop {
         match fcntl::openat2(root, path, how) {

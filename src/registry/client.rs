@@ -145,8 +145,46 @@ impl Client {
     /// GETs a manifest or index by tag or digest, accepting OCI and Docker schema 2 types.
     /// When asked by digest, bytes with another digest are an error; when asked by tag, so
     /// is a `Docker-Content-Digest` header that disagrees with the bytes.
+    /// Read at most [`MANIFEST_SIZE_LIMIT`] bytes.
     pub fn get_manifest(&self, tag_or_digest: &str) -> Result<Manifest, RegistryError> {
+        self.fetch_manifest(tag_or_digest, None)
+    }
+
+    /// [`Client::get_manifest`] for a manifest an index's descriptor says has `size`
+    /// bytes: a different size is an error naming both, and no more than `size + 1`
+    /// bytes are read (containerd checks descriptor sizes the same way).
+    pub fn get_manifest_sized(
+        &self,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Manifest, RegistryError> {
+        self.fetch_manifest(&digest.to_string(), Some(size))
+    }
+
+    fn fetch_manifest(
+        &self,
+        tag_or_digest: &str,
+        size: Option<u64>,
+    ) -> Result<Manifest, RegistryError> {
         let reference = self.describe(tag_or_digest);
+        if let Some(size) = size
+            && size > MANIFEST_SIZE_LIMIT
+        {
+            return Err(RegistryError::TooLarge {
+                registry: self.registry().to_string(),
+                reference,
+                what: format!("the manifest (declared {size} bytes)"),
+                limit: MANIFEST_SIZE_LIMIT,
+            });
+        }
+        let size_mismatch = |actual| RegistryError::SizeMismatch {
+            registry: self.registry().to_string(),
+            reference: reference.clone(),
+            what: "a manifest".into(),
+            expected: size.unwrap_or_default(),
+            actual,
+        };
+        let limit = size.map_or(MANIFEST_SIZE_LIMIT, |s| s + 1);
         let expected = self.parse_tag_or_digest(tag_or_digest)?;
         self.transport.count(Counted::ManifestGet);
         let scopes = self.pull_scopes();
@@ -178,7 +216,14 @@ impl Client {
         let content_type = header_text(header::CONTENT_TYPE.as_str());
         let claimed: Option<Digest> =
             header_text(DOCKER_CONTENT_DIGEST).and_then(|d| d.parse().ok());
-        let bytes = read_limited(&mut response, MANIFEST_SIZE_LIMIT).map_err(|e| match e {
+        if let (Some(size), Some(announced)) = (size, response.body().content_length())
+            && announced != size
+        {
+            return Err(size_mismatch(announced));
+        }
+        let bytes = read_limited(&mut response, limit).map_err(|e| match e {
+            // More than size + 1 bytes: report the one byte too many that was seen.
+            ureq::Error::BodyExceedsLimit(_) if size.is_some() => size_mismatch(limit),
             ureq::Error::BodyExceedsLimit(_) => RegistryError::TooLarge {
                 registry: self.registry().to_string(),
                 reference: reference.clone(),
@@ -187,6 +232,11 @@ impl Client {
             },
             other => self.transport.transport_error(other, &reference, &url),
         })?;
+        if let Some(size) = size
+            && bytes.len() as u64 != size
+        {
+            return Err(size_mismatch(bytes.len() as u64));
+        }
         let digest = Digest::of(&bytes);
         if let Some(expected) = expected.or(claimed)
             && expected != digest

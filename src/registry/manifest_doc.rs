@@ -4,9 +4,9 @@
 
 use super::error::RegistryError;
 use crate::digest::Digest;
-use crate::image::select::select_manifest;
+use crate::image::select::{config_matches_entry, describe, describe_fields, select_manifest};
 use crate::platform::Platform;
-use oci_spec::image::ImageIndex;
+use oci_spec::image::{Descriptor, ImageIndex};
 
 /// An image manifest: config and layers (OCI image-spec `manifest.md`; Docker schema 2).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -40,6 +40,24 @@ pub struct RootFs {
 }
 
 impl ConfigHead {
+    /// Whether the config is for the platform of the index entry that led to it (a
+    /// manifest listed as arm64 whose config says amd64 is refused): the message if not.
+    pub fn check_entry(&self, entry: &Descriptor) -> Result<(), String> {
+        let os = self.os.as_deref().unwrap_or("");
+        let arch = self.architecture.as_deref().unwrap_or("");
+        let variant = self.variant.as_deref();
+        if config_matches_entry(entry, os, arch, variant) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the index lists image manifest {} as {} but its config says {}",
+                entry.digest(),
+                describe(entry),
+                describe_fields(os, arch, variant)
+            ))
+        }
+    }
+
     /// Whether a single-platform image suits `platform`, with the same matching rules as
     /// choosing from an index (arm/v7 runs v6 images, arm64 matches v8 or no variant).
     /// A config that names no architecture is accepted.
@@ -126,5 +144,24 @@ mod tests {
             ["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]}}"#;
         let h: ConfigHead = serde_json::from_slice(config).unwrap();
         assert_eq!(h.rootfs.diff_ids.len(), 1);
+    }
+
+    #[test]
+    fn configs_must_match_the_index_entry() {
+        let entry: Descriptor = serde_json::from_value(serde_json::json!({
+            "mediaType": super::super::media_types::OCI_MANIFEST,
+            "digest": Digest::of(b"m").to_string(),
+            "size": 1,
+            "platform": {"os": "linux", "architecture": "arm64"},
+        }))
+        .unwrap();
+        assert!(head(Some("arm64"), None).check_entry(&entry).is_ok());
+        assert!(head(Some("arm64"), Some("v8")).check_entry(&entry).is_ok());
+        let err = head(Some("amd64"), None).check_entry(&entry).unwrap_err();
+        assert!(
+            err.ends_with("as linux/arm64 but its config says linux/amd64"),
+            "{err}"
+        );
+        assert!(head(None, None).check_entry(&entry).is_err());
     }
 }

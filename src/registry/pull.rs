@@ -8,16 +8,17 @@ use super::client::{Client, Manifest};
 use super::endpoint::RegistryOptions;
 use super::error::RegistryError;
 use super::manifest_doc::{BlobRef, ConfigHead, ImageManifestDoc};
-use super::media_types::{ManifestKind, is_supported_config, is_supported_layer, manifest_kind};
+use super::media_types::{ManifestKind, is_supported_config, is_supported_layer};
 use super::reference::Reference;
 use crate::digest::Digest;
+use crate::image::checks::check_document;
 use crate::image::select::select_manifest;
-use crate::image::{BlobStore, ImageError, descriptor_digest, parse_json};
+use crate::image::{BlobStore, ImageError, MANIFEST_SIZE_LIMIT, descriptor_digest, parse_json};
 use crate::platform::Platform;
 use oci_spec::image::ImageIndex;
 
 /// Image configs are small JSON documents; bound what a registry can make us read.
-pub const CONFIG_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
+pub use crate::image::CONFIG_SIZE_LIMIT;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PulledImage {
@@ -29,6 +30,8 @@ pub struct PulledImage {
     pub config_digest: Digest,
     /// Bottom layer first, each blob in the store.
     pub layers: Vec<PulledLayer>,
+    /// What the pull found worth telling (two manifests for the platform).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,11 +65,15 @@ pub fn pull_with(
 ) -> Result<PulledImage, RegistryError> {
     let name = client.describe(tag_or_digest);
     let top = client.get_manifest(tag_or_digest)?;
-    let from_index = manifest_kind(&top.media_type) == Some(ManifestKind::Index);
-    let manifest = if from_index {
+    let top_kind = check_document(&top.bytes, &top.media_type, "the manifest")
+        .map_err(|e| invalid(client, &name, e))?;
+    let mut warnings = Vec::new();
+    // The index entry that led to the manifest, whose platform the config must have.
+    let mut entry = None;
+    let manifest = if top_kind == ManifestKind::Index {
         let index: ImageIndex =
             parse_json(&top.bytes, "the index").map_err(|e| invalid(client, &name, e))?;
-        let chosen = select_manifest(&index, platform, &name).map_err(|e| match e {
+        let selected = select_manifest(&index, platform, &name).map_err(|e| match e {
             ImageError::PlatformNotFound {
                 what,
                 platform,
@@ -78,20 +85,29 @@ pub fn pull_with(
             },
             other => invalid(client, &name, other),
         })?;
+        warnings.extend(selected.warnings);
+        let chosen = selected.descriptor;
         let digest = descriptor_digest(&chosen).map_err(|e| invalid(client, &name, e))?;
-        manifest_by_digest(client, &digest, store)?
+        let mut manifest = manifest_by_digest(client, &digest, chosen.size(), store)?;
+        // The descriptor's media type is the one that counts; the document (and the
+        // Content-Type it came with) must agree with it (CVE-2021-41190).
+        manifest.media_type = chosen.media_type().to_string();
+        entry = Some(chosen);
+        manifest
     } else {
         top
     };
-    if manifest_kind(&manifest.media_type) != Some(ManifestKind::Image) {
+    let manifest_name = client.describe(&manifest.digest.to_string());
+    let kind = check_document(&manifest.bytes, &manifest.media_type, "the manifest")
+        .map_err(|e| invalid(client, &manifest_name, e))?;
+    if kind != ManifestKind::Image {
         return Err(RegistryError::UnsupportedMediaType {
             registry: client.registry().to_string(),
-            reference: client.describe(&manifest.digest.to_string()),
+            reference: manifest_name,
             what: "the platform's manifest".into(),
             media_type: manifest.media_type,
         });
     }
-    let manifest_name = client.describe(&manifest.digest.to_string());
     let doc: ImageManifestDoc = parse_json(&manifest.bytes, "the manifest")
         .map_err(|e| invalid(client, &manifest_name, e))?;
     store
@@ -101,9 +117,17 @@ pub fn pull_with(
     let (config, config_digest) = fetch_config(client, &doc.config, store)?;
     let head: ConfigHead =
         parse_json(&config, "the image config").map_err(|e| invalid(client, &manifest_name, e))?;
-    if !from_index {
+    match &entry {
         // A single-platform image must be the platform asked for, as containerd checks.
-        head.check_platform(platform, &name)?;
+        None => head.check_platform(platform, &name)?,
+        Some(entry) => {
+            head.check_entry(entry)
+                .map_err(|message| RegistryError::InvalidResponse {
+                    registry: client.registry().to_string(),
+                    reference: manifest_name.clone(),
+                    message,
+                })?
+        }
     }
     if head.rootfs.diff_ids.len() != doc.layers.len() {
         return Err(RegistryError::InvalidResponse {
@@ -129,6 +153,10 @@ pub fn pull_with(
             });
         }
         ensure_blob(client, layer, store)?;
+        let what = format!("layer {}/{count} {}", i + 1, layer.digest);
+        store
+            .check_layer_compression(&layer.digest, layer.size, &layer.media_type, &what)
+            .map_err(|e| invalid(client, &manifest_name, e))?;
         layers.push(PulledLayer {
             digest: layer.digest.clone(),
             size: layer.size,
@@ -142,6 +170,7 @@ pub fn pull_with(
         config,
         config_digest,
         layers,
+        warnings,
     })
 }
 
@@ -150,10 +179,11 @@ pub fn pull_with(
 fn manifest_by_digest(
     client: &Client,
     digest: &Digest,
+    size: u64,
     store: &BlobStore,
 ) -> Result<Manifest, RegistryError> {
-    // A damaged copy (read_bytes verifies) is fetched again.
-    if let Ok(bytes) = store.read_bytes(digest) {
+    // A damaged copy (read_sized checks size and digest) is fetched again.
+    if let Ok(bytes) = store.read_sized(digest, size, MANIFEST_SIZE_LIMIT, "manifest") {
         let media_type = super::media_types::detect_manifest_media_type(None, &bytes);
         return Ok(Manifest {
             bytes,
@@ -161,7 +191,7 @@ fn manifest_by_digest(
             digest: digest.clone(),
         });
     }
-    client.get_manifest(&digest.to_string())
+    client.get_manifest_sized(digest, size)
 }
 
 fn fetch_config(

@@ -67,5 +67,6 @@ pub fn docker_archive(
         layers: image.layers,
         config: Some(config),
         manifest_digest: None,
+        warnings: Vec::new(),
     })
 }

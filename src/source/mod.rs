@@ -98,6 +98,9 @@ pub struct BaseImage {
     pub config: Option<ImageConfiguration>,
     /// The base manifest's digest (images only), for audit metadata.
     pub manifest_digest: Option<Digest>,
+    /// What reading the base found worth telling (e.g. two manifests for the platform),
+    /// for the build's progress output.
+    pub warnings: Vec<String>,
 }
 
 /// Brings the base for `platform` into the cache's store. With `recipe_dir`, a base path given
@@ -124,6 +127,7 @@ pub fn resolve(
             layers: vec![rootfs::import(path, text, cache)?],
             config: None,
             manifest_digest: None,
+            warnings: Vec::new(),
         }),
         BaseRef::OciLayout { dir, tag } => {
             oci_layout::load(dir, tag.as_deref(), text, platform, cache.store())

@@ -1,38 +1,32 @@
 //! `oci:DIR[:tag]`: a base image from a local OCI layout, e.g. one saved with
-//! `skopeo copy` or built by xbake. Blobs are hard-linked into the build's store and
-//! verified when unpacked; the layers are reused byte for byte.
+//! `skopeo copy` or built by xbake. The layout is input like any other: every file is a
+//! regular file opened without following symlinks, every read is bounded by and checked
+//! against its descriptor's size, documents are checked for structure and media type
+//! (image/checks.rs), and each layer is verified (size, digest, compression) on its way
+//! into the build's store. The layers are reused byte for byte.
 
 use super::{BaseImage, BaseLayer, SourceError};
 use crate::image::layout::Layout;
-use crate::image::select::select_manifest;
-use crate::image::{BlobStore, ImageError, descriptor_digest, parse_json};
+use crate::image::select::{config_matches_entry, describe, describe_fields, select_manifest};
+use crate::image::{
+    BlobStore, CONFIG_SIZE_LIMIT, ImageError, MANIFEST_SIZE_LIMIT, checks, descriptor_digest,
+    parse_json,
+};
+use crate::layer::Compression;
 use crate::platform::Platform;
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use crate::registry::media_types::{ManifestKind, is_supported_config};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use std::path::Path;
-
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Layer media types xbake can unpack, and the OCI name each is recorded under in the
 /// new manifest (the bytes are identical; only Docker's name differs).
 pub(super) fn layer_media_type(media_type: &str) -> Option<&'static str> {
-    match media_type {
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            Some("application/vnd.oci.image.layer.v1.tar+gzip")
-        }
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
-            Some("application/vnd.oci.image.layer.v1.tar+zstd")
-        }
-        "application/vnd.oci.image.layer.v1.tar"
-        | "application/vnd.docker.image.rootfs.diff.tar" => {
-            Some("application/vnd.oci.image.layer.v1.tar")
-        }
-        _ => None,
-    }
+    Some(match checks::declared_compression(media_type)? {
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        Compression::Xz => return None,
+    })
 }
 
 pub fn load(
@@ -52,37 +46,70 @@ pub fn load(
     };
     let layout = Layout::open(dir).map_err(image_err)?;
     let mut desc = layout.resolve(tag).map_err(image_err)?;
-    let top_type = desc.media_type().to_string();
-    if top_type == OCI_INDEX || top_type == DOCKER_MANIFEST_LIST {
-        let bytes = layout
-            .store()
-            .read_bytes(&descriptor_digest(&desc).map_err(image_err)?)
-            .map_err(image_err)?;
-        let index: ImageIndex = parse_json(&bytes, "image index").map_err(image_err)?;
-        desc = select_manifest(&index, platform, reference).map_err(image_err)?;
-    }
-    let manifest_type = desc.media_type().to_string();
-    if manifest_type != OCI_MANIFEST && manifest_type != DOCKER_MANIFEST {
-        return Err(image_err(ImageError::UnsupportedMediaType {
-            what: reference.to_string(),
-            media_type: manifest_type,
-        }));
+    let mut warnings = Vec::new();
+    let top_digest = descriptor_digest(&desc).map_err(image_err)?;
+    let top_what = format!("{} {top_digest}", desc.media_type());
+    let top_bytes = layout
+        .store()
+        .read_sized(
+            &top_digest,
+            desc.size(),
+            MANIFEST_SIZE_LIMIT,
+            "image index or manifest",
+        )
+        .map_err(image_err)?;
+    let top_kind = checks::check_document(&top_bytes, desc.media_type().as_ref(), &top_what)
+        .map_err(image_err)?;
+    // The entry that led to the manifest: its platform is what the config must say.
+    let mut from_index = false;
+    if top_kind == ManifestKind::Index {
+        let index: ImageIndex = parse_json(&top_bytes, &top_what).map_err(image_err)?;
+        let selected = select_manifest(&index, platform, reference).map_err(image_err)?;
+        warnings.extend(selected.warnings);
+        desc = selected.descriptor;
+        from_index = true;
     }
     let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
-    let manifest: ImageManifest = layout
-        .read_json(&manifest_digest, "image manifest")
-        .map_err(image_err)?;
-    let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;
-    let config: ImageConfiguration = layout
-        .read_json(&config_digest, "image config")
-        .map_err(image_err)?;
-    let arch = config.architecture().to_string();
-    if config.os().to_string() != platform.os() || arch != platform.oci_arch() {
+    let manifest_what = format!("image manifest {manifest_digest}");
+    let manifest_bytes = if from_index {
+        layout
+            .store()
+            .read_sized(
+                &manifest_digest,
+                desc.size(),
+                MANIFEST_SIZE_LIMIT,
+                "image manifest",
+            )
+            .map_err(image_err)?
+    } else {
+        top_bytes
+    };
+    if checks::check_document(&manifest_bytes, desc.media_type().as_ref(), &manifest_what)
+        .map_err(image_err)?
+        != ManifestKind::Image
+    {
         return Err(invalid(format!(
-            "the image is for {}/{arch}, not {platform}",
-            config.os()
+            "{manifest_what} is an index inside an index; xbake reads one level"
         )));
     }
+    let manifest: ImageManifest = parse_json(&manifest_bytes, &manifest_what).map_err(image_err)?;
+    let config_desc = manifest.config();
+    if !is_supported_config(config_desc.media_type().as_ref()) {
+        return Err(image_err(ImageError::UnsupportedMediaType {
+            what: format!("the config of {manifest_what}"),
+            media_type: config_desc.media_type().to_string(),
+        }));
+    }
+    let config_digest = descriptor_digest(config_desc).map_err(image_err)?;
+    let config: ImageConfiguration = layout
+        .read_json(
+            &config_digest,
+            config_desc.size(),
+            CONFIG_SIZE_LIMIT,
+            "image config",
+        )
+        .map_err(image_err)?;
+    check_config_platform(&config, &desc, from_index, platform).map_err(invalid)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         return Err(invalid(format!(
@@ -92,20 +119,31 @@ pub fn load(
         )));
     }
     let mut layers = Vec::new();
-    for (d, diff_id) in manifest.layers().iter().zip(diff_ids) {
+    let count = manifest.layers().len();
+    for (i, (d, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
+        let what = format!("layer {}/{count}", i + 1);
         let media_type = layer_media_type(d.media_type().as_ref()).ok_or_else(|| {
             image_err(ImageError::UnsupportedMediaType {
-                what: format!("layer {}", d.digest()),
+                what: format!("{what} ({})", d.digest()),
                 media_type: d.media_type().to_string(),
             })
         })?;
         let digest = descriptor_digest(d).map_err(image_err)?;
         layout
             .store()
-            .export_to(&digest, store)
+            .import_verified(&digest, d.size(), store, &what)
+            .map_err(image_err)?;
+        store
+            .check_layer_compression(
+                &digest,
+                d.size(),
+                d.media_type().as_ref(),
+                &format!("{what} {digest}"),
+            )
             .map_err(image_err)?;
         layers.push(BaseLayer {
             digest,
+            // Verified equal to the blob's real size by the import above.
             size: d.size(),
             media_type: media_type.to_string(),
             diff_id: diff_id
@@ -117,5 +155,31 @@ pub fn load(
         layers,
         config: Some(config),
         manifest_digest: Some(manifest_digest),
+        warnings,
     })
+}
+
+/// The config must be for the index entry that led to it (a manifest listed as arm64
+/// whose config says amd64 is refused, not run under the wrong emulator); a manifest
+/// named directly must be for the platform asked for (variants as when choosing).
+fn check_config_platform(
+    config: &ImageConfiguration,
+    entry: &Descriptor,
+    from_index: bool,
+    platform: &Platform,
+) -> Result<(), String> {
+    let (os, arch) = (config.os().to_string(), config.architecture().to_string());
+    let variant = config.variant().as_deref();
+    let image = describe_fields(&os, &arch, variant);
+    if from_index && !config_matches_entry(entry, &os, &arch, variant) {
+        return Err(format!(
+            "the index lists image manifest {} as {} but its config says {image}",
+            entry.digest(),
+            describe(entry)
+        ));
+    }
+    if os != platform.os() || arch != platform.oci_arch() {
+        return Err(format!("the image is for {image}, not {platform}"));
+    }
+    Ok(())
 }

@@ -52,5 +52,6 @@ pub fn pull(
         layers,
         config: Some(config),
         manifest_digest: Some(pulled.manifest_digest),
+        warnings: pulled.warnings,
     })
 }

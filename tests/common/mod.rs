@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile_layout;
 pub mod hostile_tar;
 
 use std::collections::BTreeMap;

@@ -39,6 +39,7 @@ pub(crate) struct Context<'a> {
     pub cancel: &'a AtomicBool,
     pub epoch: i64,
     pub network: Option<NetworkMode>,
+    pub seccomp: crate::sandbox::SeccompMode,
     pub native: bool,
     /// sha256 of the emulator that runs this platform's steps (None: native). Part of
     /// every step key: a different QEMU may produce different output.
@@ -401,6 +402,7 @@ fn run(
         user: state.user.as_deref(),
         argv,
         network,
+        seccomp: ctx.seccomp,
     })
     .map_err(|message| ctx.step_err(step, message))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);

@@ -23,6 +23,7 @@ pub struct RunRequest {
     /// Replaces the image's CMD (the entrypoint stays), as `docker run IMAGE ARGS…`.
     pub args: Vec<String>,
     pub network: NetworkMode,
+    pub seccomp: crate::sandbox::SeccompMode,
     pub cache_dir: PathBuf,
     pub force_host_binfmt: bool,
     pub progress: Progress,
@@ -119,6 +120,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         user: state.user.as_deref(),
         argv,
         network: req.network,
+        seccomp: req.seccomp,
     })
     .map_err(|message| BuildError::Command {
         what: reference.clone(),

@@ -26,6 +26,7 @@ pub struct SandboxRequest<'a> {
     pub user: Option<&'a str>,
     pub argv: Vec<String>,
     pub network: NetworkMode,
+    pub seccomp: crate::sandbox::SeccompMode,
 }
 
 /// Resolves the user in the image, writes hosts/hostname, and assembles the spec.
@@ -68,6 +69,7 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         linux32: req.native
             && req.platform.oci_arch() == "386"
             && std::env::consts::ARCH == "x86_64",
+        seccomp: req.seccomp,
     };
     let hosts =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";

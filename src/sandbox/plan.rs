@@ -148,6 +148,7 @@ mod tests {
             resolv_conf: Some("/etc/resolv.conf".into()),
             emulator_bind: None,
             linux32: false,
+            seccomp: Default::default(),
         }
     }
 

@@ -11,6 +11,15 @@ pub enum NetworkMode {
     None,
 }
 
+/// `--security-opt seccomp=…`: the filter of sandbox/seccomp.rs, or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompMode {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    Unconfined,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepSpec {
     /// The unpacked root filesystem (a host path, inside the build's namespace).
@@ -35,4 +44,5 @@ pub struct StepSpec {
     pub emulator_bind: Option<PathBuf>,
     /// Run under the 32-bit personality (i386 on an amd64 kernel), so `uname -m` agrees.
     pub linux32: bool,
+    pub seccomp: SeccompMode,
 }

@@ -92,9 +92,11 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
 fn security_opt(value: &str) -> Result<crate::sandbox::SeccompMode, String> {
     match value {
         "seccomp=unconfined" => Ok(crate::sandbox::SeccompMode::Unconfined),
-        _ => Err("the accepted value is seccomp=unconfined (run steps without the \
+        _ => Err(
+            "the accepted value is seccomp=unconfined (run steps without the \
              seccomp filter)"
-            .into()),
+                .into(),
+        ),
     }
 }
 

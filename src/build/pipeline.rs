@@ -277,7 +277,13 @@ fn step_key(
     env.extend(ctx.plan.build_env.iter().cloned());
     let (what, network) = match prepared {
         Prepared::Run { argv, network } => (
-            format!("RUN {argv:?}"),
+            // A step may behave differently without the filter: never share results.
+            match ctx.seccomp {
+                crate::sandbox::SeccompMode::Default => format!("RUN {argv:?}"),
+                crate::sandbox::SeccompMode::Unconfined => {
+                    format!("RUN {argv:?} seccomp=unconfined")
+                }
+            },
             match network {
                 NetworkMode::Host => "host",
                 NetworkMode::None => "none",

@@ -393,10 +393,10 @@ pub fn complement(excluded: &[u32]) -> Vec<(u32, u32)> {
 
 /// The filter for this host's architectures, not yet loaded.
 pub fn build() -> Result<ScmpFilterContext, SeccompError> {
-    build_skipping("none", 2)
-}
-pub fn build_skipping(skip: &str, opt: u32) -> Result<ScmpFilterContext, SeccompError> {
     let err = |what: String| move |source| SeccompError::Build { what, source };
+    // Lowered once: the personality patterns take a while to compute.
+    let lowered: Vec<(&Rule, Vec<Vec<ScmpArgCompare>>)> =
+        PROFILE.iter().map(|r| (r, lower(r.when))).collect();
     let mut merged: Option<ScmpFilterContext> = None;
     // One context per architecture, merged at the end: rules can leave an architecture
     // out, and a raw syscall number can only be given for the native one.
@@ -414,25 +414,24 @@ pub fn build_skipping(skip: &str, opt: u32) -> Result<ScmpFilterContext, Seccomp
             .map_err(err("leaving no_new_privs off".into()))?;
         // A binary tree of syscall numbers rather than a linear list: fewer
         // instructions per syscall (libseccomp >= 2.5).
-        ctx.set_ctl_optimize(opt)
+        ctx.set_ctl_optimize(2)
             .map_err(err("choosing the binary-tree layout".into()))?;
-        for rule in PROFILE
-            .iter()
-            .filter(|r| !r.except.contains(&arch) && r.syscalls[0].name != skip)
-        {
-            let conditions = lower(rule.when);
+        for (rule, conditions) in lowered.iter().filter(|(r, _)| !r.except.contains(&arch)) {
             for syscall in rule.syscalls {
                 let Some(nr) = resolve(syscall, native) else {
                     continue;
                 };
-                for cmps in &conditions {
+                for cmps in conditions {
                     let action = ScmpAction::Errno(rule.errno);
                     let added = if cmps.is_empty() {
                         ctx.add_rule(action, nr)
                     } else {
                         ctx.add_rule_conditional(action, nr, cmps)
                     };
-                    added.map_err(err(format!("rule for {} on {arch:?}", syscall.name)))?;
+                    added.map_err(|source| SeccompError::Build {
+                        what: format!("rule for {} on {arch:?}", syscall.name),
+                        source,
+                    })?;
                 }
             }
         }
@@ -747,19 +746,5 @@ mod tests {
         // struct sock_filter is 8 bytes; the kernel takes at most 4096 instructions.
         assert!(size / 8 <= 4096, "{} instructions", size / 8);
         assert!(size / 8 > 100, "{} instructions", size / 8);
-        eprintln!("TMP patterns {}", complement(PERSONALITIES).len());
-        for opt in [1u32, 2] {
-            for skip in ["none", "personality"] {
-                let mut best = std::time::Duration::MAX;
-                for _ in 0..30 {
-                    let t = std::time::Instant::now();
-                    let c = build_skipping(skip, opt).unwrap();
-                    let f = tempfile::tempfile().unwrap();
-                    c.export_bpf(&f).unwrap();
-                    best = best.min(t.elapsed());
-                }
-                eprintln!("TMP opt {opt} skip {skip}: best {:?}", best);
-            }
-        }
     }
 }

@@ -47,6 +47,8 @@ pub struct BuildRequest {
     pub progress: Progress,
     /// `--network none` for every RUN step (a step's own `network:` still applies).
     pub network: Option<NetworkMode>,
+    /// `--security-opt seccomp=unconfined` for every RUN step.
+    pub seccomp: crate::sandbox::SeccompMode,
     /// From `--source-date-epoch` or SOURCE_DATE_EPOCH; the recipe's value otherwise.
     pub source_date_epoch: Option<i64>,
     pub cache_dir: PathBuf,
@@ -313,6 +315,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             cancel: &cancel,
                             epoch: effective_epoch(req.source_date_epoch, plan),
                             network: req.network,
+                            seccomp: req.seccomp,
                             native: plan.platform.runs_natively_on(&host),
                             emulator: session.emulator_digest(&plan.platform),
                             registry: &req.registry,

@@ -39,6 +39,7 @@ pub(crate) struct Context<'a> {
     pub cancel: &'a AtomicBool,
     pub epoch: i64,
     pub network: Option<NetworkMode>,
+    pub seccomp: crate::sandbox::SeccompMode,
     pub native: bool,
     /// sha256 of the emulator that runs this platform's steps (None: native). Part of
     /// every step key: a different QEMU may produce different output.
@@ -279,7 +280,13 @@ fn step_key(
     env.extend(ctx.plan.build_env.iter().cloned());
     let (what, network) = match prepared {
         Prepared::Run { argv, network } => (
-            format!("RUN {argv:?}"),
+            // A step may behave differently without the filter: never share results.
+            match ctx.seccomp {
+                crate::sandbox::SeccompMode::Default => format!("RUN {argv:?}"),
+                crate::sandbox::SeccompMode::Unconfined => {
+                    format!("RUN {argv:?} seccomp=unconfined")
+                }
+            },
             match network {
                 NetworkMode::Host => "host",
                 NetworkMode::None => "none",
@@ -405,6 +412,7 @@ fn run(
         argv,
         network,
         stdin_from_caller: false,
+        seccomp: ctx.seccomp,
     })
     .map_err(|message| ctx.step_err(step, message))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);

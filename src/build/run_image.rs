@@ -25,6 +25,7 @@ pub struct RunRequest {
     pub network: NetworkMode,
     /// `-i`: the command reads this process's stdin.
     pub stdin: bool,
+    pub seccomp: crate::sandbox::SeccompMode,
     pub cache_dir: PathBuf,
     pub force_host_binfmt: bool,
     pub progress: Progress,
@@ -128,6 +129,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         argv,
         network: req.network,
         stdin_from_caller: req.stdin,
+        seccomp: req.seccomp,
     })
     .map_err(|message| BuildError::Command {
         what: reference.clone(),

@@ -46,6 +46,9 @@ pub struct BuildArgs {
     /// `none` cuts RUN steps off the network (default: the host's network).
     #[arg(long = "network", value_name = "host|none")]
     network: Option<Network>,
+    /// `seccomp=unconfined`: no seccomp filter (default: Docker's default profile).
+    #[arg(long = "security-opt", value_name = "OPT", value_parser = super::security_opt)]
+    security_opt: Option<crate::sandbox::SeccompMode>,
     /// Timestamp for `created`, history and the mtime clamp (default:
     /// $SOURCE_DATE_EPOCH, else the recipe's `source_date_epoch:`, else 0).
     #[arg(long = "source-date-epoch", value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(0..))]
@@ -232,6 +235,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
             Network::Host => NetworkMode::Host,
             Network::None => NetworkMode::None,
         }),
+        seccomp: args.security_opt.unwrap_or_default(),
         source_date_epoch: epoch,
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         no_cache: args.no_cache,

@@ -88,6 +88,18 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     EXIT_FAILURE
 }
 
+/// `--security-opt` of `build` and `run`: only `seccomp=unconfined` so far.
+fn security_opt(value: &str) -> Result<crate::sandbox::SeccompMode, String> {
+    match value {
+        "seccomp=unconfined" => Ok(crate::sandbox::SeccompMode::Unconfined),
+        _ => Err(
+            "the accepted value is seccomp=unconfined (run steps without the \
+             seccomp filter)"
+                .into(),
+        ),
+    }
+}
+
 /// A bad combination of flags that clap cannot express.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -25,6 +25,9 @@ pub struct RunArgs {
     /// Keep stdin open for the command (otherwise it reads /dev/null).
     #[arg(short = 'i', long = "interactive")]
     interactive: bool,
+    /// `seccomp=unconfined`: no seccomp filter (default: Docker's default profile).
+    #[arg(long = "security-opt", value_name = "OPT", value_parser = super::security_opt)]
+    security_opt: Option<crate::sandbox::SeccompMode>,
     /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -75,6 +78,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             Network::None => NetworkMode::None,
         },
         stdin: args.interactive,
+        seccomp: args.security_opt.unwrap_or_default(),
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         progress: Progress::new(ProgressMode::Plain),

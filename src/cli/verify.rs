@@ -92,6 +92,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         }),
         progress: Progress::new(args.progress),
         network: None,
+        seccomp: Default::default(),
         source_date_epoch: epoch,
         cache_dir: scratch.path().join("cache"),
         no_cache: true,

@@ -260,6 +260,9 @@ fn command(spec: &StepSpec) -> Result<(), String> {
     if spec.linux32 {
         super::persona::set_linux32().map_err(|e| format!("personality(PER_LINUX32): {e}"))?;
     }
+    // Before the capabilities go: loading a filter without no_new_privs takes
+    // CAP_SYS_ADMIN (see seccomp.rs).
+    super::seccomp::apply(spec.seccomp).map_err(|e| e.to_string())?;
     super::privileges::restrict_capabilities()?;
     set_identity(spec.uid, spec.gid)?;
     nix::unistd::chdir(spec.cwd.as_str())

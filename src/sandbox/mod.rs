@@ -10,11 +10,12 @@ pub mod placeholders;
 pub mod plan;
 mod privileges;
 pub mod run;
+pub mod seccomp;
 pub mod spec;
 pub mod userns;
 
 pub use run::{StepExit, StepResult, run_step};
-pub use spec::{NetworkMode, StepSpec};
+pub use spec::{NetworkMode, SeccompMode, StepSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

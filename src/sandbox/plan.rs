@@ -210,6 +210,7 @@ mod tests {
             emulator_bind: None,
             linux32: false,
             stdin_from_caller: false,
+            seccomp: Default::default(),
         }
     }
 

@@ -11,6 +11,15 @@ pub enum NetworkMode {
     None,
 }
 
+/// `--security-opt seccomp=…`: the filter of sandbox/seccomp.rs, or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompMode {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    Unconfined,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepSpec {
     /// The unpacked root filesystem (a host path, inside the build's namespace).
@@ -37,4 +46,5 @@ pub struct StepSpec {
     pub linux32: bool,
     /// `xbake run -i`: the command reads the caller's stdin (otherwise /dev/null).
     pub stdin_from_caller: bool,
+    pub seccomp: SeccompMode,
 }

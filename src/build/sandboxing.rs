@@ -28,6 +28,7 @@ pub struct SandboxRequest<'a> {
     pub network: NetworkMode,
     /// `xbake run -i`: pass the caller's stdin through.
     pub stdin_from_caller: bool,
+    pub limits: crate::sandbox::limits::StepLimits,
 }
 
 /// Resolves the user in the image, writes hosts/hostname, and assembles the spec.
@@ -71,6 +72,7 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
             && req.platform.oci_arch() == "386"
             && std::env::consts::ARCH == "x86_64",
         stdin_from_caller: req.stdin_from_caller,
+        limits: req.limits,
     };
     let hosts =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";

@@ -65,6 +65,8 @@ pub struct BuildArgs {
     /// `false`: plain HTTP, no certificate check, for the registries this build uses.
     #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
 }
 
 /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG]`, plus
@@ -229,6 +231,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         registry: super::registry_options(args.tls_verify),
         push,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+        limits: args.limits.limits(),
     };
     let outcome = crate::build::run(&request)?;
     let image_name = output.as_ref().map(Output::to_string);

@@ -190,6 +190,7 @@ mod tests {
             emulator_bind: None,
             linux32: false,
             stdin_from_caller: false,
+            limits: Default::default(),
         }
     }
 

@@ -37,4 +37,6 @@ pub struct StepSpec {
     pub linux32: bool,
     /// `xbake run -i`: the command reads the caller's stdin (otherwise /dev/null).
     pub stdin_from_caller: bool,
+    /// Memory, process and CPU limits, and how each is enforced (limits/).
+    pub limits: super::limits::StepLimits,
 }

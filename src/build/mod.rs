@@ -25,6 +25,7 @@ use crate::image::{ImageError, canonical_json, descriptor};
 use crate::layer::LayerError;
 use crate::platform::Platform;
 use crate::recipe::{Location, Plan, Recipe, RecipeError};
+use crate::sandbox::limits::LimitHit;
 use crate::sandbox::{NetworkMode, SandboxError, StepExit};
 use crate::source::SourceError;
 use oci_spec::image::{ImageIndexBuilder, MediaType, SCHEMA_VERSION};
@@ -63,6 +64,8 @@ pub struct BuildRequest {
     /// `--max-unpack-size`: apparent bytes a base may unpack to, per platform (None: the
     /// default, see `layer::unpack::default_unpack_limit`).
     pub max_unpack_size: Option<u64>,
+    /// `--memory`, `--pids-limit`, `--cpus` for every RUN step.
+    pub limits: crate::sandbox::limits::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +103,8 @@ pub enum BuildError {
         message: String,
     },
     #[error(
-        "[{platform} {number}/{total}] {command} failed with {exit} ({location}){}",
+        "[{platform} {number}/{total}] {command} {} ({location}){}",
+        outcome(exit, limit.as_ref()),
         tail_text(tail)
     )]
     StepFailed {
@@ -111,6 +115,8 @@ pub enum BuildError {
         command: String,
         exit: StepExit,
         tail: Vec<String>,
+        /// The resource limit that explains the failure, when one does.
+        limit: Option<LimitHit>,
     },
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -126,6 +132,19 @@ pub enum BuildError {
     Registry(#[from] crate::registry::RegistryError),
     #[error("cancelled after another platform failed")]
     Cancelled,
+}
+
+/// How a failed step ended: `failed with exit code 2`, or the limit it hit.
+fn outcome(exit: &StepExit, limit: Option<&LimitHit>) -> String {
+    match limit {
+        None => format!("failed with {exit}"),
+        Some(hit @ LimitHit::OutOfMemory { .. }) => match exit {
+            StepExit::Signal(9) => hit.to_string(),
+            _ => format!("{hit}, then failed with {exit}"),
+        },
+        Some(hit @ LimitHit::ProcessLimit { .. }) => format!("{hit} and failed with {exit}"),
+        Some(hit @ LimitHit::Rlimits(_)) => format!("failed with {exit}; it {hit}"),
+    }
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -304,6 +323,13 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                     let result = if cancel.load(Ordering::SeqCst) {
                         Err(BuildError::Cancelled)
                     } else {
+                        let native = plan.platform.runs_natively_on(&host);
+                        let name = plan.platform.short_name();
+                        let (limits, warnings) =
+                            crate::sandbox::limits::for_platform(&req.limits, native, &name);
+                        for w in warnings {
+                            req.progress.warn(&name, &w);
+                        }
                         let ctx = pipeline::Context {
                             recipe: &req.recipe,
                             plan,
@@ -316,7 +342,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             epoch: effective_epoch(req.source_date_epoch, plan),
                             network: req.network,
                             seccomp: req.seccomp,
-                            native: plan.platform.runs_natively_on(&host),
+                            native,
+                            limits,
                             emulator: session.emulator_digest(&plan.platform),
                             registry: &req.registry,
                             steps_run: &steps_run,

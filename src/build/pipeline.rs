@@ -41,6 +41,9 @@ pub(crate) struct Context<'a> {
     pub network: Option<NetworkMode>,
     pub seccomp: crate::sandbox::SeccompMode,
     pub native: bool,
+    /// How this platform's steps are limited; not in the step key, since limits do
+    /// not change what a step produces (a step over them fails and records nothing).
+    pub limits: crate::sandbox::limits::StepLimits,
     /// sha256 of the emulator that runs this platform's steps (None: native). Part of
     /// every step key: a different QEMU may produce different output.
     pub emulator: Option<Digest>,
@@ -413,6 +416,7 @@ fn run(
         network,
         stdin_from_caller: false,
         seccomp: ctx.seccomp,
+        limits: ctx.limits,
     })
     .map_err(|message| ctx.step_err(step, message))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);
@@ -431,6 +435,7 @@ fn run(
             command: step.describe(),
             exit: result.exit,
             tail: result.tail,
+            limit: result.limit,
         });
     }
     Ok(())

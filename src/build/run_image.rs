@@ -30,6 +30,8 @@ pub struct RunRequest {
     pub force_host_binfmt: bool,
     pub progress: Progress,
     pub registry: crate::registry::RegistryOptions,
+    /// `--memory`, `--pids-limit`, `--cpus`.
+    pub limits: crate::sandbox::limits::Limits,
 }
 
 /// The platforms an `oci:DIR[:TAG]` image offers, in index order.
@@ -116,11 +118,16 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         });
     }
     let workdir = state.workdir.clone().unwrap_or_else(|| "/".into());
+    let native = req.platform.runs_natively_on(&host);
+    let (limits, warnings) = crate::sandbox::limits::for_platform(&req.limits, native, &name);
+    for w in warnings {
+        req.progress.warn(&name, &w);
+    }
     let spec = sandbox_spec(SandboxRequest {
         root: &root,
         scratch: workspace.path(),
         platform: &req.platform,
-        native: req.platform.runs_natively_on(&host),
+        native,
         activation,
         image_env: &state.env,
         build_env: &[],
@@ -130,6 +137,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         network: req.network,
         stdin_from_caller: req.stdin,
         seccomp: req.seccomp,
+        limits,
     })
     .map_err(|message| BuildError::Command {
         what: reference.clone(),
@@ -141,5 +149,8 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
             what: format!("[{name}] running the command"),
             message: source.to_string(),
         })?;
+    if let Some(hit) = result.limit {
+        req.progress.warn(&name, &format!("the command {hit}"));
+    }
     Ok(result.exit)
 }

@@ -29,6 +29,7 @@ pub struct SandboxRequest<'a> {
     /// `xbake run -i`: pass the caller's stdin through.
     pub stdin_from_caller: bool,
     pub seccomp: crate::sandbox::SeccompMode,
+    pub limits: crate::sandbox::limits::StepLimits,
 }
 
 /// Resolves the user in the image, writes hosts/hostname, and assembles the spec.
@@ -73,6 +74,7 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
             && std::env::consts::ARCH == "x86_64",
         stdin_from_caller: req.stdin_from_caller,
         seccomp: req.seccomp,
+        limits: req.limits,
     };
     let hosts =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";

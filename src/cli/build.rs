@@ -72,6 +72,8 @@ pub struct BuildArgs {
     /// default: 64G or the cache's free space, whichever is smaller).
     #[arg(long = "max-unpack-size", value_name = "SIZE", value_parser = parse_unpack_size)]
     max_unpack_size: Option<u64>,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
 }
 
 fn parse_unpack_size(text: &str) -> Result<u64, String> {
@@ -243,6 +245,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         push,
         max_unpack_size: args.max_unpack_size,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+        limits: args.limits.limits(),
     };
     let outcome = crate::build::run(&request)?;
     let image_name = output.as_ref().map(Output::to_string);

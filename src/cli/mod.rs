@@ -6,6 +6,7 @@ mod build;
 mod cache;
 mod diff;
 mod inspect;
+mod limits;
 mod login;
 mod manifest;
 mod run;

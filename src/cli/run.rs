@@ -31,6 +31,8 @@ pub struct RunArgs {
     /// Cache and scratch folder (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
     /// Replaces the image's CMD.
     #[arg(last = true)]
     args: Vec<String>,
@@ -83,6 +85,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         progress: Progress::new(ProgressMode::Plain),
         registry: super::registry_options(true),
+        limits: args.limits.limits(),
     })?;
     Ok(match exit {
         StepExit::Code(c) => u8::try_from(c).unwrap_or(1),

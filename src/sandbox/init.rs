@@ -267,6 +267,8 @@ fn command(spec: &StepSpec) -> Result<(), String> {
     set_identity(spec.uid, spec.gid)?;
     nix::unistd::chdir(spec.cwd.as_str())
         .map_err(|e| format!("working directory {}: {}", spec.cwd, e.desc()))?;
+    // Last, as the identity counts for RLIMIT_NPROC: the limits no cgroup enforces.
+    spec.limits.rlimits.apply(spec.uid)?;
     exec(spec)
 }
 

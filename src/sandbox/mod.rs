@@ -3,6 +3,7 @@
 
 pub mod idmap;
 pub mod init;
+pub mod limits;
 pub mod mounts;
 mod net;
 mod persona;

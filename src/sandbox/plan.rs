@@ -211,6 +211,7 @@ mod tests {
             linux32: false,
             stdin_from_caller: false,
             seccomp: Default::default(),
+            limits: Default::default(),
         }
     }
 

@@ -4,6 +4,8 @@
 use super::SandboxError;
 use super::idmap;
 use super::init::{CALLER_STDIN_FD, GO, READY, STEP_ARG};
+use super::limits::LimitHit;
+use super::limits::cgroup::{BuildCgroups, RealFs};
 use super::spec::StepSpec;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -47,6 +49,8 @@ pub struct StepResult {
     pub exit: StepExit,
     /// The last [`TAIL_LINES`] lines of output.
     pub tail: Vec<String>,
+    /// The resource limit that explains a failure, if one does.
+    pub limit: Option<LimitHit>,
 }
 
 /// Runs one step to completion. `on_line` sees every output line as it arrives.
@@ -110,6 +114,10 @@ pub fn run_step(
         let status = child.wait().map_err(io("waiting for the step process"))?;
         return Err(setup_failure(&line, &status.to_string()));
     }
+    // Into the step's cgroup before anything runs: all its processes follow.
+    let cgroup = BuildCgroups::current()
+        .enter_step(&RealFs, &spec.limits, pid.as_raw())
+        .map_err(|message| SandboxError::StepSetup { message })?;
     write_nested_maps(pid)?;
     ours.write_all(format!("{GO}\n").as_bytes())
         .map_err(io("releasing the step"))?;
@@ -141,9 +149,15 @@ pub fn run_step(
             tail.iter().cloned().collect::<Vec<_>>().join(" | ")
         ),
     })?;
+    let limit = match (&cgroup, exit.success()) {
+        (_, true) => None,
+        (Some(cgroup), false) => cgroup.hit(),
+        (None, false) => spec.limits.rlimit_hint(),
+    };
     Ok(StepResult {
         exit,
         tail: tail.into(),
+        limit,
     })
 }
 

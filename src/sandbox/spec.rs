@@ -47,4 +47,6 @@ pub struct StepSpec {
     /// `xbake run -i`: the command reads the caller's stdin (otherwise /dev/null).
     pub stdin_from_caller: bool,
     pub seccomp: SeccompMode,
+    /// Memory, process and CPU limits, and how each is enforced (limits/).
+    pub limits: super::limits::StepLimits,
 }

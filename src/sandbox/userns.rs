@@ -9,6 +9,7 @@
 
 use super::SandboxError;
 use super::idmap::{self, IdContext, IdMapPlan};
+use super::limits::cgroup::{LauncherCgroups, RealFs};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Pid, Uid};
 use std::ffi::OsString;
@@ -107,6 +108,11 @@ pub fn run_in_build_namespace(
     if let Some((uid, gid)) = plan.caller_inside(Uid::current().as_raw(), Gid::current().as_raw()) {
         command.env(CALLER_ENV, format!("{uid}:{gid}"));
     }
+    // The build's cgroups for the steps' limits, handed to the namespace's root; removed
+    // when this function returns, after the build.
+    let cgroups = LauncherCgroups::create(namespace_root(plan));
+    let (key, value) = cgroups.cgroups.to_env();
+    command.env(key, value);
     // SAFETY: the hook runs between fork and exec and only calls fcntl(2), which is
     // async-signal-safe, on two descriptors this process owns.
     unsafe {
@@ -124,6 +130,8 @@ pub fn run_in_build_namespace(
         .map_err(io("starting the build namespace process"))?;
     drop(go_r);
     drop(child_ready_w);
+    // A failure shows up as a clear error at the first step that needs the cgroup.
+    let _ = cgroups.cgroups.adopt(&RealFs, child.id() as i32);
     let mut ready = File::from(child_ready_r);
     let mut go = File::from(go_w);
 
@@ -145,6 +153,16 @@ pub fn run_in_build_namespace(
         .map_err(io("releasing the build namespace"))?;
     drop(go);
     child.wait().map_err(io("waiting for the build process"))
+}
+
+/// The host ids of a root build's namespace root (the owner of the build's cgroups);
+/// None for rootless builds, whose namespace root is the caller already.
+fn namespace_root(plan: &IdMapPlan) -> Option<(u32, u32)> {
+    let IdMapPlan::Direct { uids, gids } = plan else {
+        return None;
+    };
+    let root = |ranges: &[idmap::IdRange]| ranges.iter().find(|r| r.inside == 0).map(|r| r.outside);
+    Some((root(uids)?, root(gids)?))
 }
 
 fn write_maps(pid: Pid, plan: &IdMapPlan) -> Result<(), SandboxError> {

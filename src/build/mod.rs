@@ -15,6 +15,7 @@ pub mod progress;
 mod rootfs;
 pub mod run_image;
 mod sandboxing;
+pub use sandboxing::step_network;
 pub mod timefmt;
 mod users;
 
@@ -45,7 +46,7 @@ pub struct BuildRequest {
     /// Platforms built at the same time.
     pub jobs: usize,
     pub progress: Progress,
-    /// `--network none` for every RUN step (a step's own `network:` still applies).
+    /// `--network` for every RUN step without its own `network:` (None: private).
     pub network: Option<NetworkMode>,
     /// From `--source-date-epoch` or SOURCE_DATE_EPOCH; the recipe's value otherwise.
     pub source_date_epoch: Option<i64>,

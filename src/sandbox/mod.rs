@@ -5,6 +5,7 @@ pub mod idmap;
 pub mod init;
 pub mod mounts;
 mod net;
+pub mod network;
 mod persona;
 pub mod placeholders;
 pub mod plan;
@@ -42,6 +43,8 @@ pub enum SandboxError {
     },
     #[error("{message}")]
     StepSetup { message: String },
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
 }
 
 /// Hidden modes, checked first thing in `main` while the process is single-threaded:

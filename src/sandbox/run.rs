@@ -4,7 +4,7 @@
 use super::SandboxError;
 use super::idmap;
 use super::init::{CALLER_STDIN_FD, GO, READY, STEP_ARG};
-use super::spec::StepSpec;
+use super::spec::{NetworkMode, StepSpec};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -111,6 +111,12 @@ pub fn run_step(
         return Err(setup_failure(&line, &status.to_string()));
     }
     write_nested_maps(pid)?;
+    // Connects the step's network namespace before the step starts; the helper ends
+    // when this function returns, whichever way.
+    let _network = match spec.network {
+        NetworkMode::Private => Some(super::network::start(pid)?),
+        NetworkMode::Host | NetworkMode::None => None,
+    };
     ours.write_all(format!("{GO}\n").as_bytes())
         .map_err(io("releasing the step"))?;
     ours.shutdown(std::net::Shutdown::Write)

@@ -125,31 +125,44 @@ fn find_helper_in(
     Err(NetworkError::NoHelper { searched })
 }
 
-/// Opens /dev/net/tun as the helper will (read-write, with this process's credentials;
-/// opening it creates nothing until TUNSETIFF), and turns a refusal into the remedy.
-pub fn check_tun() -> Result<(), NetworkError> {
-    let err = match std::fs::OpenOptions::new()
+/// Checks that `helper` will be able to open /dev/net/tun. slirp4netns opens it with
+/// this process's credentials: opening it here, read-write, is the same check (and
+/// creates nothing until TUNSETIFF). pasta switches to `nobody` first when started as
+/// root (of the build namespace, here; even `--runas 0` does not keep it from
+/// isolating itself), so it needs the device open to everyone: mode o+rw.
+pub fn check_tun(helper: &Helper) -> Result<(), NetworkError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let opened = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(TUN_DEVICE)
-    {
-        Ok(_) => return Ok(()),
-        Err(e) => e,
+        .open(TUN_DEVICE);
+    let meta = std::fs::metadata(TUN_DEVICE).ok();
+    let mode = meta.as_ref().map(|m| m.permissions().mode() & 0o7777);
+    let err = match (opened, helper, mode) {
+        (Ok(_), Helper::Slirp4netns(_), _) => return Ok(()),
+        (Ok(_), Helper::Pasta(_), Some(mode)) if mode & 0o006 == 0o006 => return Ok(()),
+        (Ok(_), Helper::Pasta(p), _) => std::io::Error::other(format!(
+            "{} switches to the user nobody, who may not open it",
+            p.display()
+        )),
+        (Err(e), _, _) => e,
     };
-    let mode = std::fs::metadata(TUN_DEVICE).ok().map(|m| {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        format!(
-            "mode {:04o}, owner {}:{}",
-            m.permissions().mode() & 0o7777,
+    let detail = match (&meta, mode) {
+        (Some(m), Some(mode)) => format!(
+            "{err} ({TUN_DEVICE} is mode {mode:04o}, owner {}:{})",
             m.uid(),
             m.gid()
-        )
-    });
-    let detail = match &mode {
-        Some(mode) => format!("{err} ({TUN_DEVICE} is {mode})"),
-        None => err.to_string(),
+        ),
+        _ => err.to_string(),
     };
-    let advice = match err.kind() {
+    Err(NetworkError::Tun {
+        detail,
+        advice: tun_advice(err.kind()),
+    })
+}
+
+fn tun_advice(kind: std::io::ErrorKind) -> String {
+    match kind {
         std::io::ErrorKind::NotFound => format!(
             "Load the tun module as root (modprobe tun) or create the device \
              (mkdir -p /dev/net && mknod -m 0666 {TUN_DEVICE} c 10 200)"
@@ -159,14 +172,13 @@ pub fn check_tun() -> Result<(), NetworkError> {
              chmod 0666 {TUN_DEVICE} (until the next boot), or for good a udev rule \
              such as `KERNEL==\"tun\", MODE=\"0666\"` in /etc/udev/rules.d/60-tun.rules"
         ),
-    };
-    Err(NetworkError::Tun { detail, advice })
+    }
 }
 
 /// Both checks, before any work: the build needs a private network.
 pub fn preflight() -> Result<Helper, NetworkError> {
     let helper = find_helper()?;
-    check_tun()?;
+    check_tun(&helper)?;
     Ok(helper)
 }
 

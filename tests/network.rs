@@ -89,7 +89,7 @@ impl HostServices {
     /// How many connections each listener has accepted since the last call.
     fn accepted(&self) -> (usize, usize) {
         let mut tcp = 0;
-        while let Ok(_) = self.tcp.accept() {
+        while self.tcp.accept().is_ok() {
             tcp += 1;
         }
         let mut unix = 0;

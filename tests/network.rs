@@ -258,7 +258,7 @@ fn outbound_dns_and_tcp_work(who: As) {
              \x20 - run: |\n\
              \x20     cat /etc/resolv.conf\n\
              \x20     nslookup {host} > /dev/null && echo resolved\n\
-             \x20     printf 'HEAD {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n' | nc -w 5 {host} 80 | head -n 1\n"
+             \x20     {{ printf 'HEAD {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n'; sleep 3; }} | nc -w 5 {host} 80 | head -n 1\n"
         ),
         &[],
     );

@@ -31,6 +31,18 @@ demo: fixtures
 
 # Every test: unit tests, then integration tests (as root and as a test user when root).
 test: fixtures
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # RUN steps get a private network by default; its helper (slirp4netns) opens
+    # /dev/net/tun, which rootless builds (the test user's) can only do when the device
+    # is 0666, the kernel's and Debian's default. Some machines (CI images among them)
+    # ship it 0600: open it up for the run as root, and put the old mode back after.
+    restore=""
+    if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
+        mode=$(stat -c %a /dev/net/tun)
+        if [ "$mode" != 666 ]; then chmod 0666 /dev/net/tun; restore=$mode; fi
+    fi
+    trap '[ -z "$restore" ] || chmod "$restore" /dev/net/tun' EXIT
     XBAKE_FIXTURES={{fixtures}} cargo test --all-targets -- --test-threads=2
 
 # Formatting and lints, as CI wants them.

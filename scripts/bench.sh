@@ -58,6 +58,12 @@ xcached_native=$(run xcn 10 "true" "$X build native.yaml --arch amd64 --cache-di
 skopeo copy -q --override-arch amd64 "oci:$work/outn:1" "oci:$work/single:1"
 umoci_repack=$(run umoci 5 "rm -rf $work/bundle" "umoci unpack --image $work/single:1 $work/bundle && umoci repack --image $work/single:1 $work/bundle")
 
+echo "== sandbox start: the same 3 native RUN steps, private network (helper) vs host vs none =="
+net() { run "net-$1" 10 "true" "$X build native.yaml --arch amd64 --no-cache --network $1 --cache-dir $work/cnet -o oci:$work/outnet:1 --progress quiet"; }
+net_private=$(net private)
+net_host=$(net host)
+net_none=$(net none)
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 ms() { awk -v s="$1" 'BEGIN { printf "%8.0f ms", s * 1000 }'; }
 cat <<REPORT
@@ -73,4 +79,7 @@ results (medians; this machine: $(nproc) cores)
                             skopeo copy --all $(ms "$skopeo_copy")   xbake/skopeo = $(ratio "$cached" "$skopeo_copy")
   no-change rebuild: xbake (cached, native)   $(ms "$xcached_native")
                      umoci unpack + repack    $(ms "$umoci_repack")   xbake/umoci = $(ratio "$xcached_native" "$umoci_repack")
+  3 RUN steps, native, --no-cache: network none     $(ms "$net_none")
+                                   network host     $(ms "$net_host")
+                                   network private  $(ms "$net_private")   helper per step = $(awk -v p="$net_private" -v h="$net_host" 'BEGIN { printf "%.0f ms", (p - h) * 1000 / 3 }')
 REPORT

@@ -271,7 +271,7 @@ fn v7_code_faults_on_an_arm_v6_cpu() {
 
 #[test]
 fn network_none_leaves_only_loopback() {
-    if !emulation_ready() {
+    if !emulation_ready() || !tun_ready(As::Me) {
         return;
     }
     let scratch = Scratch::new();
@@ -279,7 +279,8 @@ fn network_none_leaves_only_loopback() {
         "net",
         "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n\
          \x20 - run: ls /sys/class/net > /isolated\n    network: none\n\
-         \x20 - run: ls /sys/class/net > /host\n",
+         \x20 - run: ls /sys/class/net > /private\n\
+         \x20 - run: ls /sys/class/net > /host\n    network: host\n",
         &[],
     );
     let dir = recipe.parent().unwrap();
@@ -291,12 +292,26 @@ fn network_none_leaves_only_loopback() {
     ));
     let (_, images) = read_layout(&dir.join("o"), "latest");
     assert_eq!(file_text(&images[0], "isolated").trim(), "lo");
-    assert_ne!(
-        file_text(&images[0], "host").trim(),
-        "lo",
-        "the host's interfaces by default"
+    assert_eq!(
+        file_text(&images[0], "private")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["lo", "tap0"],
+        "a private network by default: loopback and the helper's tap"
     );
-    // --network none applies to every step.
+    let mut host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    host.sort();
+    assert_eq!(
+        file_text(&images[0], "host")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        host,
+        "the host's interfaces on request"
+    );
+    // --network none applies to every step without its own `network:`.
     assert_ok(&xbake(
         As::Me,
         dir,
@@ -313,7 +328,8 @@ fn network_none_leaves_only_loopback() {
         &[],
     ));
     let (_, images) = read_layout(&dir.join("o2"), "latest");
-    assert_eq!(file_text(&images[0], "host").trim(), "lo");
+    assert_eq!(file_text(&images[0], "private").trim(), "lo");
+    assert_eq!(file_text(&images[0], "isolated").trim(), "lo");
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod progress;
 mod rootfs;
 pub mod run_image;
 mod sandboxing;
+pub use sandboxing::step_network;
 pub mod timefmt;
 mod users;
 
@@ -46,7 +47,7 @@ pub struct BuildRequest {
     /// Platforms built at the same time.
     pub jobs: usize,
     pub progress: Progress,
-    /// `--network none` for every RUN step (a step's own `network:` still applies).
+    /// `--network` for every RUN step without its own `network:` (None: private).
     pub network: Option<NetworkMode>,
     /// `--security-opt seccomp=unconfined` for every RUN step.
     pub seccomp: crate::sandbox::SeccompMode,

@@ -7,7 +7,7 @@ use super::copy::{CopyRequest, copy_into};
 use super::image_state::{HISTORY_COMMENT, HistoryEntry, ImageState, Layer};
 use super::progress::Progress;
 use super::rootfs::LazyRootfs;
-use super::sandboxing::{SandboxRequest, sandbox_spec};
+use super::sandboxing::{SandboxRequest, sandbox_spec, step_network};
 use super::timefmt::rfc3339;
 use super::{BuildError, PlatformImage};
 use crate::cache::key::{InputFile, StepKey, chain_id, input_files, tree_digest};
@@ -19,7 +19,7 @@ use crate::layer::LayerError;
 use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settle};
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
-use crate::recipe::{Network, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
+use crate::recipe::{Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
 use crate::sandbox::{NetworkMode, run_step};
 use crate::source;
 use oci_spec::image::{Arch, MediaType, Os, PlatformBuilder};
@@ -188,10 +188,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                     }
                     RunCommand::Exec(argv) => argv.clone(),
                 };
-                let network = match (network, ctx.network) {
-                    (Some(Network::None), _) | (None, Some(NetworkMode::None)) => NetworkMode::None,
-                    _ => NetworkMode::Host,
-                };
+                let network = step_network(*network, ctx.network);
                 (Prepared::Run { argv, network }, None)
             }
             StepKind::Copy {
@@ -290,10 +287,7 @@ fn step_key(
                     format!("RUN {argv:?} seccomp=unconfined")
                 }
             },
-            match network {
-                NetworkMode::Host => "host",
-                NetworkMode::None => "none",
-            },
+            network.as_str(),
         ),
         Prepared::Copy {
             to, mode, owner, ..

@@ -6,6 +6,7 @@ use super::users;
 use crate::emulation::Activation;
 use crate::layer::LayerError;
 use crate::layer::root::RootDir;
+use crate::recipe::Network;
 use crate::sandbox::placeholders::Placeholders;
 use crate::sandbox::{NetworkMode, StepSpec};
 use std::io::Read;
@@ -66,7 +67,10 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         hostname: "xbake".into(),
         hosts_file: req.scratch.join("hosts"),
         hostname_file: req.scratch.join("hostname"),
-        resolv_conf: host_resolv_conf(),
+        resolv_conf: match req.network {
+            NetworkMode::Private => Some(req.scratch.join("resolv.conf")),
+            NetworkMode::Host | NetworkMode::None => host_resolv_conf(),
+        },
         emulator_bind: req.activation.bind_for(req.platform).map(Path::to_path_buf),
         // i386 binaries on an x86_64 kernel: report i686 like `setarch linux32`.
         linux32: req.native
@@ -82,7 +86,38 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         .map_err(|e| format!("writing the step's /etc/hosts: {e}"))?;
     write_if_missing(&spec.hostname_file, "xbake\n")
         .map_err(|e| format!("writing the step's /etc/hostname: {e}"))?;
+    if let (NetworkMode::Private, Some(resolv)) = (spec.network, &spec.resolv_conf) {
+        write_if_missing(resolv, &private_resolv_conf())
+            .map_err(|e| format!("writing the step's /etc/resolv.conf: {e}"))?;
+    }
     Ok(spec)
+}
+
+/// A private network's resolv.conf: its helper's DNS forwarder, which asks the host's
+/// resolvers. Never the host's file, whose servers may be loopback addresses
+/// (systemd-resolved's 127.0.0.53) that the step's namespace cannot reach.
+fn private_resolv_conf() -> String {
+    format!("nameserver {}\n", crate::sandbox::network::DNS_SERVER)
+}
+
+/// Which network a RUN step gets: its own `network:` first, then the command line's
+/// `--network`, else a private one.
+pub fn step_network(step: Option<Network>, command_line: Option<NetworkMode>) -> NetworkMode {
+    match (step, command_line) {
+        (Some(n), _) => n.into(),
+        (None, Some(mode)) => mode,
+        (None, None) => NetworkMode::Private,
+    }
+}
+
+impl From<Network> for NetworkMode {
+    fn from(n: Network) -> NetworkMode {
+        match n {
+            Network::Private => NetworkMode::Private,
+            Network::Host => NetworkMode::Host,
+            Network::None => NetworkMode::None,
+        }
+    }
 }
 
 /// The host's resolv.conf, bound into steps when it exists.
@@ -98,12 +133,8 @@ pub fn prepare_mount_points(
     activation: &Activation,
     platform: &crate::platform::Platform,
 ) -> Result<(), LayerError> {
-    Placeholders::prepare(
-        root,
-        host_resolv_conf().is_some(),
-        activation.bind_for(platform),
-    )
-    .map(|_| ())
+    // Private-network steps (the default) always bind a resolv.conf.
+    Placeholders::prepare(root, true, activation.bind_for(platform)).map(|_| ())
 }
 
 fn write_if_missing(path: &Path, text: &str) -> std::io::Result<()> {
@@ -111,4 +142,31 @@ fn write_if_missing(path: &Path, text: &str) -> std::io::Result<()> {
         return Ok(());
     }
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+#[test]
+fn a_steps_own_network_wins_then_the_command_line_then_private() {
+    assert_eq!(step_network(None, None), NetworkMode::Private);
+    assert_eq!(
+        step_network(None, Some(NetworkMode::Host)),
+        NetworkMode::Host
+    );
+    assert_eq!(
+        step_network(None, Some(NetworkMode::None)),
+        NetworkMode::None
+    );
+    assert_eq!(
+        step_network(Some(Network::None), Some(NetworkMode::Host)),
+        NetworkMode::None
+    );
+    assert_eq!(
+        step_network(Some(Network::Host), Some(NetworkMode::None)),
+        NetworkMode::Host
+    );
+    assert_eq!(
+        step_network(Some(Network::Private), Some(NetworkMode::Host)),
+        NetworkMode::Private
+    );
+    assert_eq!(private_resolv_conf(), "nameserver 10.0.2.3\n");
 }

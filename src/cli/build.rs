@@ -43,8 +43,10 @@ pub struct BuildArgs {
     /// plain: every step and its output; quiet: warnings and errors only.
     #[arg(long = "progress", default_value = "plain")]
     progress: ProgressMode,
-    /// `none` cuts RUN steps off the network (default: the host's network).
-    #[arg(long = "network", value_name = "host|none")]
+    /// The network of RUN steps without their own `network:`. private (the default):
+    /// their own network namespace, online through slirp4netns or pasta, without the
+    /// host's loopback; host: the host's network; none: loopback only.
+    #[arg(long = "network", value_name = "private|host|none")]
     network: Option<Network>,
     /// `seccomp=unconfined`: no seccomp filter (default: Docker's default profile).
     #[arg(long = "security-opt", value_name = "OPT", value_parser = super::security_opt)]
@@ -214,7 +216,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         .transpose()
         .map_err(|e| UsageError(format!("--push: {e}")))?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
-    if let Some(code) = super::preflight(&recipe, &platforms, &build_args)? {
+    let network = args.network.map(NetworkMode::from);
+    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, network)? {
         return Ok(code);
     }
 
@@ -233,10 +236,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         build_args,
         output: output.clone(),
         progress,
-        network: args.network.map(|n| match n {
-            Network::Host => NetworkMode::Host,
-            Network::None => NetworkMode::None,
-        }),
+        network,
         seccomp: args.security_opt.unwrap_or_default(),
         source_date_epoch: epoch,
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),

@@ -153,20 +153,34 @@ fn render(error: &anyhow::Error) {
     }
 }
 
-/// Pre-flight on the host, before any namespace: every plan expands and every emulator
-/// exists, so mistakes fail fast with the clearest message. Then into the build's user
-/// namespace: `Some(code)` is the namespaced run's exit code (the caller returns it),
-/// `None` means "we are inside now, carry on".
+/// Pre-flight on the host, before any namespace: every plan expands, every emulator
+/// exists, and a network helper and /dev/net/tun are there when a RUN step gets a
+/// private network, so mistakes fail fast with the clearest message. Then into the
+/// build's user namespace: `Some(code)` is the namespaced run's exit code (the caller
+/// returns it), `None` means "we are inside now, carry on". Inside, the checks run
+/// again (they are cheap), and the /dev/net/tun one then opens it as the build's
+/// namespace root, the identity the helper will have.
 fn preflight(
     recipe: &crate::recipe::Recipe,
     platforms: &[crate::platform::Platform],
     build_args: &[(String, String)],
+    network: Option<crate::sandbox::NetworkMode>,
 ) -> Result<Option<u8>, Failure> {
     let host = crate::platform::Platform::host();
+    let mut private_network = false;
     for p in platforms {
-        recipe.plan(p, &host, build_args)?;
+        let plan = recipe.plan(p, &host, build_args)?;
+        private_network |= plan.steps.iter().any(|step| match &step.kind {
+            crate::recipe::StepKind::Run { network: own, .. } => {
+                crate::build::step_network(*own, network) == crate::sandbox::NetworkMode::Private
+            }
+            _ => false,
+        });
     }
     crate::emulation::required_emulators(platforms, &host, &crate::emulation::qemu::search_path())?;
+    if private_network {
+        crate::sandbox::network::preflight()?;
+    }
     reexec_in_namespace()
 }
 

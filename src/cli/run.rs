@@ -7,7 +7,7 @@ use crate::emulation;
 use crate::image::reference::LayoutRef;
 use crate::platform::Platform;
 use crate::recipe::Network;
-use crate::sandbox::{NetworkMode, StepExit};
+use crate::sandbox::StepExit;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -19,8 +19,13 @@ pub struct RunArgs {
     /// else its only platform).
     #[arg(long = "platform", visible_alias = "arch")]
     platform: Option<String>,
-    /// `none` runs without network.
-    #[arg(long = "network", default_value = "host")]
+    /// private (default): online through slirp4netns or pasta, without the host's
+    /// loopback; host: the host's network; none: loopback only.
+    #[arg(
+        long = "network",
+        value_name = "private|host|none",
+        default_value = "private"
+    )]
     network: Network,
     /// Keep stdin open for the command (otherwise it reads /dev/null).
     #[arg(short = 'i', long = "interactive")]
@@ -67,6 +72,9 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         &Platform::host(),
         &emulation::qemu::search_path(),
     )?;
+    if args.network == Network::Private {
+        crate::sandbox::network::preflight()?;
+    }
     if let Some(code) = reexec_in_namespace()? {
         return Ok(code);
     }
@@ -75,10 +83,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         tag,
         platform,
         args: args.args,
-        network: match args.network {
-            Network::Host => NetworkMode::Host,
-            Network::None => NetworkMode::None,
-        },
+        network: args.network.into(),
         stdin: args.interactive,
         seccomp: args.security_opt.unwrap_or_default(),
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),

@@ -65,7 +65,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
             .and_then(parse_rfc3339)
             .filter(|e| *e >= 0),
     };
-    if let Some(code) = super::preflight(&recipe, &platforms, &build_args)? {
+    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, None)? {
         return Ok(code);
     }
 

@@ -98,7 +98,7 @@ pub enum Problem {
     BadMode { value: String },
     #[error("invalid owner {value:?}: expected a numeric uid or uid:gid, like \"1000:1000\"")]
     BadOwner { value: String },
-    #[error("invalid network {value:?}: expected host or none")]
+    #[error("invalid network {value:?}: expected private, host or none")]
     BadNetwork { value: String },
     #[error(
         "invalid {what} name {name:?}: expected letters, digits and _, not starting with a digit"

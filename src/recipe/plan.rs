@@ -64,14 +64,18 @@ pub enum RunCommand {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Network {
-    /// Share the host's network (the default; package installs need it).
+    /// A private network namespace with user-mode networking (the default when a step
+    /// and the command line say nothing): the outside world, not the host's loopback.
+    /// Named as buildah's and podman's `--network private`.
+    Private,
+    /// Share the host's network, its loopback services included.
     Host,
     /// A fresh network namespace with only loopback.
     None,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown network {0:?}; expected host or none")]
+#[error("unknown network {0:?}; expected private, host or none")]
 pub struct UnknownNetwork(pub String);
 
 impl FromStr for Network {
@@ -79,6 +83,7 @@ impl FromStr for Network {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
+            "private" => Ok(Network::Private),
             "host" => Ok(Network::Host),
             "none" => Ok(Network::None),
             other => Err(UnknownNetwork(other.to_string())),
@@ -89,6 +94,7 @@ impl FromStr for Network {
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Network::Private => "private",
             Network::Host => "host",
             Network::None => "none",
         })
@@ -126,8 +132,9 @@ impl PlanStep {
         match &self.kind {
             StepKind::Run { command, network } => {
                 let mut text = String::from("RUN ");
-                // Only `none` changes what the step can do; `host` is the default and
-                // is left out so spelling it out does not change the history.
+                // Only `none` is shown: history text is part of the image's bytes, and
+                // `host` (the default once) and `private` (the default now) both leave
+                // the step online, so neither changes the digests of existing images.
                 if *network == Some(Network::None) {
                     text.push_str("--network=none ");
                 }
@@ -216,6 +223,14 @@ mod tests {
             ),
             (
                 StepKind::Run {
+                    command: RunCommand::Exec(strings(&["/bin/echo", "exec form"])),
+                    network: Some(Network::Private),
+                },
+                r#"RUN ["/bin/echo","exec form"]"#,
+                r#"RUN ["/bin/echo","exec form"]"#,
+            ),
+            (
+                StepKind::Run {
                     command: RunCommand::Shell("ping -c1 x".into()),
                     network: Some(Network::None),
                 },
@@ -270,8 +285,12 @@ mod tests {
 
     #[test]
     fn network_parses_for_the_cli() {
+        assert_eq!("private".parse(), Ok(Network::Private));
         assert_eq!("host".parse(), Ok(Network::Host));
         assert_eq!("none".parse(), Ok(Network::None));
+        for n in [Network::Private, Network::Host, Network::None] {
+            assert_eq!(n.to_string().parse(), Ok(n));
+        }
         assert_eq!(
             "bridge".parse::<Network>(),
             Err(UnknownNetwork("bridge".into()))

@@ -13,7 +13,7 @@ source_date_epoch: 0                 # optional, integer seconds
 steps:
   - run: uname -m > /arch            # string => /bin/sh -c in the target image
   - run: ["/bin/echo", "exec form"]  # list => exec form
-    network: none                    # optional on run steps: host (default) | none
+    network: none                    # optional on run steps: private (default) | host | none
   - copy: files/hello.txt            # relative to the recipe's folder
     to: /opt/hello.txt
     mode: "0644"

@@ -6,6 +6,7 @@ pub mod init;
 pub mod limits;
 pub mod mounts;
 mod net;
+pub mod network;
 mod persona;
 pub mod placeholders;
 pub mod plan;
@@ -44,6 +45,8 @@ pub enum SandboxError {
     },
     #[error("{message}")]
     StepSetup { message: String },
+    #[error(transparent)]
+    Network(#[from] network::NetworkError),
 }
 
 /// Hidden modes, checked first thing in `main` while the process is single-threaded:

@@ -6,7 +6,7 @@ use super::idmap;
 use super::init::{CALLER_STDIN_FD, GO, READY, STEP_ARG};
 use super::limits::LimitHit;
 use super::limits::cgroup::{BuildCgroups, RealFs};
-use super::spec::StepSpec;
+use super::spec::{NetworkMode, StepSpec};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -119,6 +119,12 @@ pub fn run_step(
         .enter_step(&RealFs, &spec.limits, pid.as_raw())
         .map_err(|message| SandboxError::StepSetup { message })?;
     write_nested_maps(pid)?;
+    // Connects the step's network namespace before the step starts; the helper ends
+    // when this function returns, whichever way.
+    let _network = match spec.network {
+        NetworkMode::Private => Some(super::network::start(pid)?),
+        NetworkMode::Host | NetworkMode::None => None,
+    };
     ours.write_all(format!("{GO}\n").as_bytes())
         .map_err(io("releasing the step"))?;
     ours.shutdown(std::net::Shutdown::Write)

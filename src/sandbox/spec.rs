@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
-    /// The host's network namespace (the default, as in docker build).
+    /// A new network namespace connected by a user-mode helper (slirp4netns or pasta,
+    /// see network.rs): outbound TCP/UDP and DNS, but not the host's loopback or its
+    /// abstract unix sockets. The default, as in rootless podman and buildah.
+    Private,
+    /// The host's network namespace: everything the host can reach, its 127.0.0.1
+    /// included. Only on request (`--network host`).
     Host,
     /// A new network namespace with only a loopback interface.
     None,
@@ -18,6 +23,17 @@ pub enum SeccompMode {
     #[default]
     Default,
     Unconfined,
+}
+
+impl NetworkMode {
+    /// The name used by the CLI, recipes and cache keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Private => "private",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +53,8 @@ pub struct StepSpec {
     /// Generated /etc/hosts and /etc/hostname, bound read-only over the rootfs's.
     pub hosts_file: PathBuf,
     pub hostname_file: PathBuf,
-    /// The host's resolv.conf, if it has one.
+    /// Bound over /etc/resolv.conf: generated for a private network (naming its DNS
+    /// forwarder), else the host's, if it has one.
     pub resolv_conf: Option<PathBuf>,
     /// A QEMU emulator to bind-mount at the same path in the rootfs (host binfmt_misc
     /// entries without the F flag only).

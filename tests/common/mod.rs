@@ -184,37 +184,134 @@ pub fn shared_binary() -> PathBuf {
 /// Runs xbake with `args` in `cwd` as `who`, with a private cache folder, a clean
 /// environment plus `env`, and a time limit.
 pub fn xbake(who: As, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_with_timeout(
+        xbake_command(who, cwd, args, env, None),
+        Duration::from_secs(300),
+    )
+}
+
+/// Like [`xbake`], but in a private mount namespace (the test needs root) whose
+/// /dev/net/tun is a fresh node with `mode`, so a test can try a device mode without
+/// changing the host's.
+pub fn xbake_with_tun_mode(
+    who: As,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    mode: u32,
+) -> Output {
+    run_with_timeout(
+        xbake_command(who, cwd, args, env, Some(mode)),
+        Duration::from_secs(300),
+    )
+}
+
+fn xbake_command(
+    who: As,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    tun_mode: Option<u32>,
+) -> Command {
     let cache = cwd.join(match who {
         As::Me => ".cache-me",
         As::TestUser => ".cache-user",
     });
-    let mut cmd = Command::new(shared_binary());
+    let user = match who {
+        As::Me => None,
+        As::TestUser => Some(test_user().expect("the test user needs root to create")),
+    };
+    let mut cmd = match tun_mode {
+        None => Command::new(shared_binary()),
+        Some(mode) => {
+            // The user switch happens after the mounts, inside the namespace.
+            let switch = match &user {
+                Some((uid, gid, _)) => {
+                    format!("setpriv --reuid={uid} --regid={gid} --clear-groups ")
+                }
+                None => String::new(),
+            };
+            let script = format!(
+                "mount -t tmpfs -o mode=0755 tun /dev/net && \
+                 mknod -m {mode:04o} /dev/net/tun c 10 200 && exec {switch}\"$0\" \"$@\""
+            );
+            let mut cmd = Command::new("unshare");
+            cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+                .arg(shared_binary());
+            cmd
+        }
+    };
     cmd.args(args)
         .current_dir(cwd)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         .env("XDG_CACHE_HOME", &cache)
         .stdin(Stdio::null());
-    match who {
-        As::Me => {
+    match user {
+        None => {
             cmd.env(
                 "HOME",
                 std::env::var_os("HOME").unwrap_or_else(|| "/root".into()),
             );
         }
-        As::TestUser => {
-            let (uid, gid, home) = test_user().expect("the test user needs root to create");
+        Some((uid, gid, home)) => {
             use std::os::unix::process::CommandExt;
-            cmd.uid(uid)
-                .gid(gid)
-                .env("HOME", home)
-                .env("USER", TEST_USER);
+            if tun_mode.is_none() {
+                cmd.uid(uid).gid(gid);
+            }
+            cmd.env("HOME", home).env("USER", TEST_USER);
         }
     }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    run_with_timeout(cmd, Duration::from_secs(300))
+    cmd
+}
+
+/// Whether private networking can work for `who` on this machine: rootless builds need
+/// /dev/net/tun open to everyone (root builds open it as the host's root, parked in
+/// their namespace). `just test` sets 0666 for the run.
+pub fn tun_ready(who: As) -> bool {
+    let mode = std::fs::metadata("/dev/net/tun")
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    if who == As::TestUser && mode & 0o006 != 0o006 {
+        return !skip(&format!(
+            "/dev/net/tun is mode {mode:04o}; rootless private networking needs 0666 \
+             (`just test` sets it for the run; or chmod 0666 /dev/net/tun)"
+        ));
+    }
+    true
+}
+
+/// Compiles a C program statically with gcc into `dir/name` (mode 0755), to run inside
+/// a busybox image. None (after saying why) when gcc or a static libc is missing.
+pub fn static_program(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = dir.join(name);
+    let built = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => {
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Some(out)
+        }
+        Ok(o) => {
+            skip(&format!(
+                "gcc -static {name}.c failed (apt-get install gcc libc6-dev): {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+            None
+        }
+        Err(e) => {
+            skip(&format!("no gcc ({e}); apt-get install gcc libc6-dev"));
+            None
+        }
+    }
 }
 
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {

@@ -284,10 +284,34 @@ fn network_none_leaves_only_loopback() {
         &[],
     );
     let dir = recipe.parent().unwrap();
-    assert_ok(&xbake(
+    // The recipe cannot grant itself the host's network: the caller must.
+    let refused = xbake(
         As::Me,
         dir,
         &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:o"],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("recipe.yaml:6:5: step 3 asks for the host's network")
+            && err.contains("--allow network.host"),
+        "{err}"
+    );
+    assert!(!dir.join("o").exists());
+    assert_ok(&xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--allow",
+            "network.host",
+            "-o",
+            "oci:o",
+        ],
         &[],
     ));
     let (_, images) = read_layout(&dir.join("o"), "latest");
@@ -322,6 +346,8 @@ fn network_none_leaves_only_loopback() {
             "arm64",
             "--network",
             "none",
+            "--allow",
+            "network.host",
             "-o",
             "oci:o2",
         ],

@@ -48,6 +48,10 @@ pub struct BuildArgs {
     /// host's loopback; host: the host's network; none: loopback only.
     #[arg(long = "network", value_name = "private|host|none")]
     network: Option<Network>,
+    /// Grant what the recipe asks for beyond the sandbox: `network.host` lets steps with
+    /// `network: host` have the host's network (repeatable).
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    allow: Vec<super::Entitlement>,
     /// `seccomp=unconfined`: no seccomp filter (default: Docker's default profile).
     #[arg(long = "security-opt", value_name = "OPT", value_parser = super::security_opt)]
     security_opt: Option<crate::sandbox::SeccompMode>,
@@ -217,7 +221,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         .map_err(|e| UsageError(format!("--push: {e}")))?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
     let network = args.network.map(NetworkMode::from);
-    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, network)? {
+    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, network, &args.allow)? {
         return Ok(code);
     }
 

@@ -165,11 +165,13 @@ fn preflight(
     platforms: &[crate::platform::Platform],
     build_args: &[(String, String)],
     network: Option<crate::sandbox::NetworkMode>,
+    allow: &[Entitlement],
 ) -> Result<Option<u8>, Failure> {
     let host = crate::platform::Platform::host();
     let mut private_network = false;
     for p in platforms {
         let plan = recipe.plan(p, &host, build_args)?;
+        check_entitlements(&plan, network, allow)?;
         private_network |= plan.steps.iter().any(|step| match &step.kind {
             crate::recipe::StepKind::Run { network: own, .. } => {
                 crate::build::step_network(*own, network) == crate::sandbox::NetworkMode::Private
@@ -182,6 +184,45 @@ fn preflight(
         crate::sandbox::network::preflight()?;
     }
     reexec_in_namespace()
+}
+
+/// `--allow ENTITLEMENT`, BuildKit's spelling: what a recipe may ask for beyond the
+/// sandbox, granted by the person running the build, never by the recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Entitlement {
+    /// Steps with `network: host` get the host's network.
+    #[value(name = "network.host")]
+    NetworkHost,
+}
+
+/// A recipe is untrusted: a step's own `network: host` would hand it the host's
+/// loopback services and abstract sockets, so it needs the caller's consent
+/// (`--allow network.host`, or `--network host` for every step), as in BuildKit.
+fn check_entitlements(
+    plan: &crate::recipe::Plan,
+    network: Option<crate::sandbox::NetworkMode>,
+    allow: &[Entitlement],
+) -> Result<(), UsageError> {
+    if network == Some(crate::sandbox::NetworkMode::Host)
+        || allow.contains(&Entitlement::NetworkHost)
+    {
+        return Ok(());
+    }
+    for step in &plan.steps {
+        if let crate::recipe::StepKind::Run {
+            network: Some(crate::recipe::Network::Host),
+            ..
+        } = &step.kind
+        {
+            return Err(UsageError(format!(
+                "{}: step {} asks for the host's network (`network: host`), which would let \
+                 it reach everything the host can, its 127.0.0.1 services included; allow it \
+                 with --allow network.host, or build with --network host",
+                step.location, step.number
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Re-runs this command inside the build's user namespace when not already there;

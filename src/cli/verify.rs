@@ -34,6 +34,9 @@ pub struct VerifyArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     json: bool,
+    /// Grant what the recipe asks for beyond the sandbox, as for `xbake build`.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    allow: Vec<super::Entitlement>,
     /// Where the temporary rebuild happens (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -65,7 +68,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
             .and_then(parse_rfc3339)
             .filter(|e| *e >= 0),
     };
-    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, None)? {
+    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, None, &args.allow)? {
         return Ok(code);
     }
 

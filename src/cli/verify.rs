@@ -95,6 +95,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         source_date_epoch: epoch,
         cache_dir: scratch.path().join("cache"),
         no_cache: true,
+        no_normalize: false,
         registry: super::registry_options(true),
         push: None,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),

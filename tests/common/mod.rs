@@ -443,3 +443,19 @@ pub fn file_text(image: &ReadImage, path: &str) -> String {
     )
     .unwrap()
 }
+
+/// The Debian bookworm base for `arch` (amd64: with python3; arm64) that
+/// scripts/fixtures.sh makes with mmdebstrap as root; None (after saying why) when a test
+/// must skip.
+pub fn debian_base(arch: &str) -> Option<PathBuf> {
+    let path = fixtures()?.join(format!("debian-{arch}.tar.zst"));
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip(&format!(
+            "no {} (run `just fixtures` as root)",
+            path.display()
+        ));
+        None
+    }
+}

@@ -53,7 +53,16 @@ fn build(dir: &Path, out: &str, extra: &[&str]) -> String {
         out,
     ];
     args.extend_from_slice(extra);
-    xbake_ok(dir, &args, &[]).0.trim().to_string()
+    // apt-get under QEMU on a shared 2-core machine: up to ~10 minutes per build.
+    let out = xbake_within(
+        As::Me,
+        dir,
+        &args,
+        &[],
+        std::time::Duration::from_secs(1800),
+    );
+    assert_ok(&out);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

@@ -181,6 +181,17 @@ pub fn shared_binary() -> PathBuf {
 /// Runs xbake with `args` in `cwd` as `who`, with a private cache folder, a clean
 /// environment plus `env`, and a time limit.
 pub fn xbake(who: As, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    xbake_within(who, cwd, args, env, Duration::from_secs(300))
+}
+
+/// [`xbake`] with its own time limit, for real package installs under QEMU (minutes).
+pub fn xbake_within(
+    who: As,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
     let cache = cwd.join(match who {
         As::Me => ".cache-me",
         As::TestUser => ".cache-user",
@@ -211,7 +222,7 @@ pub fn xbake(who: As, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
     for (k, v) in env {
         cmd.env(k, v);
     }
-    run_with_timeout(cmd, Duration::from_secs(300))
+    run_with_timeout(cmd, limit)
 }
 
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {

@@ -49,6 +49,13 @@ echo "== native amd64, the same 3 RUN steps: xbake vs buildah =="
 xnative=$(run xnative 5 "rm -rf $work/cn $work/outn" "$X build native.yaml --arch amd64 --cache-dir $work/cn -o oci:$work/outn:1 --progress quiet")
 bnative=$(run bnative 5 "rm -rf $work/buildah $work/bout" "$B bud --isolation chroot -q -t bench:1 . && $B push -q bench:1 oci:$work/bout:1")
 
+echo "== normalisation: the same native step with and without the rules (--no-cache) =="
+# The step writes files the rules cover (logs, apt caches, machine-id) next to 2000
+# files they do not: the cost is the rule match over the step's changes plus the edits.
+printf 'from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: mkdir -p /var/log/apt /var/cache/apt /etc/x && for i in $(seq 1 2000); do echo $i > /etc/x/$i; done && date > /var/log/dpkg.log && date > /var/log/apt/term.log && date > /var/cache/apt/pkgcache.bin && date > /etc/machine-id\n' > "$work/r/norm.yaml"
+norm_on=$(run normon 10 "true" "$X build norm.yaml --arch amd64 --no-cache --cache-dir $work/cm -o oci:$work/outm:1 --progress quiet")
+norm_off=$(run normoff 10 "true" "$X build norm.yaml --arch amd64 --no-cache --no-normalize --cache-dir $work/cm -o oci:$work/outm:1 --progress quiet")
+
 echo "== writing a finished image: xbake fully cached rebuild vs skopeo copy --all =="
 skopeo_copy=$(run skopeo 10 "rm -rf $work/scopy" "skopeo copy -q --all oci:$work/out:1 oci:$work/scopy:1")
 
@@ -82,4 +89,6 @@ results (medians; this machine: $(nproc) cores)
   3 RUN steps, native, --no-cache: network none     $(ms "$net_none")
                                    network host     $(ms "$net_host")
                                    network private  $(ms "$net_private")   helper per step = $(awk -v p="$net_private" -v h="$net_host" 'BEGIN { printf "%.0f ms", (p - h) * 1000 / 3 }')
+  one step, normalised                        $(ms "$norm_on")
+            --no-normalize                    $(ms "$norm_off")   on/off = $(ratio "$norm_on" "$norm_off")
 REPORT

@@ -2,7 +2,11 @@
 # Builds the busybox base root filesystems used by the demo recipe and the tests:
 #   OUT/busybox-{amd64,386,armv5,armv6,armv7,arm64,ppc64le,s390x}.tar.gz
 # from Debian's busybox-static package of each architecture, downloaded with the
-# machine's own apt configuration into a cache, so it runs once per machine.
+# machine's own apt configuration into a cache, so it runs once per machine; and, as
+# root (mmdebstrap needs it here), the Debian bookworm bases of the package-install tests:
+#   OUT/debian-amd64.tar.zst   minbase + python3 (native; apt and pip workloads)
+#   OUT/debian-arm64.tar.zst   minbase (emulated; apt workload)
+# built once per machine with mmdebstrap from /etc/apt/sources.list.d/debian.sources.
 set -euo pipefail
 
 out=${1:?usage: fixtures.sh OUT_DIR}
@@ -51,5 +55,53 @@ for arch in "${!names[@]}"; do
   for name in ${names[$arch]}; do
     "$mkbase" "$cache/x-$arch/bin/busybox" "$cache/applets" "$out/busybox-$name.tar.gz"
   done
+done
+
+# Debian bases. mmdebstrap runs as uid 0 of a private user namespace mapped onto an
+# unprivileged range (scripts/userns-root.pl), so a maintainer script is never host
+# root; that namespace mounts its own binfmt_misc (Linux >= 6.7) and registers the
+# foreign emulator there with the F flag from qemu/binfmt.conf, so the host's binfmt_misc
+# is not touched and arch-test/binfmt-support are not needed (hence --skip=check/qemu).
+# Device nodes are left out of the tarball (--skip=output/dev): xbake's sandbox brings
+# its own /dev. The apt options are those of this machine's /etc/apt/apt.conf.d that the
+# archive here needs (its snapshot is older than its Valid-Until).
+debian_base() { # DEBIAN_ARCH QEMU_NAME|"" EXTRA_PACKAGES
+  local arch=$1 qemu=$2 include=$3 dest="$cache/debian-$1.tar.zst"
+  if [ -s "$dest" ]; then return; fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "fixtures: skipping debian-$arch (mmdebstrap needs root here; the tests that use it skip)" >&2
+    return
+  fi
+  local work; work=$(mktemp -d /var/tmp/xbake-mmdebstrap.XXXXXX)
+  chown 1000000000:1000000000 "$work"   # uid 0 of the namespace below
+  echo "fixtures: building debian-$arch with mmdebstrap (minutes, once per machine)"
+  local started=$SECONDS
+  HOME=$work perl scripts/userns-root.pl 1000000000 65536 \
+    unshare --mount --pid --fork bash -euo pipefail -c '
+      qemu=$1 table=$2 arch=$3 include=$4 work=$5 sources=$6
+      if [ -n "$qemu" ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        read -r name magic mask < <(awk -v n="$qemu" '"'"'$1 == n'"'"' "$table")
+        printf ":qemu-%s:M::%s:%s:/usr/bin/qemu-%s-static:F\n" "$name" "$magic" "$mask" "$name" \
+          > /proc/sys/fs/binfmt_misc/register
+      fi
+      mmdebstrap --quiet --variant=minbase --mode=root --arch="$arch" ${include:+--include="$include"} \
+        --skip=check/qemu --skip=output/dev \
+        --aptopt="Acquire::Check-Valid-Until \"false\"" --aptopt="Acquire::Check-Date \"false\"" \
+        --aptopt="Acquire::Languages \"none\"" \
+        bookworm "$work/base.tar" "$sources"
+    ' fixture "$qemu" "$PWD/qemu/binfmt.conf" "$arch" "$include" "$work" \
+      /etc/apt/sources.list.d/debian.sources \
+    || { rm -rf "$work"; echo "fixtures: mmdebstrap for $arch failed" >&2; exit 1; }
+  zstd -q -T0 -10 "$work/base.tar" -o "$work/base.tar.zst"
+  mv "$work/base.tar.zst" "$dest"
+  rm -rf "$work"
+  echo "fixtures: debian-$arch took $((SECONDS - started)) s"
+}
+debian_base amd64 "" python3
+debian_base arm64 aarch64 ""
+for arch in amd64 arm64; do
+  if [ -s "$cache/debian-$arch.tar.zst" ]; then ln -f "$cache/debian-$arch.tar.zst" "$out/" 2>/dev/null \
+    || cp "$cache/debian-$arch.tar.zst" "$out/"; fi
 done
 echo "fixtures: $(ls "$out" | wc -l) base images in $out"

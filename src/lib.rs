@@ -9,6 +9,7 @@ pub mod digest;
 pub mod emulation;
 pub mod image;
 pub mod layer;
+pub mod normalize;
 pub mod platform;
 pub mod recipe;
 pub mod registry;

@@ -5,6 +5,17 @@
 use crate::platform::Platform;
 use crate::sandbox::init::DEFAULT_PATH;
 
+/// The build's variables plus SOURCE_DATE_EPOCH (unless the recipe sets it as an arg),
+/// so tools that honour it (py_compile, dpkg-deb, gzip users, man-db, useradd; see
+/// reproducible-builds.org/specs/source-date-epoch) write the build's time, not now.
+pub fn with_source_date_epoch(build_env: &[(String, String)], epoch: i64) -> Vec<(String, String)> {
+    let mut env = build_env.to_vec();
+    if !env.iter().any(|(k, _)| k == "SOURCE_DATE_EPOCH") {
+        env.push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+    }
+    env
+}
+
 pub fn step_env(
     image_env: &[(String, String)],
     build_env: &[(String, String)],
@@ -37,6 +48,14 @@ pub fn step_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_see_the_build_epoch_unless_the_recipe_sets_it() {
+        let env = with_source_date_epoch(&kv(&[("A", "1")]), 1_700_000_000);
+        assert_eq!(env, kv(&[("A", "1"), ("SOURCE_DATE_EPOCH", "1700000000")]));
+        let own = kv(&[("SOURCE_DATE_EPOCH", "5")]);
+        assert_eq!(with_source_date_epoch(&own, 9), own);
+    }
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -14,6 +14,31 @@ pub struct BuildFacts<'a> {
     pub image_name: Option<String>,
     pub source_date_epoch: i64,
     pub build_args: &'a [(String, String)],
+    /// The normalisation rules of this xbake, whether `--no-normalize` turned them off,
+    /// and the (1-based) steps they ran after (run steps without `normalize: false`).
+    pub normalize: NormalizeFacts<'a>,
+}
+
+pub struct NormalizeFacts<'a> {
+    pub rules: &'a crate::normalize::RuleSet,
+    pub enabled: bool,
+    pub steps: Vec<usize>,
+}
+
+fn normalize_json(facts: &NormalizeFacts) -> Value {
+    let rules: Vec<Value> = facts
+        .rules
+        .rules
+        .iter()
+        .map(|r| json!({"action": r.action.name(), "path": r.pattern, "why": r.why}))
+        .collect();
+    json!({
+        "enabled": facts.enabled,
+        "version": facts.rules.version,
+        "sha256": facts.rules.digest,
+        "steps": if facts.enabled { facts.steps.clone() } else { Vec::new() },
+        "rules": rules,
+    })
 }
 
 pub fn metadata(outcome: &BuildOutcome, facts: &BuildFacts) -> Value {
@@ -55,6 +80,7 @@ pub fn metadata(outcome: &BuildOutcome, facts: &BuildFacts) -> Value {
         "xbake.build_args": args,
         "xbake.platforms": platforms,
         "xbake.steps": {"run": outcome.steps_run, "cached": outcome.steps_cached},
+        "xbake.normalize": normalize_json(&facts.normalize),
     });
     if let Some(name) = &facts.image_name {
         out["image.name"] = json!(name);

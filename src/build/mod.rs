@@ -56,6 +56,8 @@ pub struct BuildRequest {
     pub cache_dir: PathBuf,
     /// Run every step even when the cache knows its result.
     pub no_cache: bool,
+    /// `--no-normalize`: no normalisation rules after any run step (src/normalize/).
+    pub no_normalize: bool,
     /// `XBAKE_BINFMT=host`: use the host's binfmt_misc entries.
     pub force_host_binfmt: bool,
     /// How to reach registries (bases pulled, `--push`).
@@ -75,6 +77,8 @@ pub enum BuildError {
     Recipe(#[from] RecipeError),
     #[error(transparent)]
     Emulation(#[from] EmulationError),
+    #[error(transparent)]
+    Rules(#[from] crate::normalize::RulesError),
     #[error("[{platform}] {source}")]
     Source {
         platform: String,
@@ -303,6 +307,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     for w in warnings {
         req.progress.warn("recipe", w);
     }
+    let rules = Some(crate::normalize::builtin()?);
     let session = Session::open(&req.cache_dir, &req.platforms, req.force_host_binfmt)?;
     let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
     let store = cache.store();
@@ -336,6 +341,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                             plan,
                             cache,
                             no_cache: req.no_cache,
+                            normalize: rules.filter(|_| !req.no_normalize),
                             dir: workspace.path().join(format!("platform-{i}")),
                             activation,
                             progress: &req.progress,

@@ -4,6 +4,7 @@
 //! manifest.
 
 use super::copy::{CopyRequest, copy_into};
+use super::env::with_source_date_epoch;
 use super::image_state::{HISTORY_COMMENT, HistoryEntry, ImageState, Layer};
 use super::progress::Progress;
 use super::rootfs::LazyRootfs;
@@ -19,6 +20,7 @@ use crate::layer::LayerError;
 use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settle};
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
+use crate::normalize::{self, RuleSet};
 use crate::recipe::{Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
 use crate::sandbox::{NetworkMode, run_step};
 use crate::source;
@@ -32,6 +34,8 @@ pub(crate) struct Context<'a> {
     pub cache: &'a Cache,
     /// `--no-cache`: run every step (results are still recorded).
     pub no_cache: bool,
+    /// The rules applied after run steps whose `normalize` is on; None: `--no-normalize`.
+    pub normalize: Option<&'a RuleSet>,
     /// This platform's scratch folder inside the workspace.
     pub dir: PathBuf,
     pub activation: &'a Activation,
@@ -277,7 +281,7 @@ fn step_key(
 ) -> Digest {
     let diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
     let mut env = state.env.clone();
-    env.extend(ctx.plan.build_env.iter().cloned());
+    env.extend(with_source_date_epoch(&ctx.plan.build_env, ctx.epoch));
     let (what, network) = match prepared {
         Prepared::Run { argv, network } => (
             // A step may behave differently without the filter: never share results.
@@ -309,8 +313,17 @@ fn step_key(
         network,
         epoch: ctx.epoch,
         inputs: inputs.map(tree_digest),
+        normalize: step_rules(ctx, step, prepared)
+            .map(|rules| format!("rules v{} {}", rules.version, rules.digest)),
     }
     .digest()
+}
+
+/// The normalisation rules that apply after `step`: a run step whose `normalize` is on,
+/// in a build without `--no-normalize`.
+fn step_rules<'a>(ctx: &Context<'a>, step: &PlanStep, prepared: &Prepared) -> Option<&'a RuleSet> {
+    ctx.normalize
+        .filter(|_| step.normalize && matches!(prepared, Prepared::Run { .. }))
 }
 
 /// Runs (or copies) in the materialized rootfs and packs what changed.
@@ -329,8 +342,15 @@ fn run_and_commit(
         .begin()
         .map_err(ctx.layer_err("snapshotting the rootfs"))?;
     let root = RootDir::open(&path).map_err(ctx.layer_err("opening the rootfs"))?;
+    let rules = step_rules(ctx, step, &prepared);
+    let mut normalizing = None;
     match prepared {
         Prepared::Run { argv, network } => {
+            if let Some(rules) = rules {
+                let before = normalize::before_step(rules, &root)
+                    .map_err(ctx.layer_err("reading the files the normalisation rules compare"))?;
+                normalizing = Some((rules, before));
+            }
             run(ctx, &root, state, step, argv, network, prefix, total)?;
         }
         Prepared::Copy {
@@ -355,7 +375,7 @@ fn run_and_commit(
             ctx.warn_all(warnings);
         }
     }
-    commit(ctx, &path, rootfs.snapshotter(), step)
+    commit(ctx, &path, rootfs.snapshotter(), step, normalizing, prefix)
 }
 
 /// A relative copy destination is relative to the working directory, as in Docker.
@@ -403,7 +423,7 @@ fn run(
         native: ctx.native,
         activation: ctx.activation,
         image_env: &state.env,
-        build_env: &ctx.plan.build_env,
+        build_env: &with_source_date_epoch(&ctx.plan.build_env, ctx.epoch),
         workdir: &workdir,
         user: state.user.as_deref(),
         argv,
@@ -441,10 +461,27 @@ fn commit(
     rootfs: &Path,
     snapshotter: &mut dyn Snapshotter,
     step: &PlanStep,
+    normalizing: Option<(&RuleSet, normalize::Before)>,
+    prefix: &str,
 ) -> Result<Option<Layer>, BuildError> {
-    let changes = snapshotter
+    let mut changes = snapshotter
         .changes()
         .map_err(ctx.layer_err("finding the step's changes"))?;
+    if let Some((rules, before)) = normalizing {
+        // After the step, before packing: the rules see exactly what the step wrote.
+        let root = RootDir::open(rootfs).map_err(ctx.layer_err("opening the rootfs"))?;
+        let (normalized, applied) = normalize::apply(rules, &root, &before, ctx.epoch, changes)
+            .map_err(ctx.layer_err(format!("normalising step {}", step.number)))?;
+        changes = normalized;
+        if !applied.is_empty() {
+            let list: Vec<String> = applied
+                .iter()
+                .map(|a| format!("/{} ({})", a.path.display(), a.action.name()))
+                .collect();
+            ctx.progress
+                .info(prefix, &format!("normalized {}", list.join(", ")));
+        }
+    }
     if changes.is_empty() {
         return Ok(None);
     }

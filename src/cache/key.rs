@@ -39,6 +39,11 @@ pub struct StepKey<'a> {
     pub epoch: i64,
     /// Digest of a copy step's inputs ([`tree_digest`]).
     pub inputs: Option<Digest>,
+    /// The normalisation rules applied after a run step (`rules v1 sha256:…`; see
+    /// src/normalize/): a changed rule changes what the layer holds. Left out when no
+    /// rules apply, so copy steps and `normalize: false` keep their keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<String>,
 }
 
 impl StepKey<'_> {
@@ -152,6 +157,14 @@ mod tests {
     }
 
     fn key(env: &[(String, String)], inputs: Option<Digest>) -> Digest {
+        key_with_rules(env, inputs, None)
+    }
+
+    fn key_with_rules(
+        env: &[(String, String)],
+        inputs: Option<Digest>,
+        normalize: Option<&str>,
+    ) -> Digest {
         StepKey {
             platform: "linux/arm64".into(),
             parent: Some(Digest::of(b"p")),
@@ -162,6 +175,7 @@ mod tests {
             network: "host",
             epoch: 0,
             inputs,
+            normalize: normalize.map(String::from),
         }
         .digest()
     }
@@ -173,6 +187,9 @@ mod tests {
         assert_eq!(key(&env, None), key(&env, None));
         assert_ne!(key(&env, None), key(&other, None));
         assert_ne!(key(&env, None), key(&env, Some(Digest::of(b"x"))));
+        let v1 = key_with_rules(&env, None, Some("rules v1 sha256:1"));
+        assert_ne!(v1, key(&env, None));
+        assert_ne!(v1, key_with_rules(&env, None, Some("rules v2 sha256:2")));
     }
 
     #[test]

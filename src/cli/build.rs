@@ -65,6 +65,9 @@ pub struct BuildArgs {
     /// Run every step, even those the cache knows (their results are still recorded).
     #[arg(long = "no-cache")]
     no_cache: bool,
+    /// Do not apply the normalisation rules after run steps (see normalize/rules.conf).
+    #[arg(long = "no-normalize")]
+    no_normalize: bool,
     /// Write the build's digests and inputs as JSON (like docker buildx's).
     #[arg(long = "metadata-file", value_name = "FILE")]
     metadata_file: Option<PathBuf>,
@@ -245,6 +248,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         source_date_epoch: epoch,
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         no_cache: args.no_cache,
+        no_normalize: args.no_normalize,
         registry: super::registry_options(args.tls_verify),
         push,
         max_unpack_size: args.max_unpack_size,
@@ -260,6 +264,16 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
             image_name: image_name.clone(),
             source_date_epoch: effective_epoch,
             build_args: &request.build_args,
+            normalize: crate::build::metadata::NormalizeFacts {
+                rules: crate::normalize::builtin()?,
+                enabled: !args.no_normalize,
+                steps: first_plan
+                    .steps
+                    .iter()
+                    .filter(|s| s.normalize)
+                    .map(|s| s.number)
+                    .collect(),
+            },
         };
         write_atomically(path, &metadata(&outcome, &facts))?;
         crate::sandbox::userns::hand_back_to_caller(path)

@@ -99,6 +99,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         source_date_epoch: epoch,
         cache_dir: scratch.path().join("cache"),
         no_cache: true,
+        no_normalize: false,
         registry: super::registry_options(true),
         push: None,
         max_unpack_size: None,

@@ -465,6 +465,51 @@ impl RootDir {
         Ok(names)
     }
 
+    /// Reads the regular file `rel` and, if `edit` returns new contents, writes them over
+    /// it in place (same inode, owner, mode and xattrs). Anything that is not a regular
+    /// file — a symlink (never followed), a directory, a device, a fifo — or is absent is
+    /// left alone and reported as `None`. For the normalisation rules (src/normalize/).
+    pub fn edit_regular_file(
+        &self,
+        rel: &Path,
+        edit: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Option<bool>, LayerError> {
+        let rel = rel_path::clean(rel)?;
+        let (parent, name) = match self.parent_dir(&rel, "edit") {
+            Ok(found) => found,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // O_NONBLOCK: opening a fifo must not wait for a writer; O_NOFOLLOW: a final
+        // symlink fails with ELOOP and is left alone.
+        let fd = match fcntl::openat(
+            &parent,
+            name,
+            OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ELOOP | Errno::EISDIR | Errno::ENXIO) => return Ok(None),
+            Err(e) => return Err(LayerError::io("open for editing", &rel, e)),
+        };
+        let st = stat::fstat(&fd).map_err(|e| LayerError::io("stat", &rel, e))?;
+        if file_type(&st) != SFlag::S_IFREG {
+            return Ok(None);
+        }
+        let mut file = File::from(fd);
+        let mut contents = Vec::new();
+        file.read_to_end(&mut contents)
+            .map_err(|e| LayerError::io("read", &rel, e))?;
+        let Some(new) = edit(&contents) else {
+            return Ok(Some(false));
+        };
+        use std::os::unix::fs::FileExt;
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(&new, 0))
+            .map_err(|e| LayerError::io("rewrite", &rel, e))?;
+        Ok(Some(true))
+    }
+
     /// Opens the regular file `rel` for reading (a final symlink is refused, not followed).
     pub fn open_file(&self, rel: &Path) -> Result<File, LayerError> {
         let rel = rel_path::clean(rel)?;

@@ -57,7 +57,7 @@ impl RecipeError {
 
 /// The steps' keys, shown when a step has an unknown one.
 pub(super) const STEP_KEYS: &str =
-    "run (with network), copy (with to, mode, owner), env, workdir, user";
+    "run (with network, normalize), copy (with to, mode, owner), env, workdir, user";
 
 /// One thing wrong with one value; [`RecipeError::Invalid`] adds where.
 #[derive(Debug, thiserror::Error)]

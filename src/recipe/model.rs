@@ -27,6 +27,8 @@ pub(super) struct Spec {
     pub env: Vec<Var>,
     pub workdir: Option<Template>,
     pub source_date_epoch: Option<i64>,
+    /// The recipe's `normalize:` (default true).
+    pub normalize: bool,
     pub steps: Vec<StepSpec>,
     pub config: ConfigTemplate,
 }
@@ -35,6 +37,8 @@ pub(super) struct Spec {
 pub(super) struct StepSpec {
     pub at: Pos,
     pub kind: StepTemplate,
+    /// A run step's own `normalize:`; None: the recipe's.
+    pub normalize: Option<bool>,
 }
 
 #[derive(Clone, Debug)]

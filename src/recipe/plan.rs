@@ -34,6 +34,9 @@ pub struct PlanStep {
     pub number: usize,
     pub location: Location,
     pub kind: StepKind,
+    /// Apply the normalisation rules after this step (a run step; the recipe's
+    /// `normalize:` unless the step says otherwise).
+    pub normalize: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +197,7 @@ mod tests {
                 line: 1,
                 column: 1,
             },
+            normalize: false,
             kind,
         }
     }

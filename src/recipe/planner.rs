@@ -118,6 +118,8 @@ fn expand_plan(
         steps.push(PlanStep {
             number: index + 1,
             location: step.at.in_file(request.file),
+            normalize: matches!(kind, StepKind::Run { .. })
+                && step.normalize.unwrap_or(spec.normalize),
             kind,
         });
     }

@@ -20,6 +20,8 @@ pub(super) struct RawRecipe {
     pub env: OrderedMap<String>,
     pub workdir: Option<Spanned<String>>,
     pub source_date_epoch: Option<Spanned<i64>>,
+    /// `normalize: false`: no normalisation rules after run steps (src/normalize/).
+    pub normalize: Option<Spanned<bool>>,
     /// `Option` so that a `steps:` with nothing under it (a null) means no steps.
     pub steps: Option<Vec<Spanned<RawStep>>>,
     pub config: Option<RawConfig>,
@@ -49,6 +51,7 @@ pub(super) struct RawStep {
 pub(super) enum StepValue {
     Run(Spanned<Command>),
     Network(Spanned<String>),
+    Normalize(Spanned<bool>),
     Copy(Spanned<OneOrMany>),
     To(Spanned<String>),
     Mode(Spanned<String>),
@@ -77,6 +80,7 @@ impl<'de> Deserialize<'de> for RawStep {
                     let value = match key.value.as_str() {
                         "run" => StepValue::Run(map.next_value()?),
                         "network" => StepValue::Network(map.next_value()?),
+                        "normalize" => StepValue::Normalize(map.next_value()?),
                         "copy" => StepValue::Copy(map.next_value()?),
                         "to" => StepValue::To(map.next_value()?),
                         "mode" => StepValue::Mode(map.next_value()?),

@@ -270,7 +270,7 @@ fn unknown_step_key_is_located() {
     let (line, column, message) = parse_error(text);
     assert_eq!((line, column), (4, 5));
     assert!(message.ends_with(
-        "unknown key `netwrk` in a step; expected one of run (with network), copy (with to, \
+        "unknown key `netwrk` in a step; expected one of run (with network, normalize), copy (with to, \
          mode, owner), env, workdir, user"
     ));
 }
@@ -769,4 +769,39 @@ fn empty_sections_are_allowed() {
         let plan = plan_for(text, "arm64", &[]);
         assert!(plan.is_ok(), "{text:?}: {plan:?}");
     }
+}
+
+#[test]
+fn normalize_is_on_for_run_steps_unless_the_recipe_or_the_step_turns_it_off() {
+    let flags = |text: &str| -> Vec<bool> {
+        plan_for(text, "amd64", &[])
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.normalize)
+            .collect()
+    };
+    let steps = "steps:\n  - run: a\n  - run: b\n    normalize: false\n  - env: {A: '1'}\n";
+    assert_eq!(
+        flags(&format!("from: scratch\n{steps}")),
+        [true, false, false]
+    );
+    let off =
+        "from: scratch\nnormalize: false\nsteps:\n  - run: a\n  - run: b\n    normalize: true\n";
+    assert_eq!(flags(off), [false, true]);
+}
+
+#[test]
+fn normalize_errors_are_located() {
+    let text = "from: scratch\nsteps:\n  - copy: a\n    to: /b\n    normalize: false\n";
+    let (line, column, message) = parse_error(text);
+    assert_eq!((line, column), (5, 5), "{message}");
+    assert!(message.contains("`normalize`"), "{message}");
+    assert!(message.contains("run"), "{message}");
+    let (line, column, message) =
+        parse_error("from: scratch\nsteps:\n  - run: a\n    normalize: sometimes\n");
+    assert_eq!((line, column), (4, 16), "{message}");
+    let (line, column, message) = parse_error("from: scratch\nnormalize: 3\n");
+    assert_eq!((line, column), (2, 12), "{message}");
+    assert!(message.starts_with("recipes/hello.yaml:2:12"), "{message}");
 }

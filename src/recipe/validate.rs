@@ -24,6 +24,7 @@ pub(super) fn validate(raw: RawRecipe) -> Result<Spec, Flaw> {
         env: vars(raw.env, "env")?,
         workdir: raw.workdir.map(template).transpose()?,
         source_date_epoch: raw.source_date_epoch.map(epoch).transpose()?,
+        normalize: raw.normalize.is_none_or(|n| n.value),
         steps: (raw.steps.into_iter().flatten())
             .map(step)
             .collect::<Result<_, _>>()?,
@@ -143,6 +144,7 @@ impl Kind {
 #[derive(Default)]
 struct Qualifiers {
     network: Option<Entry>,
+    normalize: Option<(Spanned<String>, Spanned<bool>)>,
     to: Option<Entry>,
     mode: Option<Entry>,
     owner: Option<Entry>,
@@ -150,12 +152,16 @@ struct Qualifiers {
 
 impl Qualifiers {
     /// Each qualifier with the kind of step it belongs on.
-    fn owners(&self) -> [(&Option<Entry>, &'static str); 4] {
+    fn owners(&self) -> [(Option<&Spanned<String>>, &'static str); 5] {
+        fn key(entry: &Option<Entry>) -> Option<&Spanned<String>> {
+            entry.as_ref().map(|(k, _)| k)
+        }
         [
-            (&self.network, "run"),
-            (&self.to, "copy"),
-            (&self.mode, "copy"),
-            (&self.owner, "copy"),
+            (key(&self.network), "run"),
+            (self.normalize.as_ref().map(|(k, _)| k), "run"),
+            (key(&self.to), "copy"),
+            (key(&self.mode), "copy"),
+            (key(&self.owner), "copy"),
         ]
     }
 }
@@ -175,6 +181,10 @@ fn step_parts(raw: RawStep) -> Result<(Option<KindEntry>, Qualifiers), Flaw> {
             }
             StepValue::Network(v) => {
                 q.network = Some((key, v));
+                continue;
+            }
+            StepValue::Normalize(v) => {
+                q.normalize = Some((key, v));
                 continue;
             }
             StepValue::To(v) => {
@@ -214,7 +224,7 @@ fn step(raw: Spanned<RawStep>) -> Result<StepSpec, Flaw> {
         return Err(Problem::NoStepKind.at(at));
     };
     for (qualifier, owner) in qualifiers.owners() {
-        if let Some((key, _)) = qualifier
+        if let Some(key) = qualifier
             && owner != kind.name()
         {
             return Err(Problem::KeyOnWrongStep {
@@ -226,6 +236,7 @@ fn step(raw: Spanned<RawStep>) -> Result<StepSpec, Flaw> {
         }
     }
 
+    let normalize = qualifiers.normalize.as_ref().map(|(_, v)| v.value);
     let kind = match kind {
         Kind::Run(command) => StepTemplate::Run {
             command: run_command(command)?,
@@ -241,7 +252,11 @@ fn step(raw: Spanned<RawStep>) -> Result<StepSpec, Flaw> {
         Kind::Workdir(dir) => StepTemplate::Workdir(template(dir)?),
         Kind::User(user) => StepTemplate::User(template(user)?),
     };
-    Ok(StepSpec { at, kind })
+    Ok(StepSpec {
+        at,
+        kind,
+        normalize,
+    })
 }
 
 fn run_command(command: Spanned<Command>) -> Result<RunCommand, Flaw> {

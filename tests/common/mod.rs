@@ -184,10 +184,18 @@ pub fn shared_binary() -> PathBuf {
 /// Runs xbake with `args` in `cwd` as `who`, with a private cache folder, a clean
 /// environment plus `env`, and a time limit.
 pub fn xbake(who: As, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    run_with_timeout(
-        xbake_command(who, cwd, args, env, None),
-        Duration::from_secs(300),
-    )
+    xbake_within(who, cwd, args, env, Duration::from_secs(300))
+}
+
+/// [`xbake`] with its own time limit, for real package installs under QEMU (minutes).
+pub fn xbake_within(
+    who: As,
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
+    run_with_timeout(xbake_command(who, cwd, args, env, None), limit)
 }
 
 /// Like [`xbake`], but in a private mount namespace (the test needs root) whose
@@ -544,32 +552,18 @@ pub fn file_text(image: &ReadImage, path: &str) -> String {
     .unwrap()
 }
 
-/// Whether gcc can link static programs (Debian's gcc + libc6-dev).
-pub fn have_gcc() -> bool {
-    Command::new("gcc")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        && Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists()
-}
-
-/// Compiles `source` (C) into a static amd64 program `dir/name` that runs in any
-/// image; None when gcc fails (its output is printed).
-pub fn static_c_program(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let out_path = dir.join(name);
-    let out = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out_path)
-        .arg(&src)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("gcc: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
+/// The Debian bookworm base for `arch` (amd64: with python3; arm64) that
+/// scripts/fixtures.sh makes with mmdebstrap as root; None (after saying why) when a test
+/// must skip.
+pub fn debian_base(arch: &str) -> Option<PathBuf> {
+    let path = fixtures()?.join(format!("debian-{arch}.tar.zst"));
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip(&format!(
+            "no {} (run `just fixtures` as root)",
+            path.display()
+        ));
+        None
     }
-    std::fs::remove_file(&src).unwrap();
-    Some(out_path)
 }

@@ -1,0 +1,186 @@
+//! Normalisation after run steps (src/normalize/, normalize/rules.conf): real package
+//! installs on Debian bases reproduce bit for bit; without the rules they do not, and
+//! `xbake diff` names the files the rules cover.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// The issue's workload, smaller: one package that runs update-alternatives and the
+/// ldconfig trigger, so every file of the issue's list is written.
+const APT: &str =
+    "  - run: apt-get update -q && apt-get install -y -q --no-install-recommends iptables\n";
+
+/// The files the issue lists and what the rules leave of them: None = absent, Some("") =
+/// empty.
+const RULE_FILES: [(&str, Option<&str>); 7] = [
+    ("var/cache/apt/pkgcache.bin", None),
+    ("var/cache/apt/srcpkgcache.bin", None),
+    ("var/cache/ldconfig/aux-cache", None),
+    ("var/log/alternatives.log", Some("")),
+    ("var/log/apt/history.log", Some("")),
+    ("var/log/apt/term.log", Some("")),
+    ("var/log/dpkg.log", Some("")),
+];
+
+fn debian_recipe(
+    scratch: &Scratch,
+    name: &str,
+    arches: &[&str],
+    steps: &str,
+) -> Option<std::path::PathBuf> {
+    let mut extra = Vec::new();
+    for arch in arches {
+        debian_base(arch)?;
+        extra.push(*arch);
+    }
+    let text = format!(
+        "from: rootfs:bases/debian-${{TARGETARCH}}.tar.zst\nplatforms: [{}]\nsteps:\n{steps}",
+        extra.join(", ")
+    );
+    Some(scratch.recipe(name, &text, &[]))
+}
+
+fn build(dir: &Path, out: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "build",
+        "recipe.yaml",
+        "--no-cache",
+        "--progress",
+        "quiet",
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    // apt-get under QEMU on a shared 2-core machine: up to ~10 minutes per build.
+    let out = xbake_within(
+        As::Me,
+        dir,
+        &args,
+        &[],
+        std::time::Duration::from_secs(1800),
+    );
+    assert_ok(&out);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn apt_install_reproduces_natively_and_under_emulation() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let Some(recipe) = debian_recipe(&scratch, "apt", &["amd64", "arm64"], APT) else {
+        return;
+    };
+    let dir = recipe.parent().unwrap();
+    let first = build(dir, "oci:a:1", &["--metadata-file", "meta.json"]);
+    let second = build(dir, "oci:b:1", &[]);
+    assert_eq!(
+        first, second,
+        "two --no-cache builds of an apt-get install differ"
+    );
+    let (_, images) = read_layout(&dir.join("a"), "1");
+    assert_eq!(images.len(), 2);
+    for image in &images {
+        assert!(
+            image.files.contains_key("usr/sbin/xtables-nft-multi"),
+            "{}",
+            image.platform
+        );
+        for (path, left) in RULE_FILES {
+            assert_eq!(
+                image
+                    .files
+                    .get(path)
+                    .map(|b| String::from_utf8_lossy(b).into_owned()),
+                left.map(String::from),
+                "{} {path}",
+                image.platform
+            );
+        }
+    }
+    let meta = json(&std::fs::read(dir.join("meta.json")).unwrap());
+    let normalize = &meta["xbake.normalize"];
+    assert_eq!(normalize["enabled"], true);
+    assert_eq!(normalize["steps"], serde_json::json!([1]));
+    assert!(normalize["sha256"].as_str().unwrap().starts_with("sha256:"));
+    let paths: Vec<&str> = normalize["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/var/log/dpkg.log"), "{paths:?}");
+}
+
+#[test]
+fn without_the_rules_apt_installs_differ_and_diff_names_the_rule_files() {
+    let scratch = Scratch::new();
+    let Some(recipe) = debian_recipe(&scratch, "raw", &["amd64"], APT) else {
+        return;
+    };
+    let dir = recipe.parent().unwrap();
+    let first = build(dir, "oci:a:1", &["--no-normalize"]);
+    // apt and dpkg log to the second: make sure the two runs do not share one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = build(dir, "oci:b:1", &["--no-normalize"]);
+    assert_ne!(first, second);
+    let out = xbake(As::Me, dir, &["diff", "oci:a:1", "oci:b:1"], &[]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for (path, _) in RULE_FILES {
+        assert!(
+            report.contains(&format!("/{path}")),
+            "{path} not named in:\n{report}"
+        );
+    }
+    let normalized = build(dir, "oci:n:1", &[]);
+    assert_ne!(normalized, first);
+}
+
+#[test]
+fn python_bytecode_and_a_new_user_reproduce_and_only_the_rules_change() {
+    let scratch = Scratch::new();
+    let steps = "  - copy: app\n    to: /opt/app\n  - run: python3 -m compileall -q /opt/app && useradd -r svc\n  - run: echo kept > /var/log/dpkg.log.1\n    normalize: false\n";
+    let Some(_) = debian_base("amd64") else {
+        return;
+    };
+    let text =
+        format!("from: rootfs:bases/debian-amd64.tar.zst\nplatforms: [amd64]\nsteps:\n{steps}");
+    let recipe = scratch.recipe("py", &text, &[("app/hello.py", "print('hello')\n")]);
+    let dir = recipe.parent().unwrap();
+    let epoch = "1700000000";
+    let first = build(dir, "oci:a:1", &["--source-date-epoch", epoch]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = build(dir, "oci:b:1", &["--source-date-epoch", epoch]);
+    assert_eq!(first, second);
+    let (_, images) = read_layout(&dir.join("a"), "1");
+    let image = &images[0];
+    let pyc = image
+        .files
+        .iter()
+        .find(|(p, _)| p.starts_with("opt/app/__pycache__/hello.") && p.ends_with(".pyc"))
+        .map(|(_, b)| b.clone())
+        .unwrap_or_else(|| {
+            panic!(
+                "no pyc in {:?}",
+                image
+                    .files
+                    .keys()
+                    .filter(|p| p.starts_with("opt"))
+                    .collect::<Vec<_>>()
+            )
+        });
+    // PEP 552 flags: under SOURCE_DATE_EPOCH py_compile writes checked-hash files (bit 0
+    // and bit 1 set), which carry no time at all.
+    assert_eq!(u32::from_le_bytes(pyc[4..8].try_into().unwrap()), 3);
+    let shadow = file_text(image, "etc/shadow");
+    let svc = shadow
+        .lines()
+        .find(|l| l.starts_with("svc:"))
+        .unwrap_or_else(|| panic!("{shadow}"));
+    assert_eq!(svc.split(':').nth(2), Some("19675"), "{svc}"); // 1700000000 / 86400
+    assert_eq!(file_text(image, "var/log/dpkg.log.1"), "kept\n");
+}

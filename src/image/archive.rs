@@ -7,6 +7,8 @@ use super::layout::{Layout, OCI_LAYOUT_FILE, write_tag};
 use super::{BlobStore, ImageError, canonical_json, descriptor_digest, parse_json};
 use crate::digest::{Digest, HashingReader};
 use crate::layer::compress;
+use crate::layer::error::human_size;
+use crate::layer::unpack::{UnpackBudget, check_layer};
 use oci_spec::image::{Descriptor, ImageManifest};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -283,11 +285,16 @@ pub struct DockerArchiveImage {
 
 /// Reads the first image of a `docker save` archive: its config and layers go into
 /// `store` byte for byte (a layer file's digest is the blob digest; its media type
-/// follows its compression), each layer checked against the config's diff_ids.
+/// follows its compression), each layer checked against the config's diff_ids and read
+/// as unpacking reads it (hostile entries refused, what it would unpack to counted).
+/// `unpack_limit` (the build's `--max-unpack-size`) bounds both what is staged from the
+/// archive and what its layers would unpack to, so an archive claiming a huge entry is
+/// refused from that entry's header, before anything of it is written.
 pub fn read_docker_archive(
     file: &Path,
     store: &BlobStore,
     scratch: &Path,
+    unpack_limit: u64,
 ) -> Result<DockerArchiveImage, ImageError> {
     let what = file.display().to_string();
     let invalid = |message: String| ImageError::Invalid {
@@ -303,6 +310,11 @@ pub fn read_docker_archive(
     let mut archive = tar::Archive::new(BufReader::new(f));
     // Archive name → the staged file (numbered, so no two names can collide).
     let mut staged: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    let mut staging = StagingBudget {
+        what: &what,
+        used: 0,
+        limit: unpack_limit,
+    };
     for entry in archive.entries().map_err(ImageError::io(file))? {
         let mut entry = entry.map_err(ImageError::io(file))?;
         if !entry.header().entry_type().is_file() {
@@ -319,6 +331,10 @@ pub fn read_docker_archive(
         if staged.contains_key(&name) {
             return Err(invalid(format!("entry {name:?} appears twice")));
         }
+        // Sized from the header before anything is written (the tar crate reads no
+        // more than that, a PAX `size` included).
+        let size = entry.size();
+        staging.admit(&name, size)?;
         let path = dir.path().join(format!("entry-{}", staged.len()));
         let mut out = File::create(&path).map_err(ImageError::io(&path))?;
         std::io::copy(&mut entry, &mut out).map_err(ImageError::io(&path))?;
@@ -372,6 +388,7 @@ pub fn read_docker_archive(
         ));
     }
     let mut layers = Vec::new();
+    let mut budget = UnpackBudget::new(unpack_limit);
     for (name, diff_id) in entry.layers.iter().zip(diff_ids) {
         let path = staged_path(name);
         let mut head = [0u8; 6];
@@ -386,14 +403,17 @@ pub fn read_docker_archive(
                 return Err(invalid(format!("layer {name} is xz-compressed")));
             }
         };
-        // Check the content against the diff_id before it becomes a blob.
+        // Check the content against the diff_id before it becomes a blob, reading it as
+        // unpacking will: one budget over all the layers, as for the rootfs they make.
+        let layer_err = |source| ImageError::Layer {
+            what: format!("{what}: layer {name}"),
+            source: Box::new(source),
+        };
         let tar = compress::decompressor(BufReader::new(
             File::open(&path).map_err(ImageError::io(&path))?,
         ))
-        .map_err(|e| invalid(e.to_string()))?;
-        let (actual, _) = HashingReader::new(tar)
-            .drain_and_finish()
-            .map_err(ImageError::io(&path))?;
+        .map_err(layer_err)?;
+        let actual = check_layer(tar, &mut budget).map_err(layer_err)?;
         diff_id.verify(&actual, &format!("{what}: layer {name}"))?;
         let file = File::open(&path).map_err(ImageError::io(&path))?;
         let (digest, size) = store.put_reader(file, None, name)?;
@@ -410,6 +430,54 @@ pub fn read_docker_archive(
         layers,
         repo_tags: entry.repo_tags.unwrap_or_default(),
     })
+}
+
+/// What staging a docker-archive's entries may write: `manifest.json` and the other
+/// JSON documents no more than their limits in a layout ([`super::MANIFEST_SIZE_LIMIT`],
+/// [`super::CONFIG_SIZE_LIMIT`]; a `docker save` manifest.json declares no sizes to check
+/// against), and everything staged together no more than the unpack limit: the layers
+/// are staged as stored, and a layer stored larger than the limit could only be a bomb
+/// or a tar of mostly headers.
+struct StagingBudget<'a> {
+    what: &'a str,
+    used: u64,
+    limit: u64,
+}
+
+impl StagingBudget<'_> {
+    fn admit(&mut self, name: &str, size: u64) -> Result<(), ImageError> {
+        let document = if name == "manifest.json" {
+            Some(super::MANIFEST_SIZE_LIMIT)
+        } else if name.ends_with(".json") {
+            Some(super::CONFIG_SIZE_LIMIT)
+        } else {
+            None
+        };
+        if let Some(limit) = document.filter(|&limit| size > limit) {
+            return Err(ImageError::TooLarge {
+                what: format!("{}: {name}", self.what),
+                size,
+                limit,
+            });
+        }
+        match self.used.checked_add(size) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                Ok(())
+            }
+            _ => Err(ImageError::Invalid {
+                what: self.what.to_string(),
+                message: format!(
+                    "entry {name:?} of {} would take what is staged from the archive \
+                     past the unpacked size limit of {} ({} staged before it; a larger \
+                     limit can be given with --max-unpack-size)",
+                    human_size(size),
+                    human_size(self.limit),
+                    human_size(self.used)
+                ),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -503,7 +571,7 @@ mod tests {
         let file = tmp.path().join("d.tar");
         write_docker_archive(&file, &store, &m, &["hello:1.0".to_string()]).unwrap();
         let other = BlobStore::open(&tmp.path().join("o")).unwrap();
-        let read = read_docker_archive(&file, &other, tmp.path()).unwrap();
+        let read = read_docker_archive(&file, &other, tmp.path(), u64::MAX).unwrap();
         assert_eq!(read.repo_tags, ["hello:1.0"]);
         assert_eq!(read.layers.len(), 1);
         assert_eq!(

@@ -212,3 +212,90 @@ pub fn describe_differences(a: &EntryInfo, b: &EntryInfo) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// `tar` gzip-compressed into a blob file in `dir`: (path, digest).
+    fn blob(dir: &Path, tar: &[u8]) -> (std::path::PathBuf, Digest) {
+        let mut gz = compress::gzip_writer(Vec::new());
+        gz.write_all(tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let digest = Digest::of(&gz);
+        let path = dir.join(digest.hex());
+        std::fs::write(&path, &gz).unwrap();
+        (path, digest)
+    }
+
+    /// A raw header of type `kind` whose size field says `size`, then `data` padded.
+    fn raw(kind: u8, name: &str, size: u64, data: &[u8], link: &str) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(size);
+        h.as_mut_bytes()[156] = kind;
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn entries_are_read_with_the_builders_rules_and_refusals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tar = raw(b'5', "./etc/", 0, b"", "");
+        tar.extend(raw(b'0', "etc/hosts", 3, b"hi\n", ""));
+        tar.extend([0u8; 1024]);
+        let (path, digest) = blob(tmp.path(), &tar);
+        let (entries, diff_id) = read_entries(&path, &digest, 1 << 20).unwrap();
+        assert_eq!(diff_id, Digest::of(&tar));
+        assert_eq!(
+            entries.keys().collect::<Vec<_>>(),
+            ["/etc", "/etc/hosts"],
+            "names cleaned as unpacking cleans them"
+        );
+        assert_eq!(entries["/etc/hosts"].content, Some(Digest::of(b"hi\n")));
+
+        // A symlink carrying data (a hidden file for Go and Python) is refused, as the
+        // builder refuses it; the tar crate used to skip it.
+        let mut hidden = raw(b'2', "link", 512, &[b'x'; 512], "target");
+        hidden.extend([0u8; 1024]);
+        let (path, digest) = blob(tmp.path(), &hidden);
+        let err = read_entries(&path, &digest, 1 << 20).unwrap_err();
+        let text = chain(&err);
+        assert!(
+            text.contains("a symlink header carries 512 bytes"),
+            "{text}"
+        );
+
+        // A 10 GiB entry stops at its header under the limit.
+        let mut bomb = raw(b'0', "zeros", 10 << 30, b"", "");
+        bomb.extend([0u8; 1024]);
+        let (path, digest) = blob(tmp.path(), &bomb);
+        let err = read_entries(&path, &digest, 1 << 20).unwrap_err();
+        let text = chain(&err);
+        assert!(
+            text.contains("layer entry \"zeros\"") && text.contains("this entry of 10 GiB"),
+            "{text}"
+        );
+    }
+}

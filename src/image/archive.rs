@@ -563,6 +563,108 @@ mod tests {
         assert!(open_oci_archive(&a, tmp.path()).is_err());
     }
 
+    /// A `docker save` archive of `entries` (name, header size, data); a header may claim
+    /// more than its data (the archive then ends early).
+    fn docker_tar(entries: &[(&str, u64, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, size, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_mode(0o644);
+            h.set_size(*size);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.extend([0u8; 1024]);
+        out
+    }
+
+    fn read_error(archive: &[u8], limit: u64) -> (String, Vec<std::fs::DirEntry>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("d.tar");
+        std::fs::write(&file, archive).unwrap();
+        let store = BlobStore::open(&tmp.path().join("s")).unwrap();
+        let scratch = tmp.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let err = read_docker_archive(&file, &store, &scratch, limit)
+            .err()
+            .expect("refused");
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        let blobs = std::fs::read_dir(tmp.path().join("s/blobs/sha256"))
+            .map(|d| d.map(|e| e.unwrap()).collect())
+            .unwrap_or_default();
+        (text, blobs)
+    }
+
+    #[test]
+    fn docker_archive_entries_are_bounded_before_they_are_staged() {
+        // An entry claiming 10 GiB is refused from its header: its (absent) data is never
+        // copied, so the archive ending early is not what stops it.
+        let (text, _) = read_error(&docker_tar(&[("big.tar", 10 << 30, b"")]), 1 << 20);
+        assert!(
+            text.contains(
+                "entry \"big.tar\" of 10 GiB (10737418240 bytes) would take what is staged \
+                 from the archive past the unpacked size limit of 1 MiB (1048576 bytes) \
+                 (0 bytes staged before it"
+            ),
+            "{text}"
+        );
+        // Staged entries add up.
+        let (text, _) = read_error(
+            &docker_tar(&[("a", 600 << 10, &[1; 600 << 10]), ("b", 600 << 10, b"")]),
+            1 << 20,
+        );
+        assert!(text.contains("entry \"b\" of 600 KiB"), "{text}");
+        // JSON documents keep their layout limits.
+        let (text, _) = read_error(&docker_tar(&[("manifest.json", 5 << 20, b"")]), u64::MAX);
+        assert!(
+            text.ends_with(
+                "manifest.json is 5242880 bytes; more than 4194304 is not accepted for it"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_docker_archive_layer_bomb_is_refused_before_it_is_stored() {
+        // A gzip layer claiming a 1 GiB file; the config's diff_id is never reached.
+        let mut tar = tar::Header::new_ustar();
+        tar.set_path("zeros").unwrap();
+        tar.set_size(1 << 30);
+        tar.set_cksum();
+        let mut gz = compress::gzip_writer(Vec::new());
+        gz.write_all(tar.as_bytes()).unwrap();
+        let layer = gz.finish().unwrap();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(b"x").to_string()]}
+        }))
+        .unwrap();
+        let manifest = br#"[{"Config":"c.json","Layers":["l.tar"]}]"#;
+        let archive = docker_tar(&[
+            ("manifest.json", manifest.len() as u64, manifest),
+            ("c.json", config.len() as u64, &config),
+            ("l.tar", layer.len() as u64, &layer),
+        ]);
+        let (text, blobs) = read_error(&archive, 16 << 20);
+        assert!(
+            text.contains("layer l.tar: layer entry \"zeros\"")
+                && text.contains("size limit of 16 MiB (16777216 bytes) is reached"),
+            "{text}"
+        );
+        // Only the config (a complete document) is in the store, not the layer.
+        let names: Vec<_> = blobs.iter().map(|e| e.file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(Digest::of(&config).hex())]);
+    }
+
     #[test]
     fn docker_archives_round_trip() {
         let tmp = tempfile::tempdir().unwrap();

@@ -45,6 +45,16 @@ $X build multi.yaml --cache-dir "$work/c" -o "oci:$work/out:1" --progress quiet 
 cached=$(run cached 10 "true" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
 verify=$(run verify 3 "true" "$X verify multi.yaml --against oci:$work/out:1 --cache-dir $work/c")
 
+# The isolation's cost against an earlier xbake (e.g. one built before the hardened
+# sandbox): XBAKE_BENCH_BASELINE=/path/to/old/xbake just bench
+if [ -n "${XBAKE_BENCH_BASELINE:-}" ]; then
+  O=$XBAKE_BENCH_BASELINE
+  echo "== the same 3-platform build with the baseline xbake ($O) =="
+  base_cold=$(run basecold 5 "rm -rf $work/bc $work/bout1" "$O build multi.yaml --cache-dir $work/bc -o oci:$work/bout1:1 --progress quiet")
+  $O build multi.yaml --cache-dir "$work/bc" -o "oci:$work/bout1:1" --progress quiet >/dev/null 2>&1
+  base_cached=$(run basecached 10 "true" "$O build multi.yaml --cache-dir $work/bc -o oci:$work/bout1:1 --progress quiet")
+fi
+
 echo "== native amd64, the same 3 RUN steps: xbake vs buildah =="
 xnative=$(run xnative 5 "rm -rf $work/cn $work/outn" "$X build native.yaml --arch amd64 --cache-dir $work/cn -o oci:$work/outn:1 --progress quiet")
 bnative=$(run bnative 5 "rm -rf $work/buildah $work/bout" "$B bud --isolation chroot -q -t bench:1 . && $B push -q bench:1 oci:$work/bout:1")
@@ -92,3 +102,9 @@ results (medians; this machine: $(nproc) cores)
   one step, normalised                        $(ms "$norm_on")
             --no-normalize                    $(ms "$norm_off")   on/off = $(ratio "$norm_on" "$norm_off")
 REPORT
+if [ -n "${XBAKE_BENCH_BASELINE:-}" ]; then
+  cat <<REPORT
+  baseline xbake, 3 emulated platforms, cold  $(ms "$base_cold")   this/baseline = $(ratio "$cold" "$base_cold")
+                  fully cached rebuild        $(ms "$base_cached")   this/baseline = $(ratio "$cached" "$base_cached")
+REPORT
+fi

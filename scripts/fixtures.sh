@@ -4,7 +4,7 @@
 # from Debian's busybox-static package of each architecture, downloaded with the
 # machine's own apt configuration into a cache, so it runs once per machine; and, as
 # root (mmdebstrap needs it here), the Debian bookworm bases of the package-install tests:
-#   OUT/debian-amd64.tar.zst   minbase + python3 (native; apt and pip workloads)
+#   OUT/debian-amd64.tar.zst   minbase + python3, pip (native; apt and pip workloads)
 #   OUT/debian-arm64.tar.zst   minbase (emulated; apt workload)
 # built once per machine with mmdebstrap from /etc/apt/sources.list.d/debian.sources.
 set -euo pipefail
@@ -66,7 +66,9 @@ done
 # its own /dev. The apt options are those of this machine's /etc/apt/apt.conf.d that the
 # archive here needs (its snapshot is older than its Valid-Until).
 debian_base() { # DEBIAN_ARCH QEMU_NAME|"" EXTRA_PACKAGES
-  local arch=$1 qemu=$2 include=$3 dest="$cache/debian-$1.tar.zst"
+  # The cached file's name carries the package list, so changing it makes a new base.
+  local arch=$1 qemu=$2 include=$3
+  local dest="$cache/debian-$1${include:+-$(printf %s "$include" | sha256sum | cut -c1-8)}.tar.zst"
   if [ -s "$dest" ]; then return; fi
   if [ "$(id -u)" != 0 ]; then
     echo "fixtures: skipping debian-$arch (mmdebstrap needs root here; the tests that use it skip)" >&2
@@ -98,10 +100,15 @@ debian_base() { # DEBIAN_ARCH QEMU_NAME|"" EXTRA_PACKAGES
   rm -rf "$work"
   echo "fixtures: debian-$arch took $((SECONDS - started)) s"
 }
-debian_base amd64 "" python3
+debian_base amd64 "" python3,python3-pip
 debian_base arm64 aarch64 ""
-for arch in amd64 arm64; do
-  if [ -s "$cache/debian-$arch.tar.zst" ]; then ln -f "$cache/debian-$arch.tar.zst" "$out/" 2>/dev/null \
-    || cp "$cache/debian-$arch.tar.zst" "$out/"; fi
-done
+debian_fixture() { # DEBIAN_ARCH EXTRA_PACKAGES: the cached base as OUT/debian-ARCH.tar.zst
+  local src="$cache/debian-$1${2:+-$(printf %s "$2" | sha256sum | cut -c1-8)}.tar.zst"
+  if [ -s "$src" ]; then
+    rm -f "$out/debian-$1.tar.zst"
+    ln -f "$src" "$out/debian-$1.tar.zst" 2>/dev/null || cp "$src" "$out/debian-$1.tar.zst"
+  fi
+}
+debian_fixture amd64 python3,python3-pip
+debian_fixture arm64 ""
 echo "fixtures: $(ls "$out" | wc -l) base images in $out"

@@ -43,6 +43,10 @@ fn debian_recipe(
 }
 
 fn build(dir: &Path, out: &str, extra: &[&str]) -> String {
+    build_as(As::Me, dir, out, extra)
+}
+
+fn build_as(who: As, dir: &Path, out: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "build",
         "recipe.yaml",
@@ -54,13 +58,7 @@ fn build(dir: &Path, out: &str, extra: &[&str]) -> String {
     ];
     args.extend_from_slice(extra);
     // apt-get under QEMU on a shared 2-core machine: up to ~10 minutes per build.
-    let out = xbake_within(
-        As::Me,
-        dir,
-        &args,
-        &[],
-        std::time::Duration::from_secs(1800),
-    );
+    let out = xbake_within(who, dir, &args, &[], std::time::Duration::from_secs(1800));
     assert_ok(&out);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -183,4 +181,98 @@ fn python_bytecode_and_a_new_user_reproduce_and_only_the_rules_change() {
         .unwrap_or_else(|| panic!("{shadow}"));
     assert_eq!(svc.split(':').nth(2), Some("19675"), "{svc}"); // 1700000000 / 86400
     assert_eq!(file_text(image, "var/log/dpkg.log.1"), "kept\n");
+}
+
+/// Writes a small pure-Python wheel (PEP 427: the files, METADATA, WHEEL and a RECORD of
+/// their sha256s) into `dir`, with the host's python3; returns its file name.
+fn make_wheel(dir: &Path) -> &'static str {
+    const NAME: &str = "xbakedemo-1.0-py3-none-any.whl";
+    let script = r#"
+import base64, hashlib, sys, zipfile
+files = {
+    "xbakedemo/__init__.py": b"VALUE = 42\n",
+    "xbakedemo/util.py": b"def double(x):\n    return 2 * x\n",
+    "xbakedemo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: xbakedemo\nVersion: 1.0\n",
+    "xbakedemo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: xbake-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = ""
+for path, data in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record += f"{path},sha256={digest},{len(data)}\n"
+record += "xbakedemo-1.0.dist-info/RECORD,,\n"
+files["xbakedemo-1.0.dist-info/RECORD"] = record.encode()
+with zipfile.ZipFile(sys.argv[1], "w") as whl:
+    for path, data in files.items():
+        whl.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), data)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join(NAME))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    NAME
+}
+
+#[test]
+fn pip_install_of_a_wheel_reproduces() {
+    let scratch = Scratch::new();
+    let Some(_) = debian_base("amd64") else {
+        return;
+    };
+    let dir = scratch.path().join("pip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wheel = make_wheel(&dir);
+    let text = format!(
+        "from: rootfs:bases/debian-amd64.tar.zst\nplatforms: [amd64]\nsteps:\n\
+         \x20 - copy: {wheel}\n    to: /tmp/wheels/\n\
+         \x20 - run: pip install --no-index --break-system-packages /tmp/wheels/{wheel} && \
+         python3 -c 'import xbakedemo.util as u; print(u.double(21))' > /answer\n"
+    );
+    let recipe = scratch.recipe("pip", &text, &[]);
+    std::fs::rename(dir.join(wheel), recipe.parent().unwrap().join(wheel)).unwrap();
+    let dir = recipe.parent().unwrap();
+    let first = build(dir, "oci:a:1", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = build(dir, "oci:b:1", &[]);
+    assert_eq!(first, second, "two --no-cache pip installs differ");
+    let (_, images) = read_layout(&dir.join("a"), "1");
+    let image = &images[0];
+    assert_eq!(file_text(image, "answer"), "42\n");
+    let pycs: Vec<&String> = image
+        .files
+        .keys()
+        .filter(|p| p.contains("dist-packages/xbakedemo/__pycache__/") && p.ends_with(".pyc"))
+        .collect();
+    assert_eq!(pycs.len(), 2, "pip compiled the package: {pycs:?}");
+    for pyc in pycs {
+        let bytes = &image.files[pyc];
+        // Checked-hash bytecode (PEP 552): no build time inside.
+        assert_eq!(
+            u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
+            3,
+            "{pyc}"
+        );
+    }
+}
+
+#[test]
+fn apt_install_as_root_and_rootless_give_one_digest() {
+    if !is_root() || test_user().is_none() || !tun_ready(As::TestUser) {
+        skip("needs root (to create the test user) and /dev/net/tun open to it");
+        return;
+    }
+    let scratch = Scratch::new();
+    let Some(recipe) = debian_recipe(&scratch, "apt-users", &["amd64"], APT) else {
+        return;
+    };
+    let dir = recipe.parent().unwrap();
+    open_up(dir);
+    let as_root = build_as(As::Me, dir, "oci:root:1", &[]);
+    let rootless = build_as(As::TestUser, dir, "oci:user:1", &[]);
+    assert_eq!(as_root, rootless, "root and rootless apt installs differ");
 }

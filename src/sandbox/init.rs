@@ -46,10 +46,12 @@ pub fn step_main() -> ! {
 
 fn monitor() -> Result<i32, String> {
     let builder = nix::unistd::getppid();
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
-    if nix::unistd::getppid() != builder {
-        return Err("the builder is gone".into());
-    }
+    let builder_alive = || match super::die_with_parent(builder) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the builder is gone".to_string()),
+        Err(e) => Err(format!("prctl: {e}")),
+    };
+    builder_alive()?;
     // Layers must not depend on the umask the builder was started with.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let mut control = take_control_socket()?;
@@ -111,13 +113,8 @@ fn monitor() -> Result<i32, String> {
         return finish(&mut control, 125, false);
     }
 
-    // New credentials (those of the new user namespace) clear the parent-death signal
-    // (commit_creds in kernel/cred.c); set it again, then make sure the builder did not
-    // die in between.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
-    if nix::unistd::getppid() != builder {
-        return Err("the builder is gone".into());
-    }
+    // New credentials (those of the new user namespace) cleared the parent-death signal.
+    builder_alive()?;
     let _ = writeln!(control, "{READY}");
     let mut go = String::new();
     match incoming.read_line(&mut go) {

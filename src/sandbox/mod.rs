@@ -49,6 +49,16 @@ pub enum SandboxError {
     Network(#[from] network::NetworkError),
 }
 
+/// Asks for SIGKILL when the parent dies (prctl(2) PR_SET_PDEATHSIG), then checks that
+/// `parent` did not die before that took effect. Call again after every credential
+/// change: commit_creds (kernel/cred.c) clears the setting when the effective ids or
+/// the capabilities change, as entering a user namespace or becoming its root does.
+/// Ok(false): the parent is gone.
+fn die_with_parent(parent: nix::unistd::Pid) -> Result<bool, nix::errno::Errno> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    Ok(nix::unistd::getppid() == parent)
+}
+
 /// Hidden modes, checked first thing in `main` while the process is single-threaded:
 /// `xbake __step` (never returns), and the build-namespace handshake (returns `Ok` and
 /// lets `main` go on to run the command inside the namespace).

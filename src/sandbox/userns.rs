@@ -264,16 +264,16 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
     }
     // If the launcher dies, so does the build and, through the same setting in each
     // step process, every step (prctl(2) PR_SET_PDEATHSIG).
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| {
-        SandboxError::Sys {
-            what: "prctl(PR_SET_PDEATHSIG)",
-            errno: e,
-        }
-    })?;
-    if nix::unistd::getppid() != launcher {
+    let launcher_alive = || match super::die_with_parent(launcher) {
+        Ok(true) => Ok(()),
         // The launcher died before the setting took effect.
-        std::process::exit(1);
-    }
+        Ok(false) => std::process::exit(1),
+        Err(errno) => Err(SandboxError::Sys {
+            what: "prctl(PR_SET_PDEATHSIG)",
+            errno,
+        }),
+    };
+    launcher_alive()?;
     // Layers and outputs must not depend on the caller's umask (runc sets the same).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|errno| {
@@ -306,17 +306,8 @@ pub fn enter_if_requested() -> Result<bool, SandboxError> {
         errno: e,
     })?;
     // Changing the effective uid (a root build's namespace root is an unprivileged host
-    // id) clears the parent-death signal (commit_creds in kernel/cred.c): set it again,
-    // then make sure the launcher did not die in between.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| {
-        SandboxError::Sys {
-            what: "prctl(PR_SET_PDEATHSIG)",
-            errno: e,
-        }
-    })?;
-    if nix::unistd::getppid() != launcher {
-        std::process::exit(1);
-    }
+    // id) cleared the parent-death signal.
+    launcher_alive()?;
     // Mounts made by the build (binfmt_misc, step mounts) must never propagate back.
     nix::mount::mount(
         None::<&str>,

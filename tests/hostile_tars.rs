@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::hostile_tar::{Bomb, RawTar, bomb};
+use common::hostile_tar::{Bomb, RawTar, bomb, zeros_bomb};
 use common::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -43,6 +43,15 @@ fn assert_refused_then_good_build(dir: &Path, base: &[u8], extra: &[&str], expec
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", work.display());
+    // Refused at import: nothing of the base in the store (not even a temporary file) and
+    // no import or diff_id record.
+    for folder in ["blobs/sha256", "imports", "diffids"] {
+        let path = dir.join(".cache-me/xbake").join(folder);
+        let left: Vec<_> = std::fs::read_dir(&path)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", path.display());
+    }
 
     let good = gzip(
         &RawTar::new()
@@ -63,21 +72,56 @@ fn recipe_dir(scratch: &Scratch, name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_gzip_bomb_stops_at_max_unpack_size_naming_the_layer_and_the_figures() {
+fn a_gzip_bomb_is_refused_at_import_naming_the_base_and_the_figures() {
     let scratch = Scratch::new();
     let dir = recipe_dir(&scratch, "bomb");
-    // 1 GiB of zeros in about 1 MiB; the rootfs import reads it once to hash it, the
-    // unpack stops at the header.
+    // 1 GiB of zeros in about 1 MiB; the rootfs import hashes the file, and its check
+    // stops at the entry's header, before anything is stored.
     let base = bomb(Bomb::Gzip, 1 << 30);
-    let digest = format!("sha256:{}", sha256_hex(&base));
     assert_refused_then_good_build(
         &dir,
         &base,
         &["--max-unpack-size", "16M"],
         &[
-            &format!("unpacking layer 1 ({digest})"),
-            "layer entry \"zeros\"",
+            "base rootfs:base.tar.gz: layer entry \"zeros\"",
             "size limit of 16 MiB (16777216 bytes) is reached: 0 bytes were unpacked before this entry of 1 GiB (1073741824 bytes)",
+        ],
+    );
+}
+
+/// zstd and xz bases are converted to gzip; the conversion reads the tarball as the
+/// check does, so a 10 GiB bomb stops at its header instead of being recompressed. (The
+/// compression is detected from the bytes: the file keeps the recipe's name.)
+#[test]
+fn zstd_and_xz_bombs_stop_at_their_header_without_being_converted() {
+    for (name, format) in [("zstd", Bomb::Zstd), ("xz", Bomb::Xz)] {
+        let scratch = Scratch::new();
+        let dir = recipe_dir(&scratch, name);
+        assert_refused_then_good_build(
+            &dir,
+            &bomb(format, 10 << 30),
+            &["--max-unpack-size", "16M"],
+            &[
+                "base rootfs:base.tar.gz: layer entry \"zeros\"",
+                "size limit of 16 MiB (16777216 bytes) is reached: 0 bytes were unpacked before this entry of 10 GiB (10737418240 bytes)",
+            ],
+        );
+    }
+}
+
+/// Plain zeros are an empty tar with 1 GiB of padding: the conversion stops at twice the
+/// limit.
+#[test]
+fn a_zstd_stream_of_zeros_stops_at_twice_the_limit() {
+    let scratch = Scratch::new();
+    let dir = recipe_dir(&scratch, "zeros");
+    assert_refused_then_good_build(
+        &dir,
+        &zeros_bomb(Bomb::Zstd, 1 << 30),
+        &["--max-unpack-size", "16M"],
+        &[
+            "base rootfs:base.tar.gz",
+            "the decompressed tar stream is longer than 32 MiB (33554432 bytes), twice the unpacked size limit",
         ],
     );
 }

@@ -1,11 +1,14 @@
 //! The entries of one layer as comparable records: what `diff` and `verify` report on.
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::{Digest, HashingReader, HashingWriter};
 use crate::layer::LayerError;
 use crate::layer::compress;
+use crate::layer::rel_path;
+use crate::layer::tar_reader::{TarEntry, TarReader};
+use crate::layer::unpack::{BoundedStream, UnpackBudget, counts_in_budget, entry_meta};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -14,7 +17,7 @@ pub struct EntryInfo {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
-    pub mtime: u64,
+    pub mtime: i64,
     pub size: u64,
     /// sha256 of a regular file's content.
     pub content: Option<Digest>,
@@ -28,7 +31,7 @@ pub struct EntryInfo {
 
 fn kind_name(t: tar::EntryType) -> &'static str {
     match t {
-        tar::EntryType::Regular | tar::EntryType::Continuous => "file",
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => "file",
         tar::EntryType::Directory => "directory",
         tar::EntryType::Symlink => "symlink",
         tar::EntryType::Link => "hard link",
@@ -41,10 +44,15 @@ fn kind_name(t: tar::EntryType) -> &'static str {
 
 /// Reads the layer blob at `path`, checking its digest, into path → entry, and returns
 /// the diff_id computed from the content (never the one a config claims). Paths are
-/// absolute-style (`/etc/passwd`); whiteouts appear as their own names.
+/// absolute-style (`/etc/passwd`); whiteouts appear as their own names. The layer is
+/// read by the builder's own tar reader with the builder's rules (clean paths, PAX
+/// owners, times and sizes, sparse files with their holes, the same refusals), so what
+/// `diff` and `verify` report is the tree a build unpacks; what it would unpack to must
+/// fit in `unpack_limit`, counted as unpacking counts it.
 pub fn read_entries(
     path: &Path,
     digest: &Digest,
+    unpack_limit: u64,
 ) -> Result<(BTreeMap<String, EntryInfo>, Digest), LayerError> {
     let file = std::fs::File::open(path).map_err(|source| LayerError::Io {
         op: "opening a layer",
@@ -52,79 +60,114 @@ pub fn read_entries(
         source,
     })?;
     let mut blob = HashingReader::new(file);
-    let mut out = BTreeMap::new();
-    let diff_id;
-    {
-        let tar = HashingReader::new(compress::decompressor(BufReader::new(&mut blob))?);
-        let mut archive = tar::Archive::new(tar);
-        let tar_err = |source| LayerError::Tar {
-            after: None,
-            source,
-        };
-        for entry in archive.entries().map_err(tar_err)? {
-            let mut entry = entry.map_err(tar_err)?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let name = format!(
-                "/{}",
-                name.trim_start_matches("./")
-                    .trim_start_matches('/')
-                    .trim_end_matches('/')
-            );
-            let header = entry.header().clone();
-            let mut xattrs = BTreeMap::new();
-            if let Ok(Some(exts)) = entry.pax_extensions() {
-                for ext in exts.flatten() {
-                    if let Some(key) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
-                    {
-                        xattrs.insert(key.to_string(), Digest::of(ext.value_bytes()));
-                    }
-                }
-            }
-            let kind = kind_name(header.entry_type());
-            let content = if header.entry_type().is_file() {
-                let (d, _) = HashingReader::new(&mut entry)
-                    .drain_and_finish()
-                    .map_err(tar_err)?;
-                Some(d)
-            } else {
-                None
-            };
-            let link = entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned());
-            let device = match header.entry_type() {
-                tar::EntryType::Char | tar::EntryType::Block => Some((
-                    header.device_major().ok().flatten().unwrap_or(0),
-                    header.device_minor().ok().flatten().unwrap_or(0),
-                )),
-                _ => None,
-            };
-            out.insert(
-                name,
-                EntryInfo {
-                    kind,
-                    mode: header.mode().unwrap_or(0) & 0o7777,
-                    uid: header.uid().unwrap_or(0),
-                    gid: header.gid().unwrap_or(0),
-                    mtime: header.mtime().unwrap_or(0),
-                    size: header.size().unwrap_or(0),
-                    content,
-                    link,
-                    xattrs,
-                    device,
-                },
-            );
-        }
-        // Drain what the tar reader left, so both digests cover every byte.
-        let (d, _) = archive.into_inner().drain_and_finish().map_err(tar_err)?;
-        diff_id = d;
-    }
-    let (actual, _) = blob.drain_and_finish().map_err(|source| LayerError::Tar {
-        after: None,
-        source,
-    })?;
+    let mut budget = UnpackBudget::new(unpack_limit);
+    let (out, diff_id) = {
+        let tar = compress::decompressor(BufReader::new(&mut blob))?;
+        let mut bounded = BoundedStream::new(tar, budget.stream_limit());
+        let read = read_tar(&mut bounded, &mut budget);
+        bounded.explain(read)?
+    };
+    let (actual, _) = blob.drain_and_finish().map_err(tar_err)?;
     digest.verify(&actual, &path.display().to_string())?;
     Ok((out, diff_id))
+}
+
+fn tar_err(source: std::io::Error) -> LayerError {
+    LayerError::Tar {
+        after: None,
+        source,
+    }
+}
+
+fn read_tar(
+    tar: impl Read,
+    budget: &mut UnpackBudget,
+) -> Result<(BTreeMap<String, EntryInfo>, Digest), LayerError> {
+    let mut reader = TarReader::new(HashingReader::new(tar));
+    let mut out = BTreeMap::new();
+    while let Some(entry) = reader.next_entry()? {
+        let info =
+            entry_info(&entry, &mut reader.data(), budget).map_err(|e| LayerError::Entry {
+                entry: entry.name(),
+                source: Box::new(e),
+            })?;
+        let rel = rel_path::clean_bytes(&entry.path)?;
+        out.insert(format!("/{}", rel.to_string_lossy()), info);
+    }
+    // Drain what the tar reader left, so the diff_id covers every byte.
+    let (diff_id, _) = reader.into_inner().drain_and_finish().map_err(tar_err)?;
+    Ok((out, diff_id))
+}
+
+fn entry_info(
+    entry: &TarEntry,
+    data: &mut dyn Read,
+    budget: &mut UnpackBudget,
+) -> Result<EntryInfo, LayerError> {
+    rel_path::clean_bytes(&entry.path)?;
+    let meta = entry_meta(entry)?;
+    let is_file = counts_in_budget(entry.kind);
+    let content = if is_file {
+        budget.take(entry.apparent_size())?;
+        Some(file_content(entry, data).map_err(tar_err)?)
+    } else {
+        None
+    };
+    let device = match entry.kind {
+        tar::EntryType::Char | tar::EntryType::Block => Some((
+            entry.header.device_major().ok().flatten().unwrap_or(0),
+            entry.header.device_minor().ok().flatten().unwrap_or(0),
+        )),
+        _ => None,
+    };
+    Ok(EntryInfo {
+        kind: kind_name(entry.kind),
+        mode: meta.mode,
+        uid: u64::from(meta.uid),
+        gid: u64::from(meta.gid),
+        mtime: meta.mtime,
+        size: if is_file { entry.apparent_size() } else { 0 },
+        content,
+        link: entry
+            .link
+            .as_ref()
+            .filter(|l| !l.is_empty())
+            .map(|l| String::from_utf8_lossy(l).into_owned()),
+        xattrs: meta
+            .xattrs
+            .iter()
+            .map(|(name, value)| (name.clone(), Digest::of(value)))
+            .collect(),
+        device,
+    })
+}
+
+/// The sha256 of the file as unpacked: a sparse entry's holes read as zeros, as they do
+/// from the file unpacking writes.
+fn file_content(entry: &TarEntry, data: &mut dyn Read) -> std::io::Result<Digest> {
+    let mut hasher = HashingWriter::new(std::io::sink());
+    match &entry.sparse {
+        None => {
+            std::io::copy(data, &mut hasher)?;
+        }
+        Some(map) => {
+            let mut at = 0;
+            for &(offset, length) in &map.chunks {
+                std::io::copy(
+                    &mut std::io::repeat(0).take(offset.saturating_sub(at)),
+                    &mut hasher,
+                )?;
+                std::io::copy(&mut data.take(length), &mut hasher)?;
+                at = offset + length;
+            }
+            std::io::copy(
+                &mut std::io::repeat(0).take(map.real_size.saturating_sub(at)),
+                &mut hasher,
+            )?;
+        }
+    }
+    let (_, digest, _) = hasher.finish();
+    Ok(digest)
 }
 
 /// The differences between one path's two versions, as short phrases.
@@ -168,4 +211,91 @@ pub fn describe_differences(a: &EntryInfo, b: &EntryInfo) -> Vec<String> {
         out.push("device numbers differ".into());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// `tar` gzip-compressed into a blob file in `dir`: (path, digest).
+    fn blob(dir: &Path, tar: &[u8]) -> (std::path::PathBuf, Digest) {
+        let mut gz = compress::gzip_writer(Vec::new());
+        gz.write_all(tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let digest = Digest::of(&gz);
+        let path = dir.join(digest.hex());
+        std::fs::write(&path, &gz).unwrap();
+        (path, digest)
+    }
+
+    /// A raw header of type `kind` whose size field says `size`, then `data` padded.
+    fn raw(kind: u8, name: &str, size: u64, data: &[u8], link: &str) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        if !link.is_empty() {
+            h.set_link_name(link).unwrap();
+        }
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(size);
+        h.as_mut_bytes()[156] = kind;
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn entries_are_read_with_the_builders_rules_and_refusals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tar = raw(b'5', "./etc/", 0, b"", "");
+        tar.extend(raw(b'0', "etc/hosts", 3, b"hi\n", ""));
+        tar.extend([0u8; 1024]);
+        let (path, digest) = blob(tmp.path(), &tar);
+        let (entries, diff_id) = read_entries(&path, &digest, 1 << 20).unwrap();
+        assert_eq!(diff_id, Digest::of(&tar));
+        assert_eq!(
+            entries.keys().collect::<Vec<_>>(),
+            ["/etc", "/etc/hosts"],
+            "names cleaned as unpacking cleans them"
+        );
+        assert_eq!(entries["/etc/hosts"].content, Some(Digest::of(b"hi\n")));
+
+        // A symlink carrying data (a hidden file for Go and Python) is refused, as the
+        // builder refuses it; the tar crate used to skip it.
+        let mut hidden = raw(b'2', "link", 512, &[b'x'; 512], "target");
+        hidden.extend([0u8; 1024]);
+        let (path, digest) = blob(tmp.path(), &hidden);
+        let err = read_entries(&path, &digest, 1 << 20).unwrap_err();
+        let text = chain(&err);
+        assert!(
+            text.contains("a symlink header carries 512 bytes"),
+            "{text}"
+        );
+
+        // A 10 GiB entry stops at its header under the limit.
+        let mut bomb = raw(b'0', "zeros", 10 << 30, b"", "");
+        bomb.extend([0u8; 1024]);
+        let (path, digest) = blob(tmp.path(), &bomb);
+        let err = read_entries(&path, &digest, 1 << 20).unwrap_err();
+        let text = chain(&err);
+        assert!(
+            text.contains("layer entry \"zeros\"") && text.contains("this entry of 10 GiB"),
+            "{text}"
+        );
+    }
 }

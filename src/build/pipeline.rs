@@ -120,6 +120,7 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
             recipe_dir: Some(ctx.recipe.dir()),
             scratch: &ctx.dir,
             registry: ctx.registry,
+            unpack_limit: ctx.unpack_limit,
         },
     )
     .map_err(|source| BuildError::Source {

@@ -66,6 +66,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     let session = Session::open(&req.cache_dir, &[req.platform], req.force_host_binfmt)?;
     let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
     let reference = format!("oci:{}", req.dir.display());
+    let unpack_limit = super::rootfs::unpack_limit(None, &req.cache_dir);
     let base = crate::source::resolve(
         &BaseRef::OciLayout {
             dir: req.dir.clone(),
@@ -78,6 +79,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
             recipe_dir: None,
             scratch: workspace.path(),
             registry: &req.registry,
+            unpack_limit,
         },
     )
     .map_err(|source| BuildError::Source {
@@ -88,10 +90,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         req.progress.warn(&name, w);
     }
     let layers: Vec<Layer> = base.layers.clone();
-    let mut rootfs = LazyRootfs::new(
-        workspace.path().join("rootfs"),
-        super::rootfs::unpack_limit(None, &req.cache_dir),
-    );
+    let mut rootfs = LazyRootfs::new(workspace.path().join("rootfs"), unpack_limit);
     rootfs.materialize(
         &layers,
         cache.store(),

@@ -7,6 +7,8 @@ use super::layout::{Layout, OCI_LAYOUT_FILE, write_tag};
 use super::{BlobStore, ImageError, canonical_json, descriptor_digest, parse_json};
 use crate::digest::{Digest, HashingReader};
 use crate::layer::compress;
+use crate::layer::error::human_size;
+use crate::layer::unpack::{UnpackBudget, check_layer};
 use oci_spec::image::{Descriptor, ImageManifest};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -283,11 +285,16 @@ pub struct DockerArchiveImage {
 
 /// Reads the first image of a `docker save` archive: its config and layers go into
 /// `store` byte for byte (a layer file's digest is the blob digest; its media type
-/// follows its compression), each layer checked against the config's diff_ids.
+/// follows its compression), each layer checked against the config's diff_ids and read
+/// as unpacking reads it (hostile entries refused, what it would unpack to counted).
+/// `unpack_limit` (the build's `--max-unpack-size`) bounds both what is staged from the
+/// archive and what its layers would unpack to, so an archive claiming a huge entry is
+/// refused from that entry's header, before anything of it is written.
 pub fn read_docker_archive(
     file: &Path,
     store: &BlobStore,
     scratch: &Path,
+    unpack_limit: u64,
 ) -> Result<DockerArchiveImage, ImageError> {
     let what = file.display().to_string();
     let invalid = |message: String| ImageError::Invalid {
@@ -303,6 +310,11 @@ pub fn read_docker_archive(
     let mut archive = tar::Archive::new(BufReader::new(f));
     // Archive name → the staged file (numbered, so no two names can collide).
     let mut staged: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    let mut staging = StagingBudget {
+        what: &what,
+        used: 0,
+        limit: unpack_limit,
+    };
     for entry in archive.entries().map_err(ImageError::io(file))? {
         let mut entry = entry.map_err(ImageError::io(file))?;
         if !entry.header().entry_type().is_file() {
@@ -319,6 +331,10 @@ pub fn read_docker_archive(
         if staged.contains_key(&name) {
             return Err(invalid(format!("entry {name:?} appears twice")));
         }
+        // Sized from the header before anything is written (the tar crate reads no
+        // more than that, a PAX `size` included).
+        let size = entry.size();
+        staging.admit(&name, size)?;
         let path = dir.path().join(format!("entry-{}", staged.len()));
         let mut out = File::create(&path).map_err(ImageError::io(&path))?;
         std::io::copy(&mut entry, &mut out).map_err(ImageError::io(&path))?;
@@ -372,6 +388,7 @@ pub fn read_docker_archive(
         ));
     }
     let mut layers = Vec::new();
+    let mut budget = UnpackBudget::new(unpack_limit);
     for (name, diff_id) in entry.layers.iter().zip(diff_ids) {
         let path = staged_path(name);
         let mut head = [0u8; 6];
@@ -386,14 +403,17 @@ pub fn read_docker_archive(
                 return Err(invalid(format!("layer {name} is xz-compressed")));
             }
         };
-        // Check the content against the diff_id before it becomes a blob.
+        // Check the content against the diff_id before it becomes a blob, reading it as
+        // unpacking will: one budget over all the layers, as for the rootfs they make.
+        let layer_err = |source| ImageError::Layer {
+            what: format!("{what}: layer {name}"),
+            source: Box::new(source),
+        };
         let tar = compress::decompressor(BufReader::new(
             File::open(&path).map_err(ImageError::io(&path))?,
         ))
-        .map_err(|e| invalid(e.to_string()))?;
-        let (actual, _) = HashingReader::new(tar)
-            .drain_and_finish()
-            .map_err(ImageError::io(&path))?;
+        .map_err(layer_err)?;
+        let actual = check_layer(tar, &mut budget).map_err(layer_err)?;
         diff_id.verify(&actual, &format!("{what}: layer {name}"))?;
         let file = File::open(&path).map_err(ImageError::io(&path))?;
         let (digest, size) = store.put_reader(file, None, name)?;
@@ -410,6 +430,54 @@ pub fn read_docker_archive(
         layers,
         repo_tags: entry.repo_tags.unwrap_or_default(),
     })
+}
+
+/// What staging a docker-archive's entries may write: `manifest.json` and the other
+/// JSON documents no more than their limits in a layout ([`super::MANIFEST_SIZE_LIMIT`],
+/// [`super::CONFIG_SIZE_LIMIT`]; a `docker save` manifest.json declares no sizes to check
+/// against), and everything staged together no more than the unpack limit: the layers
+/// are staged as stored, and a layer stored larger than the limit could only be a bomb
+/// or a tar of mostly headers.
+struct StagingBudget<'a> {
+    what: &'a str,
+    used: u64,
+    limit: u64,
+}
+
+impl StagingBudget<'_> {
+    fn admit(&mut self, name: &str, size: u64) -> Result<(), ImageError> {
+        let document = if name == "manifest.json" {
+            Some(super::MANIFEST_SIZE_LIMIT)
+        } else if name.ends_with(".json") {
+            Some(super::CONFIG_SIZE_LIMIT)
+        } else {
+            None
+        };
+        if let Some(limit) = document.filter(|&limit| size > limit) {
+            return Err(ImageError::TooLarge {
+                what: format!("{}: {name}", self.what),
+                size,
+                limit,
+            });
+        }
+        match self.used.checked_add(size) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                Ok(())
+            }
+            _ => Err(ImageError::Invalid {
+                what: self.what.to_string(),
+                message: format!(
+                    "entry {name:?} of {} would take what is staged from the archive \
+                     past the unpacked size limit of {} ({} staged before it; a larger \
+                     limit can be given with --max-unpack-size)",
+                    human_size(size),
+                    human_size(self.limit),
+                    human_size(self.used)
+                ),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -495,6 +563,108 @@ mod tests {
         assert!(open_oci_archive(&a, tmp.path()).is_err());
     }
 
+    /// A `docker save` archive of `entries` (name, header size, data); a header may claim
+    /// more than its data (the archive then ends early).
+    fn docker_tar(entries: &[(&str, u64, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, size, data) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_mode(0o644);
+            h.set_size(*size);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.extend([0u8; 1024]);
+        out
+    }
+
+    fn read_error(archive: &[u8], limit: u64) -> (String, Vec<std::fs::DirEntry>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("d.tar");
+        std::fs::write(&file, archive).unwrap();
+        let store = BlobStore::open(&tmp.path().join("s")).unwrap();
+        let scratch = tmp.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let err = read_docker_archive(&file, &store, &scratch, limit)
+            .err()
+            .expect("refused");
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        let blobs = std::fs::read_dir(tmp.path().join("s/blobs/sha256"))
+            .map(|d| d.map(|e| e.unwrap()).collect())
+            .unwrap_or_default();
+        (text, blobs)
+    }
+
+    #[test]
+    fn docker_archive_entries_are_bounded_before_they_are_staged() {
+        // An entry claiming 10 GiB is refused from its header: its (absent) data is never
+        // copied, so the archive ending early is not what stops it.
+        let (text, _) = read_error(&docker_tar(&[("big.tar", 10 << 30, b"")]), 1 << 20);
+        assert!(
+            text.contains(
+                "entry \"big.tar\" of 10 GiB (10737418240 bytes) would take what is staged \
+                 from the archive past the unpacked size limit of 1 MiB (1048576 bytes) \
+                 (0 bytes staged before it"
+            ),
+            "{text}"
+        );
+        // Staged entries add up.
+        let (text, _) = read_error(
+            &docker_tar(&[("a", 600 << 10, &[1; 600 << 10]), ("b", 600 << 10, b"")]),
+            1 << 20,
+        );
+        assert!(text.contains("entry \"b\" of 600 KiB"), "{text}");
+        // JSON documents keep their layout limits.
+        let (text, _) = read_error(&docker_tar(&[("manifest.json", 5 << 20, b"")]), u64::MAX);
+        assert!(
+            text.ends_with(
+                "manifest.json is 5242880 bytes; more than 4194304 is not accepted for it"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_docker_archive_layer_bomb_is_refused_before_it_is_stored() {
+        // A gzip layer claiming a 1 GiB file; the config's diff_id is never reached.
+        let mut tar = tar::Header::new_ustar();
+        tar.set_path("zeros").unwrap();
+        tar.set_size(1 << 30);
+        tar.set_cksum();
+        let mut gz = compress::gzip_writer(Vec::new());
+        gz.write_all(tar.as_bytes()).unwrap();
+        let layer = gz.finish().unwrap();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(b"x").to_string()]}
+        }))
+        .unwrap();
+        let manifest = br#"[{"Config":"c.json","Layers":["l.tar"]}]"#;
+        let archive = docker_tar(&[
+            ("manifest.json", manifest.len() as u64, manifest),
+            ("c.json", config.len() as u64, &config),
+            ("l.tar", layer.len() as u64, &layer),
+        ]);
+        let (text, blobs) = read_error(&archive, 16 << 20);
+        assert!(
+            text.contains("layer l.tar: layer entry \"zeros\"")
+                && text.contains("size limit of 16 MiB (16777216 bytes) is reached"),
+            "{text}"
+        );
+        // Only the config (a complete document) is in the store, not the layer.
+        let names: Vec<_> = blobs.iter().map(|e| e.file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(Digest::of(&config).hex())]);
+    }
+
     #[test]
     fn docker_archives_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
@@ -503,7 +673,7 @@ mod tests {
         let file = tmp.path().join("d.tar");
         write_docker_archive(&file, &store, &m, &["hello:1.0".to_string()]).unwrap();
         let other = BlobStore::open(&tmp.path().join("o")).unwrap();
-        let read = read_docker_archive(&file, &other, tmp.path()).unwrap();
+        let read = read_docker_archive(&file, &other, tmp.path(), u64::MAX).unwrap();
         assert_eq!(read.repo_tags, ["hello:1.0"]);
         assert_eq!(read.layers.len(), 1);
         assert_eq!(

@@ -72,6 +72,12 @@ pub enum ImageError {
     NotRegular { path: PathBuf, kind: &'static str },
     #[error("{what} is {size} bytes; more than {limit} is not accepted for it")]
     TooLarge { what: String, size: u64, limit: u64 },
+    #[error("{what}: {source}")]
+    Layer {
+        what: String,
+        #[source]
+        source: Box<crate::layer::LayerError>,
+    },
 }
 
 impl ImageError {

@@ -87,6 +87,16 @@ pub enum LayerError {
         entry_size: u64,
     },
 
+    /// A layer's decompressed tar stream is longer than twice the unpack limit (see
+    /// `UnpackBudget::stream_limit`): headers, padding or bytes after the archive's end
+    /// that no file accounts for, as a bomb of plain zeros is.
+    #[error(
+        "the decompressed tar stream is longer than {}, twice the unpacked size limit \
+         (a larger limit can be given with --max-unpack-size)",
+        human_size(*.stream_limit)
+    )]
+    StreamLimit { stream_limit: u64 },
+
     /// The compressed stream is corrupt or its format is not supported.
     #[error("decompressing the layer ({format})")]
     Decompress {

@@ -14,7 +14,7 @@ pub mod compress;
 pub mod error;
 mod metadata;
 pub mod pack;
-mod rel_path;
+pub(crate) mod rel_path;
 pub mod root;
 pub mod snapshot;
 pub mod tar_reader;

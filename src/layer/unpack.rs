@@ -53,7 +53,19 @@ impl UnpackBudget {
         self.used
     }
 
-    fn take(&mut self, entry_size: u64) -> Result<(), LayerError> {
+    /// The most bytes one layer's decompressed tar stream may have: the limit for the
+    /// entries' data plus as much again for what the budget does not count (headers,
+    /// padding, directories and links, bytes after the end-of-archive marker). Without
+    /// it, 10 GiB of zeros is a valid empty tar (the first zero block ends the archive)
+    /// that every reader still decompresses to hash its diff_id. Twice the limit only
+    /// refuses a layer under the limit whose entries average less than a block of data.
+    pub fn stream_limit(&self) -> u64 {
+        self.limit.saturating_mul(2)
+    }
+
+    /// Counts one entry of `entry_size` apparent bytes (the header's figure, before any
+    /// of its data is read).
+    pub fn take(&mut self, entry_size: u64) -> Result<(), LayerError> {
         match self.used.checked_add(entry_size) {
             Some(total) if total <= self.limit => {
                 self.used = total;
@@ -166,30 +178,90 @@ fn apply_compressed(
     budget: &mut UnpackBudget,
 ) -> Result<(UnpackReport, Digest), LayerError> {
     let decompressed = compress::decompressor(BufReader::with_capacity(BLOB_BUFFER, blob))?;
-    let mut tar_hasher = HashingReader::new(decompressed);
-    let report = apply_archive(root, &mut TarReader::new(&mut tar_hasher), budget)?;
+    let mut bounded = BoundedStream::new(decompressed, budget.stream_limit());
+    let mut tar_hasher = HashingReader::new(&mut bounded);
+    let applied = apply_archive(root, &mut TarReader::new(&mut tar_hasher), budget);
     // A tar reader stops at the end-of-archive marker; the padding after it is part of the
     // diff_id (umoci drains the same way before checking).
-    let (diff_id, _) = tar_hasher
-        .drain_and_finish()
-        .map_err(|source| LayerError::Tar {
-            after: None,
-            source,
-        })?;
-    Ok((report, diff_id))
+    let drained = applied.and_then(|report| {
+        let (diff_id, _) = tar_hasher
+            .drain_and_finish()
+            .map_err(|source| LayerError::Tar {
+                after: None,
+                source,
+            })?;
+        Ok((report, diff_id))
+    });
+    bounded.explain(drained)
+}
+
+/// A decompressed tar stream that ends in an error past [`UnpackBudget::stream_limit`]
+/// bytes, so no reader of a layer ever decompresses more than that. The error the tar
+/// reader then reports is replaced by [`LayerError::StreamLimit`] in [`explain`].
+///
+/// [`explain`]: BoundedStream::explain
+pub(crate) struct BoundedStream<R> {
+    inner: R,
+    read: u64,
+    max: u64,
+}
+
+impl<R: Read> BoundedStream<R> {
+    pub(crate) fn new(inner: R, max: u64) -> Self {
+        BoundedStream {
+            inner,
+            read: 0,
+            max,
+        }
+    }
+
+    /// `result`, or the stream limit if that is why reading failed.
+    pub(crate) fn explain<T>(&self, result: Result<T, LayerError>) -> Result<T, LayerError> {
+        match result {
+            Err(_) if self.read > self.max => Err(LayerError::StreamLimit {
+                stream_limit: self.max,
+            }),
+            other => other,
+        }
+    }
+}
+
+impl<R: Read> Read for BoundedStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read > self.max {
+            return Err(io::Error::other("the tar stream is longer than its limit"));
+        }
+        // One byte past the limit is asked for, so a stream of exactly `max` bytes ends
+        // normally and a longer one is noticed.
+        let room = (self.max - self.read).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.read += n as u64;
+        if self.read > self.max {
+            return Err(io::Error::other("the tar stream is longer than its limit"));
+        }
+        Ok(n)
+    }
 }
 
 /// Reads a layer tar without writing anything: every entry name and hard-link target
-/// must be a clean path inside the root (the same rule as unpacking), and the stream a
-/// valid tar. Returns the diff_id (the whole stream's sha256, padding included). Used
-/// on rootfs tarballs that become a base layer, so a hostile one is refused even when
-/// no step ever unpacks it.
-pub fn check_layer(tar: impl Read) -> Result<Digest, LayerError> {
+/// must be a clean path inside the root (the same rule as unpacking), the stream a valid
+/// tar, and what unpacking would write must fit in `budget` (counted as unpacking counts
+/// it, the stream bounded by [`UnpackBudget::stream_limit`]), so a bomb is refused after
+/// reading its first header. Returns the diff_id (the whole stream's sha256, padding
+/// included). Used on rootfs tarballs that become a base layer, so a hostile one is
+/// refused even when no step ever unpacks it.
+pub fn check_layer(tar: impl Read, budget: &mut UnpackBudget) -> Result<Digest, LayerError> {
+    let mut bounded = BoundedStream::new(tar, budget.stream_limit());
+    let checked = check_entries(&mut bounded, budget);
+    bounded.explain(checked)
+}
+
+fn check_entries(tar: impl Read, budget: &mut UnpackBudget) -> Result<Digest, LayerError> {
     let mut reader = TarReader::new(HashingReader::new(tar));
     while let Some(entry) = reader.next_entry()? {
-        let name = entry.name();
         let named = |e| LayerError::Entry {
-            entry: name.clone(),
+            entry: entry.name(),
             source: Box::new(e),
         };
         let path = rel_path::clean_bytes(&entry.path).map_err(named)?;
@@ -204,6 +276,9 @@ pub fn check_layer(tar: impl Read) -> Result<Digest, LayerError> {
         {
             rel_path::clean_bytes(target).map_err(named)?;
         }
+        if counts_in_budget(entry.kind) {
+            budget.take(entry.apparent_size()).map_err(named)?;
+        }
     }
     reader
         .into_inner()
@@ -213,6 +288,14 @@ pub fn check_layer(tar: impl Read) -> Result<Digest, LayerError> {
             after: None,
             source,
         })
+}
+
+/// The entry types whose data unpacking writes as a file, so [`UnpackBudget`] counts them.
+pub(crate) fn counts_in_budget(kind: EntryType) -> bool {
+    matches!(
+        kind,
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+    )
 }
 
 fn apply_archive<R: Read>(
@@ -313,7 +396,7 @@ impl<'r> LayerApplier<'r> {
             self.root.remove_all(&rel)?;
         }
         let warnings = match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            file if counts_in_budget(file) => {
                 self.budget.take(entry.apparent_size())?;
                 match &entry.sparse {
                     Some(map) => self.root.write_sparse_file(&rel, data, map, &meta)?,
@@ -417,7 +500,7 @@ fn set_dir_metadata(root: &RootDir, rel: &Path, meta: &EntryMeta) -> Result<Warn
 
 /// Mode, numeric owner (user and group names are ignored: they mean nothing inside the
 /// image), mtime and xattrs of an entry, PAX records included.
-fn entry_meta(entry: &TarEntry) -> Result<EntryMeta, LayerError> {
+pub(crate) fn entry_meta(entry: &TarEntry) -> Result<EntryMeta, LayerError> {
     let header = &entry.header;
     let header_error = |source| LayerError::Tar {
         after: None,

@@ -36,12 +36,14 @@ pub fn docker_archive(
     platform: &Platform,
     cache: &Cache,
     scratch: &Path,
+    unpack_limit: u64,
 ) -> Result<BaseImage, SourceError> {
     let image_err = |source: ImageError| SourceError::Image {
         reference: reference.to_string(),
         source,
     };
-    let image = read_docker_archive(file, cache.store(), scratch).map_err(image_err)?;
+    let image =
+        read_docker_archive(file, cache.store(), scratch, unpack_limit).map_err(image_err)?;
     let config: ImageConfiguration =
         parse_json(&image.config, "image config").map_err(image_err)?;
     let (os, arch) = (config.os().to_string(), config.architecture().to_string());

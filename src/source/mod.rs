@@ -85,6 +85,9 @@ pub struct SourceContext<'a> {
     pub scratch: &'a Path,
     /// How to reach registries (TLS, insecure ones).
     pub registry: &'a crate::registry::RegistryOptions,
+    /// The build's `--max-unpack-size`: what importing a rootfs tarball or staging a
+    /// docker-archive may read, counted as unpacking counts it (`layer::unpack::UnpackBudget`).
+    pub unpack_limit: u64,
 }
 
 /// One layer of the base, already in the store (its diff_id from the base's config,
@@ -124,7 +127,7 @@ pub fn resolve(
     match base {
         BaseRef::Scratch => Ok(BaseImage::default()),
         BaseRef::Rootfs(path) => Ok(BaseImage {
-            layers: vec![rootfs::import(path, text, cache)?],
+            layers: vec![rootfs::import(path, text, cache, ctx.unpack_limit)?],
             config: None,
             manifest_digest: None,
             warnings: Vec::new(),
@@ -136,7 +139,7 @@ pub fn resolve(
             archive::oci_archive(file, tag.as_deref(), text, platform, cache, ctx.scratch)
         }
         BaseRef::DockerArchive(file) => {
-            archive::docker_archive(file, text, platform, cache, ctx.scratch)
+            archive::docker_archive(file, text, platform, cache, ctx.scratch, ctx.unpack_limit)
         }
         BaseRef::Registry(reference) => registry::pull(reference, platform, cache, ctx.registry),
     }

@@ -7,13 +7,24 @@
 use super::{BaseLayer, SourceError};
 use crate::cache::{Cache, CachedLayer, RecordKind};
 use crate::digest::{Digest, HashingReader, HashingWriter};
+use crate::image::store::PendingBlob;
+use crate::layer::LayerError;
 use crate::layer::compress::{self, Compression};
 use crate::layer::pack::MEDIA_TYPE_GZIP_LAYER;
-use crate::layer::unpack::check_layer;
+use crate::layer::unpack::{UnpackBudget, check_layer};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-pub fn import(path: &Path, reference: &str, cache: &Cache) -> Result<BaseLayer, SourceError> {
+/// Imports the tarball at `path`; what it would unpack to must fit in `unpack_limit`
+/// (the build's `--max-unpack-size`), checked while it is read, before anything is
+/// stored, so a decompression bomb costs one header's worth of work and leaves nothing
+/// in the cache.
+pub fn import(
+    path: &Path,
+    reference: &str,
+    cache: &Cache,
+    unpack_limit: u64,
+) -> Result<BaseLayer, SourceError> {
     let io = |source| SourceError::Io {
         reference: reference.to_string(),
         path: path.to_path_buf(),
@@ -29,32 +40,48 @@ pub fn import(path: &Path, reference: &str, cache: &Cache) -> Result<BaseLayer, 
     // from a file that changed in between.
     let mut reader = BufReader::new(HashingReader::new(open()?));
     let kind = compress::detect(reader.fill_buf().map_err(io)?);
+    let same_file = |reader: BufReader<HashingReader<std::fs::File>>| {
+        let (read_digest, _) = reader.into_inner().drain_and_finish().map_err(io)?;
+        if read_digest != file_digest {
+            return Err(io(std::io::Error::other(
+                "the file changed while it was being read; try again",
+            )));
+        }
+        Ok(())
+    };
+    let mut budget = UnpackBudget::new(unpack_limit);
 
     if kind == Compression::Gzip {
         let store = cache.store();
+        let recorded = cache.get::<Digest>(RecordKind::DiffId, &file_digest);
+        let diff_id = match &recorded {
+            Some(d) => {
+                cache.touch(RecordKind::DiffId, &file_digest);
+                d.clone()
+            }
+            // Checked before the blob is stored: a refused tarball leaves nothing behind.
+            None => {
+                let tar = compress::decompressor(&mut reader).map_err(layer_err(reference))?;
+                let d = check_layer(tar, &mut budget).map_err(layer_err(reference))?;
+                same_file(reader)?;
+                d
+            }
+        };
         if !cache.blob_verifies(&file_digest, file_size) {
             // Checked against the digest just computed: a file changing under us fails.
             store
                 .put_reader(
-                    reader,
+                    open()?,
                     Some((&file_digest, file_size)),
                     &path.display().to_string(),
                 )
                 .map_err(image_err)?;
         }
-        let diff_id = match cache.get::<Digest>(RecordKind::DiffId, &file_digest) {
-            Some(d) => {
-                cache.touch(RecordKind::DiffId, &file_digest);
-                d
-            }
-            None => {
-                let d = check(store.open_blob(&file_digest).map_err(image_err)?, reference)?;
-                cache
-                    .put(RecordKind::DiffId, &file_digest, &d)
-                    .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-                d
-            }
-        };
+        if recorded.is_none() {
+            cache
+                .put(RecordKind::DiffId, &file_digest, &diff_id)
+                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        }
         return Ok(BaseLayer {
             digest: file_digest,
             size: file_size,
@@ -69,68 +96,79 @@ pub fn import(path: &Path, reference: &str, cache: &Cache) -> Result<BaseLayer, 
         cache.touch(RecordKind::Import, &file_digest);
         return Ok(done);
     }
-    let layer = convert(&mut reader, cache, reference, path)?;
-    let (read_digest, _) = reader.into_inner().drain_and_finish().map_err(io)?;
-    if read_digest != file_digest {
-        return Err(io(std::io::Error::other(
-            "the file changed while it was being read; try again",
-        )));
-    }
-    check(
-        cache.store().open_blob(&layer.digest).map_err(image_err)?,
-        reference,
-    )?;
+    let (pending, layer) = convert(&mut reader, cache, reference, path, &mut budget)?;
+    same_file(reader)?;
+    pending.commit(&layer.digest).map_err(image_err)?;
     cache
         .put(RecordKind::Import, &file_digest, &layer)
         .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     Ok(layer)
 }
 
-/// Refuses a hostile tarball (entries outside the root) before it becomes a layer, and
-/// computes its diff_id on the way. The result is cached with the diff_id record, so
-/// each tarball is checked once.
-fn check(blob: std::fs::File, reference: &str) -> Result<Digest, SourceError> {
-    let layer_err = |source| SourceError::Layer {
+fn layer_err(reference: &str) -> impl Fn(LayerError) -> SourceError + '_ {
+    move |source| SourceError::Layer {
         reference: reference.to_string(),
         source,
-    };
-    let tar = compress::decompressor(BufReader::new(blob)).map_err(layer_err)?;
-    check_layer(tar).map_err(layer_err)
+    }
 }
 
-/// One pass: decompress → sha256 (diff_id) → deterministic gzip → sha256 → store.
+/// One pass: decompress → check (entries, budget, diff_id) → deterministic gzip → sha256
+/// → a pending blob, committed by the caller once the file is known not to have changed.
+/// A refused tarball stops the pass; the pending blob is then dropped, which removes it.
 fn convert(
     reader: &mut impl BufRead,
     cache: &Cache,
     reference: &str,
     path: &Path,
-) -> Result<BaseLayer, SourceError> {
+    budget: &mut UnpackBudget,
+) -> Result<(PendingBlob, BaseLayer), SourceError> {
     let io = |source| SourceError::Io {
         reference: reference.to_string(),
         path: path.to_path_buf(),
         source,
     };
-    let image_err = |source| SourceError::Image {
-        reference: reference.to_string(),
-        source,
-    };
-    let tar = compress::decompressor(reader).map_err(|source| SourceError::Layer {
-        reference: reference.to_string(),
-        source,
-    })?;
-    let mut tar = HashingReader::new(tar);
-    let pending = cache.store().create().map_err(image_err)?;
+    let tar = compress::decompressor(reader).map_err(layer_err(reference))?;
+    let pending = cache
+        .store()
+        .create()
+        .map_err(|source| SourceError::Image {
+            reference: reference.to_string(),
+            source,
+        })?;
     let mut gz = compress::gzip_writer(HashingWriter::new(pending));
-    std::io::copy(&mut tar as &mut dyn Read, &mut gz).map_err(io)?;
-    let (diff_id, _) = tar.drain_and_finish().map_err(io)?;
+    let diff_id = check_layer(
+        Tee {
+            from: tar,
+            to: &mut gz,
+        },
+        budget,
+    )
+    .map_err(layer_err(reference))?;
     let hashing = gz.finish().map_err(io)?;
     let (mut pending, digest, size) = hashing.finish();
     pending.flush().map_err(io)?;
-    pending.commit(&digest).map_err(image_err)?;
-    Ok(BaseLayer {
-        digest,
-        size,
-        media_type: MEDIA_TYPE_GZIP_LAYER.to_string(),
-        diff_id,
-    })
+    Ok((
+        pending,
+        BaseLayer {
+            digest,
+            size,
+            media_type: MEDIA_TYPE_GZIP_LAYER.to_string(),
+            diff_id,
+        },
+    ))
+}
+
+/// Copies every byte read from `from` into `to`: the check and the conversion share one
+/// decompression.
+struct Tee<R, W> {
+    from: R,
+    to: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }

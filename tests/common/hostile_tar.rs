@@ -122,11 +122,22 @@ pub enum Bomb {
 /// one compressed chunk of zeros is repeated. 10 GiB is about 10 MiB of gzip, 40 KiB of
 /// zstd, 1.5 MiB of xz.
 pub fn bomb(format: Bomb, claimed: u64) -> Vec<u8> {
-    const CHUNK: u64 = 16 << 20;
-    assert_eq!(claimed % CHUNK, 0);
     let header = RawTar::new().raw(b'0', b"zeros", claimed, b"", b"").bytes;
-    let end = [0u8; 2 * BLOCK];
-    let zeros = vec![0u8; CHUNK as usize];
+    zeros_between(format, &header, claimed, &[0u8; 2 * BLOCK])
+}
+
+/// `size` zero bytes compressed (a multiple of 16 MiB), the naive bomb: as a tar it is
+/// an empty archive (its first zero block is the end-of-archive marker) followed by
+/// padding, so only a bound on the stream's length stops a reader that hashes it whole.
+pub fn zeros_bomb(format: Bomb, size: u64) -> Vec<u8> {
+    zeros_between(format, &[], size, &[])
+}
+
+/// `head`, `zeros` zero bytes, then `tail`, as one compressed stream.
+fn zeros_between(format: Bomb, head: &[u8], zeros: u64, tail: &[u8]) -> Vec<u8> {
+    const CHUNK: u64 = 16 << 20;
+    assert_eq!(zeros % CHUNK, 0);
+    let chunk = vec![0u8; CHUNK as usize];
     let compress = |data: &[u8]| -> Vec<u8> {
         match format {
             Bomb::Gzip => {
@@ -144,12 +155,18 @@ pub fn bomb(format: Bomb, claimed: u64) -> Vec<u8> {
             }
         }
     };
-    let piece = compress(&zeros);
-    let mut out = compress(&header);
-    for _ in 0..claimed / CHUNK {
+    let piece = compress(&chunk);
+    let mut out = if head.is_empty() {
+        Vec::new()
+    } else {
+        compress(head)
+    };
+    for _ in 0..zeros / CHUNK {
         out.extend_from_slice(&piece);
     }
-    out.extend(compress(&end));
+    if !tail.is_empty() {
+        out.extend(compress(tail));
+    }
     out
 }
 

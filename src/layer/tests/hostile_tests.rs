@@ -3,7 +3,7 @@
 //! length, and whatever readers would disagree on is refused — in unpack and in
 //! check_layer alike, and with the same listing as Python's tarfile.
 
-use super::hostile_tar::{Bomb, RawTar, bomb, python_listing};
+use super::hostile_tar::{Bomb, RawTar, bomb, python_listing, zeros_bomb};
 use super::*;
 use crate::digest::Digest;
 use crate::layer::compress::decompressor;
@@ -29,7 +29,7 @@ fn apply_unlimited(root: &Path, tar: &[u8]) -> Result<UnpackReport, LayerError> 
 fn refused_everywhere(tar: &[u8]) -> String {
     let root = tempfile::tempdir().unwrap();
     let unpacked = chain(&apply_unlimited(root.path(), tar).unwrap_err());
-    let checked = chain(&check_layer(tar).unwrap_err());
+    let checked = chain(&check_layer(tar, &mut UnpackBudget::unlimited()).unwrap_err());
     assert_eq!(unpacked, checked, "unpack and check_layer disagree");
     unpacked
 }
@@ -97,6 +97,70 @@ fn a_10_gib_bomb_stops_at_the_limit_before_writing_it_in_every_format() {
         );
         assert_eq!(budget.used(), 0);
     }
+}
+
+#[test]
+fn check_layer_refuses_a_10_gib_bomb_at_its_header_as_unpacking_does() {
+    for format in [Bomb::Gzip, Bomb::Zstd, Bomb::Xz] {
+        let blob = bomb(format, 10 * GIB);
+        let root = tempfile::tempdir().unwrap();
+        let unpacked = apply_blob(
+            &RootDir::open(root.path()).unwrap(),
+            &blob[..],
+            &Digest::of(&blob),
+            None,
+            &mut UnpackBudget::new(16 << 20),
+        )
+        .unwrap_err();
+        let mut budget = UnpackBudget::new(16 << 20);
+        let checked = check_layer(decompressor(&blob[..]).unwrap(), &mut budget).unwrap_err();
+        assert_eq!(chain(&checked), chain(&unpacked), "{format:?}");
+        assert!(
+            chain(&checked).contains("this entry of 10 GiB"),
+            "{format:?}"
+        );
+        assert_eq!(budget.used(), 0);
+    }
+}
+
+#[test]
+fn a_stream_of_zeros_stops_at_twice_the_limit_in_every_reader() {
+    // 1 GiB of zeros is a valid empty tar plus padding: no entry reaches the budget, the
+    // stream's length does.
+    for format in [Bomb::Gzip, Bomb::Zstd, Bomb::Xz] {
+        let blob = zeros_bomb(format, GIB);
+        let expected = "the decompressed tar stream is longer than 32 MiB (33554432 bytes), \
+                        twice the unpacked size limit";
+        let root = tempfile::tempdir().unwrap();
+        let unpacked = apply_blob(
+            &RootDir::open(root.path()).unwrap(),
+            &blob[..],
+            &Digest::of(&blob),
+            None,
+            &mut UnpackBudget::new(16 << 20),
+        )
+        .unwrap_err();
+        assert!(
+            chain(&unpacked).contains(expected),
+            "{format:?}: {}",
+            chain(&unpacked)
+        );
+        let checked = check_layer(
+            decompressor(&blob[..]).unwrap(),
+            &mut UnpackBudget::new(16 << 20),
+        )
+        .unwrap_err();
+        assert_eq!(chain(&checked), chain(&unpacked), "{format:?}");
+    }
+    // Padding after the end-of-archive marker is fine while the stream stays within twice
+    // the limit, and exactly twice is allowed.
+    let limit = 4096;
+    let mut tar = RawTar::new().file("f", &[7u8; 4096]).finish();
+    tar.resize(2 * limit as usize, 0);
+    check_layer(&tar[..], &mut UnpackBudget::new(limit)).unwrap();
+    tar.push(0);
+    let text = chain(&check_layer(&tar[..], &mut UnpackBudget::new(limit)).unwrap_err());
+    assert!(text.contains("longer than 8 KiB (8192 bytes)"), "{text}");
 }
 
 #[test]
@@ -231,7 +295,7 @@ fn a_pax_path_with_a_newline_is_accepted_and_later_records_still_apply() {
     assert_eq!(fs::read(r.join("dir/new\nline")).unwrap(), b"hello");
     assert_eq!(fs::read(r.join("after")).unwrap(), b"ok");
     assert!(!r.join("placeholder").exists());
-    check_layer(&tar[..]).unwrap();
+    check_layer(&tar[..], &mut UnpackBudget::unlimited()).unwrap();
 }
 
 #[test]

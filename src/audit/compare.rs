@@ -562,11 +562,17 @@ impl Report {
                 text.push_str(&format!("  config differs: {}\n", p.config.join(", ")));
             }
             if p.status == "differs" && p.matching_layers > 0 {
-                text.push_str(&format!(
-                    "  {} of {} layers identical in both (matched by content, wherever they sit)\n",
-                    p.matching_layers,
-                    p.a_layers.max(p.b_layers)
-                ));
+                text.push_str(&if p.a_layers == p.b_layers {
+                    format!(
+                        "  {} of {} layers identical in both\n",
+                        p.matching_layers, p.a_layers
+                    )
+                } else {
+                    format!(
+                        "  {} layers identical in both, matched by content wherever they sit (A has {}, B has {})\n",
+                        p.matching_layers, p.a_layers, p.b_layers
+                    )
+                });
             }
             for l in &p.layers {
                 render_layer(&mut text, l, p);

@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(d.first_difference, Some(1234));
         // One a prefix of the other: the difference is where the shorter ends.
         a.truncate(100);
-        let d = explain_content(&sample(&a), &sample(&vec![0u8; 200]));
+        let d = explain_content(&sample(&a), &sample(&[0u8; 200]));
         assert_eq!(d.first_difference, Some(100));
         // Invalid UTF-8 is binary too.
         assert!(!explain_content(&sample(b"\xff\n"), &sample(b"a\n")).text);

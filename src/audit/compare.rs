@@ -309,7 +309,7 @@ fn compare_platform(
             unnormalised.extend(unnormalised_sides(rules, layer, &ea, &eb));
         }
     }
-    diff.normalisation = normalisation_hint(a, b, &diff, &unnormalised);
+    diff.normalisation = normalisation_hint(&a.name, &b.name, &diff, &unnormalised);
     Ok(diff)
 }
 
@@ -415,8 +415,8 @@ fn unnormalised_sides(
 /// When files differ and every one of them is covered by a rule (and no layer is on one
 /// side only), the images differ the way an image built without the rules differs.
 fn normalisation_hint(
-    a: &LoadedImage,
-    b: &LoadedImage,
+    a: &str,
+    b: &str,
     diff: &PlatformDiff,
     unnormalised: &[Option<char>],
 ) -> Option<NormalisationHint> {
@@ -446,9 +446,10 @@ fn normalisation_hint(
         ""
     };
     let who = match built_without {
-        Some("A") => format!("A ({}) was", a.name),
-        Some(_) => format!("B ({}) was", b.name),
-        None => "one of the images was".into(),
+        Some("A") => format!("A ({a}) was"),
+        Some(_) => format!("B ({b}) was"),
+        // Both sides unnormalised (two raw builds), or the rules edit inside the files.
+        None => "one or both images were".into(),
     };
     let config = if diff.config.is_empty() {
         ""
@@ -713,5 +714,85 @@ mod tests {
         let a = serde_json::json!({"created": "1970", "config": {"Env": ["A=1"], "Cmd": ["x"]}, "rootfs": {"diff_ids": ["1"]}});
         let b = serde_json::json!({"created": "2023", "config": {"Env": ["A=2"], "Cmd": ["x"]}, "rootfs": {"diff_ids": ["2"]}});
         assert_eq!(config_differences(&a, &b), ["config.Env", "created"]);
+    }
+
+    fn covered(path: &str, rule: bool) -> FileDiff {
+        FileDiff {
+            path: path.into(),
+            differences: vec!["content differs".into()],
+            rule: rule.then(|| RuleRef {
+                action: "truncate",
+                pattern: path.into(),
+                why: "logs the time".into(),
+            }),
+            content: None,
+        }
+    }
+
+    fn platform(layers: Vec<(Option<usize>, Option<usize>, Vec<FileDiff>)>) -> PlatformDiff {
+        PlatformDiff {
+            platform: "linux/arm64".into(),
+            status: "differs",
+            a_manifest: None,
+            b_manifest: None,
+            config: Vec::new(),
+            layers: layers
+                .into_iter()
+                .map(|(ia, ib, files)| LayerDiff {
+                    index: 1,
+                    count: 1,
+                    a: ia.map(|_| Digest::of(b"a")),
+                    b: ib.map(|_| Digest::of(b"b")),
+                    same_content: false,
+                    files,
+                    status: "differs",
+                    a_index: ia,
+                    b_index: ib,
+                })
+                .collect(),
+            a_layers: 2,
+            b_layers: 2,
+            matching_layers: 1,
+            normalisation: None,
+        }
+    }
+
+    #[test]
+    fn the_hint_needs_every_differing_file_covered_and_no_one_sided_layer() {
+        let p = platform(vec![(
+            Some(2),
+            Some(2),
+            vec![covered("/var/log/dpkg.log", true)],
+        )]);
+        let hint = normalisation_hint("pub", "new", &p, &[Some('A')]).unwrap();
+        assert_eq!(hint.built_without, Some("A"));
+        assert_eq!(
+            hint.message,
+            "only files that xbake's normalisation rules cover differ (/var/log/dpkg.log): \
+             A (pub) was built without them (by another tool, or with --no-normalize)"
+        );
+        // Sides that disagree or cannot be told: no side named.
+        let hint = normalisation_hint("pub", "new", &p, &[Some('A'), Some('B'), None]).unwrap();
+        assert_eq!(hint.built_without, None);
+        assert!(
+            hint.message
+                .contains("one or both images were built without them")
+        );
+
+        let mixed = platform(vec![(
+            Some(2),
+            Some(2),
+            vec![
+                covered("/var/log/dpkg.log", true),
+                covered("/etc/motd", false),
+            ],
+        )]);
+        assert!(normalisation_hint("pub", "new", &mixed, &[]).is_none());
+        let extra = platform(vec![
+            (Some(2), Some(2), vec![covered("/var/log/dpkg.log", true)]),
+            (None, Some(3), vec![covered("/var/log/dpkg.log", true)]),
+        ]);
+        assert!(normalisation_hint("pub", "new", &extra, &[]).is_none());
+        assert!(normalisation_hint("pub", "new", &platform(vec![]), &[]).is_none());
     }
 }

@@ -1,22 +1,45 @@
 //! Comparing two images platform by platform, layer by layer, file by file.
+//!
+//! Layers are aligned by content (align.rs), not by position, so one extra or missing
+//! step is reported as such and the layers around it still match. A differing file is
+//! explained (explain.rs): the first differing lines or bytes, and the normalisation
+//! rule that covers it, if one does.
 
 use super::AuditError;
-use super::entries::{EntryInfo, describe_differences, read_entries};
-use super::load::{LoadedImage, LoadedPlatform};
+use super::align::{Aligned, align};
+use super::entries::{EntryInfo, describe_differences, read_entries, read_samples};
+use super::explain::{
+    ContentDiff, RuleRef, SAMPLE_LIMIT, Sample, Side, covering_rule, explain_content,
+    unnormalised_side,
+};
+use super::load::{LoadedImage, LoadedLayer, LoadedPlatform};
 use crate::digest::Digest;
+use crate::normalize::RuleSet;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// At most this many files of one layer pair are read again to explain their contents
+/// (each side's first `SAMPLE_LIMIT` bytes, A's held while B's stream by): what a
+/// comparison holds is bounded by this times the sample size.
+const EXPLAINED_FILES_PER_LAYER: usize = 16;
+/// Files listed per layer in the text report for a layer that is only on one side.
+const LISTED_FILES_OF_EXTRA_LAYER: usize = 20;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FileDiff {
     pub path: String,
     pub differences: Vec<String>,
+    /// The normalisation rule (normalize/rules.conf) that covers this path, if any.
+    pub rule: Option<RuleRef>,
+    /// For a regular file on both sides whose content differs: how.
+    pub content: Option<ContentDiff>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerDiff {
-    /// 1-based position in the image.
+    /// 1-based position in the image (A's when A has this layer, else B's).
     pub index: usize,
+    /// Layers in that image.
     pub count: usize,
     pub a: Option<Digest>,
     pub b: Option<Digest>,
@@ -24,6 +47,22 @@ pub struct LayerDiff {
     /// compression differs.
     pub same_content: bool,
     pub files: Vec<FileDiff>,
+    /// "differs", "same content", "only in A" (missing from B), "only in B" (extra).
+    pub status: &'static str,
+    /// 1-based positions on each side, when the side has this layer.
+    pub a_index: Option<usize>,
+    pub b_index: Option<usize>,
+}
+
+/// When every differing file is one a normalisation rule covers.
+#[derive(Clone, Debug, Serialize)]
+pub struct NormalisationHint {
+    /// The covered paths that differ.
+    pub paths: Vec<String>,
+    /// "A" or "B" when the files show which image was not normalised (a log with
+    /// content where the rule empties it, a cache present where the rule removes it).
+    pub built_without: Option<&'static str>,
+    pub message: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -35,7 +74,14 @@ pub struct PlatformDiff {
     pub b_manifest: Option<Digest>,
     /// Configuration fields that differ (`created`, `config.Env`, `history`, …).
     pub config: Vec<String>,
+    /// The layers that differ or are on one side only, in the aligned order.
     pub layers: Vec<LayerDiff>,
+    /// Layers in A and in B.
+    pub a_layers: usize,
+    pub b_layers: usize,
+    /// Layers byte-identical on both sides, wherever they sit.
+    pub matching_layers: usize,
+    pub normalisation: Option<NormalisationHint>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -90,6 +136,10 @@ pub fn compare(
                 b_manifest: pb.map(|p| p.manifest_digest.clone()),
                 config: Vec::new(),
                 layers: Vec::new(),
+                a_layers: pa.map_or(0, |p| p.layers.len()),
+                b_layers: pb.map_or(0, |p| p.layers.len()),
+                matching_layers: 0,
+                normalisation: None,
             },
         });
     }
@@ -183,37 +233,239 @@ fn compare_platform(
         b_manifest: Some(pb.manifest_digest.clone()),
         config: Vec::new(),
         layers: Vec::new(),
+        a_layers: pa.layers.len(),
+        b_layers: pb.layers.len(),
+        matching_layers: pa.layers.len(),
+        normalisation: None,
     };
     if pa.manifest_digest == pb.manifest_digest {
         return Ok(diff);
     }
     diff.status = "differs";
     diff.config = config_differences(&pa.config, &pb.config);
-    let count = pa.layers.len().max(pb.layers.len());
-    for i in 0..count {
-        let la = pa.layers.get(i);
-        let lb = pb.layers.get(i);
-        if la.map(|l| &l.digest) == lb.map(|l| &l.digest) {
+    diff.matching_layers = 0;
+    let rules = crate::normalize::builtin().map_err(|e| AuditError::Invalid {
+        what: "xbake's normalisation rules".into(),
+        message: e.to_string(),
+    })?;
+    // Aligned on the configs' diff_ids where given (the same content under another
+    // compression still lines up), else on the blob digests. The diff_ids are claims:
+    // an anchor whose blobs differ is read and compared like any other pair.
+    let key = |l: &LoadedLayer| l.diff_id.clone().unwrap_or_else(|| l.digest.clone());
+    let mut unnormalised = Vec::new();
+    let keys_a: Vec<Digest> = pa.layers.iter().map(key).collect();
+    let keys_b: Vec<Digest> = pb.layers.iter().map(key).collect();
+    for step in align(&keys_a, &keys_b) {
+        let (ia, ib) = match step {
+            Aligned::Same(i, j) | Aligned::Paired(i, j) => (Some(i), Some(j)),
+            Aligned::OnlyA(i) => (Some(i), None),
+            Aligned::OnlyB(j) => (None, Some(j)),
+        };
+        let la = ia.map(|i| &pa.layers[i]);
+        let lb = ib.map(|j| &pb.layers[j]);
+        if let (Some(x), Some(y)) = (la, lb)
+            && x.digest == y.digest
+        {
+            diff.matching_layers += 1;
             continue;
         }
         // The configs' diff_ids are claims; compare what the layers really hold.
         let ra = la.map(|l| entries(a, &l.digest)).transpose()?;
         let rb = lb.map(|l| entries(b, &l.digest)).transpose()?;
         let same_content = matches!((&ra, &rb), (Some((_, x)), Some((_, y))) if x == y);
-        let files = file_differences(
-            &ra.map(|(e, _)| e).unwrap_or_default(),
-            &rb.map(|(e, _)| e).unwrap_or_default(),
+        let (ea, eb) = (
+            ra.map(|(e, _)| e).unwrap_or_default(),
+            rb.map(|(e, _)| e).unwrap_or_default(),
         );
+        let mut files = file_differences(&ea, &eb);
+        for f in &mut files {
+            f.rule = covering_rule(rules, &f.path).map(RuleRef::from);
+        }
+        if let (Some(x), Some(y)) = (la, lb) {
+            explain_contents(a, &x.digest, b, &y.digest, &ea, &eb, &mut files)?;
+        }
+        let (index, count) = match (ia, ib) {
+            (Some(i), _) => (i + 1, pa.layers.len()),
+            (None, Some(j)) => (j + 1, pb.layers.len()),
+            (None, None) => (0, 0),
+        };
         diff.layers.push(LayerDiff {
-            index: i + 1,
+            index,
             count,
             a: la.map(|l| l.digest.clone()),
             b: lb.map(|l| l.digest.clone()),
             same_content,
             files,
+            status: match (ia, ib) {
+                (Some(_), None) => "only in A",
+                (None, Some(_)) => "only in B",
+                _ if same_content => "same content",
+                _ => "differs",
+            },
+            a_index: ia.map(|i| i + 1),
+            b_index: ib.map(|j| j + 1),
         });
+        if let Some(layer) = diff.layers.last() {
+            unnormalised.extend(unnormalised_sides(rules, layer, &ea, &eb));
+        }
     }
+    diff.normalisation = normalisation_hint(&a.name, &b.name, &diff, &unnormalised);
     Ok(diff)
+}
+
+/// Reads the files whose content differs again (a bounded number, a bounded sample
+/// each) and says how they differ. A's samples are held while B's layer streams by.
+fn explain_contents(
+    a: &LoadedImage,
+    a_digest: &Digest,
+    b: &LoadedImage,
+    b_digest: &Digest,
+    ea: &BTreeMap<String, EntryInfo>,
+    eb: &BTreeMap<String, EntryInfo>,
+    files: &mut [FileDiff],
+) -> Result<(), AuditError> {
+    let wanted: BTreeSet<String> = files
+        .iter()
+        .filter(|f| match (ea.get(&f.path), eb.get(&f.path)) {
+            (Some(x), Some(y)) => x.kind == "file" && y.kind == "file" && x.content != y.content,
+            _ => false,
+        })
+        .map(|f| f.path.clone())
+        .take(EXPLAINED_FILES_PER_LAYER)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let limit = crate::layer::unpack::DEFAULT_MAX_UNPACK_SIZE;
+    let layer_err = |image: &LoadedImage, digest: &Digest| {
+        let what = format!("{} layer {digest}", image.name);
+        move |source| AuditError::Layer { what, source }
+    };
+    let mut held: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    read_samples(
+        &a.blobs.join(a_digest.hex()),
+        a_digest,
+        limit,
+        &wanted,
+        SAMPLE_LIMIT,
+        |path, bytes| {
+            held.insert(path.to_string(), bytes);
+        },
+    )
+    .map_err(layer_err(a, a_digest))?;
+    let mut explained: BTreeMap<String, ContentDiff> = BTreeMap::new();
+    read_samples(
+        &b.blobs.join(b_digest.hex()),
+        b_digest,
+        limit,
+        &wanted,
+        SAMPLE_LIMIT,
+        |path, bytes| {
+            let (Some(sa), Some(x), Some(y)) = (held.remove(path), ea.get(path), eb.get(path))
+            else {
+                return;
+            };
+            let sa = Sample {
+                bytes: sa,
+                size: x.size,
+            };
+            let sb = Sample {
+                bytes,
+                size: y.size,
+            };
+            explained.insert(path.to_string(), explain_content(&sa, &sb));
+        },
+    )
+    .map_err(layer_err(b, b_digest))?;
+    for f in files {
+        if let Some(content) = explained.remove(&f.path) {
+            f.content = Some(content);
+        }
+    }
+    Ok(())
+}
+
+/// For each covered file of a layer pair, which side looks unnormalised (if it shows).
+fn unnormalised_sides(
+    rules: &RuleSet,
+    layer: &LayerDiff,
+    ea: &BTreeMap<String, EntryInfo>,
+    eb: &BTreeMap<String, EntryInfo>,
+) -> Vec<Option<char>> {
+    let side = |e: Option<&EntryInfo>| match e {
+        None => Side::Absent,
+        Some(e) if e.kind == "file" => Side::File(e.size),
+        Some(_) => Side::Other,
+    };
+    layer
+        .files
+        .iter()
+        .filter_map(|f| {
+            // A whiteout's rule is its target's: the target's own entry tells the side.
+            let rule = rules.rule_for(&f.path)?;
+            Some(unnormalised_side(
+                rule.action,
+                side(ea.get(&f.path)),
+                side(eb.get(&f.path)),
+            ))
+        })
+        .collect()
+}
+
+/// When files differ and every one of them is covered by a rule (and no layer is on one
+/// side only), the images differ the way an image built without the rules differs.
+fn normalisation_hint(
+    a: &str,
+    b: &str,
+    diff: &PlatformDiff,
+    unnormalised: &[Option<char>],
+) -> Option<NormalisationHint> {
+    if diff.layers.iter().any(|l| l.a.is_none() || l.b.is_none()) {
+        return None;
+    }
+    let files: Vec<&FileDiff> = diff.layers.iter().flat_map(|l| &l.files).collect();
+    if files.is_empty() || files.iter().any(|f| f.rule.is_none()) {
+        return None;
+    }
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let told: BTreeSet<char> = unnormalised.iter().flatten().copied().collect();
+    let built_without = match told.iter().next() {
+        Some('A') if told.len() == 1 => Some("A"),
+        Some('B') if told.len() == 1 => Some("B"),
+        _ => None,
+    };
+    let shown: Vec<&str> = paths.iter().take(4).map(String::as_str).collect();
+    let more = if paths.len() > shown.len() {
+        ", …"
+    } else {
+        ""
+    };
+    let who = match built_without {
+        Some("A") => format!("A ({a}) was"),
+        Some(_) => format!("B ({b}) was"),
+        // Both sides unnormalised (two raw builds), or the rules edit inside the files.
+        None => "one or both images were".into(),
+    };
+    let config = if diff.config.is_empty() {
+        ""
+    } else {
+        "besides the config, "
+    };
+    let message = format!(
+        "{config}only files that xbake's normalisation rules cover differ ({}{more}): \
+         {who} built without them (by another tool, or with --no-normalize)",
+        shown.join(", ")
+    );
+    Some(NormalisationHint {
+        paths,
+        built_without,
+        message,
+    })
 }
 
 fn entries(
@@ -249,6 +501,8 @@ pub fn file_differences(
             out.push(FileDiff {
                 path: path.clone(),
                 differences,
+                rule: None,
+                content: None,
             });
         }
     }
@@ -302,33 +556,113 @@ impl Report {
         }
         for p in &self.platforms {
             text.push_str(&format!("{}: {}\n", p.platform, p.status));
+            if let Some(hint) = &p.normalisation {
+                text.push_str(&format!("  {}\n", hint.message));
+            }
             if !p.config.is_empty() {
                 text.push_str(&format!("  config differs: {}\n", p.config.join(", ")));
             }
+            if p.status == "differs" && p.matching_layers > 0 {
+                text.push_str(&if p.a_layers == p.b_layers {
+                    format!(
+                        "  {} of {} layers identical in both\n",
+                        p.matching_layers, p.a_layers
+                    )
+                } else {
+                    format!(
+                        "  {} layers identical in both, matched by content wherever they sit (A has {}, B has {})\n",
+                        p.matching_layers, p.a_layers, p.b_layers
+                    )
+                });
+            }
             for l in &p.layers {
-                let short = |d: &Option<Digest>| {
-                    d.as_ref()
-                        .map(|d| d.to_string()[..19].to_string())
-                        .unwrap_or_else(|| "none".into())
-                };
-                text.push_str(&format!(
-                    "  layer {}/{} ({} → {}){}\n",
-                    l.index,
-                    l.count,
-                    short(&l.a),
-                    short(&l.b),
-                    if l.same_content {
-                        ": same files, different compression"
-                    } else {
-                        ""
-                    }
-                ));
-                for f in &l.files {
-                    text.push_str(&format!("    {}: {}\n", f.path, f.differences.join(", ")));
-                }
+                render_layer(&mut text, l, p);
             }
         }
         text
+    }
+}
+
+fn short(d: &Option<Digest>) -> String {
+    d.as_ref()
+        .map(|d| d.to_string()[..19].to_string())
+        .unwrap_or_else(|| "none".into())
+}
+
+fn render_layer(text: &mut String, l: &LayerDiff, p: &PlatformDiff) {
+    let (files, limit) = match (l.a_index, l.b_index) {
+        (Some(i), Some(j)) => {
+            let position = if i == j {
+                format!("{i}/{}", p.a_layers)
+            } else {
+                format!("{i}/{} → {j}/{}", p.a_layers, p.b_layers)
+            };
+            text.push_str(&format!(
+                "  layer {position} ({} → {}){}\n",
+                short(&l.a),
+                short(&l.b),
+                if l.same_content {
+                    ": same files, different compression"
+                } else {
+                    ""
+                }
+            ));
+            (&l.files[..], usize::MAX)
+        }
+        (ia, _) => {
+            let (side, index, count, digest) = match ia {
+                Some(i) => ("A", i, p.a_layers, &l.a),
+                None => ("B", l.b_index.unwrap_or(0), p.b_layers, &l.b),
+            };
+            text.push_str(&format!(
+                "  extra layer {index}/{count} ({}) in {side}: {} entr{}\n",
+                short(digest),
+                l.files.len(),
+                if l.files.len() == 1 { "y" } else { "ies" }
+            ));
+            (&l.files[..], LISTED_FILES_OF_EXTRA_LAYER)
+        }
+    };
+    for f in files.iter().take(limit) {
+        let rule = f
+            .rule
+            .as_ref()
+            .map(|r| format!(" (normalisation rule: {} {})", r.action, r.pattern))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "    {}: {}{rule}\n",
+            f.path,
+            f.differences.join(", ")
+        ));
+        if let Some(c) = &f.content {
+            render_content(text, c);
+        }
+    }
+    if files.len() > limit {
+        text.push_str(&format!("    … and {} more\n", files.len() - limit));
+    }
+}
+
+fn render_content(text: &mut String, c: &ContentDiff) {
+    let sizes = format!("{} → {} bytes", c.a_size, c.b_size);
+    match (c.text, c.line, c.first_difference) {
+        (true, Some(line), _) => {
+            text.push_str(&format!(
+                "      text, {sizes}, first difference at line {line}:\n"
+            ));
+            for l in &c.lines {
+                text.push_str(&format!("        {l}\n"));
+            }
+        }
+        (text_kind, _, Some(offset)) => text.push_str(&format!(
+            "      {}, {sizes}, first difference at byte {offset}\n",
+            if text_kind { "text" } else { "binary" }
+        )),
+        (text_kind, _, None) => text.push_str(&format!(
+            "      {}, {sizes}, the first {} bytes are the same\n",
+            if text_kind { "text" } else { "binary" },
+            c.compared
+        )),
     }
 }
 
@@ -380,5 +714,85 @@ mod tests {
         let a = serde_json::json!({"created": "1970", "config": {"Env": ["A=1"], "Cmd": ["x"]}, "rootfs": {"diff_ids": ["1"]}});
         let b = serde_json::json!({"created": "2023", "config": {"Env": ["A=2"], "Cmd": ["x"]}, "rootfs": {"diff_ids": ["2"]}});
         assert_eq!(config_differences(&a, &b), ["config.Env", "created"]);
+    }
+
+    fn covered(path: &str, rule: bool) -> FileDiff {
+        FileDiff {
+            path: path.into(),
+            differences: vec!["content differs".into()],
+            rule: rule.then(|| RuleRef {
+                action: "truncate",
+                pattern: path.into(),
+                why: "logs the time".into(),
+            }),
+            content: None,
+        }
+    }
+
+    fn platform(layers: Vec<(Option<usize>, Option<usize>, Vec<FileDiff>)>) -> PlatformDiff {
+        PlatformDiff {
+            platform: "linux/arm64".into(),
+            status: "differs",
+            a_manifest: None,
+            b_manifest: None,
+            config: Vec::new(),
+            layers: layers
+                .into_iter()
+                .map(|(ia, ib, files)| LayerDiff {
+                    index: 1,
+                    count: 1,
+                    a: ia.map(|_| Digest::of(b"a")),
+                    b: ib.map(|_| Digest::of(b"b")),
+                    same_content: false,
+                    files,
+                    status: "differs",
+                    a_index: ia,
+                    b_index: ib,
+                })
+                .collect(),
+            a_layers: 2,
+            b_layers: 2,
+            matching_layers: 1,
+            normalisation: None,
+        }
+    }
+
+    #[test]
+    fn the_hint_needs_every_differing_file_covered_and_no_one_sided_layer() {
+        let p = platform(vec![(
+            Some(2),
+            Some(2),
+            vec![covered("/var/log/dpkg.log", true)],
+        )]);
+        let hint = normalisation_hint("pub", "new", &p, &[Some('A')]).unwrap();
+        assert_eq!(hint.built_without, Some("A"));
+        assert_eq!(
+            hint.message,
+            "only files that xbake's normalisation rules cover differ (/var/log/dpkg.log): \
+             A (pub) was built without them (by another tool, or with --no-normalize)"
+        );
+        // Sides that disagree or cannot be told: no side named.
+        let hint = normalisation_hint("pub", "new", &p, &[Some('A'), Some('B'), None]).unwrap();
+        assert_eq!(hint.built_without, None);
+        assert!(
+            hint.message
+                .contains("one or both images were built without them")
+        );
+
+        let mixed = platform(vec![(
+            Some(2),
+            Some(2),
+            vec![
+                covered("/var/log/dpkg.log", true),
+                covered("/etc/motd", false),
+            ],
+        )]);
+        assert!(normalisation_hint("pub", "new", &mixed, &[]).is_none());
+        let extra = platform(vec![
+            (Some(2), Some(2), vec![covered("/var/log/dpkg.log", true)]),
+            (None, Some(3), vec![covered("/var/log/dpkg.log", true)]),
+        ]);
+        assert!(normalisation_hint("pub", "new", &extra, &[]).is_none());
+        assert!(normalisation_hint("pub", "new", &platform(vec![]), &[]).is_none());
     }
 }

@@ -7,8 +7,8 @@ use crate::layer::rel_path;
 use crate::layer::tar_reader::{TarEntry, TarReader};
 use crate::layer::unpack::{BoundedStream, UnpackBudget, counts_in_budget, entry_meta};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +54,56 @@ pub fn read_entries(
     digest: &Digest,
     unpack_limit: u64,
 ) -> Result<(BTreeMap<String, EntryInfo>, Digest), LayerError> {
+    read_layer(path, digest, unpack_limit, read_tar)
+}
+
+/// Reads the layer again for the files in `wanted` (paths as `read_entries` names
+/// them) and hands each one's first `cap` bytes as unpacked (a sparse file's holes as
+/// zeros) to `each`, with the same rules, bounds and digest check as `read_entries`.
+/// Only one file's sample is held at a time; what `each` keeps is up to it.
+pub fn read_samples(
+    path: &Path,
+    digest: &Digest,
+    unpack_limit: u64,
+    wanted: &BTreeSet<String>,
+    cap: usize,
+    mut each: impl FnMut(&str, Vec<u8>),
+) -> Result<(), LayerError> {
+    read_layer(path, digest, unpack_limit, |tar, budget| {
+        let mut reader = TarReader::new(tar);
+        while let Some(entry) = reader.next_entry()? {
+            let rel = rel_path::clean_bytes(&entry.path)?;
+            let name = format!("/{}", rel.to_string_lossy());
+            if !counts_in_budget(entry.kind) {
+                continue;
+            }
+            budget.take(entry.apparent_size())?;
+            if !wanted.contains(&name) {
+                continue;
+            }
+            let mut kept = CappedBuffer::new(cap);
+            unpacked_content(&entry, &mut reader.data(), &mut kept).map_err(|e| {
+                LayerError::Entry {
+                    entry: entry.name(),
+                    source: Box::new(tar_err(e)),
+                }
+            })?;
+            each(&name, kept.bytes);
+        }
+        // Drain the rest, so the blob's digest below covers every byte.
+        std::io::copy(&mut reader.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
+        Ok(())
+    })
+}
+
+/// Opens the blob, decompresses it within the unpacking bounds, hands the tar stream to
+/// `read`, and checks the blob's digest once everything was read.
+fn read_layer<T>(
+    path: &Path,
+    digest: &Digest,
+    unpack_limit: u64,
+    read: impl FnOnce(&mut dyn Read, &mut UnpackBudget) -> Result<T, LayerError>,
+) -> Result<T, LayerError> {
     let file = std::fs::File::open(path).map_err(|source| LayerError::Io {
         op: "opening a layer",
         path: path.to_path_buf(),
@@ -61,15 +111,42 @@ pub fn read_entries(
     })?;
     let mut blob = HashingReader::new(file);
     let mut budget = UnpackBudget::new(unpack_limit);
-    let (out, diff_id) = {
+    let out = {
         let tar = compress::decompressor(BufReader::new(&mut blob))?;
         let mut bounded = BoundedStream::new(tar, budget.stream_limit());
-        let read = read_tar(&mut bounded, &mut budget);
-        bounded.explain(read)?
+        let result = read(&mut bounded, &mut budget);
+        bounded.explain(result)?
     };
     let (actual, _) = blob.drain_and_finish().map_err(tar_err)?;
     digest.verify(&actual, &path.display().to_string())?;
-    Ok((out, diff_id))
+    Ok(out)
+}
+
+/// Keeps the first `cap` bytes written and counts, then drops, the rest.
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl CappedBuffer {
+    fn new(cap: usize) -> CappedBuffer {
+        CappedBuffer {
+            bytes: Vec::new(),
+            cap,
+        }
+    }
+}
+
+impl Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.cap.saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn tar_err(source: std::io::Error) -> LayerError {
@@ -80,7 +157,7 @@ fn tar_err(source: std::io::Error) -> LayerError {
 }
 
 fn read_tar(
-    tar: impl Read,
+    tar: &mut dyn Read,
     budget: &mut UnpackBudget,
 ) -> Result<(BTreeMap<String, EntryInfo>, Digest), LayerError> {
     let mut reader = TarReader::new(HashingReader::new(tar));
@@ -142,32 +219,38 @@ fn entry_info(
     })
 }
 
-/// The sha256 of the file as unpacked: a sparse entry's holes read as zeros, as they do
-/// from the file unpacking writes.
+/// The sha256 of the file as unpacked.
 fn file_content(entry: &TarEntry, data: &mut dyn Read) -> std::io::Result<Digest> {
     let mut hasher = HashingWriter::new(std::io::sink());
+    unpacked_content(entry, data, &mut hasher)?;
+    let (_, digest, _) = hasher.finish();
+    Ok(digest)
+}
+
+/// Writes the file's bytes as unpacking writes them: a sparse entry's holes as zeros.
+fn unpacked_content(
+    entry: &TarEntry,
+    data: &mut dyn Read,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     match &entry.sparse {
         None => {
-            std::io::copy(data, &mut hasher)?;
+            std::io::copy(data, out)?;
         }
         Some(map) => {
             let mut at = 0;
             for &(offset, length) in &map.chunks {
-                std::io::copy(
-                    &mut std::io::repeat(0).take(offset.saturating_sub(at)),
-                    &mut hasher,
-                )?;
-                std::io::copy(&mut data.take(length), &mut hasher)?;
+                std::io::copy(&mut std::io::repeat(0).take(offset.saturating_sub(at)), out)?;
+                std::io::copy(&mut data.take(length), out)?;
                 at = offset + length;
             }
             std::io::copy(
                 &mut std::io::repeat(0).take(map.real_size.saturating_sub(at)),
-                &mut hasher,
+                out,
             )?;
         }
     }
-    let (_, digest, _) = hasher.finish();
-    Ok(digest)
+    Ok(())
 }
 
 /// The differences between one path's two versions, as short phrases.

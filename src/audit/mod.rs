@@ -1,8 +1,10 @@
 //! Auditing images: loading every platform of an image, and comparing two of them down
 //! to the files of each layer, for `xbake diff` and `xbake verify`.
 
+pub mod align;
 pub mod compare;
 pub mod entries;
+pub mod explain;
 pub mod load;
 pub mod open;
 mod registry;

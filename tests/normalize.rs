@@ -134,6 +134,17 @@ fn without_the_rules_apt_installs_differ_and_diff_names_the_rule_files() {
             "{path} not named in:\n{report}"
         );
     }
+    // The log's differing lines are shown, and both images are recognised as built
+    // without the rules.
+    assert!(
+        report.contains("/var/log/dpkg.log: content differs")
+            && report.contains("first difference at line"),
+        "{report}"
+    );
+    assert!(
+        report.contains("only files that xbake's normalisation rules cover differ"),
+        "{report}"
+    );
     let normalized = build(dir, "oci:n:1", &[]);
     assert_ne!(normalized, first);
 }

@@ -46,7 +46,10 @@ fn a_step_cannot_write_host_sysctls_and_is_never_host_root() {
              \x20     cat /proc/self/uid_map > /uid_map\n\
              \x20     if echo 7 > /proc/sys/kernel/printk_ratelimit; then echo wrote; else echo refused; fi > /printk\n\
              \x20     if echo '|/tmp/pwn %p' > /proc/sys/kernel/core_pattern; then echo wrote; else echo refused; fi > /core\n\
-             \x20     if echo h > /proc/sysrq-trigger; then echo wrote; else echo refused; fi > /sysrq\n",
+             \x20     if echo h > /proc/sysrq-trigger; then echo wrote; else echo refused; fi > /sysrq\n\
+             \x20     cat /proc/keys /proc/timer_list | wc -c > /masked-bytes\n\
+             \x20     ls -A /sys/firmware | wc -l > /firmware-entries\n\
+             \x20     grep -E ' /proc/(sys|bus|fs|irq) ' /proc/self/mountinfo | cut -d' ' -f5,6 > /ro-mounts\n",
             &[],
         );
         let dir = recipe.parent().unwrap();
@@ -71,6 +74,16 @@ fn a_step_cannot_write_host_sysctls_and_is_never_host_root() {
                     "refused",
                     "{who:?} {}: {knob}",
                     image.platform
+                );
+            }
+            // runc's masked paths read as empty, its read-only ones are mounted ro.
+            assert_eq!(file_text(image, "masked-bytes").trim(), "0", "{who:?}");
+            assert_eq!(file_text(image, "firmware-entries").trim(), "0", "{who:?}");
+            let ro = file_text(image, "ro-mounts");
+            for path in ["/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq"] {
+                assert!(
+                    ro.lines().any(|l| l.starts_with(&format!("{path} ro,"))),
+                    "{who:?} {path} not read-only:\n{ro}"
                 );
             }
             // The step's namespace maps only image ids: nothing at 2^31 and up, where a

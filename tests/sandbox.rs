@@ -10,6 +10,21 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// The busybox fixtures, or a skip saying why.
+fn have_fixtures() -> bool {
+    fixtures().is_some() || !skip("needs the busybox fixtures (`just fixtures`)")
+}
+
+/// A recipe folder `name` whose recipe runs `steps` (YAML list items) on the native
+/// amd64 busybox base.
+fn native_recipe(scratch: &Scratch, name: &str, steps: &str) -> std::path::PathBuf {
+    scratch.recipe(
+        name,
+        &format!("from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n{steps}"),
+        &[],
+    )
+}
+
 /// Who runs the builds: root, and the unprivileged test user when the tests are root.
 fn callers() -> Vec<As> {
     let mut who = vec![As::Me];
@@ -103,12 +118,10 @@ fn a_step_cannot_write_host_sysctls_and_is_never_host_root() {
 fn uid_map_of_a_running_step(who: As) -> String {
     let scratch = Scratch::new();
     let marker = format!("xbake-uidmap-marker-{}", std::process::id());
-    let recipe = scratch.recipe(
+    let recipe = native_recipe(
+        &scratch,
         "waits",
-        &format!(
-            "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: sleep 60; true {marker}\n"
-        ),
-        &[],
+        &format!("  - run: sleep 60; true {marker}\n"),
     );
     let dir = recipe.parent().unwrap().to_path_buf();
     let build = std::thread::spawn(move || xbake(who, &dir, &["build", "recipe.yaml"], &[]));
@@ -225,18 +238,15 @@ fn pty_run(who: As, dir: &Path, args: &[&str]) -> (String, std::process::ExitSta
 
 #[test]
 fn a_step_under_a_terminal_cannot_open_it_or_inject_keystrokes() {
-    if fixtures().is_none() {
-        skip("needs the fixtures");
+    if !have_fixtures() {
         return;
     }
     for who in callers() {
         let scratch = Scratch::new();
-        let recipe = scratch.recipe(
+        let recipe = native_recipe(
+            &scratch,
             "tty",
-            "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n\
-             \x20 - copy: probe\n    to: /probe\n    mode: \"0755\"\n\
-             \x20 - run: /probe\n",
-            &[],
+            "  - copy: probe\n    to: /probe\n    mode: \"0755\"\n  - run: /probe\n",
         );
         let dir = recipe.parent().unwrap();
         if terminal_probe(dir).is_none() {
@@ -266,16 +276,11 @@ fn a_step_under_a_terminal_cannot_open_it_or_inject_keystrokes() {
 
 #[test]
 fn stdin_is_empty_unless_run_asks_for_it() {
-    if fixtures().is_none() {
-        skip("needs the fixtures");
+    if !have_fixtures() {
         return;
     }
     let scratch = Scratch::new();
-    let recipe = scratch.recipe(
-        "stdin",
-        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: cat > /seen\n",
-        &[],
-    );
+    let recipe = native_recipe(&scratch, "stdin", "  - run: cat > /seen\n");
     let dir = recipe.parent().unwrap();
     assert_ok(&xbake(
         As::Me,
@@ -306,17 +311,12 @@ fn stdin_is_empty_unless_run_asks_for_it() {
 
 #[test]
 fn kill_zero_in_a_step_leaves_the_caller_alive() {
-    if fixtures().is_none() {
-        skip("needs the fixtures");
+    if !have_fixtures() {
         return;
     }
     for who in callers() {
         let scratch = Scratch::new();
-        let recipe = scratch.recipe(
-            "kill0",
-            "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: kill -TERM 0; sleep 5\n",
-            &[],
-        );
+        let recipe = native_recipe(&scratch, "kill0", "  - run: kill -TERM 0; sleep 5\n");
         let dir = recipe.parent().unwrap();
         // The caller's shell runs xbake in its own process group, as scripts and CI do.
         let script = format!(
@@ -363,19 +363,15 @@ fn mode_of(path: &Path) -> u32 {
 
 #[test]
 fn scratch_folders_are_private_to_the_builder() {
-    if fixtures().is_none() {
-        skip("needs the fixtures");
+    if !have_fixtures() {
         return;
     }
     let scratch = Scratch::new();
     let marker = format!("xbake-private-marker-{}", std::process::id());
-    let recipe = scratch.recipe(
+    let recipe = native_recipe(
+        &scratch,
         "private",
-        &format!(
-            "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n\
-             \x20 - run: cp /bin/busybox /suid && chmod 4755 /suid; sleep 3; true {marker}\n"
-        ),
-        &[],
+        &format!("  - run: cp /bin/busybox /suid && chmod 4755 /suid; sleep 3; true {marker}\n"),
     );
     let dir = recipe.parent().unwrap().to_path_buf();
     // A shared cache folder, as with `--cache-dir /tmp/…`: open to everyone at first.
@@ -433,11 +429,7 @@ fn a_root_builds_outputs_belong_to_root() {
         return;
     }
     let scratch = Scratch::new();
-    let recipe = scratch.recipe(
-        "owner",
-        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: echo x > /x\n",
-        &[],
-    );
+    let recipe = native_recipe(&scratch, "owner", "  - run: echo x > /x\n");
     let dir = recipe.parent().unwrap();
     assert_ok(&xbake(
         As::Me,

@@ -5,9 +5,7 @@ use super::AuditError;
 use crate::digest::Digest;
 use crate::image::layout::Layout;
 use crate::image::reference::LayoutRef;
-use crate::image::{
-    CONFIG_SIZE_LIMIT, ImageError, MANIFEST_SIZE_LIMIT, checks, descriptor_digest, parse_json,
-};
+use crate::image::{CONFIG_SIZE_LIMIT, ImageError, descriptor_digest, parse_json};
 use crate::registry::media_types::{ManifestKind, manifest_kind};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::path::PathBuf;
@@ -51,19 +49,8 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
     let top = layout
         .resolve(reference.tag.as_deref())
         .map_err(image_err)?;
-    let digest = descriptor_digest(&top).map_err(image_err)?;
-    let raw = layout
-        .store()
-        .read_sized(
-            &digest,
-            top.size(),
-            MANIFEST_SIZE_LIMIT,
-            "image index or manifest",
-        )
-        .map_err(image_err)?;
+    let (raw, digest, kind) = layout.read_document(&top).map_err(image_err)?;
     let media_type = top.media_type().to_string();
-    let what = format!("{media_type} {digest}");
-    let kind = checks::check_document(&raw, &media_type, &what).map_err(image_err)?;
     let manifests: Vec<Descriptor> = if kind == ManifestKind::Index {
         let index: ImageIndex = parse_json(&raw, "image index").map_err(image_err)?;
         // Entries that are not image manifests (attestations, artifacts) are skipped.
@@ -78,19 +65,9 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
     };
     let mut platforms = Vec::new();
     for desc in manifests {
-        let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
-        let manifest_bytes = layout
-            .store()
-            .read_sized(
-                &manifest_digest,
-                desc.size(),
-                MANIFEST_SIZE_LIMIT,
-                "image manifest",
-            )
-            .map_err(image_err)?;
+        let (manifest_bytes, manifest_digest, _) =
+            layout.read_document(&desc).map_err(image_err)?;
         let manifest_what = format!("image manifest {manifest_digest}");
-        checks::check_document(&manifest_bytes, desc.media_type().as_ref(), &manifest_what)
-            .map_err(image_err)?;
         let manifest: ImageManifest =
             parse_json(&manifest_bytes, &manifest_what).map_err(image_err)?;
         let config_digest = descriptor_digest(manifest.config()).map_err(image_err)?;

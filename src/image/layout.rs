@@ -63,6 +63,28 @@ impl Layout {
         &self.store
     }
 
+    /// The index or manifest `desc` names: size-checked (at most [`MANIFEST_SIZE_LIMIT`]),
+    /// digest-verified, and its structure checked against the descriptor's media type
+    /// (checks::check_document). Returns the bytes, their digest and what they are.
+    pub fn read_document(
+        &self,
+        desc: &Descriptor,
+    ) -> Result<(Vec<u8>, Digest, crate::registry::media_types::ManifestKind), ImageError> {
+        use crate::registry::media_types::ManifestKind;
+        let digest = super::descriptor_digest(desc)?;
+        let name = match manifest_kind(desc.media_type().as_ref()) {
+            Some(ManifestKind::Image) => "image manifest",
+            Some(ManifestKind::Index) => "image index",
+            None => "image index or manifest",
+        };
+        let bytes = self
+            .store
+            .read_sized(&digest, desc.size(), MANIFEST_SIZE_LIMIT, name)?;
+        let what = format!("{name} {digest}");
+        let kind = checks::check_document(&bytes, desc.media_type().as_ref(), &what)?;
+        Ok((bytes, digest, kind))
+    }
+
     /// A JSON blob (manifest, config, index) of the layout that its descriptor says has
     /// `size` bytes: size-checked (at most `limit`), digest-verified and parsed.
     pub fn read_json<T: serde::de::DeserializeOwned>(

@@ -9,8 +9,7 @@ use super::{BaseImage, BaseLayer, SourceError};
 use crate::image::layout::Layout;
 use crate::image::select::{config_matches_entry, describe, describe_fields, select_manifest};
 use crate::image::{
-    BlobStore, CONFIG_SIZE_LIMIT, ImageError, MANIFEST_SIZE_LIMIT, checks, descriptor_digest,
-    parse_json,
+    BlobStore, CONFIG_SIZE_LIMIT, ImageError, checks, descriptor_digest, parse_json,
 };
 use crate::layer::Compression;
 use crate::platform::Platform;
@@ -47,51 +46,26 @@ pub fn load(
     let layout = Layout::open(dir).map_err(image_err)?;
     let mut desc = layout.resolve(tag).map_err(image_err)?;
     let mut warnings = Vec::new();
-    let top_digest = descriptor_digest(&desc).map_err(image_err)?;
-    let top_what = format!("{} {top_digest}", desc.media_type());
-    let top_bytes = layout
-        .store()
-        .read_sized(
-            &top_digest,
-            desc.size(),
-            MANIFEST_SIZE_LIMIT,
-            "image index or manifest",
-        )
-        .map_err(image_err)?;
-    let top_kind = checks::check_document(&top_bytes, desc.media_type().as_ref(), &top_what)
-        .map_err(image_err)?;
+    let (mut manifest_bytes, mut manifest_digest, top_kind) =
+        layout.read_document(&desc).map_err(image_err)?;
     // The entry that led to the manifest: its platform is what the config must say.
     let mut from_index = false;
     if top_kind == ManifestKind::Index {
-        let index: ImageIndex = parse_json(&top_bytes, &top_what).map_err(image_err)?;
+        let top_what = format!("{} {manifest_digest}", desc.media_type());
+        let index: ImageIndex = parse_json(&manifest_bytes, &top_what).map_err(image_err)?;
         let selected = select_manifest(&index, platform, reference).map_err(image_err)?;
         warnings.extend(selected.warnings);
         desc = selected.descriptor;
         from_index = true;
+        let kind;
+        (manifest_bytes, manifest_digest, kind) = layout.read_document(&desc).map_err(image_err)?;
+        if kind != ManifestKind::Image {
+            return Err(invalid(format!(
+                "image manifest {manifest_digest} is an index inside an index; xbake reads one level"
+            )));
+        }
     }
-    let manifest_digest = descriptor_digest(&desc).map_err(image_err)?;
     let manifest_what = format!("image manifest {manifest_digest}");
-    let manifest_bytes = if from_index {
-        layout
-            .store()
-            .read_sized(
-                &manifest_digest,
-                desc.size(),
-                MANIFEST_SIZE_LIMIT,
-                "image manifest",
-            )
-            .map_err(image_err)?
-    } else {
-        top_bytes
-    };
-    if checks::check_document(&manifest_bytes, desc.media_type().as_ref(), &manifest_what)
-        .map_err(image_err)?
-        != ManifestKind::Image
-    {
-        return Err(invalid(format!(
-            "{manifest_what} is an index inside an index; xbake reads one level"
-        )));
-    }
     let manifest: ImageManifest = parse_json(&manifest_bytes, &manifest_what).map_err(image_err)?;
     let config_desc = manifest.config();
     if !is_supported_config(config_desc.media_type().as_ref()) {

@@ -349,6 +349,14 @@ fn blob_what(what: &str, digest: &Digest, path: &Path) -> String {
 mod tests {
     use super::*;
 
+    /// Two empty stores (a source and a destination) and the folders that hold them.
+    fn two_stores() -> ([tempfile::TempDir; 2], BlobStore, BlobStore) {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let a = BlobStore::open(dirs[0].path()).unwrap();
+        let b = BlobStore::open(dirs[1].path()).unwrap();
+        (dirs, a, b)
+    }
+
     #[test]
     fn put_and_read_back_verified() {
         let dir = tempfile::tempdir().unwrap();
@@ -401,10 +409,7 @@ mod tests {
 
     #[test]
     fn damaged_blobs_are_replaced_not_trusted() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = BlobStore::open(a_dir.path()).unwrap();
-        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (_dirs, a, b) = two_stores();
         let (d, n) = a.put_bytes(b"good").unwrap();
         std::fs::write(b.path(&d), b"evil").unwrap();
         assert!(!b.verifies(&d, n));
@@ -417,10 +422,7 @@ mod tests {
 
     #[test]
     fn export_links_or_copies() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = BlobStore::open(a_dir.path()).unwrap();
-        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (_dirs, a, b) = two_stores();
         let (d, _) = a.put_bytes(b"blob").unwrap();
         a.export_to(&d, &b).unwrap();
         a.export_to(&d, &b).unwrap();
@@ -429,10 +431,7 @@ mod tests {
 
     #[test]
     fn a_symlinked_blob_is_refused_and_never_enters_the_store() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = BlobStore::open(a_dir.path()).unwrap();
-        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (_dirs, a, b) = two_stores();
         let (d, n) = a.put_bytes(b"layer").unwrap();
         std::fs::remove_file(a.path(&d)).unwrap();
         std::os::unix::fs::symlink("/dev/zero", a.path(&d)).unwrap();
@@ -460,10 +459,7 @@ mod tests {
 
     #[test]
     fn a_symlink_in_the_destination_is_replaced_by_the_verified_blob() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = BlobStore::open(a_dir.path()).unwrap();
-        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (_dirs, a, b) = two_stores();
         let (d, n) = a.put_bytes(b"layer").unwrap();
         std::os::unix::fs::symlink("/dev/zero", b.path(&d)).unwrap();
         a.import_verified(&d, n, &b, "layer").unwrap();
@@ -477,10 +473,7 @@ mod tests {
 
     #[test]
     fn imports_check_the_declared_size_and_digest() {
-        let a_dir = tempfile::tempdir().unwrap();
-        let b_dir = tempfile::tempdir().unwrap();
-        let a = BlobStore::open(a_dir.path()).unwrap();
-        let b = BlobStore::open(b_dir.path()).unwrap();
+        let (_dirs, a, b) = two_stores();
         let (d, n) = a.put_bytes(b"12345").unwrap();
         for declared in [n - 1, n + 1, 1 << 62] {
             let err = a

@@ -26,6 +26,18 @@ fn apply_unlimited(root: &Path, tar: &[u8]) -> Result<UnpackReport, LayerError> 
 
 /// Both readers of a layer refuse `tar`; returns the unpack error's text after checking
 /// check_layer says the same.
+/// Unpacks a whole layer blob into `root` within `budget`; the error it must end in.
+fn unpack_blob_refused(root: &Path, blob: &[u8], budget: &mut UnpackBudget) -> LayerError {
+    apply_blob(
+        &RootDir::open(root).unwrap(),
+        blob,
+        &Digest::of(blob),
+        None,
+        budget,
+    )
+    .unwrap_err()
+}
+
 fn refused_everywhere(tar: &[u8]) -> String {
     let root = tempfile::tempdir().unwrap();
     let unpacked = chain(&apply_unlimited(root.path(), tar).unwrap_err());
@@ -73,14 +85,7 @@ fn a_10_gib_bomb_stops_at_the_limit_before_writing_it_in_every_format() {
         assert!(blob.len() < 12 << 20, "{format:?}: {} bytes", blob.len());
         let root = tempfile::tempdir().unwrap();
         let mut budget = UnpackBudget::new(16 << 20);
-        let err = apply_blob(
-            &RootDir::open(root.path()).unwrap(),
-            &blob[..],
-            &Digest::of(&blob),
-            None,
-            &mut budget,
-        )
-        .unwrap_err();
+        let err = unpack_blob_refused(root.path(), &blob, &mut budget);
         let text = chain(&err);
         assert!(
             text.contains("layer entry \"zeros\"")
@@ -104,14 +109,7 @@ fn check_layer_refuses_a_10_gib_bomb_at_its_header_as_unpacking_does() {
     for format in [Bomb::Gzip, Bomb::Zstd, Bomb::Xz] {
         let blob = bomb(format, 10 * GIB);
         let root = tempfile::tempdir().unwrap();
-        let unpacked = apply_blob(
-            &RootDir::open(root.path()).unwrap(),
-            &blob[..],
-            &Digest::of(&blob),
-            None,
-            &mut UnpackBudget::new(16 << 20),
-        )
-        .unwrap_err();
+        let unpacked = unpack_blob_refused(root.path(), &blob, &mut UnpackBudget::new(16 << 20));
         let mut budget = UnpackBudget::new(16 << 20);
         let checked = check_layer(decompressor(&blob[..]).unwrap(), &mut budget).unwrap_err();
         assert_eq!(chain(&checked), chain(&unpacked), "{format:?}");
@@ -132,14 +130,7 @@ fn a_stream_of_zeros_stops_at_twice_the_limit_in_every_reader() {
         let expected = "the decompressed tar stream is longer than 32 MiB (33554432 bytes), \
                         twice the unpacked size limit";
         let root = tempfile::tempdir().unwrap();
-        let unpacked = apply_blob(
-            &RootDir::open(root.path()).unwrap(),
-            &blob[..],
-            &Digest::of(&blob),
-            None,
-            &mut UnpackBudget::new(16 << 20),
-        )
-        .unwrap_err();
+        let unpacked = unpack_blob_refused(root.path(), &blob, &mut UnpackBudget::new(16 << 20));
         assert!(
             chain(&unpacked).contains(expected),
             "{format:?}: {}",

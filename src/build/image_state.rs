@@ -41,6 +41,22 @@ pub struct ImageState {
 }
 
 impl ImageState {
+    /// The state a stage built on `base` starts in: its config and layers, and for a
+    /// rootfs tarball (no history of its own) one entry saying where the layer came from.
+    pub fn from_base(base: &crate::source::BaseImage, from_text: &str, epoch: i64) -> ImageState {
+        let mut state = ImageState::from_base_config(base.config.as_ref());
+        state.layers = base.layers.clone();
+        if base.config.is_none() && !base.layers.is_empty() {
+            state.history.push(HistoryEntry {
+                created: Some(rfc3339(epoch)),
+                created_by: format!("FROM {from_text}"),
+                comment: Some(HISTORY_COMMENT.into()),
+                empty_layer: false,
+            });
+        }
+        state
+    }
+
     /// Starts from a base image's configuration (what `FROM` inherits in a Dockerfile).
     pub fn from_base_config(config: Option<&ImageConfiguration>) -> ImageState {
         let mut state = ImageState::default();

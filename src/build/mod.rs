@@ -7,6 +7,10 @@
 
 mod copy;
 mod env;
+mod filesystem;
+mod graph;
+mod schedule;
+mod tree_paths;
 pub mod image_state;
 pub mod metadata;
 pub mod output;
@@ -31,8 +35,13 @@ use crate::sandbox::{NetworkMode, SandboxError, StepExit};
 use crate::source::SourceError;
 use oci_spec::image::{ImageIndexBuilder, MediaType, SCHEMA_VERSION};
 use progress::Progress;
+use crate::recipe::BaseRef;
+use filesystem::Filesystem;
+use image_state::ImageState;
+use rootfs::LazyRootfs;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub use crate::cache::workspace::Workspace;
@@ -41,6 +50,8 @@ pub use output::Output;
 
 pub struct BuildRequest {
     pub recipe: Recipe,
+    /// `--target NAME`: build that stage as the output instead of the final image.
+    pub target: Option<String>,
     pub platforms: Vec<Platform>,
     pub build_args: Vec<(String, String)>,
     pub output: Option<Output>,
@@ -172,6 +183,8 @@ pub struct BuildOutcome {
     pub platforms: Vec<PlatformOutcome>,
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The output stage's run steps (1-based) the normalisation rules apply after.
+    pub normalized_steps: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +201,7 @@ pub struct PlatformOutcome {
 }
 
 /// One platform's finished image, with every blob it references.
+#[derive(Clone)]
 pub(crate) struct PlatformImage {
     pub platform: Platform,
     pub manifest: oci_spec::image::Descriptor,
@@ -292,97 +306,215 @@ pub fn effective_epoch(requested: Option<i64>, plan: &Plan) -> i64 {
     requested.or(plan.source_date_epoch).unwrap_or(0)
 }
 
+/// What one node of the graph leaves for the nodes after it and for the output.
+struct NodeResult {
+    state: ImageState,
+    fs: Arc<Filesystem>,
+    /// The image at the bottom of the stage's `from:` chain, for the metadata file.
+    base_manifest: Option<Digest>,
+    base_layers: Vec<Digest>,
+    /// Context files read by this stage and every stage it uses.
+    inputs: Vec<crate::cache::key::InputFile>,
+    /// Its finished image, when it is an output.
+    image: Option<PlatformImage>,
+}
+
 /// Runs the whole build. Must run inside the build's user namespace.
 pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     let host = Platform::host();
-    // Plans first: every expansion error surfaces before any work starts.
-    let plans: Vec<Plan> = req
-        .platforms
-        .iter()
-        .map(|p| req.recipe.plan(p, &host, &req.build_args))
-        .collect::<Result<_, _>>()?;
-    let mut warnings: Vec<&String> = plans.iter().flat_map(|p| &p.warnings).collect();
-    warnings.sort();
-    warnings.dedup();
-    for w in warnings {
-        req.progress.warn("recipe", w);
-    }
+    let output_stage = req.recipe.output_stage(req.target.as_deref())?;
     let rules = Some(crate::normalize::builtin()?);
-    let session = Session::open(&req.cache_dir, &req.platforms, req.force_host_binfmt)?;
+    let mut platforms = req.platforms.clone();
+    for p in req.recipe.fixed_platforms() {
+        if !platforms.contains(&p) {
+            platforms.push(p);
+        }
+    }
+    let session = Session::open(&req.cache_dir, &platforms, req.force_host_binfmt)?;
     let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
     let store = cache.store();
     let steps_run = AtomicUsize::new(0);
     let steps_cached = AtomicUsize::new(0);
-
     let cancel = AtomicBool::new(false);
-    let next = AtomicUsize::new(0);
     let unpack_limit = rootfs::unpack_limit(req.max_unpack_size, &req.cache_dir);
-    let results: Mutex<Vec<Option<Result<PlatformImage, BuildError>>>> =
-        Mutex::new((0..plans.len()).map(|_| None).collect());
-    let jobs = req.jobs.clamp(1, plans.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(plan) = plans.get(i) else { break };
-                    let result = if cancel.load(Ordering::SeqCst) {
-                        Err(BuildError::Cancelled)
-                    } else {
-                        let native = plan.platform.runs_natively_on(&host);
-                        let name = plan.platform.short_name();
-                        let (limits, warnings) =
-                            crate::sandbox::limits::for_platform(&req.limits, native, &name);
-                        for w in warnings {
-                            req.progress.warn(&name, &w);
-                        }
-                        let ctx = pipeline::Context {
-                            recipe: &req.recipe,
-                            plan,
-                            cache,
-                            no_cache: req.no_cache,
-                            normalize: rules.filter(|_| !req.no_normalize),
-                            dir: workspace.path().join(format!("platform-{i}")),
-                            activation,
-                            progress: &req.progress,
-                            cancel: &cancel,
-                            epoch: effective_epoch(req.source_date_epoch, plan),
-                            network: req.network,
-                            seccomp: req.seccomp,
-                            native,
-                            limits,
-                            emulator: session.emulator_digest(&plan.platform),
-                            registry: &req.registry,
-                            steps_run: &steps_run,
-                            steps_cached: &steps_cached,
-                            unpack_limit,
-                        };
-                        pipeline::build_platform(&ctx)
-                    };
-                    if result.is_err() {
-                        cancel.store(true, Ordering::SeqCst);
-                    }
-                    let mut slots = results.lock().unwrap_or_else(|p| p.into_inner());
-                    slots[i] = Some(result);
-                }
-            });
-        }
-    });
-    let slots = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut images = Vec::new();
-    let mut first_error = None;
-    for slot in slots {
-        match slot {
-            Some(Ok(image)) => images.push(image),
-            Some(Err(BuildError::Cancelled)) | None => {}
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
+    let jobs = req.jobs.max(1);
+
+    // The graph first: every base resolved and every stage expanded before any step runs.
+    let resolved_bases = AtomicUsize::new(0);
+    let resolve = |base: &BaseRef, text: &str, platform: &Platform| {
+        let scratch = workspace
+            .path()
+            .join(format!("base-{}", resolved_bases.fetch_add(1, Ordering::SeqCst)));
+        crate::cache::private_dir::create_private_dir(&scratch).map_err(|source| {
+            BuildError::Io {
+                what: format!("creating {}", scratch.display()),
+                source,
             }
+        })?;
+        crate::source::resolve(
+            base,
+            text,
+            platform,
+            &crate::source::SourceContext {
+                cache,
+                recipe_dir: Some(req.recipe.dir()),
+                scratch: &scratch,
+                registry: &req.registry,
+                unpack_limit,
+            },
+        )
+        .map(Arc::new)
+        .map_err(|source| BuildError::Source {
+            platform: platform.short_name(),
+            source,
+        })
+    };
+    let warn = |who: &str, what: &str| req.progress.warn(who, what);
+    let discovery = graph::Discovery {
+        recipe: &req.recipe,
+        build_args: &req.build_args,
+        host,
+        resolve: &resolve,
+        warn: &warn,
+    };
+    let graph = discovery.discover(output_stage, &req.platforms, jobs)?;
+    let images: Vec<Arc<Filesystem>> = graph
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            Arc::new(Filesystem::new(
+                format!("image {}", image.text),
+                image.platform,
+                image.base.layers.clone(),
+                LazyRootfs::new(workspace.path().join(format!("image-{i}/rootfs")), unpack_limit),
+            ))
+        })
+        .collect();
+
+    let build_node = |i: usize, done: &[Option<Arc<NodeResult>>]| -> Result<NodeResult, BuildError> {
+        let node = &graph.nodes[i];
+        let plan = &node.plan;
+        let dep = |j: usize| {
+            done[j].clone().ok_or_else(|| BuildError::Command {
+                what: format!("[{}] starting", node.label),
+                message: "a stage it needs is not built".into(),
+            })
+        };
+        let epoch = effective_epoch(req.source_date_epoch, plan);
+        let (state, base_manifest, base_layers, mut inputs) = match &node.start {
+            graph::Start::Image(base) => {
+                req.progress.info(
+                    &node.label,
+                    &format!(
+                        "FROM {} ({} layer{})",
+                        plan.from_text,
+                        base.layers.len(),
+                        if base.layers.len() == 1 { "" } else { "s" }
+                    ),
+                );
+                (
+                    image_state::ImageState::from_base(base, &plan.from_text, epoch),
+                    base.manifest_digest.clone(),
+                    base.layers.iter().map(|l| l.digest.clone()).collect(),
+                    Vec::new(),
+                )
+            }
+            graph::Start::Stage(parent) => {
+                let parent = dep(*parent)?;
+                req.progress
+                    .info(&node.label, &format!("FROM stage {}", plan.from_text));
+                (
+                    parent.state.clone(),
+                    parent.base_manifest.clone(),
+                    parent.base_layers.clone(),
+                    parent.inputs.clone(),
+                )
+            }
+        };
+        let mut reads = HashMap::new();
+        for (from, source) in &node.reads {
+            let fs = match source {
+                graph::Reads::Stage(j) => {
+                    let used = dep(*j)?;
+                    inputs.extend(used.inputs.iter().cloned());
+                    used.fs.clone()
+                }
+                graph::Reads::Image(k) => images[*k].clone(),
+            };
+            reads.insert(from.clone(), fs);
+        }
+        let native = plan.platform.runs_natively_on(&host);
+        let (limits, warnings) =
+            crate::sandbox::limits::for_platform(&req.limits, native, &node.label);
+        for w in warnings {
+            req.progress.warn(&node.label, &w);
+        }
+        let ctx = pipeline::Context {
+            recipe: &req.recipe,
+            plan,
+            label: &node.label,
+            reads: &reads,
+            cache,
+            no_cache: req.no_cache,
+            normalize: rules.filter(|_| !req.no_normalize),
+            dir: workspace.path().join(format!("stage-{i}")),
+            activation,
+            progress: &req.progress,
+            cancel: &cancel,
+            epoch,
+            network: req.network,
+            seccomp: req.seccomp,
+            native,
+            limits,
+            emulator: session.emulator_digest(&plan.platform),
+            steps_run: &steps_run,
+            steps_cached: &steps_cached,
+            unpack_limit,
+        };
+        let built = pipeline::build_stage(&ctx, state)?;
+        inputs.extend(built.inputs);
+        let image = if graph.outputs.contains(&i) {
+            let mut state = built.state.clone();
+            state.apply_config(&plan.config);
+            let mut image = pipeline::finish(&ctx, &state)?;
+            image.base_manifest = base_manifest.clone();
+            image.base_layers = base_layers.clone();
+            image.inputs = inputs.clone();
+            Some(image)
+        } else {
+            None
+        };
+        let fs = Arc::new(Filesystem::new(
+            format!("stage {}", node.label),
+            plan.platform,
+            built.state.layers.clone(),
+            built.rootfs,
+        ));
+        Ok(NodeResult {
+            state: built.state,
+            fs,
+            base_manifest,
+            base_layers,
+            inputs,
+            image,
+        })
+    };
+    let deps: Vec<&[usize]> = graph.nodes.iter().map(|n| n.deps.as_slice()).collect();
+    let results = schedule::run(&deps, jobs, &cancel, build_node)?;
+
+    // One manifest per output; a stage shared by every target (`--target` of a stage
+    // that does not depend on it) is listed once.
+    let mut outputs: Vec<usize> = Vec::new();
+    for &node in &graph.outputs {
+        if !outputs.contains(&node) {
+            outputs.push(node);
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    let images: Vec<PlatformImage> = outputs
+        .iter()
+        .filter_map(|&node| results[node].image.clone())
+        .collect();
 
     // The index lists platforms in the order they were asked for (DESIGN decision 4).
     let index = ImageIndexBuilder::default()
@@ -430,7 +562,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let creds = crate::registry::auth::credentials_for(&target.registry)?;
         // Blobs of a base pulled from another repository of the same registry can be
         // mounted there instead of uploaded.
-        let mount_from = plans.iter().find_map(|p| match &p.from {
+        let mount_from = graph.nodes.iter().map(|n| &n.plan).find_map(|p| match &p.from {
             crate::recipe::BaseRef::Registry(text) => text
                 .parse::<crate::registry::Reference>()
                 .ok()
@@ -474,5 +606,15 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             .collect(),
         steps_run: steps_run.into_inner(),
         steps_cached: steps_cached.into_inner(),
+        normalized_steps: graph
+            .outputs
+            .first()
+            .map(|&node| {
+                (graph.nodes[node].plan.steps.iter())
+                    .filter(|s| s.normalize)
+                    .map(|s| s.number)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }

@@ -1,15 +1,14 @@
-//! One platform's build: resolve the base, then each step in order — from the step
-//! cache when its key is known, else run in the sandbox (unpacking the rootfs first if
-//! nothing has needed it yet) and committed as a layer — and finally the config and
-//! manifest.
+//! One stage's build for one platform: from the state its base leaves, each step in
+//! order — from the step cache when its key is known, else run in the sandbox
+//! (unpacking the rootfs first if nothing has needed it yet) and committed as a layer.
+//! An output stage then gets its config and manifest ([`finish`]).
 
 use super::copy::{CopyRequest, copy_into};
 use super::env::with_source_date_epoch;
-use super::image_state::{HISTORY_COMMENT, HistoryEntry, ImageState, Layer};
+use super::image_state::{ImageState, Layer};
 use super::progress::Progress;
 use super::rootfs::LazyRootfs;
 use super::sandboxing::{SandboxRequest, sandbox_spec, step_network};
-use super::timefmt::rfc3339;
 use super::{BuildError, PlatformImage};
 use crate::cache::key::{InputFile, StepKey, chain_id, input_files, tree_digest};
 use crate::cache::{Cache, RecordKind, StepRecord};
@@ -21,9 +20,14 @@ use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settl
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::normalize::{self, RuleSet};
-use crate::recipe::{Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
+use super::filesystem::Filesystem;
+use super::tree_paths::resolve_in_tree;
+use crate::recipe::{
+    CopyFrom, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
 use crate::sandbox::{NetworkMode, run_step};
-use crate::source;
 use oci_spec::image::{Arch, MediaType, Os, PlatformBuilder};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +35,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub(crate) struct Context<'a> {
     pub recipe: &'a Recipe,
     pub plan: &'a Plan,
+    /// Progress and error prefix (see `graph::Node::label`).
+    pub label: &'a str,
+    /// The filesystems its copy steps and bind mounts read.
+    pub reads: &'a HashMap<CopyFrom, Arc<Filesystem>>,
     pub cache: &'a Cache,
     /// `--no-cache`: run every step (results are still recorded).
     pub no_cache: bool,
@@ -51,7 +59,6 @@ pub(crate) struct Context<'a> {
     /// sha256 of the emulator that runs this platform's steps (None: native). Part of
     /// every step key: a different QEMU may produce different output.
     pub emulator: Option<Digest>,
-    pub registry: &'a crate::registry::RegistryOptions,
     pub steps_run: &'a AtomicUsize,
     pub steps_cached: &'a AtomicUsize,
     /// Apparent bytes unpacking may write into this platform's rootfs.
@@ -60,7 +67,14 @@ pub(crate) struct Context<'a> {
 
 impl Context<'_> {
     fn name(&self) -> String {
-        self.plan.platform.short_name()
+        self.label.to_string()
+    }
+
+    fn read(&self, from: &CopyFrom) -> Result<Arc<Filesystem>, BuildError> {
+        self.reads.get(from).cloned().ok_or_else(|| BuildError::Command {
+            what: format!("[{}] reading {from}", self.label),
+            message: "it was not built for this stage".into(),
+        })
     }
 
     fn layer_err(&self, what: impl Into<String>) -> impl FnOnce(LayerError) -> BuildError + '_ {
@@ -102,52 +116,31 @@ enum Prepared {
         /// Content digests of the inputs, by source path (what the key was made of).
         expected: std::collections::HashMap<PathBuf, Digest>,
     },
+    /// A copy from a stage's or an image's filesystem.
+    CopyFrom {
+        from: Arc<Filesystem>,
+        patterns: Vec<String>,
+        to: String,
+        mode: Option<u32>,
+        owner: (u32, u32),
+    },
 }
 
-pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError> {
+/// What a stage's build leaves: the image state after its steps, the tree they ran in
+/// (unpacked only if a step ran), and the context files they read.
+pub(crate) struct Built {
+    pub state: ImageState,
+    pub rootfs: LazyRootfs,
+    pub inputs: Vec<InputFile>,
+}
+
+pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built, BuildError> {
     let plan = ctx.plan;
     let name = ctx.name();
     crate::cache::private_dir::create_private_dir(&ctx.dir).map_err(|source| BuildError::Io {
         what: format!("[{name}] creating {}", ctx.dir.display()),
         source,
     })?;
-    let base = source::resolve(
-        &plan.from,
-        &plan.from_text,
-        &plan.platform,
-        &source::SourceContext {
-            cache: ctx.cache,
-            recipe_dir: Some(ctx.recipe.dir()),
-            scratch: &ctx.dir,
-            registry: ctx.registry,
-            unpack_limit: ctx.unpack_limit,
-        },
-    )
-    .map_err(|source| BuildError::Source {
-        platform: name.clone(),
-        source,
-    })?;
-    ctx.warn_all(base.warnings.iter().cloned());
-    ctx.progress.info(
-        &name,
-        &format!(
-            "FROM {} ({} layer{})",
-            plan.from_text,
-            base.layers.len(),
-            plural(base.layers.len())
-        ),
-    );
-    let mut state = ImageState::from_base_config(base.config.as_ref());
-    state.layers = base.layers.clone();
-    if base.config.is_none() && !base.layers.is_empty() {
-        // A rootfs tarball has no history of its own; describe where the layer came from.
-        state.history.push(HistoryEntry {
-            created: Some(rfc3339(ctx.epoch)),
-            created_by: format!("FROM {}", plan.from_text),
-            comment: Some(HISTORY_COMMENT.into()),
-            empty_layer: false,
-        });
-    }
     for (k, v) in &plan.env {
         state.set_env(k, v);
         state.push_empty(format!("ENV {k}={v}"), ctx.epoch);
@@ -186,7 +179,9 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 state.push_empty(step.created_by(), ctx.epoch);
                 continue;
             }
-            StepKind::Run { command, network } => {
+            StepKind::Run {
+                command, network, ..
+            } => {
                 let argv = match command {
                     RunCommand::Shell(script) => {
                         vec!["/bin/sh".into(), "-c".into(), script.clone()]
@@ -197,6 +192,23 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 (Prepared::Run { argv, network }, None)
             }
             StepKind::Copy {
+                from: Some(from),
+                sources,
+                to,
+                mode,
+                owner,
+            } => (
+                Prepared::CopyFrom {
+                    from: ctx.read(from)?,
+                    patterns: sources.clone(),
+                    to: destination_in(state.workdir.as_deref(), to),
+                    mode: *mode,
+                    owner: owner.unwrap_or((0, 0)),
+                },
+                None,
+            ),
+            StepKind::Copy {
+                from: None,
                 sources,
                 to,
                 mode,
@@ -264,12 +276,11 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 source: std::io::Error::other(e.to_string()),
             })?;
     }
-    state.apply_config(&plan.config);
-    let mut image = finish(ctx, &state)?;
-    image.base_manifest = base.manifest_digest;
-    image.base_layers = base.layers.iter().map(|l| l.digest.clone()).collect();
-    image.inputs = inputs;
-    Ok(image)
+    Ok(Built {
+        state,
+        rootfs,
+        inputs,
+    })
 }
 
 /// Everything that can change what the step produces (see cache/key.rs).
@@ -298,6 +309,22 @@ fn step_key(
             to, mode, owner, ..
         } => (
             format!("COPY to={to} mode={mode:?} owner={owner:?}"),
+            "host",
+        ),
+        // The source's layer chain names its content; the patterns are in the step's
+        // text below.
+        Prepared::CopyFrom {
+            from,
+            to,
+            mode,
+            owner,
+            ..
+        } => (
+            format!(
+                "COPY from={} to={to} mode={mode:?} owner={owner:?}",
+                from.chain_id()
+                    .map_or_else(|| "empty".to_string(), |c| c.to_string())
+            ),
             "host",
         ),
     };
@@ -370,6 +397,32 @@ fn run_and_commit(
                     owner,
                     epoch: ctx.epoch,
                     expected: &expected,
+                },
+            )
+            .map_err(|e| ctx.step_err(step, e.to_string()))?;
+            ctx.warn_all(warnings);
+        }
+        Prepared::CopyFrom {
+            from,
+            patterns,
+            to,
+            mode,
+            owner,
+        } => {
+            let tree = from.tree(ctx.cache.store(), ctx.activation, &mut |w| {
+                ctx.progress.warn(&ctx.name(), &w)
+            })?;
+            let sources = resolve_in_tree(&tree, &patterns, &from.name)
+                .map_err(|e| ctx.step_err(step, e.to_string()))?;
+            let warnings = copy_into(
+                &root,
+                &CopyRequest {
+                    sources: &sources,
+                    to: &to,
+                    mode,
+                    owner,
+                    epoch: ctx.epoch,
+                    expected: &std::collections::HashMap::new(),
                 },
             )
             .map_err(|e| ctx.step_err(step, e.to_string()))?;
@@ -506,7 +559,10 @@ fn commit(
 }
 
 /// Stores config and manifest; returns the manifest's descriptor for the index.
-fn finish(ctx: &Context, state: &ImageState) -> Result<PlatformImage, BuildError> {
+pub(crate) fn finish(
+    ctx: &Context,
+    state: &ImageState,
+) -> Result<PlatformImage, BuildError> {
     let platform = &ctx.plan.platform;
     let store = ctx.cache.store();
     let config = state.config(platform, ctx.epoch)?;

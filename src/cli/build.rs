@@ -31,6 +31,10 @@ pub struct BuildArgs {
     /// Where to write the image: `oci:DIR` or `oci:DIR:TAG`.
     #[arg(short = 'o', long = "output", value_name = "DEST")]
     output: Option<String>,
+    /// Build this stage of the recipe (a name under `stages:`) as the output, instead of
+    /// the final image.
+    #[arg(long = "target", value_name = "STAGE")]
+    target: Option<String>,
     /// Tag in the output layout (default: latest).
     #[arg(short = 't', long = "tag")]
     tag: Option<String>,
@@ -228,8 +232,9 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         return Ok(code);
     }
 
-    let first_plan = recipe.plan(&platforms[0], &Platform::host(), &build_args)?;
-    let effective_epoch = crate::build::effective_epoch(epoch, &first_plan);
+    // Refused before the namespace is entered, so the error is plain.
+    recipe.output_stage(args.target.as_deref())?;
+    let effective_epoch = epoch.or(recipe.source_date_epoch()).unwrap_or(0);
     let recipe_path = recipe_path.display().to_string();
     let recipe_digest = recipe.digest();
     let progress = Progress::new(args.progress);
@@ -239,6 +244,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     let request = BuildRequest {
         jobs: args.jobs.unwrap_or(platforms.len().min(cpus)),
         recipe,
+        target: args.target.clone(),
         platforms,
         build_args,
         output: output.clone(),
@@ -267,12 +273,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
             normalize: crate::build::metadata::NormalizeFacts {
                 rules: crate::normalize::builtin()?,
                 enabled: !args.no_normalize,
-                steps: first_plan
-                    .steps
-                    .iter()
-                    .filter(|s| s.normalize)
-                    .map(|s| s.number)
-                    .collect(),
+                steps: outcome.normalized_steps.clone(),
             },
         };
         write_atomically(path, &metadata(&outcome, &facts))?;

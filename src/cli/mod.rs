@@ -168,18 +168,17 @@ fn preflight(
     allow: &[Entitlement],
 ) -> Result<Option<u8>, Failure> {
     let host = crate::platform::Platform::host();
-    let mut private_network = false;
-    for p in platforms {
-        let plan = recipe.plan(p, &host, build_args)?;
-        check_entitlements(&plan, network, allow)?;
-        private_network |= plan.steps.iter().any(|step| match &step.kind {
-            crate::recipe::StepKind::Run { network: own, .. } => {
-                crate::build::step_network(*own, network) == crate::sandbox::NetworkMode::Private
-            }
-            _ => false,
-        });
-    }
-    crate::emulation::required_emulators(platforms, &host, &crate::emulation::qemu::search_path())?;
+    // From the recipe as written: planning needs the bases' environments, which only
+    // the build (inside the namespace) reads.
+    let _ = build_args;
+    let networks = recipe.run_networks();
+    check_entitlements(&networks, network, allow)?;
+    let private_network = networks.iter().any(|(_, _, own)| {
+        crate::build::step_network(*own, network) == crate::sandbox::NetworkMode::Private
+    });
+    let mut platforms = platforms.to_vec();
+    platforms.extend(recipe.fixed_platforms());
+    crate::emulation::required_emulators(&platforms, &host, &crate::emulation::qemu::search_path())?;
     if private_network {
         crate::sandbox::network::preflight()?;
     }
@@ -199,7 +198,7 @@ pub enum Entitlement {
 /// loopback services and abstract sockets, so it needs the caller's consent
 /// (`--allow network.host`, or `--network host` for every step), as in BuildKit.
 fn check_entitlements(
-    plan: &crate::recipe::Plan,
+    networks: &[(crate::recipe::Location, usize, Option<crate::recipe::Network>)],
     network: Option<crate::sandbox::NetworkMode>,
     allow: &[Entitlement],
 ) -> Result<(), UsageError> {
@@ -208,17 +207,12 @@ fn check_entitlements(
     {
         return Ok(());
     }
-    for step in &plan.steps {
-        if let crate::recipe::StepKind::Run {
-            network: Some(crate::recipe::Network::Host),
-            ..
-        } = &step.kind
-        {
+    for (location, number, own) in networks {
+        if *own == Some(crate::recipe::Network::Host) {
             return Err(UsageError(format!(
-                "{}: step {} asks for the host's network (`network: host`), which would let \
-                 it reach everything the host can, its 127.0.0.1 services included; allow it \
-                 with --allow network.host, or build with --network host",
-                step.location, step.number
+                "{location}: step {number} asks for the host's network (`network: host`), \
+                 which would let it reach everything the host can, its 127.0.0.1 services \
+                 included; allow it with --allow network.host, or build with --network host"
             )));
         }
     }

@@ -87,6 +87,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
                 .unwrap_or(1),
         ),
         recipe,
+        target: None,
         platforms,
         build_args,
         output: Some(Output::OciLayout {

@@ -21,7 +21,7 @@ use nix::unistd::{self, UnlinkatFlags};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -545,6 +545,33 @@ impl RootDir {
                 read_xattrs(&proc_fd_path(parent.as_fd(), Some(name)), &rel)
             }
         }
+    }
+
+    /// Where `rel` really is, as a host path below the root: every symlink on the way,
+    /// the last one included, resolved inside the root (as a step would see it), never
+    /// outside. For reading a finished tree that nothing changes any more (a stage's
+    /// result that a later stage copies from).
+    pub fn resolve(&self, rel: &Path) -> Result<PathBuf, LayerError> {
+        let rel = rel_path::clean(rel)?;
+        let fd = self
+            .open_in_root(&rel, OFlag::O_PATH)
+            .map_err(|e| LayerError::io("resolve", &self.path.join(&rel), e))?;
+        let real = |fd: BorrowedFd<'_>| {
+            nix::fcntl::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str())
+                .map(PathBuf::from)
+                .map_err(|e| LayerError::io("resolve", &self.path.join(&rel), e))
+        };
+        let top = real(self.fd.as_fd())?;
+        let found = real(fd.as_fd())?;
+        if !found.starts_with(&top) {
+            // openat2 never leaves the root; a rename racing it could, and is refused.
+            return Err(LayerError::io(
+                "resolve",
+                &self.path.join(&rel),
+                Errno::EXDEV,
+            ));
+        }
+        Ok(found)
     }
 
     /// Opens `rel` (cleaned) inside the root with openat2's confinement.

@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 use super::error::Problem;
 use super::fields::relative_inside;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BaseRef {
     /// No base: the image starts empty.
     Scratch,
+    /// Another stage of the recipe: the engine builds it first and starts from its
+    /// result (never parsed from text by [`BaseRef::parse`]: a stage name is matched
+    /// before, so a stage called like an image wins, as in a Dockerfile).
+    Stage(String),
     /// A root filesystem tarball (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`, `.tar.zst`).
     Rootfs(PathBuf),
     /// An OCI image layout directory, optionally one tag in it.

@@ -40,6 +40,10 @@ pub enum RecipeError {
     #[error("{at}: {problem}")]
     Invalid { at: Location, problem: Problem },
 
+    /// `--target NAME` names no stage.
+    #[error("--target {name}: the recipe has no such stage; its stages: {known}")]
+    UnknownStage { name: String, known: String },
+
     /// A `--build-arg` given on the command line (it has no place in the recipe).
     #[error("--build-arg {name}: {problem}")]
     BuildArg { name: String, problem: Problem },
@@ -57,7 +61,7 @@ impl RecipeError {
 
 /// The steps' keys, shown when a step has an unknown one.
 pub(super) const STEP_KEYS: &str =
-    "run (with network, normalize), copy (with to, mode, owner), env, workdir, user";
+    "run (with network, normalize, mounts), copy (with from, to, mode, owner), env, workdir, user";
 
 /// One thing wrong with one value; [`RecipeError::Invalid`] adds where.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +152,44 @@ pub enum Problem {
     UnsupportedBase { text: String },
     #[error("invalid image reference {text:?}: it may not contain spaces")]
     BadImageRef { text: String },
+
+    // ---- stages ----
+    #[error(
+        "invalid stage name {name:?}: expected lower-case letters, digits, `-`, `_` and `.`, \
+         starting with a letter (and not `scratch`)"
+    )]
+    BadStageName { name: String },
+    #[error("invalid stage platform {value:?}: expected build, target or a platform ({problem})")]
+    BadStagePlatform { value: String, problem: String },
+    #[error("stage {name} depends on itself: {cycle}")]
+    StageCycle { name: String, cycle: String },
+    #[error("copy from {from:?}: sources are paths inside it; {pattern:?} may not contain `..`")]
+    BadCopyFromSource { from: String, pattern: String },
+
+    // ---- run mounts ----
+    #[error("unknown mount type {value:?}: expected cache, secret, bind or tmpfs")]
+    BadMountType { value: String },
+    #[error("a {kind} mount has no `{key}`; it takes {allowed}")]
+    MountKeyNotAllowed {
+        kind: &'static str,
+        key: &'static str,
+        allowed: &'static str,
+    },
+    #[error("a {kind} mount needs `{key}`")]
+    MountKeyMissing {
+        kind: &'static str,
+        key: &'static str,
+    },
+    #[error("mount target {value:?} must be an absolute path other than / (and not in /proc, /dev or /sys)")]
+    BadMountTarget { value: String },
+    #[error("invalid sharing {value:?}: expected shared, private or locked")]
+    BadSharing { value: String },
+    #[error("invalid secret id {value:?}: expected letters, digits, `-`, `_` and `.`")]
+    BadSecretId { value: String },
+    #[error("invalid size {value:?}: expected bytes, or a number with k, m or g (like 64m)")]
+    BadSize { value: String },
+    #[error("two mounts of this step have the target {target}")]
+    DuplicateMountTarget { target: String },
 
     // ---- copy sources on disk ----
     #[error("copy source {pattern:?} must be relative to the recipe folder")]

@@ -24,9 +24,11 @@ mod error;
 mod expand;
 mod fields;
 mod model;
+mod mounts;
 mod plan;
 mod planner;
 mod schema;
+mod stage_graph;
 mod validate;
 
 #[cfg(test)]
@@ -37,7 +39,11 @@ use std::path::{Path, PathBuf};
 pub use base::BaseRef;
 pub use copy_sources::resolve_copy_sources;
 pub use error::{Location, Problem, RecipeError};
-pub use plan::{ConfigSpec, Network, Plan, PlanStep, RunCommand, StepKind, UnknownNetwork};
+pub use model::StagePlatform;
+pub use plan::{
+    CacheSharing, ConfigSpec, CopyFrom, Network, Plan, PlanStep, RunCommand, RunMount,
+    RunMountKind, StepKind, UnknownNetwork,
+};
 
 use crate::digest::Digest;
 use crate::platform::Platform;
@@ -96,24 +102,136 @@ impl Recipe {
         self.spec.platforms.clone()
     }
 
-    /// Expands the recipe for `target`, built on `build`, with `build_args` from the
-    /// command line (later ones win).
+    /// The recipe's `source_date_epoch:`.
+    pub fn source_date_epoch(&self) -> Option<i64> {
+        self.spec.source_date_epoch
+    }
+
+    /// The stage the build writes out: the top level, or `--target NAME`.
+    pub fn output_stage(&self, target: Option<&str>) -> Result<usize, RecipeError> {
+        match target {
+            None => Ok(self.spec.final_stage()),
+            Some(name) => self.spec.stage_index(name).ok_or_else(|| RecipeError::UnknownStage {
+                name: name.to_string(),
+                known: self.stage_names().join(", "),
+            }),
+        }
+    }
+
+    /// The named stages, in recipe order.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.spec.stages.iter().filter_map(|s| s.name.clone()).collect()
+    }
+
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.spec.stage_index(name)
+    }
+
+    /// Display name of stage `index`: its name, or `final` for the top level.
+    pub fn stage_label(&self, index: usize) -> &str {
+        self.spec.stages[index].name.as_deref().unwrap_or("final")
+    }
+
+    /// Where stage `index` runs when `target` is built on `build`, and the platform its
+    /// TARGET* variables name (see `stage_graph` for when that is not the target).
+    pub fn stage_platforms(&self, index: usize, target: &Platform, build: &Platform) -> (Platform, Platform) {
+        planner::stage_platforms(&self.spec.stages[index], target, build)
+    }
+
+    /// Every fixed `platform:` a stage names: the build may have to emulate it.
+    pub fn fixed_platforms(&self) -> Vec<Platform> {
+        let mut out = Vec::new();
+        for stage in &self.spec.stages {
+            if let StagePlatform::Fixed(p) = stage.platform
+                && !out.contains(&p)
+            {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Every run step's own `network:`, with where it is, over all stages: what the
+    /// pre-flight checks need, without expanding anything.
+    pub fn run_networks(&self) -> Vec<(Location, usize, Option<Network>)> {
+        let mut out = Vec::new();
+        for stage in &self.spec.stages {
+            for (i, step) in stage.steps.iter().enumerate() {
+                if let model::StepTemplate::Run { network, .. } = &step.kind {
+                    out.push((step.at.in_file(&self.file), i + 1, *network));
+                }
+            }
+        }
+        out
+    }
+
+    /// The expanded `from:` of stage `index`: `BaseRef::Stage` for another stage.
+    pub fn stage_from(
+        &self,
+        index: usize,
+        target: &Platform,
+        build: &Platform,
+        build_args: &[(String, String)],
+    ) -> Result<(BaseRef, String), RecipeError> {
+        planner::stage_from(&self.spec, index, &self.request(target, build, build_args))
+    }
+
+    /// Expands stage `index` for `target`, built on `build`, with `build_args` from the
+    /// command line (later ones win) and `base_env`, the environment its base leaves.
+    pub fn plan_stage(
+        &self,
+        index: usize,
+        target: &Platform,
+        build: &Platform,
+        build_args: &[(String, String)],
+        base_env: &[(String, String)],
+    ) -> Result<Plan, RecipeError> {
+        planner::plan_stage(&self.spec, index, &self.request(target, build, build_args), base_env)
+    }
+
+    /// Expands the final image's stage for `target` as if every image base had an empty
+    /// environment (stages it is built on contribute theirs).
     pub fn plan(
         &self,
         target: &Platform,
         build: &Platform,
         build_args: &[(String, String)],
     ) -> Result<Plan, RecipeError> {
-        planner::plan(
-            &self.spec,
-            &PlanRequest {
-                file: &self.file,
-                dir: &self.dir,
-                target,
-                build,
-                build_args,
-            },
-        )
+        self.plan_with_parents(self.spec.final_stage(), target, build, build_args, 0)
+    }
+
+    fn plan_with_parents(
+        &self,
+        index: usize,
+        target: &Platform,
+        build: &Platform,
+        build_args: &[(String, String)],
+        depth: usize,
+    ) -> Result<Plan, RecipeError> {
+        let base_env = match self.stage_from(index, target, build, build_args)?.0 {
+            BaseRef::Stage(name) if depth < self.spec.stages.len() => {
+                let parent = self.spec.stage_index(&name).unwrap_or(index);
+                self.plan_with_parents(parent, target, build, build_args, depth + 1)?
+                    .final_env(&[])
+            }
+            _ => Vec::new(),
+        };
+        self.plan_stage(index, target, build, build_args, &base_env)
+    }
+
+    fn request<'a>(
+        &'a self,
+        target: &'a Platform,
+        build: &'a Platform,
+        build_args: &'a [(String, String)],
+    ) -> PlanRequest<'a> {
+        PlanRequest {
+            file: &self.file,
+            dir: &self.dir,
+            target,
+            build,
+            build_args,
+        }
     }
 }
 

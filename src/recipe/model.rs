@@ -20,17 +20,57 @@ pub(super) struct Var {
 
 #[derive(Clone, Debug)]
 pub(super) struct Spec {
-    pub from: Template,
     pub platforms: Vec<Platform>,
-    /// Declared build args and their defaults (`NAME:` with no value means empty).
+    /// Build args declared at the top level, visible to every stage, with their
+    /// defaults (`NAME:` with no value means empty).
+    pub args: Vec<(String, String)>,
+    pub source_date_epoch: Option<i64>,
+    /// The named stages in recipe order, then the top level (the final image) last.
+    pub stages: Vec<StageSpec>,
+    pub config: ConfigTemplate,
+}
+
+impl Spec {
+    pub fn final_stage(&self) -> usize {
+        self.stages.len() - 1
+    }
+
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stages
+            .iter()
+            .position(|stage| stage.name.as_deref() == Some(name))
+    }
+}
+
+/// One stage: a base, the steps on it, and where it runs.
+#[derive(Clone, Debug)]
+pub(super) struct StageSpec {
+    /// None for the top level.
+    pub name: Option<String>,
+    pub from: Template,
+    pub platform: StagePlatform,
+    /// The stage's own build args (the top level's are in `Spec::args`).
     pub args: Vec<(String, String)>,
     pub env: Vec<Var>,
     pub workdir: Option<Template>,
-    pub source_date_epoch: Option<i64>,
-    /// The recipe's `normalize:` (default true).
+    /// The stage's `normalize:` (default true).
     pub normalize: bool,
     pub steps: Vec<StepSpec>,
-    pub config: ConfigTemplate,
+    /// Whether its result depends on the target platform: it runs on it, or names a
+    /// TARGET* variable, or uses a stage that does, or names a stage through a variable
+    /// (which could be one that does). Settled at load time for the whole graph.
+    pub target_dependent: bool,
+}
+
+/// Where a stage's steps run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StagePlatform {
+    /// The platform being built (the default).
+    Target,
+    /// The build machine's, natively, with TARGET* still naming the target.
+    Build,
+    /// Always this platform.
+    Fixed(Platform),
 }
 
 #[derive(Clone, Debug)]
@@ -46,8 +86,11 @@ pub(super) enum StepTemplate {
     Run {
         command: RunCommand,
         network: Option<Network>,
+        mounts: Vec<MountTemplate>,
     },
     Copy {
+        /// A stage or image to copy from (None: the build context).
+        from: Option<Template>,
         sources: Vec<Template>,
         to: Template,
         mode: Option<u32>,
@@ -66,4 +109,38 @@ pub(super) struct ConfigTemplate {
     pub exposed_ports: Vec<String>,
     pub stop_signal: Option<String>,
     pub volumes: Vec<String>,
+}
+
+/// A run step's mount as checked at load time; paths and names still to expand.
+#[derive(Clone, Debug)]
+pub(super) struct MountTemplate {
+    pub at: Pos,
+    pub target: Option<Template>,
+    pub kind: MountKindTemplate,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum MountKindTemplate {
+    Cache {
+        id: Option<Template>,
+        sharing: super::plan::CacheSharing,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Secret {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Bind {
+        from: Option<Template>,
+        source: Option<Template>,
+        readwrite: bool,
+    },
+    Tmpfs {
+        size: Option<u64>,
+    },
 }

@@ -10,7 +10,13 @@ use crate::platform::Platform;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The stage's name; None for the top level (the final image).
+    pub stage: Option<String>,
+    /// Where the steps run: the target, the build machine, or the stage's fixed one.
     pub platform: Platform,
+    /// What TARGET* name: the platform being built, or for a stage that does not
+    /// depend on it, the stage's own platform.
+    pub target: Platform,
     pub from: BaseRef,
     /// The expanded `from:` text as written, for the history.
     pub from_text: String,
@@ -44,9 +50,13 @@ pub enum StepKind {
     Run {
         command: RunCommand,
         network: Option<Network>,
+        mounts: Vec<RunMount>,
     },
     Copy {
-        /// Expanded patterns, relative to the recipe folder; see `resolve_copy_sources`.
+        /// Where the files come from: None for the build context, else a stage or image.
+        from: Option<CopyFrom>,
+        /// Expanded patterns: relative to the context folder (see
+        /// `resolve_copy_sources`), or with `from`, paths inside that filesystem.
         sources: Vec<String>,
         to: String,
         mode: Option<u32>,
@@ -104,6 +114,141 @@ impl fmt::Display for Network {
     }
 }
 
+/// A filesystem other than the build context that a copy step or a bind mount reads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CopyFrom {
+    /// Another stage's result, for the same target.
+    Stage(String),
+    /// An image's filesystem, for the stage's platform; `text` as written, expanded.
+    Image { base: BaseRef, text: String },
+}
+
+impl fmt::Display for CopyFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyFrom::Stage(name) => f.write_str(name),
+            CopyFrom::Image { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+/// How concurrent steps share a cache mount (BuildKit's `sharing=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CacheSharing {
+    /// Every step uses the same folder at once.
+    #[default]
+    Shared,
+    /// A step that finds it in use gets a fresh one of its own.
+    Private,
+    /// One step at a time; the others wait.
+    Locked,
+}
+
+impl CacheSharing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheSharing::Shared => "shared",
+            CacheSharing::Private => "private",
+            CacheSharing::Locked => "locked",
+        }
+    }
+}
+
+/// A run step's mount, expanded. None of them reaches the step's layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunMount {
+    /// Absolute path inside the step's filesystem.
+    pub target: String,
+    pub kind: RunMountKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunMountKind {
+    /// A folder kept in the cache directory between builds, per id and platform.
+    Cache {
+        id: String,
+        sharing: CacheSharing,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A `--secret` given to the build, as a read-only file.
+    Secret {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A folder or file of a stage, an image or the build context (None), read-only
+    /// unless `readwrite` (then the step's writes are thrown away).
+    Bind {
+        from: Option<CopyFrom>,
+        source: String,
+        readwrite: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs { size: Option<u64> },
+}
+
+impl RunMount {
+    /// BuildKit's `--mount=` text, for progress lines, history and the step key. A
+    /// secret shows only its id; its bytes are never part of any text.
+    pub fn describe(&self) -> String {
+        let target = &self.target;
+        match &self.kind {
+            RunMountKind::Cache {
+                id,
+                sharing,
+                mode,
+                uid,
+                gid,
+            } => {
+                let mut text = format!("--mount=type=cache,target={target}");
+                if id != target {
+                    text.push_str(&format!(",id={id}"));
+                }
+                if *sharing != CacheSharing::Shared {
+                    text.push_str(&format!(",sharing={}", sharing.as_str()));
+                }
+                if *mode != 0o755 {
+                    text.push_str(&format!(",mode={mode:04o}"));
+                }
+                if (*uid, *gid) != (0, 0) {
+                    text.push_str(&format!(",uid={uid},gid={gid}"));
+                }
+                text
+            }
+            RunMountKind::Secret { id, required, .. } => {
+                let mut text = format!("--mount=type=secret,id={id},target={target}");
+                if *required {
+                    text.push_str(",required");
+                }
+                text
+            }
+            RunMountKind::Bind {
+                from,
+                source,
+                readwrite,
+            } => {
+                let mut text = String::from("--mount=type=bind");
+                if let Some(from) = from {
+                    text.push_str(&format!(",from={from}"));
+                }
+                text.push_str(&format!(",source={source},target={target}"));
+                if *readwrite {
+                    text.push_str(",rw");
+                }
+                text
+            }
+            RunMountKind::Tmpfs { size } => match size {
+                Some(size) => format!("--mount=type=tmpfs,target={target},size={size}"),
+                None => format!("--mount=type=tmpfs,target={target}"),
+            },
+        }
+    }
+}
+
 /// The image config fields the recipe sets directly.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigSpec {
@@ -117,6 +262,29 @@ pub struct ConfigSpec {
     pub volumes: Vec<String>,
     /// The last `user:` step, as docker's USER leaves it in the config.
     pub user: Option<String>,
+}
+
+impl Plan {
+    /// The environment after this stage, given the one its base leaves: what a stage
+    /// built on this one starts with, and what its image config records.
+    pub fn final_env(&self, base_env: &[(String, String)]) -> Vec<(String, String)> {
+        let mut env = base_env.to_vec();
+        let mut set = |name: &str, value: &str| match env.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => env.push((name.to_string(), value.to_string())),
+        };
+        for (name, value) in &self.env {
+            set(name, value);
+        }
+        for step in &self.steps {
+            if let StepKind::Env(vars) = &step.kind {
+                for (name, value) in vars {
+                    set(name, value);
+                }
+            }
+        }
+        env
+    }
 }
 
 impl PlanStep {
@@ -133,8 +301,16 @@ impl PlanStep {
 
     fn render(&self, show_shell: bool) -> String {
         match &self.kind {
-            StepKind::Run { command, network } => {
+            StepKind::Run {
+                command,
+                network,
+                mounts,
+            } => {
                 let mut text = String::from("RUN ");
+                for mount in mounts {
+                    text.push_str(&mount.describe());
+                    text.push(' ');
+                }
                 // Only `none` is shown: history text is part of the image's bytes, and
                 // `host` (the default once) and `private` (the default now) both leave
                 // the step online, so neither changes the digests of existing images.
@@ -152,12 +328,16 @@ impl PlanStep {
                 text
             }
             StepKind::Copy {
+                from,
                 sources,
                 to,
                 mode,
                 owner,
             } => {
                 let mut words = vec!["COPY".to_string()];
+                if let Some(from) = from {
+                    words.push(format!("--from={from}"));
+                }
                 if let Some((uid, gid)) = owner {
                     words.push(format!("--chown={uid}:{gid}"));
                 }
@@ -213,6 +393,7 @@ mod tests {
                 StepKind::Run {
                     command: RunCommand::Shell("uname -m > /arch".into()),
                     network: None,
+                    mounts: vec![],
                 },
                 "RUN uname -m > /arch",
                 "RUN /bin/sh -c uname -m > /arch",
@@ -221,6 +402,7 @@ mod tests {
                 StepKind::Run {
                     command: RunCommand::Exec(strings(&["/bin/echo", "exec form"])),
                     network: Some(Network::Host),
+                    mounts: vec![],
                 },
                 r#"RUN ["/bin/echo","exec form"]"#,
                 r#"RUN ["/bin/echo","exec form"]"#,
@@ -229,6 +411,7 @@ mod tests {
                 StepKind::Run {
                     command: RunCommand::Exec(strings(&["/bin/echo", "exec form"])),
                     network: Some(Network::Private),
+                    mounts: vec![],
                 },
                 r#"RUN ["/bin/echo","exec form"]"#,
                 r#"RUN ["/bin/echo","exec form"]"#,
@@ -237,12 +420,14 @@ mod tests {
                 StepKind::Run {
                     command: RunCommand::Shell("ping -c1 x".into()),
                     network: Some(Network::None),
+                    mounts: vec![],
                 },
                 "RUN --network=none ping -c1 x",
                 "RUN --network=none /bin/sh -c ping -c1 x",
             ),
             (
                 StepKind::Copy {
+                    from: None,
                     sources: strings(&["files/hello.txt"]),
                     to: "/opt/hello.txt".into(),
                     mode: None,
@@ -253,6 +438,7 @@ mod tests {
             ),
             (
                 StepKind::Copy {
+                    from: None,
                     sources: strings(&["a", "b/*.txt"]),
                     to: "/opt/".into(),
                     mode: Some(0o644),
@@ -260,6 +446,50 @@ mod tests {
                 },
                 "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
                 "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
+            ),
+            (
+                StepKind::Copy {
+                    from: Some(CopyFrom::Stage("build".into())),
+                    sources: strings(&["/out/hello"]),
+                    to: "/usr/local/bin/hello".into(),
+                    mode: None,
+                    owner: None,
+                },
+                "COPY --from=build /out/hello /usr/local/bin/hello",
+                "COPY --from=build /out/hello /usr/local/bin/hello",
+            ),
+            (
+                StepKind::Run {
+                    command: RunCommand::Shell("go build".into()),
+                    network: None,
+                    mounts: vec![
+                        RunMount {
+                            target: "/root/.cache/go-build".into(),
+                            kind: RunMountKind::Cache {
+                                id: "/root/.cache/go-build".into(),
+                                sharing: CacheSharing::Locked,
+                                mode: 0o755,
+                                uid: 0,
+                                gid: 0,
+                            },
+                        },
+                        RunMount {
+                            target: "/run/secrets/token".into(),
+                            kind: RunMountKind::Secret {
+                                id: "token".into(),
+                                required: true,
+                                mode: 0o400,
+                                uid: 0,
+                                gid: 0,
+                            },
+                        },
+                    ],
+                },
+                "RUN --mount=type=cache,target=/root/.cache/go-build,sharing=locked \
+                 --mount=type=secret,id=token,target=/run/secrets/token,required go build",
+                "RUN --mount=type=cache,target=/root/.cache/go-build,sharing=locked \
+                 --mount=type=secret,id=token,target=/run/secrets/token,required \
+                 /bin/sh -c go build",
             ),
             (
                 StepKind::Env(vec![

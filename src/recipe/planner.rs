@@ -18,8 +18,10 @@ use super::builtin_vars::{build_env, is_reserved_name, platform_vars};
 use super::error::{Flaw, Pos, Problem, RecipeError};
 use super::expand::Scope;
 use super::fields::{is_absolute, is_valid_user, is_var_name, relative_inside};
-use super::model::{Spec, StepTemplate, Template, Var};
-use super::plan::{ConfigSpec, Plan, PlanStep, StepKind};
+use super::model::{
+    MountKindTemplate, MountTemplate, Spec, StagePlatform, StageSpec, StepTemplate, Template, Var,
+};
+use super::plan::{ConfigSpec, CopyFrom, Plan, PlanStep, RunMount, RunMountKind, StepKind};
 use crate::platform::Platform;
 
 /// Name-value pairs in a meaningful order.
@@ -34,10 +36,80 @@ pub(super) struct PlanRequest<'a> {
     pub build_args: &'a [(String, String)],
 }
 
-pub(super) fn plan(spec: &Spec, request: &PlanRequest) -> Result<Plan, RecipeError> {
-    let (args, warnings) = effective_args(spec, request)?;
-    let platform_vars = platform_vars(request.target, request.build);
-    let build_env = build_env(request.target, &platform_vars, &args);
+/// Where a stage runs, for `target` built on `build`, and what its TARGET* name: the
+/// target, or for a stage whose result cannot depend on it, its own platform (so one
+/// build serves every target).
+pub(super) fn stage_platforms(
+    stage: &StageSpec,
+    target: &Platform,
+    build: &Platform,
+) -> (Platform, Platform) {
+    let runs_on = match stage.platform {
+        StagePlatform::Target => *target,
+        StagePlatform::Build => *build,
+        StagePlatform::Fixed(p) => p,
+    };
+    let names = if stage.target_dependent {
+        *target
+    } else {
+        runs_on
+    };
+    (runs_on, names)
+}
+
+/// The expanded `from:` of stage `index`: another stage, or a base to resolve. It sees
+/// the build args and the TARGET*/BUILD* variables only, as a Dockerfile's FROM sees
+/// only ARGs.
+pub(super) fn stage_from(
+    spec: &Spec,
+    index: usize,
+    request: &PlanRequest,
+) -> Result<(BaseRef, String), RecipeError> {
+    let stage = &spec.stages[index];
+    let (scope, _, _) = start_scope(spec, stage, request)?;
+    let text = expand(&scope, &stage.from).map_err(|flaw| flaw.in_file(request.file))?;
+    let base = from_ref(spec, &text, request.dir).map_err(|p| p.at(stage.from.at).in_file(request.file))?;
+    Ok((base, text))
+}
+
+/// A stage's name, else an image reference.
+fn from_ref(spec: &Spec, text: &str, dir: &Path) -> Result<BaseRef, Problem> {
+    if spec.stage_index(text).is_some() {
+        return Ok(BaseRef::Stage(text.to_string()));
+    }
+    BaseRef::parse(text, dir)
+}
+
+/// Expands stage `index` for `request.target`; `base_env` is the environment its base
+/// leaves (the base image's config Env, or the stage it is built on), visible to
+/// `${NAME}` everywhere after `from:`.
+pub(super) fn plan_stage(
+    spec: &Spec,
+    index: usize,
+    request: &PlanRequest,
+    base_env: &[(String, String)],
+) -> Result<Plan, RecipeError> {
+    let stage = &spec.stages[index];
+    let (mut scope, parts, runs_on) = start_scope(spec, stage, request)?;
+    let (from, from_text) = stage_from(spec, index, request)?;
+    for (name, value) in base_env {
+        scope.set(name, value);
+    }
+    expand_plan(spec, stage, request, scope, parts, (from, from_text), runs_on)
+        .map_err(|flaw| flaw.in_file(request.file))
+}
+
+/// The variables `from:` may use, and the parts of a plan settled before any recipe
+/// value is expanded.
+fn start_scope(
+    spec: &Spec,
+    stage: &StageSpec,
+    request: &PlanRequest,
+) -> Result<(Scope, Planned, Platform), RecipeError> {
+    let (args, warnings) = effective_args(spec, stage, request)?;
+    let (runs_on, target) = stage_platforms(stage, request.target, request.build);
+    let platform_vars = platform_vars(&target, request.build);
+    let build_env = build_env(&runs_on, &platform_vars, &args);
     // Args after platform variables: neither can shadow the other (reserved names), so
     // the order only documents intent.
     let mut scope = Scope::default();
@@ -48,8 +120,9 @@ pub(super) fn plan(spec: &Spec, request: &PlanRequest) -> Result<Plan, RecipeErr
         args,
         build_env,
         warnings,
+        target,
     };
-    expand_plan(spec, request, scope, parts).map_err(|flaw| flaw.in_file(request.file))
+    Ok((scope, parts, runs_on))
 }
 
 /// The parts of a plan settled before any recipe value is expanded.
@@ -57,13 +130,20 @@ struct Planned {
     args: Vec<(String, String)>,
     build_env: Vec<(String, String)>,
     warnings: Vec<String>,
+    target: Platform,
 }
 
-/// Declared defaults overridden by `--build-arg` (the last one given for a name wins),
-/// sorted by name. An undeclared `--build-arg` is still visible, with a warning, as
-/// docker does.
-fn effective_args(spec: &Spec, request: &PlanRequest) -> Result<(Pairs, Vec<String>), RecipeError> {
-    let mut args: std::collections::BTreeMap<String, String> = spec.args.iter().cloned().collect();
+/// Declared defaults (the top level's, then the stage's own) overridden by
+/// `--build-arg` (the last one given for a name wins), sorted by name. An undeclared
+/// `--build-arg` is still visible, with a warning, as docker does; declared anywhere in
+/// the recipe counts as declared.
+fn effective_args(
+    spec: &Spec,
+    stage: &StageSpec,
+    request: &PlanRequest,
+) -> Result<(Pairs, Vec<String>), RecipeError> {
+    let mut args: std::collections::BTreeMap<String, String> =
+        spec.args.iter().chain(&stage.args).cloned().collect();
     let mut warnings = Vec::new();
     for (name, value) in request.build_args {
         let bad = |problem| RecipeError::BuildArg {
@@ -79,7 +159,11 @@ fn effective_args(spec: &Spec, request: &PlanRequest) -> Result<(Pairs, Vec<Stri
         if is_reserved_name(name) {
             return Err(bad(Problem::ReservedArg { name: name.clone() }));
         }
-        let declared = spec.args.iter().any(|(declared, _)| declared == name);
+        let declared = spec
+            .args
+            .iter()
+            .chain(spec.stages.iter().flat_map(|s| &s.args))
+            .any(|(declared, _)| declared == name);
         let warning = format!(
             "build arg {name} is not declared in `args:` of {}",
             request.file.display()
@@ -92,26 +176,29 @@ fn effective_args(spec: &Spec, request: &PlanRequest) -> Result<(Pairs, Vec<Stri
     Ok((args.into_iter().collect(), warnings))
 }
 
-/// `scope` starts with what `from:` may use and grows with each env entry and env step.
+/// `scope` holds what `from:` may use plus the base's env, and grows with each env
+/// entry and env step.
 fn expand_plan(
     spec: &Spec,
+    stage: &StageSpec,
     request: &PlanRequest,
     mut scope: Scope,
     planned: Planned,
+    (from, from_text): (BaseRef, String),
+    runs_on: Platform,
 ) -> Result<Plan, Flaw> {
-    let from_text = expand(&scope, &spec.from)?;
-    let from = BaseRef::parse(&from_text, request.dir).map_err(|p| p.at(spec.from.at))?;
-    let env = expand_vars(&mut scope, &spec.env)?;
-    let workdir = spec
+    let env = expand_vars(&mut scope, &stage.env)?;
+    let workdir = stage
         .workdir
         .as_ref()
         .map(|dir| absolute_dir(&scope, dir))
         .transpose()?;
 
-    let mut steps = Vec::with_capacity(spec.steps.len());
+    let mut steps = Vec::with_capacity(stage.steps.len());
     let mut user = None;
-    for (index, step) in spec.steps.iter().enumerate() {
-        let kind = expand_step(&mut scope, &step.kind)?;
+    let context = StepContext { spec, dir: request.dir };
+    for (index, step) in stage.steps.iter().enumerate() {
+        let kind = expand_step(&mut scope, &context, &step.kind)?;
         if let StepKind::User(name) = &kind {
             user = Some(name.clone());
         }
@@ -119,30 +206,40 @@ fn expand_plan(
             number: index + 1,
             location: step.at.in_file(request.file),
             normalize: matches!(kind, StepKind::Run { .. })
-                && step.normalize.unwrap_or(spec.normalize),
+                && step.normalize.unwrap_or(stage.normalize),
             kind,
         });
     }
 
-    let mut labels = spec
-        .config
-        .labels
-        .iter()
-        .map(|(key, value)| Ok((key.clone(), expand(&scope, value)?)))
-        .collect::<Result<Vec<_>, Flaw>>()?;
-    labels.sort();
-    let config = ConfigSpec {
-        entrypoint: spec.config.entrypoint.clone(),
-        cmd: spec.config.cmd.clone(),
-        labels,
-        exposed_ports: spec.config.exposed_ports.clone(),
-        stop_signal: spec.config.stop_signal.clone(),
-        volumes: spec.config.volumes.clone(),
-        user,
+    // Only the final image carries the recipe's config; a stage is built to be used.
+    let config = if stage.name.is_none() {
+        let mut labels = spec
+            .config
+            .labels
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), expand(&scope, value)?)))
+            .collect::<Result<Vec<_>, Flaw>>()?;
+        labels.sort();
+        ConfigSpec {
+            entrypoint: spec.config.entrypoint.clone(),
+            cmd: spec.config.cmd.clone(),
+            labels,
+            exposed_ports: spec.config.exposed_ports.clone(),
+            stop_signal: spec.config.stop_signal.clone(),
+            volumes: spec.config.volumes.clone(),
+            user,
+        }
+    } else {
+        ConfigSpec {
+            user,
+            ..ConfigSpec::default()
+        }
     };
 
     Ok(Plan {
-        platform: *request.target,
+        stage: stage.name.clone(),
+        platform: runs_on,
+        target: planned.target,
         from,
         from_text,
         args: planned.args,
@@ -154,6 +251,12 @@ fn expand_plan(
         source_date_epoch: spec.source_date_epoch,
         warnings: planned.warnings,
     })
+}
+
+/// What expanding a step needs to know besides the variables.
+struct StepContext<'a> {
+    spec: &'a Spec,
+    dir: &'a Path,
 }
 
 fn expand(scope: &Scope, template: &Template) -> Result<String, Flaw> {
@@ -181,26 +284,46 @@ fn absolute_dir(scope: &Scope, dir: &Template) -> Result<String, Flaw> {
     Ok(value)
 }
 
-fn expand_step(scope: &mut Scope, step: &StepTemplate) -> Result<StepKind, Flaw> {
+fn expand_step(
+    scope: &mut Scope,
+    context: &StepContext,
+    step: &StepTemplate,
+) -> Result<StepKind, Flaw> {
     Ok(match step {
-        StepTemplate::Run { command, network } => StepKind::Run {
+        StepTemplate::Run {
+            command,
+            network,
+            mounts,
+        } => StepKind::Run {
             command: command.clone(),
             network: *network,
+            mounts: run_mounts(scope, context, mounts)?,
         },
         StepTemplate::Copy {
+            from,
             sources,
             to,
             mode,
             owner,
-        } => StepKind::Copy {
+        } => {
+            let from = from
+                .as_ref()
+                .map(|from| copy_from(scope, context, from))
+                .transpose()?;
+            StepKind::Copy {
             sources: sources
                 .iter()
-                .map(|source| copy_source(scope, source))
+                .map(|source| match from {
+                    None => copy_source(scope, source),
+                    Some(_) => non_empty(expand(scope, source)?, source.at, Problem::EmptyCopySource),
+                })
                 .collect::<Result<_, _>>()?,
+            from,
             to: non_empty(expand(scope, to)?, to.at, Problem::EmptyCopyDestination)?,
             mode: *mode,
             owner: *owner,
-        },
+        }
+        }
         StepTemplate::Env(vars) => StepKind::Env(expand_vars(scope, vars)?),
         StepTemplate::Workdir(dir) => StepKind::Workdir(absolute_dir(scope, dir)?),
         StepTemplate::User(user) => {
@@ -235,4 +358,105 @@ fn non_empty(value: String, at: Pos, problem: Problem) -> Result<String, Flaw> {
         return Err(problem.at(at));
     }
     Ok(value)
+}
+
+/// A copy step's or bind mount's `from:`: a stage of this recipe, else an image.
+fn copy_from(scope: &Scope, context: &StepContext, from: &Template) -> Result<CopyFrom, Flaw> {
+    let text = expand(scope, from)?;
+    if context.spec.stage_index(&text).is_some() {
+        return Ok(CopyFrom::Stage(text));
+    }
+    match BaseRef::parse(&text, context.dir).map_err(|p| p.at(from.at))? {
+        BaseRef::Scratch => Err(Problem::EmptyFrom.at(from.at)),
+        base => Ok(CopyFrom::Image { base, text }),
+    }
+}
+
+fn run_mounts(
+    scope: &Scope,
+    context: &StepContext,
+    mounts: &[MountTemplate],
+) -> Result<Vec<RunMount>, Flaw> {
+    let mut out: Vec<RunMount> = Vec::with_capacity(mounts.len());
+    for mount in mounts {
+        let target = match (&mount.target, &mount.kind) {
+            (Some(target), _) => mount_target(expand(scope, target)?, target.at)?,
+            (None, MountKindTemplate::Secret { id, .. }) => format!("/run/secrets/{id}"),
+            (None, _) => return Err(Problem::MountKeyMissing {
+                kind: "this",
+                key: "target",
+            }
+            .at(mount.at)),
+        };
+        if out.iter().any(|m| m.target == target) {
+            return Err(Problem::DuplicateMountTarget { target }.at(mount.at));
+        }
+        let kind = match &mount.kind {
+            MountKindTemplate::Cache {
+                id,
+                sharing,
+                mode,
+                uid,
+                gid,
+            } => RunMountKind::Cache {
+                id: match id {
+                    Some(id) => non_empty(expand(scope, id)?, id.at, Problem::MountKeyMissing {
+                        kind: "cache",
+                        key: "id",
+                    })?,
+                    // BuildKit's default: the target names the cache.
+                    None => target.clone(),
+                },
+                sharing: *sharing,
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            },
+            MountKindTemplate::Secret {
+                id,
+                required,
+                mode,
+                uid,
+                gid,
+            } => RunMountKind::Secret {
+                id: id.clone(),
+                required: *required,
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            },
+            MountKindTemplate::Bind {
+                from,
+                source,
+                readwrite,
+            } => RunMountKind::Bind {
+                from: from
+                    .as_ref()
+                    .map(|from| copy_from(scope, context, from))
+                    .transpose()?,
+                source: match source {
+                    Some(source) => expand(scope, source)?,
+                    None => String::new(),
+                },
+                readwrite: *readwrite,
+            },
+            MountKindTemplate::Tmpfs { size } => RunMountKind::Tmpfs { size: *size },
+        };
+        out.push(RunMount { target, kind });
+    }
+    Ok(out)
+}
+
+/// An absolute path, not `/` and not where the sandbox mounts its own filesystems;
+/// trailing slashes dropped.
+fn mount_target(value: String, at: Pos) -> Result<String, Flaw> {
+    let trimmed = value.trim_end_matches('/');
+    let reserved = ["/proc", "/dev", "/sys"]
+        .iter()
+        .any(|r| trimmed == *r || trimmed.starts_with(&format!("{r}/")));
+    let dots = trimmed.split('/').any(|part| part == "..");
+    if !is_absolute(&value) || trimmed.is_empty() || reserved || dots {
+        return Err(Problem::BadMountTarget { value }.at(at));
+    }
+    Ok(trimmed.to_string())
 }

@@ -12,6 +12,9 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRecipe {
+    /// Named stages the final image (the top level) can build on or copy from.
+    #[serde(default)]
+    pub stages: OrderedMap<RawStage>,
     pub from: Spanned<String>,
     pub platforms: Option<Spanned<OneOrMany>>,
     #[serde(default)]
@@ -25,6 +28,43 @@ pub(super) struct RawRecipe {
     /// `Option` so that a `steps:` with nothing under it (a null) means no steps.
     pub steps: Option<Vec<Spanned<RawStep>>>,
     pub config: Option<RawConfig>,
+}
+
+/// A named stage: the top level's fields that make a filesystem, plus where it runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStage {
+    pub from: Spanned<String>,
+    /// `build` (the build machine), `target` (the default) or a fixed platform.
+    pub platform: Option<Spanned<String>>,
+    #[serde(default)]
+    pub args: OrderedMap<Option<String>>,
+    #[serde(default)]
+    pub env: OrderedMap<String>,
+    pub workdir: Option<Spanned<String>>,
+    pub normalize: Option<Spanned<bool>>,
+    pub steps: Option<Vec<Spanned<RawStep>>>,
+}
+
+/// One entry of a run step's `mounts:`; which keys apply depends on `type`, which
+/// `validate` checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMount {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub target: Option<Spanned<String>>,
+    pub id: Option<Spanned<String>>,
+    pub sharing: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+    pub required: Option<Spanned<bool>>,
+    pub from: Option<Spanned<String>>,
+    pub source: Option<Spanned<String>>,
+    #[serde(alias = "rw")]
+    pub readwrite: Option<Spanned<bool>>,
+    pub size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +93,10 @@ pub(super) enum StepValue {
     Network(Spanned<String>),
     Normalize(Spanned<bool>),
     Copy(Spanned<OneOrMany>),
+    /// A copy step's source stage or image.
+    From(Spanned<String>),
+    /// A run step's mounts.
+    Mounts(Vec<Spanned<RawMount>>),
     To(Spanned<String>),
     Mode(Spanned<String>),
     Owner(Spanned<String>),
@@ -82,6 +126,8 @@ impl<'de> Deserialize<'de> for RawStep {
                         "network" => StepValue::Network(map.next_value()?),
                         "normalize" => StepValue::Normalize(map.next_value()?),
                         "copy" => StepValue::Copy(map.next_value()?),
+                        "from" => StepValue::From(map.next_value()?),
+                        "mounts" => StepValue::Mounts(map.next_value()?),
                         "to" => StepValue::To(map.next_value()?),
                         "mode" => StepValue::Mode(map.next_value()?),
                         "owner" => StepValue::Owner(map.next_value()?),

@@ -132,13 +132,16 @@ fn example_plans_for_arm_v7() {
         [
             &StepKind::Run {
                 command: RunCommand::Shell("uname -m > /arch".into()),
-                network: None
+                network: None,
+                mounts: vec![]
             },
             &StepKind::Run {
                 command: RunCommand::Exec(vec!["/bin/echo".into(), "exec form".into()]),
-                network: Some(Network::None)
+                network: Some(Network::None),
+                mounts: vec![]
             },
             &StepKind::Copy {
+                from: None,
                 sources: vec!["files/hello.txt".into()],
                 to: "/opt/hello.txt".into(),
                 mode: Some(0o644),
@@ -270,8 +273,8 @@ fn unknown_step_key_is_located() {
     let (line, column, message) = parse_error(text);
     assert_eq!((line, column), (4, 5));
     assert!(message.ends_with(
-        "unknown key `netwrk` in a step; expected one of run (with network, normalize), copy (with to, \
-         mode, owner), env, workdir, user"
+        "unknown key `netwrk` in a step; expected one of run (with network, normalize, mounts), \
+         copy (with from, to, mode, owner), env, workdir, user"
     ));
 }
 
@@ -551,7 +554,8 @@ fn run_text_is_left_to_the_shell() {
         plan.steps[0].kind,
         StepKind::Run {
             command: RunCommand::Shell("echo ${TARGETARCH} $$ ${UNDECLARED".into()),
-            network: None
+            network: None,
+            mounts: vec![]
         }
     );
 }
@@ -620,6 +624,7 @@ fn env_chains_in_order_across_env_steps() {
             &StepKind::Workdir("/opt/app/bin".into()),
             &StepKind::Env(pairs(&[("STAGE", "two"), ("V", "1+two")])),
             &StepKind::Copy {
+                from: None,
                 sources: vec!["files/two".into()],
                 to: "/opt/app/two-1+two".into(),
                 mode: None,
@@ -652,6 +657,7 @@ fn scalar_forms_are_read_as_written() {
     assert_eq!(
         plan.steps[0].kind,
         StepKind::Copy {
+            from: None,
             sources: vec!["0644".into()],
             to: "/x".into(),
             mode: Some(0o644),
@@ -666,7 +672,8 @@ fn scalar_forms_are_read_as_written() {
         plan.steps[2].kind,
         StepKind::Run {
             command: RunCommand::Shell("yes".into()),
-            network: None
+            network: None,
+            mounts: vec![]
         }
     );
     assert_eq!(plan.config.exposed_ports, ["8080/tcp", "53/udp"]);

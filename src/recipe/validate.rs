@@ -11,34 +11,92 @@ use super::expand::check_syntax;
 use super::fields::{
     is_absolute, is_valid_stop_signal, is_var_name, normalize_port, parse_mode, parse_owner,
 };
-use super::model::{ConfigTemplate, Spec, StepSpec, StepTemplate, Template, Var};
+use super::model::{
+    ConfigTemplate, Spec, StagePlatform, StageSpec, StepSpec, StepTemplate,
+    Template, Var,
+};
 use super::plan::{Network, RunCommand};
-use super::schema::{Command, OneOrMany, OrderedMap, RawConfig, RawRecipe, RawStep, StepValue};
+use super::schema::{
+    Command, OneOrMany, OrderedMap, RawConfig, RawMount, RawRecipe, RawStep, StepValue,
+};
 use crate::platform::Platform;
 
 pub(super) fn validate(raw: RawRecipe) -> Result<Spec, Flaw> {
-    Ok(Spec {
+    let mut stages = Vec::with_capacity(raw.stages.0.len() + 1);
+    for (name, stage) in raw.stages.0 {
+        let stage = stage.value;
+        stages.push(StageSpec {
+            name: Some(stage_name(&name)?),
+            from: template(stage.from)?,
+            platform: stage.platform.map(stage_platform).transpose()?.unwrap_or(StagePlatform::Target),
+            args: build_args(stage.args)?,
+            env: vars(stage.env, "env")?,
+            workdir: stage.workdir.map(template).transpose()?,
+            normalize: stage.normalize.is_none_or(|n| n.value),
+            steps: steps(stage.steps)?,
+            target_dependent: true,
+        });
+    }
+    stages.push(StageSpec {
+        name: None,
         from: template(raw.from)?,
-        platforms: platforms(raw.platforms)?,
-        args: build_args(raw.args)?,
+        platform: StagePlatform::Target,
+        args: Vec::new(),
         env: vars(raw.env, "env")?,
         workdir: raw.workdir.map(template).transpose()?,
-        source_date_epoch: raw.source_date_epoch.map(epoch).transpose()?,
         normalize: raw.normalize.is_none_or(|n| n.value),
-        steps: (raw.steps.into_iter().flatten())
-            .map(step)
-            .collect::<Result<_, _>>()?,
+        steps: steps(raw.steps)?,
+        target_dependent: true,
+    });
+    super::stage_graph::settle_target_dependence(&mut stages)?;
+    Ok(Spec {
+        platforms: platforms(raw.platforms)?,
+        args: build_args(raw.args)?,
+        source_date_epoch: raw.source_date_epoch.map(epoch).transpose()?,
+        stages,
         config: config(raw.config.unwrap_or_default())?,
     })
 }
 
+fn steps(raw: Option<Vec<Spanned<RawStep>>>) -> Result<Vec<StepSpec>, Flaw> {
+    raw.into_iter().flatten().map(step).collect()
+}
+
+/// Docker's rule for stage names (lower case, as BuildKit folds them), minus `scratch`,
+/// which always means the empty base.
+fn stage_name(key: &Spanned<String>) -> Result<String, Flaw> {
+    let name = &key.value;
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        && name != "scratch";
+    if !valid {
+        return Err(Problem::BadStageName { name: name.clone() }.at(pos(key)));
+    }
+    Ok(name.clone())
+}
+
+fn stage_platform(value: Spanned<String>) -> Result<StagePlatform, Flaw> {
+    match value.value.as_str() {
+        "build" => Ok(StagePlatform::Build),
+        "target" => Ok(StagePlatform::Target),
+        text => text.parse().map(StagePlatform::Fixed).map_err(|e: crate::platform::PlatformError| {
+            Problem::BadStagePlatform {
+                value: text.to_string(),
+                problem: e.to_string(),
+            }
+            .at(pos(&value))
+        }),
+    }
+}
+
 /// Where a value was used. For a YAML alias that is the alias, not the anchor: the
 /// value is wrong in the role it plays there.
-fn pos<T>(spanned: &Spanned<T>) -> Pos {
+pub(super) fn pos<T>(spanned: &Spanned<T>) -> Pos {
     Pos::of(&spanned.referenced)
 }
 
-fn template(value: Spanned<String>) -> Result<Template, Flaw> {
+pub(super) fn template(value: Spanned<String>) -> Result<Template, Flaw> {
     let at = pos(&value);
     check_syntax(&value.value).map_err(|problem| problem.at(at))?;
     Ok(Template {
@@ -145,6 +203,8 @@ impl Kind {
 struct Qualifiers {
     network: Option<Entry>,
     normalize: Option<(Spanned<String>, Spanned<bool>)>,
+    mounts: Option<(Spanned<String>, Vec<Spanned<RawMount>>)>,
+    from: Option<Entry>,
     to: Option<Entry>,
     mode: Option<Entry>,
     owner: Option<Entry>,
@@ -152,13 +212,15 @@ struct Qualifiers {
 
 impl Qualifiers {
     /// Each qualifier with the kind of step it belongs on.
-    fn owners(&self) -> [(Option<&Spanned<String>>, &'static str); 5] {
+    fn owners(&self) -> [(Option<&Spanned<String>>, &'static str); 7] {
         fn key(entry: &Option<Entry>) -> Option<&Spanned<String>> {
             entry.as_ref().map(|(k, _)| k)
         }
         [
             (key(&self.network), "run"),
             (self.normalize.as_ref().map(|(k, _)| k), "run"),
+            (self.mounts.as_ref().map(|(k, _)| k), "run"),
+            (key(&self.from), "copy"),
             (key(&self.to), "copy"),
             (key(&self.mode), "copy"),
             (key(&self.owner), "copy"),
@@ -185,6 +247,14 @@ fn step_parts(raw: RawStep) -> Result<(Option<KindEntry>, Qualifiers), Flaw> {
             }
             StepValue::Normalize(v) => {
                 q.normalize = Some((key, v));
+                continue;
+            }
+            StepValue::Mounts(v) => {
+                q.mounts = Some((key, v));
+                continue;
+            }
+            StepValue::From(v) => {
+                q.from = Some((key, v));
                 continue;
             }
             StepValue::To(v) => {
@@ -241,6 +311,9 @@ fn step(raw: Spanned<RawStep>) -> Result<StepSpec, Flaw> {
         Kind::Run(command) => StepTemplate::Run {
             command: run_command(command)?,
             network: qualifiers.network.map(|(_, v)| network(v)).transpose()?,
+            mounts: (qualifiers.mounts.into_iter().flat_map(|(_, m)| m))
+                .map(super::mounts::mount)
+                .collect::<Result<_, _>>()?,
         },
         Kind::Copy(sources) => copy_step(&kind_key, sources, qualifiers)?,
         Kind::Env(map) => {
@@ -331,6 +404,7 @@ fn copy_step(
         })
         .transpose()?;
     Ok(StepTemplate::Copy {
+        from: qualifiers.from.map(|(_, from)| template(from)).transpose()?,
         sources,
         to: template(to)?,
         mode,

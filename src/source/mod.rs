@@ -119,7 +119,7 @@ pub fn resolve(
     let path = match base {
         BaseRef::Rootfs(p) | BaseRef::DockerArchive(p) => Some(p),
         BaseRef::OciLayout { dir: p, .. } | BaseRef::OciArchive { file: p, .. } => Some(p),
-        BaseRef::Scratch | BaseRef::Registry(_) => None,
+        BaseRef::Scratch | BaseRef::Registry(_) | BaseRef::Stage(_) => None,
     };
     if let (Some(path), Some(dir)) = (path, ctx.recipe_dir) {
         check_inside(path, dir, text)?;
@@ -142,5 +142,10 @@ pub fn resolve(
             archive::docker_archive(file, text, platform, cache, ctx.scratch, ctx.unpack_limit)
         }
         BaseRef::Registry(reference) => registry::pull(reference, platform, cache, ctx.registry),
+        // The build graph builds stages; reading one as an image is a caller's mistake.
+        BaseRef::Stage(name) => Err(SourceError::Invalid {
+            reference: text.to_string(),
+            message: format!("{name} is a stage of the recipe, built by the build graph"),
+        }),
     }
 }

@@ -130,8 +130,15 @@ pub enum Problem {
     UnknownVariable { name: String, known: String },
     #[error("unterminated ${{ in {text:?}; write $$ for a literal $")]
     UnterminatedVariable { text: String },
-    #[error("invalid variable reference ${{{name}}} in {text:?}: only ${{NAME}} is supported")]
+    #[error(
+        "invalid variable reference ${{{name}}} in {text:?}: expected ${{NAME}}, \
+         ${{NAME:-default}}, ${{NAME:+alternative}}, ${{NAME:?message}} (each also without \
+         the colon), ${{NAME#prefix}}, ${{NAME##prefix}}, ${{NAME%suffix}} or ${{NAME%%suffix}}"
+    )]
     BadVariable { name: String, text: String },
+    /// `${NAME?message}` or `${NAME:?message}` with NAME unset (or empty).
+    #[error("{name}: {message}")]
+    RequiredVariable { name: String, message: String },
 
     // ---- from: ----
     #[error("empty `from:`; expected scratch, rootfs:FILE, oci:DIR[:tag] or an image reference")]

@@ -5,6 +5,7 @@
 // (platform, step, location, output tail); boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod annotations;
 mod copy;
 mod env;
 pub mod image_state;
@@ -69,6 +70,10 @@ pub struct BuildRequest {
     pub max_unpack_size: Option<u64>,
     /// `--memory`, `--pids-limit`, `--cpus` for every RUN step.
     pub limits: crate::sandbox::limits::Limits,
+    /// `--label KEY=VALUE`: over the recipe's labels, in every platform's config.
+    pub labels: Vec<(String, String)>,
+    /// `--annotation`: over the recipe's annotations.
+    pub annotations: Vec<annotations::Annotation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,12 +300,19 @@ pub fn effective_epoch(requested: Option<i64>, plan: &Plan) -> i64 {
 /// Runs the whole build. Must run inside the build's user namespace.
 pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     let host = Platform::host();
+    for w in req.recipe.warnings() {
+        req.progress.warn("recipe", w);
+    }
     // Plans first: every expansion error surfaces before any work starts.
-    let plans: Vec<Plan> = req
+    let mut plans: Vec<Plan> = req
         .platforms
         .iter()
         .map(|p| req.recipe.plan(p, &host, &req.build_args))
         .collect::<Result<_, _>>()?;
+    for plan in &mut plans {
+        annotations::apply_to_plan(plan, &req.labels, &req.annotations);
+    }
+    let index_annotations = annotations::index_annotations(&plans, &req.annotations)?;
     let mut warnings: Vec<&String> = plans.iter().flat_map(|p| &p.warnings).collect();
     warnings.sort();
     warnings.dedup();
@@ -385,20 +397,35 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     }
 
     // The index lists platforms in the order they were asked for (DESIGN decision 4).
-    let index = ImageIndexBuilder::default()
+    let mut index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)
         .manifests(
             images
                 .iter()
-                .map(|i| i.manifest.clone())
+                .map(|i| {
+                    let mut entry = i.manifest.clone();
+                    annotations::annotate_manifest_descriptor(
+                        &mut entry,
+                        &i.platform,
+                        &req.annotations,
+                    );
+                    entry
+                })
                 .collect::<Vec<_>>(),
-        )
-        .build()
-        .map_err(|e| ImageError::Invalid {
-            what: "image index".into(),
-            message: e.to_string(),
-        })?;
+        );
+    if !index_annotations.is_empty() {
+        // A HashMap in oci-spec; canonical_json sorts the keys when it is written.
+        index = index.annotations(
+            index_annotations
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    let index = index.build().map_err(|e| ImageError::Invalid {
+        what: "image index".into(),
+        message: e.to_string(),
+    })?;
     let (index_digest, index_size) = store.put_bytes(&canonical_json(&index, "image index")?)?;
     if let Some(out) = &req.output {
         let mut blobs: Vec<Digest> = images
@@ -408,7 +435,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         blobs.push(index_digest.clone());
         blobs.sort();
         blobs.dedup();
-        let top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
+        let mut top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
+        annotations::annotate_index_descriptor(&mut top, &req.annotations);
         let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
         output::write(
             out,

@@ -3,18 +3,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-
-fn skopeo(args: &[&str]) -> Option<Vec<u8>> {
-    match Command::new("skopeo").args(args).output() {
-        Ok(out) if out.status.success() => Some(out.stdout),
-        Ok(out) => panic!("skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(_) => {
-            skip("skopeo is not installed");
-            None
-        }
-    }
-}
 
 #[test]
 fn archives_round_trip_through_skopeo_and_serve_as_bases() {

@@ -962,3 +962,197 @@ fn steps_see_no_stray_descriptors_and_the_umask_does_not_matter() {
     let out = xbake(As::Me, dir, &["build", "recipe.yaml"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// Docker's config extensions, labels and annotations at every level, on one native
+/// platform (no emulation needed).
+const METADATA: &str = r#"
+from: rootfs:bases/busybox-${TARGETARCH}.tar.gz
+args: {VERSION: "1.0"}
+env: {VARIANT: "${TARGETVARIANT:-none}", GOARM: "${TARGETVARIANT#v}"}
+steps:
+  - run: echo "$SHELL_WAS" > /shell-was
+    network: none
+config:
+  shell: ["/bin/busybox", "env", "SHELL_WAS=custom", "/bin/sh", "-c"]
+  cmd: ["echo", "${TARGETARCH}"]
+  labels: {title: recipe, version: "${VERSION}"}
+  healthcheck:
+    test: wget -q -O- http://localhost/ || exit 1
+    interval: 30s
+    timeout: 5s
+    start_period: 1m
+    retries: 3
+  annotations:
+    manifest: {org.opencontainers.image.version: "${VERSION}", arch: "${TARGETARCH}"}
+    index: {org.opencontainers.image.title: hello}
+"#;
+
+/// The raw bytes of a blob named by a descriptor, and the same parsed.
+fn described(layout: &Path, descriptor: &serde_json::Value) -> (String, serde_json::Value) {
+    let bytes = blob(layout, descriptor["digest"].as_str().unwrap());
+    (String::from_utf8(bytes.clone()).unwrap(), json(&bytes))
+}
+
+#[test]
+fn healthcheck_shell_labels_annotations_and_iidfile_as_docker_buildx_writes_them() {
+    if fixtures().is_none() && skip("no busybox fixtures; run `just fixtures`") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("metadata", METADATA, &[]);
+    let dir = recipe.parent().unwrap();
+    let (stdout, stderr) = xbake_ok(
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            "oci:out:1",
+            "--label",
+            "title=from the command line",
+            "--label",
+            "org.example.by=cli",
+            "--annotation",
+            "cli.manifest=yes",
+            "--annotation",
+            "manifest[linux/arm64]:not.this.platform=x",
+            "--annotation",
+            "index,manifest-descriptor:org.opencontainers.image.revision=abc123",
+            "--annotation",
+            "index-descriptor:top=1",
+            "--iidfile",
+            "iid",
+        ],
+        &[],
+    );
+    assert!(
+        stderr.contains(
+            "[recipe] warning: recipe.yaml:10:8: config.cmd is exec form and is not \
+             expanded; ${TARGETARCH} stays literal"
+        ),
+        "{stderr}"
+    );
+    let layout = dir.join("out");
+    let (index_digest, images) = read_layout(&layout, "1");
+    assert_eq!(stdout, index_digest);
+
+    // --iidfile: the index digest, no newline, handed back to the caller.
+    let iid = std::fs::read(dir.join("iid")).unwrap();
+    assert_eq!(String::from_utf8(iid).unwrap(), index_digest);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(dir.join("iid")).unwrap().uid(),
+        nix::unistd::getuid().as_raw()
+    );
+
+    let [image] = &images[..] else {
+        panic!("one platform expected: {images:?}")
+    };
+    assert_eq!(
+        file_text(image, "shell-was"),
+        "custom\n",
+        "RUN used config.shell"
+    );
+    let config = &image.config["config"];
+    assert_eq!(
+        config["Env"],
+        serde_json::json!(["VARIANT=none", "GOARM="]),
+        "amd64 has no variant"
+    );
+
+    // The config's bytes, with Docker's names and units (nanoseconds, zeros left out).
+    let top = json(&std::fs::read(layout.join("index.json")).unwrap());
+    let index_entry = &top["manifests"][0];
+    let (_, index) = described(&layout, index_entry);
+    let manifest_entry = &index["manifests"][0];
+    let (_, manifest) = described(&layout, manifest_entry);
+    let (config_text, _) = described(&layout, &manifest["config"]);
+    for expected in [
+        r#""Healthcheck":{"Interval":30000000000,"Retries":3,"StartPeriod":60000000000,"Test":["CMD-SHELL","wget -q -O- http://localhost/ || exit 1"],"Timeout":5000000000}"#,
+        r#""Shell":["/bin/busybox","env","SHELL_WAS=custom","/bin/sh","-c"]"#,
+        r#""Labels":{"org.example.by":"cli","title":"from the command line","version":"1.0"}"#,
+        r#""Cmd":["echo","${TARGETARCH}"]"#,
+    ] {
+        assert!(
+            config_text.contains(expected),
+            "{expected} not in {config_text}"
+        );
+    }
+    // skopeo reads the same bytes as the config (OCI field names included).
+    if let Some(raw) = skopeo(&[
+        "inspect",
+        "--raw",
+        "--config",
+        &format!("oci:{}:1", layout.display()),
+    ]) {
+        assert_eq!(String::from_utf8(raw).unwrap(), config_text);
+    }
+    if let Some(parsed) = skopeo(&[
+        "inspect",
+        "--config",
+        &format!("oci:{}:1", layout.display()),
+    ]) {
+        let parsed = json(&parsed);
+        assert_eq!(parsed["config"]["Labels"]["org.example.by"], "cli");
+        assert_eq!(parsed["architecture"], "amd64");
+    }
+
+    // Annotations, each where it was asked for.
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({
+            "arch": "amd64",
+            "cli.manifest": "yes",
+            "org.opencontainers.image.version": "1.0",
+        })
+    );
+    assert_eq!(
+        index["annotations"],
+        serde_json::json!({
+            "org.opencontainers.image.revision": "abc123",
+            "org.opencontainers.image.title": "hello",
+        })
+    );
+    assert_eq!(
+        manifest_entry["annotations"],
+        serde_json::json!({"org.opencontainers.image.revision": "abc123"})
+    );
+    assert_eq!(
+        index_entry["annotations"],
+        serde_json::json!({"org.opencontainers.image.ref.name": "1", "top": "1"})
+    );
+
+    // The same build again gives the same bytes; an unknown annotation type is a usage error.
+    let (again, _) = xbake_ok(
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--platform",
+            "linux/amd64",
+            "--label",
+            "title=from the command line",
+            "--label",
+            "org.example.by=cli",
+            "--annotation",
+            "cli.manifest=yes",
+            "--annotation",
+            "manifest[linux/arm64]:not.this.platform=x",
+            "--annotation",
+            "index,manifest-descriptor:org.opencontainers.image.revision=abc123",
+        ],
+        &[],
+    );
+    assert_eq!(again, index_digest);
+    for bad in [["--annotation", "layer:k=v"], ["--label", "novalue"]] {
+        let out = xbake(
+            As::Me,
+            dir,
+            &[&["build", "recipe.yaml"][..], &bad].concat(),
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    }
+}

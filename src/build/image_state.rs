@@ -4,7 +4,7 @@
 use super::timefmt::rfc3339;
 use crate::image::{ImageError, descriptor};
 use crate::platform::Platform;
-use crate::recipe::ConfigSpec;
+use crate::recipe::{ConfigSpec, Healthcheck};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
     ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
@@ -36,8 +36,76 @@ pub struct ImageState {
     pub exposed_ports: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub stop_signal: Option<String>,
+    /// Docker's extensions of the config (not inherited from a base yet: oci-spec's
+    /// parsed config has no place for them).
+    pub healthcheck: Option<Healthcheck>,
+    pub shell: Option<Vec<String>>,
+    /// On the image manifest.
+    pub annotations: BTreeMap<String, String>,
     pub layers: Vec<Layer>,
     pub history: Vec<HistoryEntry>,
+}
+
+/// The image config as written: OCI's fields plus the Docker extensions docker buildx
+/// writes into `config` (`Healthcheck`, `Shell`), which oci-spec's `Config` cannot
+/// hold. Serialises to exactly the OCI config's JSON when there are none, so images
+/// without them keep their digests.
+#[derive(Clone, Debug)]
+pub struct ImageConfig {
+    pub oci: ImageConfiguration,
+    healthcheck: Option<Healthcheck>,
+    shell: Option<Vec<String>>,
+}
+
+impl ImageConfig {
+    /// The Docker fields, in the names and units docker writes them: durations as
+    /// integer nanoseconds, zero values left out (Go's `omitempty`).
+    fn extensions(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{Value, json};
+        let mut fields = serde_json::Map::new();
+        if let Some(h) = &self.healthcheck {
+            let mut check = serde_json::Map::new();
+            if !h.test.is_empty() {
+                check.insert("Test".into(), json!(h.test));
+            }
+            for (name, value) in [
+                ("Interval", h.interval),
+                ("Timeout", h.timeout),
+                ("StartPeriod", h.start_period),
+                ("StartInterval", h.start_interval),
+                ("Retries", u64::from(h.retries)),
+            ] {
+                if value != 0 {
+                    check.insert(name.into(), json!(value));
+                }
+            }
+            fields.insert("Healthcheck".into(), Value::Object(check));
+        }
+        if let Some(shell) = self.shell.as_ref().filter(|s| !s.is_empty()) {
+            fields.insert("Shell".into(), json!(shell));
+        }
+        fields
+    }
+}
+
+impl serde::Serialize for ImageConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut tree = serde_json::to_value(&self.oci).map_err(S::Error::custom)?;
+        let extensions = self.extensions();
+        if !extensions.is_empty() {
+            let runtime = tree
+                .as_object_mut()
+                .ok_or_else(|| S::Error::custom("an image config is a JSON object"))?
+                .entry("config")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let runtime = runtime
+                .as_object_mut()
+                .ok_or_else(|| S::Error::custom("an image config's config is a JSON object"))?;
+            runtime.extend(extensions);
+        }
+        tree.serialize(serializer)
+    }
 }
 
 impl ImageState {
@@ -148,14 +216,18 @@ impl ImageState {
         if let Some(user) = &spec.user {
             self.user = Some(user.clone());
         }
+        if let Some(healthcheck) = &spec.healthcheck {
+            self.healthcheck = Some(healthcheck.clone());
+        }
+        if let Some(shell) = &spec.shell {
+            self.shell = Some(shell.clone());
+        }
+        self.annotations
+            .extend(spec.manifest_annotations.iter().cloned());
     }
 
     /// The OCI image configuration for `platform`; `created` is the build's epoch.
-    pub fn config(
-        &self,
-        platform: &Platform,
-        epoch: i64,
-    ) -> Result<ImageConfiguration, ImageError> {
+    pub fn config(&self, platform: &Platform, epoch: i64) -> Result<ImageConfig, ImageError> {
         let invalid = |e: oci_spec::OciSpecError| ImageError::Invalid {
             what: "image config".into(),
             message: e.to_string(),
@@ -236,7 +308,11 @@ impl ImageState {
         if let Some(variant) = platform.oci_variant() {
             config = config.variant(variant);
         }
-        config.build().map_err(invalid)
+        Ok(ImageConfig {
+            oci: config.build().map_err(invalid)?,
+            healthcheck: self.healthcheck.clone(),
+            shell: self.shell.clone(),
+        })
     }
 
     /// The image manifest for this state, given its stored config.
@@ -246,16 +322,24 @@ impl ImageState {
             .iter()
             .map(|l| descriptor(MediaType::from(l.media_type.as_str()), &l.digest, l.size))
             .collect::<Result<Vec<_>, _>>()?;
-        ImageManifestBuilder::default()
+        let mut manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
             .media_type(MediaType::ImageManifest)
             .config(config.clone())
-            .layers(layers)
-            .build()
-            .map_err(|e| ImageError::Invalid {
-                what: "image manifest".into(),
-                message: e.to_string(),
-            })
+            .layers(layers);
+        if !self.annotations.is_empty() {
+            // A HashMap in oci-spec; canonical_json sorts the keys when it is written.
+            manifest = manifest.annotations(
+                self.annotations
+                    .clone()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            );
+        }
+        manifest.build().map_err(|e| ImageError::Invalid {
+            what: "image manifest".into(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -291,6 +375,7 @@ mod tests {
             stop_signal: Some("SIGTERM".into()),
             volumes: vec![],
             user: None,
+            ..Default::default()
         });
         let arm: Platform = "arm/v6".parse().unwrap();
         let json = String::from_utf8(
@@ -334,7 +419,74 @@ mod tests {
             stop_signal: None,
             volumes: vec![],
             user: None,
+            ..Default::default()
         });
         assert_eq!(s.cmd, None);
+    }
+
+    fn config_text(s: &ImageState) -> String {
+        let amd64: Platform = "amd64".parse().unwrap();
+        String::from_utf8(canonical_json(&s.config(&amd64, 0).unwrap(), "c").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn without_docker_extensions_the_config_is_the_oci_config() {
+        let mut s = ImageState::default();
+        s.set_env("A", "1");
+        s.push_layer(layer(1), "RUN x".into(), 0);
+        let amd64: Platform = "amd64".parse().unwrap();
+        let config = s.config(&amd64, 0).unwrap();
+        assert_eq!(
+            canonical_json(&config, "c").unwrap(),
+            canonical_json(&config.oci, "c").unwrap()
+        );
+        assert!(!config_text(&s).contains("Healthcheck"));
+        assert!(!config_text(&s).contains("Shell"));
+    }
+
+    #[test]
+    fn healthcheck_and_shell_are_written_as_docker_writes_them() {
+        let mut s = ImageState::default();
+        s.apply_config(&ConfigSpec {
+            healthcheck: Some(Healthcheck {
+                test: vec!["CMD".into(), "/ok".into()],
+                interval: 30_000_000_000,
+                timeout: 0,
+                start_period: 5_000_000_000,
+                start_interval: 0,
+                retries: 0,
+            }),
+            shell: Some(vec!["/bin/bash".into(), "-c".into()]),
+            manifest_annotations: vec![("b".into(), "2".into()), ("a".into(), "1".into())],
+            ..Default::default()
+        });
+        let text = config_text(&s);
+        assert!(
+            text.contains(
+                r#""config":{"Healthcheck":{"Interval":30000000000,"StartPeriod":5000000000,"Test":["CMD","/ok"]},"Shell":["/bin/bash","-c"]}"#
+            ),
+            "{text}"
+        );
+        let none = ImageState {
+            healthcheck: Some(Healthcheck {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(
+            config_text(&none).contains(r#""config":{"Healthcheck":{"Test":["NONE"]}}"#),
+            "{}",
+            config_text(&none)
+        );
+        let config = descriptor(MediaType::ImageConfig, &Digest::of(b"c"), 1).unwrap();
+        let manifest =
+            String::from_utf8(canonical_json(&s.manifest(&config).unwrap(), "m").unwrap()).unwrap();
+        assert!(
+            manifest.contains(r#""annotations":{"a":"1","b":"2"}"#),
+            "{manifest}"
+        );
+        let plain = ImageState::default().manifest(&config).unwrap();
+        assert!(plain.annotations().is_none());
     }
 }

@@ -5,6 +5,7 @@
 // (platform, step, location, output tail); boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod annotations;
 mod copy;
 mod env;
 mod filesystem;
@@ -80,6 +81,10 @@ pub struct BuildRequest {
     pub max_unpack_size: Option<u64>,
     /// `--memory`, `--pids-limit`, `--cpus` for every RUN step.
     pub limits: crate::sandbox::limits::Limits,
+    /// `--label KEY=VALUE`: over the recipe's labels, in every platform's config.
+    pub labels: Vec<(String, String)>,
+    /// `--annotation`: over the recipe's annotations.
+    pub annotations: Vec<annotations::Annotation>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,6 +327,9 @@ struct NodeResult {
 /// Runs the whole build. Must run inside the build's user namespace.
 pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     let host = Platform::host();
+    for w in req.recipe.warnings() {
+        req.progress.warn("recipe", w);
+    }
     let output_stage = req.recipe.output_stage(req.target.as_deref())?;
     let rules = Some(crate::normalize::builtin()?);
     let mut platforms = req.platforms.clone();
@@ -377,7 +385,18 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         resolve: &resolve,
         warn: &warn,
     };
-    let graph = discovery.discover(output_stage, &req.platforms, jobs)?;
+    let mut graph = discovery.discover(output_stage, &req.platforms, jobs)?;
+    // `--label` and `--annotation` are the output's, like the recipe's `config:`.
+    let mut output_nodes: Vec<usize> = Vec::new();
+    for &node in &graph.outputs {
+        if !output_nodes.contains(&node) {
+            output_nodes.push(node);
+            annotations::apply_to_plan(&mut graph.nodes[node].plan, &req.labels, &req.annotations);
+        }
+    }
+    let output_plans: Vec<Plan> = output_nodes.iter().map(|&n| graph.nodes[n].plan.clone()).collect();
+    let index_annotations = annotations::index_annotations(&output_plans, &req.annotations)?;
+    let graph = graph;
     let images: Vec<Arc<Filesystem>> = graph
         .images
         .iter()
@@ -505,32 +524,41 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
 
     // One manifest per output; a stage shared by every target (`--target` of a stage
     // that does not depend on it) is listed once.
-    let mut outputs: Vec<usize> = Vec::new();
-    for &node in &graph.outputs {
-        if !outputs.contains(&node) {
-            outputs.push(node);
-        }
-    }
-    let images: Vec<PlatformImage> = outputs
+    let images: Vec<PlatformImage> = output_nodes
         .iter()
         .filter_map(|&node| results[node].image.clone())
         .collect();
 
     // The index lists platforms in the order they were asked for (DESIGN decision 4).
-    let index = ImageIndexBuilder::default()
+    let mut index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)
         .manifests(
             images
                 .iter()
-                .map(|i| i.manifest.clone())
+                .map(|i| {
+                    let mut entry = i.manifest.clone();
+                    annotations::annotate_manifest_descriptor(
+                        &mut entry,
+                        &i.platform,
+                        &req.annotations,
+                    );
+                    entry
+                })
                 .collect::<Vec<_>>(),
-        )
-        .build()
-        .map_err(|e| ImageError::Invalid {
-            what: "image index".into(),
-            message: e.to_string(),
-        })?;
+        );
+    if !index_annotations.is_empty() {
+        // A HashMap in oci-spec; canonical_json sorts the keys when it is written.
+        index = index.annotations(
+            index_annotations
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    let index = index.build().map_err(|e| ImageError::Invalid {
+        what: "image index".into(),
+        message: e.to_string(),
+    })?;
     let (index_digest, index_size) = store.put_bytes(&canonical_json(&index, "image index")?)?;
     if let Some(out) = &req.output {
         let mut blobs: Vec<Digest> = images
@@ -540,7 +568,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         blobs.push(index_digest.clone());
         blobs.sort();
         blobs.dedup();
-        let top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
+        let mut top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
+        annotations::annotate_index_descriptor(&mut top, &req.annotations);
         let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
         output::write(
             out,

@@ -183,9 +183,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 command, network, ..
             } => {
                 let argv = match command {
-                    RunCommand::Shell(script) => {
-                        vec!["/bin/sh".into(), "-c".into(), script.clone()]
-                    }
+                    RunCommand::Shell(script) => step.shell_argv(script),
                     RunCommand::Exec(argv) => argv.clone(),
                 };
                 let network = step_network(*network, ctx.network);

@@ -1,6 +1,7 @@
 //! `xbake build`.
 
 use super::{Failure, UsageError, default_cache_dir};
+use crate::build::annotations::Annotation;
 use crate::build::metadata::{BuildFacts, metadata};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{BuildRequest, Output};
@@ -87,6 +88,25 @@ pub struct BuildArgs {
     max_unpack_size: Option<u64>,
     #[command(flatten)]
     limits: super::limits::LimitArgs,
+    /// Add or override a config label, in every platform's image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Add an annotation, with docker buildx's syntax: `[TYPE[,TYPE…]:]KEY=VALUE`, TYPE
+    /// one of manifest (the default), manifest-descriptor, index, index-descriptor; the
+    /// manifest ones may name a platform, `manifest[linux/arm64]:KEY=VALUE` (repeatable).
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = parse_annotation)]
+    annotations: Vec<Vec<Annotation>>,
+    /// Write the image index digest (`sha256:…`, no newline) to FILE.
+    #[arg(long = "iidfile", value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    crate::build::annotations::parse_label(text)
+}
+
+fn parse_annotation(text: &str) -> Result<Vec<Annotation>, String> {
+    crate::build::annotations::parse_annotation(text).map_err(|e| e.to_string())
 }
 
 fn parse_unpack_size(text: &str) -> Result<u64, String> {
@@ -260,6 +280,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         max_unpack_size: args.max_unpack_size,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         limits: args.limits.limits(),
+        labels: args.labels,
+        annotations: args.annotations.into_iter().flatten().collect(),
     };
     let outcome = crate::build::run(&request)?;
     let image_name = output.as_ref().map(Output::to_string);
@@ -276,9 +298,13 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
                 steps: outcome.normalized_steps.clone(),
             },
         };
-        write_atomically(path, &metadata(&outcome, &facts))?;
-        crate::sandbox::userns::hand_back_to_caller(path)
-            .map_err(|e| anyhow::anyhow!("giving {} back to the caller: {e}", path.display()))?;
+        write_json_atomically(path, &metadata(&outcome, &facts))?;
+        hand_back(path)?;
+    }
+    if let Some(path) = &args.iidfile {
+        // As buildx writes it: the digest alone, without a newline.
+        write_atomically(path, outcome.index_digest.to_string().as_bytes())?;
+        hand_back(path)?;
     }
     eprintln!(
         "{} platform{}: {} step{} run, {} cached",
@@ -301,18 +327,31 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// JSON to `path` via a temporary file beside it, so readers never see half of it.
-fn write_atomically(path: &std::path::Path, value: &serde_json::Value) -> Result<(), Failure> {
+/// A file this build wrote for the caller goes back to the caller's ids (root builds).
+fn hand_back(path: &std::path::Path) -> Result<(), Failure> {
+    crate::sandbox::userns::hand_back_to_caller(path)
+        .map_err(|e| anyhow::anyhow!("giving {} back to the caller: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Pretty JSON and a newline, written atomically.
+fn write_json_atomically(path: &std::path::Path, value: &serde_json::Value) -> Result<(), Failure> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
+}
+
+/// `bytes` to `path` via a temporary file beside it, so readers never see half of it.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".xbake-metadata-")
+        .prefix(".xbake-tmp-")
         .tempfile_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, value)?;
     use std::io::Write;
-    tmp.write_all(b"\n")?;
+    tmp.write_all(bytes)?;
     use std::os::unix::fs::PermissionsExt;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))?;

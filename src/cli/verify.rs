@@ -106,6 +106,8 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         max_unpack_size: None,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         limits: super::limits::defaults(),
+        labels: Vec::new(),
+        annotations: Vec::new(),
     };
     crate::build::run(&request)?;
     let mut rebuilt = load(&crate::image::reference::LayoutRef {

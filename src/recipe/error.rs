@@ -126,6 +126,23 @@ pub enum Problem {
     RelativeVolume { value: String },
     #[error("empty label key")]
     EmptyLabelKey,
+    #[error("empty annotation key")]
+    EmptyAnnotationKey,
+    #[error("invalid {what} {value:?}: expected a duration like 30s, 1m30s or 500ms")]
+    BadDuration { what: &'static str, value: String },
+    #[error("{what} {value:?} is shorter than 1ms, Docker's minimum (0 means the default)")]
+    DurationTooShort { what: &'static str, value: String },
+    #[error("healthcheck retries must be between 0 and 2147483647, not {value}")]
+    BadRetries { value: i64 },
+    #[error(
+        "invalid healthcheck test: {reason}; expected a command string (run by the \
+         image's shell), [\"CMD\", program, args…], [\"CMD-SHELL\", command] or [\"NONE\"]"
+    )]
+    BadHealthcheckTest { reason: String },
+    #[error("`{key}` has no meaning with the healthcheck test [\"NONE\"], which turns checks off")]
+    HealthcheckNoneOption { key: &'static str },
+    #[error("shell must be an exec-form list with the program first, like [\"/bin/bash\", \"-c\"]")]
+    BadShell,
     #[error("source_date_epoch must be zero or positive, not {value}")]
     NegativeEpoch { value: i64 },
 
@@ -134,8 +151,15 @@ pub enum Problem {
     UnknownVariable { name: String, known: String },
     #[error("unterminated ${{ in {text:?}; write $$ for a literal $")]
     UnterminatedVariable { text: String },
-    #[error("invalid variable reference ${{{name}}} in {text:?}: only ${{NAME}} is supported")]
+    #[error(
+        "invalid variable reference ${{{name}}} in {text:?}: expected ${{NAME}}, \
+         ${{NAME:-default}}, ${{NAME:+alternative}}, ${{NAME:?message}} (each also without \
+         the colon), ${{NAME#prefix}}, ${{NAME##prefix}}, ${{NAME%suffix}} or ${{NAME%%suffix}}"
+    )]
     BadVariable { name: String, text: String },
+    /// `${NAME?message}` or `${NAME:?message}` with NAME unset (or empty).
+    #[error("{name}: {message}")]
+    RequiredVariable { name: String, message: String },
 
     // ---- from: ----
     #[error("empty `from:`; expected scratch, rootfs:FILE, oci:DIR[:tag] or an image reference")]

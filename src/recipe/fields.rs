@@ -84,6 +84,69 @@ pub(super) fn is_valid_stop_signal(text: &str) -> bool {
     SIGNAL_NAMES.contains(&base) && offset_ok
 }
 
+/// A duration as Go's `time.ParseDuration` reads it (what Docker's HEALTHCHECK flags
+/// and compose files use): `30s`, `1m30s`, `1.5h`, `500ms`, `250us`, `0`; in
+/// nanoseconds. Negative and out-of-range durations are None.
+pub(super) fn parse_duration(text: &str) -> Option<u64> {
+    const UNITS: &[(&str, u64)] = &[
+        ("ns", 1),
+        ("us", 1_000),
+        ("\u{b5}s", 1_000),
+        ("\u{3bc}s", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let whole_len = digits(rest);
+        let whole = &rest[..whole_len];
+        rest = &rest[whole_len..];
+        let fraction = match rest.strip_prefix('.') {
+            Some(after) => {
+                let len = digits(after);
+                rest = &after[len..];
+                &after[..len]
+            }
+            None => "",
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(rest.len(), |(i, _)| i);
+        let (_, scale) = UNITS.iter().find(|(name, _)| *name == &rest[..unit_len])?;
+        rest = &rest[unit_len..];
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut part = whole.checked_mul(*scale)?;
+        // The fraction to nanosecond precision, truncated; the digits past what a
+        // u64 holds cannot matter at any unit.
+        let mut unit = *scale;
+        for digit in fraction.bytes().take(19) {
+            unit /= 10;
+            part = part.checked_add(u64::from(digit - b'0') * unit)?;
+        }
+        total = total.checked_add(part)?;
+    }
+    // Go's Duration is an int64.
+    (total <= i64::MAX as u64).then_some(total)
+}
+
 pub(super) fn is_absolute(path: &str) -> bool {
     path.starts_with('/')
 }
@@ -195,6 +258,47 @@ mod tests {
         }
         for bad in ["0", "65", "SIGFOO", "sigterm", "", "TERM+1", "SIGRTMIN+31"] {
             assert!(!is_valid_stop_signal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_go_reads_them() {
+        let cases = [
+            ("30s", 30_000_000_000),
+            ("1m30s", 90_000_000_000),
+            ("500ms", 500_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("1h2m3s4ms5us6ns", 3_723_004_005_006),
+            ("250\u{b5}s", 250_000),
+            ("250\u{3bc}s", 250_000),
+            (".5s", 500_000_000),
+            ("1.s", 1_000_000_000),
+            ("0", 0),
+            ("0s", 0),
+            ("+5m", 300_000_000_000),
+            ("0.000000001s", 1),
+            ("0.0000000019s", 1),
+            ("2562047h47m16.854775807s", i64::MAX as u64),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), Some(want), "{text}");
+        }
+        for bad in [
+            "",
+            "30",
+            "s",
+            "-1s",
+            "1d",
+            "1.5",
+            "1..5s",
+            "5 s",
+            "5S",
+            "1h30",
+            ".s",
+            "2562047h47m16.854775808s",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 

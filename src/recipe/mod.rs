@@ -11,7 +11,9 @@
 //! Choices the format leaves open, settled here:
 //! - `mode:` is read as octal text whether quoted or not (`0644`, `644`, `"0644"` and
 //!   `0o644` are all rw-r--r--); a YAML integer is never reinterpreted.
-//! - `entrypoint:`/`cmd:` given as a string become `["/bin/sh", "-c", STRING]`.
+//! - `entrypoint:`/`cmd:` given as a string become `["/bin/sh", "-c", STRING]`, or the
+//!   `config: shell:` list followed by STRING; shell-form run steps use that shell too.
+//! - A healthcheck `test:` string means `["CMD-SHELL", STRING]`.
 //! - `exposed_ports:` are stored as `PORT/proto` (`8080` → `8080/tcp`).
 //! - An `args:` entry with no value (`VERSION:`) declares the arg with an empty default.
 //! - Build args may not use the names xbake sets (TARGET*, BUILD*, GOOS, GOARCH, GOARM).
@@ -23,6 +25,7 @@ mod copy_sources;
 mod error;
 mod expand;
 mod fields;
+mod lint;
 mod model;
 mod mounts;
 mod plan;
@@ -41,8 +44,8 @@ pub use copy_sources::resolve_copy_sources;
 pub use error::{Location, Problem, RecipeError};
 pub use model::StagePlatform;
 pub use plan::{
-    CacheSharing, ConfigSpec, CopyFrom, Network, Plan, PlanStep, RunCommand, RunMount,
-    RunMountKind, StepKind, UnknownNetwork,
+    CacheSharing, ConfigSpec, CopyFrom, Healthcheck, Network, Plan, PlanStep, RunCommand,
+    RunMount, RunMountKind, StepKind, UnknownNetwork,
 };
 
 use crate::digest::Digest;
@@ -57,6 +60,8 @@ pub struct Recipe {
     dir: PathBuf,
     digest: Digest,
     spec: model::Spec,
+    /// `file:line:column: message`, for the builder to show (see [`Recipe::warnings`]).
+    warnings: Vec<String>,
 }
 
 impl Recipe {
@@ -74,13 +79,24 @@ impl Recipe {
     pub fn parse(text: &str, file: &Path) -> Result<Recipe, RecipeError> {
         let raw: schema::RawRecipe = serde_saphyr::from_str_with_options(text, parser_options())
             .map_err(|error| yaml_error(&error, file))?;
+        let warnings = lint::unexpanded(&raw)
+            .into_iter()
+            .map(|(at, message)| format!("{}: {message}", at.in_file(file)))
+            .collect();
         let spec = validate::validate(raw).map_err(|flaw| flaw.in_file(file))?;
         Ok(Recipe {
             file: file.to_path_buf(),
             dir: recipe_dir(file),
             digest: Digest::of(text.as_bytes()),
             spec,
+            warnings,
         })
+    }
+
+    /// What is valid but probably not meant (`${…}` in an exec-form command, which
+    /// nothing expands), as `file:line:column: message`; the same for every platform.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The folder relative paths in the recipe start from.

@@ -2,7 +2,7 @@
 //! platform is a [`Template`] that remembers where it was written.
 
 use super::error::Pos;
-use super::plan::{Network, RunCommand};
+use super::plan::{Healthcheck, Network, RunCommand};
 use crate::platform::Platform;
 
 /// Text that may contain `${NAME}`, with its position for errors found on expansion.
@@ -109,6 +109,11 @@ pub(super) struct ConfigTemplate {
     pub exposed_ports: Vec<String>,
     pub stop_signal: Option<String>,
     pub volumes: Vec<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub shell: Option<Vec<String>>,
+    /// `annotations: manifest:` and `index:`, values expanded per platform like labels.
+    pub manifest_annotations: Vec<(String, Template)>,
+    pub index_annotations: Vec<(String, Template)>,
 }
 
 /// A run step's mount as checked at load time; paths and names still to expand.

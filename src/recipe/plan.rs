@@ -43,6 +43,9 @@ pub struct PlanStep {
     /// Apply the normalisation rules after this step (a run step; the recipe's
     /// `normalize:` unless the step says otherwise).
     pub normalize: bool,
+    /// The shell a shell-form run step goes through (the recipe's `config: shell:`);
+    /// None: `/bin/sh -c`, Docker's default.
+    pub shell: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,6 +265,14 @@ pub struct ConfigSpec {
     pub volumes: Vec<String>,
     /// The last `user:` step, as docker's USER leaves it in the config.
     pub user: Option<String>,
+    pub healthcheck: Option<Healthcheck>,
+    /// Docker's `Shell`: what shell-form run steps and config commands go through.
+    pub shell: Option<Vec<String>>,
+    /// Annotations on this platform's image manifest, sorted by key.
+    pub manifest_annotations: Vec<(String, String)>,
+    /// Annotations on the image index, sorted by key. Expanded per platform like every
+    /// value; the builder checks that all platforms agree, since there is one index.
+    pub index_annotations: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -287,7 +298,34 @@ impl Plan {
     }
 }
 
+/// Docker's HEALTHCHECK, as the image config's `Healthcheck` holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// `["CMD", program, args…]`, `["CMD-SHELL", command]` or `["NONE"]`.
+    pub test: Vec<String>,
+    /// Durations in nanoseconds; 0 is unset (the runtime's default) and is not written.
+    pub interval: u64,
+    pub timeout: u64,
+    pub start_period: u64,
+    pub start_interval: u64,
+    /// 0 is unset.
+    pub retries: u32,
+}
+
+/// Docker's default shell for shell-form commands on Linux.
+pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
 impl PlanStep {
+    /// What a shell-form run step executes: its shell, then the script.
+    pub fn shell_argv(&self, script: &str) -> Vec<String> {
+        let mut argv: Vec<String> = match &self.shell {
+            Some(shell) => shell.clone(),
+            None => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+        };
+        argv.push(script.to_string());
+        argv
+    }
+
     /// Progress text: `RUN uname -m > /arch`, `COPY files/a /opt/a`, `ENV A=1`.
     pub fn describe(&self) -> String {
         self.render(false)
@@ -318,9 +356,9 @@ impl PlanStep {
                     text.push_str("--network=none ");
                 }
                 match command {
+                    // As docker's history shows it: `/bin/sh -c uname -m > /arch`.
                     RunCommand::Shell(script) if show_shell => {
-                        text.push_str("/bin/sh -c ");
-                        text.push_str(script);
+                        text.push_str(&self.shell_argv(script).join(" "));
                     }
                     RunCommand::Shell(script) => text.push_str(script),
                     RunCommand::Exec(argv) => text.push_str(&json_array(argv)),
@@ -379,6 +417,7 @@ mod tests {
             },
             normalize: false,
             kind,
+            shell: None,
         }
     }
 
@@ -515,6 +554,25 @@ mod tests {
             assert_eq!(s.describe(), describe);
             assert_eq!(s.created_by(), created_by);
         }
+    }
+
+    #[test]
+    fn a_recipe_shell_runs_shell_form_steps_and_shows_in_the_history() {
+        let mut s = step(StepKind::Run {
+            command: RunCommand::Shell("echo $0".into()),
+            network: None,
+        });
+        assert_eq!(
+            s.shell_argv("echo $0"),
+            strings(&["/bin/sh", "-c", "echo $0"])
+        );
+        s.shell = Some(strings(&["/bin/bash", "-eu", "-o", "pipefail", "-c"]));
+        assert_eq!(
+            s.shell_argv("echo $0"),
+            strings(&["/bin/bash", "-eu", "-o", "pipefail", "-c", "echo $0"])
+        );
+        assert_eq!(s.describe(), "RUN echo $0");
+        assert_eq!(s.created_by(), "RUN /bin/bash -eu -o pipefail -c echo $0");
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! - `from:` — build args and the TARGET*/BUILD* variables (the base is chosen before
 //!   any env exists, as in a Dockerfile, where only ARGs are visible to FROM);
 //! - top-level `env:` values — those, plus the env entries above them;
-//! - everything else (top-level `workdir:`, steps, config label values) — those, plus
-//!   the top-level env and the env steps above it. Within one env map, a value may use
-//!   the names set before it in the same map.
+//! - everything else (top-level `workdir:`, steps, config label and annotation values)
+//!   — those, plus the top-level env and the env steps above it. Within one env map, a
+//!   value may use the names set before it in the same map.
 //!
 //! Build-arg defaults are taken literally.
 
@@ -202,32 +202,31 @@ fn expand_plan(
         if let StepKind::User(name) = &kind {
             user = Some(name.clone());
         }
+        let is_run = matches!(kind, StepKind::Run { .. });
         steps.push(PlanStep {
             number: index + 1,
             location: step.at.in_file(request.file),
-            normalize: matches!(kind, StepKind::Run { .. })
-                && step.normalize.unwrap_or(stage.normalize),
+            normalize: is_run && step.normalize.unwrap_or(stage.normalize),
+            // The recipe's `shell:` is the final image's; stages run /bin/sh.
+            shell: spec.config.shell.clone().filter(|_| is_run && stage.name.is_none()),
             kind,
         });
     }
 
     // Only the final image carries the recipe's config; a stage is built to be used.
     let config = if stage.name.is_none() {
-        let mut labels = spec
-            .config
-            .labels
-            .iter()
-            .map(|(key, value)| Ok((key.clone(), expand(&scope, value)?)))
-            .collect::<Result<Vec<_>, Flaw>>()?;
-        labels.sort();
         ConfigSpec {
             entrypoint: spec.config.entrypoint.clone(),
             cmd: spec.config.cmd.clone(),
-            labels,
+            labels: expand_sorted(&scope, &spec.config.labels)?,
             exposed_ports: spec.config.exposed_ports.clone(),
             stop_signal: spec.config.stop_signal.clone(),
             volumes: spec.config.volumes.clone(),
             user,
+            healthcheck: spec.config.healthcheck.clone(),
+            shell: spec.config.shell.clone(),
+            manifest_annotations: expand_sorted(&scope, &spec.config.manifest_annotations)?,
+            index_annotations: expand_sorted(&scope, &spec.config.index_annotations)?,
         }
     } else {
         ConfigSpec {
@@ -263,6 +262,17 @@ fn expand(scope: &Scope, template: &Template) -> Result<String, Flaw> {
     scope
         .expand(&template.text)
         .map_err(|problem| problem.at(template.at))
+}
+
+/// Labels and annotations: values expanded, sorted by key so the bytes written do not
+/// depend on YAML order. (A key written twice is refused by the YAML parser.)
+fn expand_sorted(scope: &Scope, entries: &[(String, Template)]) -> Result<Pairs, Flaw> {
+    let mut pairs = entries
+        .iter()
+        .map(|(key, value)| Ok((key.clone(), expand(scope, value)?)))
+        .collect::<Result<Pairs, Flaw>>()?;
+    pairs.sort();
+    Ok(pairs)
 }
 
 /// Expands env entries in order, each one visible to those after it.

@@ -77,6 +77,34 @@ pub(super) struct RawConfig {
     pub exposed_ports: Option<Vec<Spanned<String>>>,
     pub stop_signal: Option<Spanned<String>>,
     pub volumes: Option<Vec<Spanned<String>>>,
+    pub healthcheck: Option<Spanned<RawHealthcheck>>,
+    /// Docker's SHELL: an exec-form list (a string is refused by `validate`).
+    pub shell: Option<Spanned<Command>>,
+    pub annotations: Option<RawAnnotations>,
+}
+
+/// `config: healthcheck:`, Docker's HEALTHCHECK; durations as Go writes them (`30s`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthcheck {
+    pub test: Spanned<Command>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub start_period: Option<Spanned<String>>,
+    pub start_interval: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+}
+
+/// `config: annotations:`, by where they go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnnotations {
+    /// On every platform's image manifest.
+    #[serde(default)]
+    pub manifest: OrderedMap<String>,
+    /// On the image index.
+    #[serde(default)]
+    pub index: OrderedMap<String>,
 }
 
 /// A step as written: its keys in order, each with where it is, so `validate` can say

@@ -199,8 +199,10 @@ fn example_plans_for_arm_v7() {
             stop_signal: Some("SIGTERM".into()),
             volumes: vec!["/data".into()],
             user: Some("1000:1000".into()),
+            ..Default::default()
         }
     );
+    assert!(recipe.warnings().is_empty(), "{:?}", recipe.warnings());
 }
 
 #[test]
@@ -811,4 +813,276 @@ fn normalize_errors_are_located() {
     let (line, column, message) = parse_error("from: scratch\nnormalize: 3\n");
     assert_eq!((line, column), (2, 12), "{message}");
     assert!(message.starts_with("recipes/hello.yaml:2:12"), "{message}");
+}
+
+// ---------------------------------------------------------------- operators in values
+
+#[test]
+fn buildkit_operators_work_in_recipe_values() {
+    let text = "args: {VERSION: \"\"}\n\
+                from: debian:${VERSION:-bookworm}\n\
+                env:\n  GOARM: \"${TARGETVARIANT#v}\"\n  SUFFIX: \"${TARGETVARIANT:+-${TARGETVARIANT}}\"\n\
+                steps:\n  - workdir: /src/${UNDECLARED-default}\n\
+                config:\n  labels: {arch: \"${TARGETPLATFORM##*/}\"}\n";
+    let v6 = plan_for(text, "arm/v6", &[]).unwrap();
+    assert_eq!(v6.from_text, "debian:bookworm");
+    assert_eq!(v6.env, pairs(&[("GOARM", "6"), ("SUFFIX", "-v6")]));
+    assert_eq!(v6.steps[0].kind, StepKind::Workdir("/src/default".into()));
+    assert_eq!(v6.config.labels, pairs(&[("arch", "v6")]));
+    let arm64 = plan_for(text, "arm64", &[("VERSION", "trixie")]).unwrap();
+    assert_eq!(arm64.from_text, "debian:trixie");
+    assert_eq!(arm64.env, pairs(&[("GOARM", ""), ("SUFFIX", "")]));
+    assert_eq!(arm64.config.labels, pairs(&[("arch", "arm64")]));
+}
+
+#[test]
+fn operator_errors_are_located() {
+    let (line, column, message) = parse_error("from: scratch\nenv:\n  A: \"${B:#x}\"\n");
+    assert_eq!((line, column), (3, 6), "{message}");
+    assert!(
+        message.contains("invalid variable reference ${B:#x}"),
+        "{message}"
+    );
+    let (line, column, message) = plan_error(
+        "from: scratch\nworkdir: /${VERSION:?give --build-arg VERSION}\n",
+        "arm64",
+        &[],
+    );
+    assert_eq!((line, column), (2, 10), "{message}");
+    assert!(
+        message.ends_with(": VERSION: give --build-arg VERSION"),
+        "{message}"
+    );
+    // `#` and `%` need the name to exist, like `${NAME}`.
+    let (_, _, message) = plan_error("from: scratch\nworkdir: /${NOPE%x}\n", "arm64", &[]);
+    assert!(
+        message.contains("unknown variable ${NOPE}; known: BUILDARCH"),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------- config extensions
+
+const EXTENSIONS: &str = r#"from: scratch
+args: {VERSION: "1.0"}
+steps:
+  - run: echo $0
+  - run: ["/bin/echo", "exec"]
+config:
+  shell: ["/bin/bash", "-eu", "-c"]
+  cmd: serve --port 80
+  healthcheck:
+    test: ["CMD", "/bin/check", "--quick"]
+    interval: 1m30s
+    timeout: 500ms
+    start_period: 0s
+    start_interval: 2s
+    retries: 3
+  annotations:
+    manifest: {org.opencontainers.image.version: "${VERSION}", b.arch: "${TARGETARCH}"}
+    index: {org.opencontainers.image.title: hello}
+"#;
+
+#[test]
+fn healthcheck_shell_and_annotations_reach_the_plan() {
+    let plan = plan_for(EXTENSIONS, "arm64", &[("VERSION", "2")]).unwrap();
+    let bash = vec!["/bin/bash".to_string(), "-eu".into(), "-c".into()];
+    assert_eq!(plan.config.shell.as_ref(), Some(&bash));
+    assert_eq!(
+        plan.config.cmd,
+        Some(vec![
+            "/bin/bash".into(),
+            "-eu".into(),
+            "-c".into(),
+            "serve --port 80".into()
+        ]),
+        "a shell-form cmd goes through the recipe's shell"
+    );
+    assert_eq!(
+        plan.config.healthcheck,
+        Some(Healthcheck {
+            test: vec!["CMD".into(), "/bin/check".into(), "--quick".into()],
+            interval: 90_000_000_000,
+            timeout: 500_000_000,
+            start_period: 0,
+            start_interval: 2_000_000_000,
+            retries: 3,
+        })
+    );
+    assert_eq!(
+        plan.config.manifest_annotations,
+        pairs(&[
+            ("b.arch", "arm64"),
+            ("org.opencontainers.image.version", "2")
+        ]),
+        "expanded and sorted by key"
+    );
+    assert_eq!(
+        plan.config.index_annotations,
+        pairs(&[("org.opencontainers.image.title", "hello")])
+    );
+    assert_eq!(plan.steps[0].shell.as_ref(), Some(&bash));
+    assert_eq!(plan.steps[0].created_by(), "RUN /bin/bash -eu -c echo $0");
+    assert_eq!(plan.steps[1].created_by(), r#"RUN ["/bin/echo","exec"]"#);
+}
+
+#[test]
+fn without_the_extensions_nothing_changes() {
+    let plan = plan_for(
+        "from: scratch\nsteps:\n  - run: echo\nconfig:\n  cmd: x\n",
+        "arm64",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(plan.steps[0].shell, None);
+    assert_eq!(plan.steps[0].created_by(), "RUN /bin/sh -c echo");
+    assert_eq!(
+        plan.config.cmd,
+        Some(vec!["/bin/sh".into(), "-c".into(), "x".into()])
+    );
+    assert_eq!(plan.config.healthcheck, None);
+    assert!(plan.config.manifest_annotations.is_empty());
+}
+
+#[test]
+fn healthcheck_test_forms() {
+    let test_of = |test: &str| {
+        let text = format!("from: scratch\nconfig:\n  healthcheck:\n    test: {test}\n");
+        plan_for(&text, "arm64", &[]).map(|plan| plan.config.healthcheck.unwrap().test)
+    };
+    let strings = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        test_of("curl -f http://localhost/").unwrap(),
+        strings(&["CMD-SHELL", "curl -f http://localhost/"])
+    );
+    assert_eq!(
+        test_of("[CMD-SHELL, \"exit 0\"]").unwrap(),
+        strings(&["CMD-SHELL", "exit 0"])
+    );
+    assert_eq!(test_of("[NONE]").unwrap(), strings(&["NONE"]));
+    assert_eq!(test_of("[CMD, /ok]").unwrap(), strings(&["CMD", "/ok"]));
+}
+
+#[test]
+fn config_extension_errors_are_located() {
+    let hc = |body: &str| format!("from: scratch\nconfig:\n  healthcheck:\n{body}");
+    let cases: Vec<(String, (usize, usize), &str)> = vec![
+        (
+            hc("    test: /ok\n    interval: 10\n"),
+            (5, 15),
+            "invalid healthcheck interval \"10\": expected a duration like 30s",
+        ),
+        (
+            hc("    test: /ok\n    timeout: 1x\n"),
+            (5, 14),
+            "invalid healthcheck timeout \"1x\"",
+        ),
+        (
+            hc("    test: /ok\n    start_period: -5s\n"),
+            (5, 19),
+            "invalid healthcheck start_period \"-5s\"",
+        ),
+        (
+            hc("    test: /ok\n    start_interval: 10us\n"),
+            (5, 21),
+            "shorter than 1ms",
+        ),
+        (
+            hc("    test: /ok\n    retries: -1\n"),
+            (5, 14),
+            "retries must be between 0 and 2147483647, not -1",
+        ),
+        (
+            hc("    test: /ok\n    retries: 2147483648\n"),
+            (5, 14),
+            "not 2147483648",
+        ),
+        (hc("    test: []\n"), (4, 11), "the list is empty"),
+        (hc("    test: [CMD]\n"), (4, 11), "CMD needs a program"),
+        (hc("    test: [NONE, x]\n"), (4, 11), "NONE takes nothing"),
+        (
+            hc("    test: [CMD-SHELL, a, b]\n"),
+            (4, 11),
+            "one command string",
+        ),
+        (hc("    test: \"  \"\n"), (4, 11), "the command is empty"),
+        (
+            hc("    test: [RUN, x]\n"),
+            (4, 11),
+            "it starts with \"RUN\"",
+        ),
+        (
+            hc("    test: [NONE]\n    retries: 1\n    interval: 1s\n"),
+            (5, 14),
+            "`retries` has no meaning with the healthcheck test [\"NONE\"]",
+        ),
+        (hc("    interval: 1s\n"), (4, 5), "missing field `test`"),
+        (
+            hc("    test: /ok\n    every: 1s\n"),
+            (5, 5),
+            "unknown field `every`",
+        ),
+        (
+            "from: scratch\nconfig:\n  shell: /bin/bash -c\n".into(),
+            (3, 10),
+            "shell must be an exec-form list",
+        ),
+        (
+            "from: scratch\nconfig:\n  shell: []\n".into(),
+            (3, 10),
+            "shell must be an exec-form list",
+        ),
+        (
+            "from: scratch\nconfig:\n  annotations:\n    manifest: {\"\": x}\n".into(),
+            (4, 16),
+            "empty annotation key",
+        ),
+        (
+            "from: scratch\nconfig:\n  annotations:\n    layer: {a: b}\n".into(),
+            (4, 5),
+            "unknown field `layer`",
+        ),
+        (
+            "from: scratch\nconfig:\n  annotations:\n    index: {a: \"${X\"}\n".into(),
+            (4, 16),
+            "unterminated ${",
+        ),
+    ];
+    for (text, at, needle) in &cases {
+        let (line, column, message) = parse_error(text);
+        assert_eq!((line, column), *at, "{text:?}: {message}");
+        assert!(message.contains(needle), "{text:?}: {message}");
+    }
+}
+
+#[test]
+fn exec_forms_with_variables_warn_at_load() {
+    let text = r#"from: scratch
+steps:
+  - run: ["/bin/echo", "${TARGETARCH}"]
+  - run: echo ${TARGETARCH}
+  - run: ["/bin/echo", "$${TARGETARCH}", "$PATH"]
+config:
+  entrypoint: ["/app", "--arch=${TARGETARCH}"]
+  cmd: ["${VERSION:-1}"]
+  healthcheck:
+    test: ["CMD", "/ok", "${PORT}"]
+"#;
+    let recipe = parse(text).unwrap();
+    assert_eq!(
+        recipe.warnings(),
+        [
+            "recipes/hello.yaml:3:10: this run step is exec form and is not expanded; \
+             ${TARGETARCH} stays literal",
+            "recipes/hello.yaml:7:15: config.entrypoint is exec form and is not expanded; \
+             ${TARGETARCH} stays literal",
+            "recipes/hello.yaml:8:8: config.cmd is exec form and is not expanded; \
+             ${VERSION:-1} stays literal",
+            "recipes/hello.yaml:10:11: config.healthcheck.test is exec form and is not \
+             expanded; ${PORT} stays literal",
+        ]
+    );
+    // And they are indeed left as written.
+    let plan = recipe.plan(&platform("arm64"), &amd64(), &[]).unwrap();
+    assert_eq!(plan.config.cmd, Some(vec!["${VERSION:-1}".to_string()]));
 }

@@ -9,15 +9,16 @@ use super::builtin_vars::is_reserved_name;
 use super::error::{Flaw, Pos, Problem};
 use super::expand::check_syntax;
 use super::fields::{
-    is_absolute, is_valid_stop_signal, is_var_name, normalize_port, parse_mode, parse_owner,
+    is_absolute, is_valid_stop_signal, is_var_name, normalize_port, parse_duration, parse_mode,
+    parse_owner,
 };
 use super::model::{
-    ConfigTemplate, Spec, StagePlatform, StageSpec, StepSpec, StepTemplate,
-    Template, Var,
+    ConfigTemplate, Spec, StagePlatform, StageSpec, StepSpec, StepTemplate, Template, Var,
 };
-use super::plan::{Network, RunCommand};
+use super::plan::{DEFAULT_SHELL, Healthcheck, Network, RunCommand};
 use super::schema::{
-    Command, OneOrMany, OrderedMap, RawConfig, RawMount, RawRecipe, RawStep, StepValue,
+    Command, OneOrMany, OrderedMap, RawAnnotations, RawConfig, RawHealthcheck, RawMount,
+    RawRecipe, RawStep, StepValue,
 };
 use crate::platform::Platform;
 
@@ -413,26 +414,136 @@ fn copy_step(
 }
 
 /// `entrypoint:`/`cmd:` as a list are used as given (an empty list clears the base's);
-/// as a string they get docker's shell form, `/bin/sh -c STRING`.
-fn config_command(command: Spanned<Command>) -> Vec<String> {
+/// as a string they get docker's shell form: the recipe's `shell:`, else `/bin/sh -c`,
+/// then STRING.
+fn config_command(command: Spanned<Command>, shell: Option<&[String]>) -> Vec<String> {
     match command.value {
         Command::Exec(argv) => argv,
-        Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script],
+        Command::Shell(script) => {
+            let mut argv: Vec<String> = match shell {
+                Some(shell) => shell.to_vec(),
+                None => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+            };
+            argv.push(script);
+            argv
+        }
     }
 }
 
-fn config(raw: RawConfig) -> Result<ConfigTemplate, Flaw> {
-    let labels = raw
-        .labels
-        .0
+/// Labels and annotations: keys as written (not empty), values templates; sorted when
+/// planned.
+fn keyed_templates(
+    map: OrderedMap<String>,
+    empty_key: fn() -> Problem,
+) -> Result<Vec<(String, Template)>, Flaw> {
+    map.0
         .into_iter()
         .map(|(key, value)| {
             if key.value.is_empty() {
-                return Err(Problem::EmptyLabelKey.at(pos(&key)));
+                return Err(empty_key().at(pos(&key)));
             }
             Ok((key.value, template(value)?))
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// Docker's SHELL takes only the JSON (exec) form.
+fn shell(value: Spanned<Command>) -> Result<Vec<String>, Flaw> {
+    match value.value {
+        Command::Exec(argv) if argv.first().is_some_and(|program| !program.is_empty()) => Ok(argv),
+        _ => Err(Problem::BadShell.at(pos(&value))),
+    }
+}
+
+/// The test in Docker's list form: a string is `CMD-SHELL`, as in compose files.
+fn healthcheck_test(test: Spanned<Command>) -> Result<Vec<String>, Flaw> {
+    let at = pos(&test);
+    let bad = |reason: &str| {
+        Problem::BadHealthcheckTest {
+            reason: reason.to_string(),
+        }
+        .at(at)
+    };
+    let argv = match test.value {
+        Command::Shell(command) => vec!["CMD-SHELL".to_string(), command],
+        Command::Exec(argv) => argv,
+    };
+    match argv
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => Err(bad("the list is empty")),
+        ["NONE"] => Ok(argv),
+        ["NONE", ..] => Err(bad("NONE takes nothing after it")),
+        ["CMD", program, ..] if !program.is_empty() => Ok(argv),
+        ["CMD", ..] => Err(bad("CMD needs a program after it")),
+        ["CMD-SHELL", command] if !command.trim().is_empty() => Ok(argv),
+        ["CMD-SHELL", _] | ["CMD-SHELL"] => Err(bad("the command is empty")),
+        ["CMD-SHELL", ..] => Err(bad("CMD-SHELL takes one command string")),
+        [first, ..] => Err(bad(&format!("it starts with {first:?}"))),
+    }
+}
+
+/// A healthcheck duration in nanoseconds; zero means the runtime's default, and
+/// anything else must be at least 1ms (Docker's `parseOptInterval`).
+fn duration(value: Spanned<String>, what: &'static str) -> Result<u64, Flaw> {
+    let at = pos(&value);
+    let value = value.value;
+    match parse_duration(&value) {
+        Some(ns) if ns == 0 || ns >= 1_000_000 => Ok(ns),
+        Some(_) => Err(Problem::DurationTooShort { what, value }.at(at)),
+        None => Err(Problem::BadDuration { what, value }.at(at)),
+    }
+}
+
+fn healthcheck(raw: RawHealthcheck) -> Result<Healthcheck, Flaw> {
+    let test = healthcheck_test(raw.test)?;
+    let options = [
+        ("interval", raw.interval.as_ref().map(pos)),
+        ("timeout", raw.timeout.as_ref().map(pos)),
+        ("start_period", raw.start_period.as_ref().map(pos)),
+        ("start_interval", raw.start_interval.as_ref().map(pos)),
+        ("retries", raw.retries.as_ref().map(pos)),
+    ];
+    // Docker refuses HEALTHCHECK NONE with options, rather than ignoring them.
+    let first_option = (options.iter())
+        .filter_map(|(key, at)| at.map(|at| (at, *key)))
+        .min();
+    if let (true, Some((at, key))) = (test == ["NONE"], first_option) {
+        return Err(Problem::HealthcheckNoneOption { key }.at(at));
+    }
+    let optional = |value: Option<Spanned<String>>, what| {
+        value
+            .map(|v| duration(v, what))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let retries = raw
+        .retries
+        .map(|r| {
+            // Docker reads retries as an int32 and refuses negative ones.
+            i32::try_from(r.value)
+                .ok()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| Problem::BadRetries { value: r.value }.at(pos(&r)))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Healthcheck {
+        test,
+        interval: optional(raw.interval, "healthcheck interval")?,
+        timeout: optional(raw.timeout, "healthcheck timeout")?,
+        start_period: optional(raw.start_period, "healthcheck start_period")?,
+        start_interval: optional(raw.start_interval, "healthcheck start_interval")?,
+        retries,
+    })
+}
+
+fn config(raw: RawConfig) -> Result<ConfigTemplate, Flaw> {
+    let shell = raw.shell.map(shell).transpose()?;
+    let labels = keyed_templates(raw.labels, || Problem::EmptyLabelKey)?;
     let exposed_ports = raw
         .exposed_ports
         .into_iter()
@@ -474,12 +585,17 @@ fn config(raw: RawConfig) -> Result<ConfigTemplate, Flaw> {
             }
         })
         .collect::<Result<_, _>>()?;
+    let RawAnnotations { manifest, index } = raw.annotations.unwrap_or_default();
     Ok(ConfigTemplate {
-        entrypoint: raw.entrypoint.map(config_command),
-        cmd: raw.cmd.map(config_command),
+        entrypoint: raw.entrypoint.map(|c| config_command(c, shell.as_deref())),
+        cmd: raw.cmd.map(|c| config_command(c, shell.as_deref())),
         labels,
         exposed_ports,
         stop_signal,
         volumes,
+        healthcheck: raw.healthcheck.map(|h| healthcheck(h.value)).transpose()?,
+        shell,
+        manifest_annotations: keyed_templates(manifest, || Problem::EmptyAnnotationKey)?,
+        index_annotations: keyed_templates(index, || Problem::EmptyAnnotationKey)?,
     })
 }

@@ -322,6 +322,18 @@ pub fn static_program(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
     }
 }
 
+/// skopeo's stdout; None (after saying why) when skopeo is not installed.
+pub fn skopeo(args: &[&str]) -> Option<Vec<u8>> {
+    match Command::new("skopeo").args(args).output() {
+        Ok(out) if out.status.success() => Some(out.stdout),
+        Ok(out) => panic!("skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) => {
+            skip("skopeo is not installed");
+            None
+        }
+    }
+}
+
 pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
     use std::os::unix::process::CommandExt;
     cmd.stdout(Stdio::piped())

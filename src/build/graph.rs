@@ -216,7 +216,10 @@ impl Walk<'_, '_> {
                 let parent = self.stage_index(name)?;
                 let parent = self.node(parent, target)?;
                 deps.push(parent);
-                (Start::Stage(parent), self.graph.nodes[parent].final_env.clone())
+                (
+                    Start::Stage(parent),
+                    self.graph.nodes[parent].final_env.clone(),
+                )
             }
             base => {
                 let image = self.base(base, &from_text, &runs_on)?;

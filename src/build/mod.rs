@@ -10,8 +10,6 @@ mod copy;
 mod env;
 mod filesystem;
 mod graph;
-mod schedule;
-mod tree_paths;
 pub mod image_state;
 pub mod metadata;
 pub mod output;
@@ -20,6 +18,8 @@ pub mod progress;
 mod rootfs;
 pub mod run_image;
 mod sandboxing;
+mod schedule;
+mod tree_paths;
 pub use sandboxing::step_network;
 pub mod timefmt;
 mod users;
@@ -30,15 +30,15 @@ use crate::emulation::{self, EmulationError};
 use crate::image::{ImageError, canonical_json, descriptor};
 use crate::layer::LayerError;
 use crate::platform::Platform;
+use crate::recipe::BaseRef;
 use crate::recipe::{Location, Plan, Recipe, RecipeError};
 use crate::sandbox::limits::LimitHit;
 use crate::sandbox::{NetworkMode, SandboxError, StepExit};
 use crate::source::SourceError;
-use oci_spec::image::{ImageIndexBuilder, MediaType, SCHEMA_VERSION};
-use progress::Progress;
-use crate::recipe::BaseRef;
 use filesystem::Filesystem;
 use image_state::ImageState;
+use oci_spec::image::{ImageIndexBuilder, MediaType, SCHEMA_VERSION};
+use progress::Progress;
 use rootfs::LazyRootfs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -350,9 +350,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     // The graph first: every base resolved and every stage expanded before any step runs.
     let resolved_bases = AtomicUsize::new(0);
     let resolve = |base: &BaseRef, text: &str, platform: &Platform| {
-        let scratch = workspace
-            .path()
-            .join(format!("base-{}", resolved_bases.fetch_add(1, Ordering::SeqCst)));
+        let scratch = workspace.path().join(format!(
+            "base-{}",
+            resolved_bases.fetch_add(1, Ordering::SeqCst)
+        ));
         crate::cache::private_dir::create_private_dir(&scratch).map_err(|source| {
             BuildError::Io {
                 what: format!("creating {}", scratch.display()),
@@ -394,7 +395,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             annotations::apply_to_plan(&mut graph.nodes[node].plan, &req.labels, &req.annotations);
         }
     }
-    let output_plans: Vec<Plan> = output_nodes.iter().map(|&n| graph.nodes[n].plan.clone()).collect();
+    let output_plans: Vec<Plan> = output_nodes
+        .iter()
+        .map(|&n| graph.nodes[n].plan.clone())
+        .collect();
     let index_annotations = annotations::index_annotations(&output_plans, &req.annotations)?;
     let graph = graph;
     let images: Vec<Arc<Filesystem>> = graph
@@ -406,119 +410,123 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 format!("image {}", image.text),
                 image.platform,
                 image.base.layers.clone(),
-                LazyRootfs::new(workspace.path().join(format!("image-{i}/rootfs")), unpack_limit),
+                LazyRootfs::new(
+                    workspace.path().join(format!("image-{i}/rootfs")),
+                    unpack_limit,
+                ),
             ))
         })
         .collect();
 
-    let build_node = |i: usize, done: &[Option<Arc<NodeResult>>]| -> Result<NodeResult, BuildError> {
-        let node = &graph.nodes[i];
-        let plan = &node.plan;
-        let dep = |j: usize| {
-            done[j].clone().ok_or_else(|| BuildError::Command {
-                what: format!("[{}] starting", node.label),
-                message: "a stage it needs is not built".into(),
+    let build_node =
+        |i: usize, done: &[Option<Arc<NodeResult>>]| -> Result<NodeResult, BuildError> {
+            let node = &graph.nodes[i];
+            let plan = &node.plan;
+            let dep = |j: usize| {
+                done[j].clone().ok_or_else(|| BuildError::Command {
+                    what: format!("[{}] starting", node.label),
+                    message: "a stage it needs is not built".into(),
+                })
+            };
+            let epoch = effective_epoch(req.source_date_epoch, plan);
+            let (state, base_manifest, base_layers, mut inputs) = match &node.start {
+                graph::Start::Image(base) => {
+                    req.progress.info(
+                        &node.label,
+                        &format!(
+                            "FROM {} ({} layer{})",
+                            plan.from_text,
+                            base.layers.len(),
+                            if base.layers.len() == 1 { "" } else { "s" }
+                        ),
+                    );
+                    (
+                        image_state::ImageState::from_base(base, &plan.from_text, epoch),
+                        base.manifest_digest.clone(),
+                        base.layers.iter().map(|l| l.digest.clone()).collect(),
+                        Vec::new(),
+                    )
+                }
+                graph::Start::Stage(parent) => {
+                    let parent = dep(*parent)?;
+                    req.progress
+                        .info(&node.label, &format!("FROM stage {}", plan.from_text));
+                    (
+                        parent.state.clone(),
+                        parent.base_manifest.clone(),
+                        parent.base_layers.clone(),
+                        parent.inputs.clone(),
+                    )
+                }
+            };
+            let mut reads = HashMap::new();
+            for (from, source) in &node.reads {
+                let fs = match source {
+                    graph::Reads::Stage(j) => {
+                        let used = dep(*j)?;
+                        inputs.extend(used.inputs.iter().cloned());
+                        used.fs.clone()
+                    }
+                    graph::Reads::Image(k) => images[*k].clone(),
+                };
+                reads.insert(from.clone(), fs);
+            }
+            let native = plan.platform.runs_natively_on(&host);
+            let (limits, warnings) =
+                crate::sandbox::limits::for_platform(&req.limits, native, &node.label);
+            for w in warnings {
+                req.progress.warn(&node.label, &w);
+            }
+            let ctx = pipeline::Context {
+                recipe: &req.recipe,
+                plan,
+                label: &node.label,
+                reads: &reads,
+                cache,
+                no_cache: req.no_cache,
+                normalize: rules.filter(|_| !req.no_normalize),
+                dir: workspace.path().join(format!("stage-{i}")),
+                activation,
+                progress: &req.progress,
+                cancel: &cancel,
+                epoch,
+                network: req.network,
+                seccomp: req.seccomp,
+                native,
+                limits,
+                emulator: session.emulator_digest(&plan.platform),
+                steps_run: &steps_run,
+                steps_cached: &steps_cached,
+                unpack_limit,
+            };
+            let built = pipeline::build_stage(&ctx, state)?;
+            inputs.extend(built.inputs);
+            let image = if graph.outputs.contains(&i) {
+                let mut state = built.state.clone();
+                state.apply_config(&plan.config);
+                let mut image = pipeline::finish(&ctx, &state)?;
+                image.base_manifest = base_manifest.clone();
+                image.base_layers = base_layers.clone();
+                image.inputs = inputs.clone();
+                Some(image)
+            } else {
+                None
+            };
+            let fs = Arc::new(Filesystem::new(
+                format!("stage {}", node.label),
+                plan.platform,
+                built.state.layers.clone(),
+                built.rootfs,
+            ));
+            Ok(NodeResult {
+                state: built.state,
+                fs,
+                base_manifest,
+                base_layers,
+                inputs,
+                image,
             })
         };
-        let epoch = effective_epoch(req.source_date_epoch, plan);
-        let (state, base_manifest, base_layers, mut inputs) = match &node.start {
-            graph::Start::Image(base) => {
-                req.progress.info(
-                    &node.label,
-                    &format!(
-                        "FROM {} ({} layer{})",
-                        plan.from_text,
-                        base.layers.len(),
-                        if base.layers.len() == 1 { "" } else { "s" }
-                    ),
-                );
-                (
-                    image_state::ImageState::from_base(base, &plan.from_text, epoch),
-                    base.manifest_digest.clone(),
-                    base.layers.iter().map(|l| l.digest.clone()).collect(),
-                    Vec::new(),
-                )
-            }
-            graph::Start::Stage(parent) => {
-                let parent = dep(*parent)?;
-                req.progress
-                    .info(&node.label, &format!("FROM stage {}", plan.from_text));
-                (
-                    parent.state.clone(),
-                    parent.base_manifest.clone(),
-                    parent.base_layers.clone(),
-                    parent.inputs.clone(),
-                )
-            }
-        };
-        let mut reads = HashMap::new();
-        for (from, source) in &node.reads {
-            let fs = match source {
-                graph::Reads::Stage(j) => {
-                    let used = dep(*j)?;
-                    inputs.extend(used.inputs.iter().cloned());
-                    used.fs.clone()
-                }
-                graph::Reads::Image(k) => images[*k].clone(),
-            };
-            reads.insert(from.clone(), fs);
-        }
-        let native = plan.platform.runs_natively_on(&host);
-        let (limits, warnings) =
-            crate::sandbox::limits::for_platform(&req.limits, native, &node.label);
-        for w in warnings {
-            req.progress.warn(&node.label, &w);
-        }
-        let ctx = pipeline::Context {
-            recipe: &req.recipe,
-            plan,
-            label: &node.label,
-            reads: &reads,
-            cache,
-            no_cache: req.no_cache,
-            normalize: rules.filter(|_| !req.no_normalize),
-            dir: workspace.path().join(format!("stage-{i}")),
-            activation,
-            progress: &req.progress,
-            cancel: &cancel,
-            epoch,
-            network: req.network,
-            seccomp: req.seccomp,
-            native,
-            limits,
-            emulator: session.emulator_digest(&plan.platform),
-            steps_run: &steps_run,
-            steps_cached: &steps_cached,
-            unpack_limit,
-        };
-        let built = pipeline::build_stage(&ctx, state)?;
-        inputs.extend(built.inputs);
-        let image = if graph.outputs.contains(&i) {
-            let mut state = built.state.clone();
-            state.apply_config(&plan.config);
-            let mut image = pipeline::finish(&ctx, &state)?;
-            image.base_manifest = base_manifest.clone();
-            image.base_layers = base_layers.clone();
-            image.inputs = inputs.clone();
-            Some(image)
-        } else {
-            None
-        };
-        let fs = Arc::new(Filesystem::new(
-            format!("stage {}", node.label),
-            plan.platform,
-            built.state.layers.clone(),
-            built.rootfs,
-        ));
-        Ok(NodeResult {
-            state: built.state,
-            fs,
-            base_manifest,
-            base_layers,
-            inputs,
-            image,
-        })
-    };
     let deps: Vec<&[usize]> = graph.nodes.iter().map(|n| n.deps.as_slice()).collect();
     let results = schedule::run(&deps, jobs, &cancel, build_node)?;
 
@@ -591,14 +599,18 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let creds = crate::registry::auth::credentials_for(&target.registry)?;
         // Blobs of a base pulled from another repository of the same registry can be
         // mounted there instead of uploaded.
-        let mount_from = graph.nodes.iter().map(|n| &n.plan).find_map(|p| match &p.from {
-            crate::recipe::BaseRef::Registry(text) => text
-                .parse::<crate::registry::Reference>()
-                .ok()
-                .filter(|r| r.registry == target.registry && r.repository != target.repository)
-                .map(|r| r.repository),
-            _ => None,
-        });
+        let mount_from = graph
+            .nodes
+            .iter()
+            .map(|n| &n.plan)
+            .find_map(|p| match &p.from {
+                crate::recipe::BaseRef::Registry(text) => text
+                    .parse::<crate::registry::Reference>()
+                    .ok()
+                    .filter(|r| r.registry == target.registry && r.repository != target.repository)
+                    .map(|r| r.repository),
+                _ => None,
+            });
         let pushed = crate::registry::push(
             store,
             MediaType::ImageIndex.as_ref(),

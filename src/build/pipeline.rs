@@ -5,10 +5,12 @@
 
 use super::copy::{CopyRequest, copy_into};
 use super::env::with_source_date_epoch;
+use super::filesystem::Filesystem;
 use super::image_state::{ImageState, Layer};
 use super::progress::Progress;
 use super::rootfs::LazyRootfs;
 use super::sandboxing::{SandboxRequest, sandbox_spec, step_network};
+use super::tree_paths::resolve_in_tree;
 use super::{BuildError, PlatformImage};
 use crate::cache::key::{InputFile, StepKey, chain_id, input_files, tree_digest};
 use crate::cache::{Cache, RecordKind, StepRecord};
@@ -20,16 +22,12 @@ use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settl
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::normalize::{self, RuleSet};
-use super::filesystem::Filesystem;
-use super::tree_paths::resolve_in_tree;
-use crate::recipe::{
-    CopyFrom, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources,
-};
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::recipe::{CopyFrom, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
 use crate::sandbox::{NetworkMode, run_step};
 use oci_spec::image::{Arch, MediaType, Os, PlatformBuilder};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub(crate) struct Context<'a> {
@@ -71,10 +69,13 @@ impl Context<'_> {
     }
 
     fn read(&self, from: &CopyFrom) -> Result<Arc<Filesystem>, BuildError> {
-        self.reads.get(from).cloned().ok_or_else(|| BuildError::Command {
-            what: format!("[{}] reading {from}", self.label),
-            message: "it was not built for this stage".into(),
-        })
+        self.reads
+            .get(from)
+            .cloned()
+            .ok_or_else(|| BuildError::Command {
+                what: format!("[{}] reading {from}", self.label),
+                message: "it was not built for this stage".into(),
+            })
     }
 
     fn layer_err(&self, what: impl Into<String>) -> impl FnOnce(LayerError) -> BuildError + '_ {
@@ -557,10 +558,7 @@ fn commit(
 }
 
 /// Stores config and manifest; returns the manifest's descriptor for the index.
-pub(crate) fn finish(
-    ctx: &Context,
-    state: &ImageState,
-) -> Result<PlatformImage, BuildError> {
+pub(crate) fn finish(ctx: &Context, state: &ImageState) -> Result<PlatformImage, BuildError> {
     let platform = &ctx.plan.platform;
     let store = ctx.cache.store();
     let config = state.config(platform, ctx.epoch)?;

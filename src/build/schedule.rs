@@ -60,8 +60,7 @@ pub(crate) fn run<T: Send + Sync>(
                             cancel.store(true, Ordering::SeqCst);
                             // A node cancelled because another failed does not hide
                             // the failure that explains it.
-                            if b.error.is_none() || matches!(b.error, Some(BuildError::Cancelled))
-                            {
+                            if b.error.is_none() || matches!(b.error, Some(BuildError::Cancelled)) {
                                 b.error = Some(e);
                             }
                         }
@@ -102,7 +101,10 @@ mod tests {
             Ok(i * 10)
         })
         .unwrap();
-        assert_eq!(results.iter().map(|r| **r).collect::<Vec<_>>(), [0, 10, 20, 30]);
+        assert_eq!(
+            results.iter().map(|r| **r).collect::<Vec<_>>(),
+            [0, 10, 20, 30]
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 4);
         let order = order.into_inner().unwrap();
         assert_eq!(&order[2..], [2, 3]);

@@ -137,7 +137,12 @@ mod tests {
         resolve_in_tree(root, &patterns, "stage build")
             .unwrap()
             .iter()
-            .map(|p| p.strip_prefix(root.path().canonicalize().unwrap()).unwrap().display().to_string())
+            .map(|p| {
+                p.strip_prefix(root.path().canonicalize().unwrap())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -163,8 +168,14 @@ mod tests {
                 .to_string()
         };
         assert_eq!(err("/nope"), "\"/nope\" matches nothing in stage build");
-        assert_eq!(err("/out/*.txt"), "\"/out/*.txt\" matches nothing in stage build");
-        assert_eq!(err("/nope/*.txt"), "\"/nope/*.txt\" matches nothing in stage build");
+        assert_eq!(
+            err("/out/*.txt"),
+            "\"/out/*.txt\" matches nothing in stage build"
+        );
+        assert_eq!(
+            err("/nope/*.txt"),
+            "\"/nope/*.txt\" matches nothing in stage build"
+        );
         assert!(err("/o*/hello").contains("wildcards may only be in the last part"));
     }
 }

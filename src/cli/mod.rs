@@ -179,7 +179,11 @@ fn preflight(
     });
     let mut platforms = platforms.to_vec();
     platforms.extend(recipe.fixed_platforms());
-    crate::emulation::required_emulators(&platforms, &host, &crate::emulation::qemu::search_path())?;
+    crate::emulation::required_emulators(
+        &platforms,
+        &host,
+        &crate::emulation::qemu::search_path(),
+    )?;
     if private_network {
         crate::sandbox::network::preflight()?;
     }
@@ -199,7 +203,11 @@ pub enum Entitlement {
 /// loopback services and abstract sockets, so it needs the caller's consent
 /// (`--allow network.host`, or `--network host` for every step), as in BuildKit.
 fn check_entitlements(
-    networks: &[(crate::recipe::Location, usize, Option<crate::recipe::Network>)],
+    networks: &[(
+        crate::recipe::Location,
+        usize,
+        Option<crate::recipe::Network>,
+    )],
     network: Option<crate::sandbox::NetworkMode>,
     allow: &[Entitlement],
 ) -> Result<(), UsageError> {

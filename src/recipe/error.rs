@@ -204,7 +204,9 @@ pub enum Problem {
         kind: &'static str,
         key: &'static str,
     },
-    #[error("mount target {value:?} must be an absolute path other than / (and not in /proc, /dev or /sys)")]
+    #[error(
+        "mount target {value:?} must be an absolute path other than / (and not in /proc, /dev or /sys)"
+    )]
     BadMountTarget { value: String },
     #[error("invalid sharing {value:?}: expected shared, private or locked")]
     BadSharing { value: String },

@@ -14,7 +14,11 @@ use super::schema::{Command, RawRecipe, StepValue};
 /// `(where, message)` for each exec-form value holding a `${…}`, in document order.
 pub(super) fn unexpanded(raw: &RawRecipe) -> Vec<(Pos, String)> {
     let mut found = Vec::new();
-    let stage_steps = raw.stages.0.iter().flat_map(|(_, stage)| stage.value.steps.iter().flatten());
+    let stage_steps = raw
+        .stages
+        .0
+        .iter()
+        .flat_map(|(_, stage)| stage.value.steps.iter().flatten());
     for step in raw.steps.iter().flatten().chain(stage_steps) {
         for (_, value) in &step.value.entries {
             if let StepValue::Run(command) = value {

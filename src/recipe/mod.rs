@@ -44,8 +44,8 @@ pub use copy_sources::resolve_copy_sources;
 pub use error::{Location, Problem, RecipeError};
 pub use model::StagePlatform;
 pub use plan::{
-    CacheSharing, ConfigSpec, CopyFrom, Healthcheck, Network, Plan, PlanStep, RunCommand,
-    RunMount, RunMountKind, StepKind, UnknownNetwork,
+    CacheSharing, ConfigSpec, CopyFrom, Healthcheck, Network, Plan, PlanStep, RunCommand, RunMount,
+    RunMountKind, StepKind, UnknownNetwork,
 };
 
 use crate::digest::Digest;
@@ -127,16 +127,26 @@ impl Recipe {
     pub fn output_stage(&self, target: Option<&str>) -> Result<usize, RecipeError> {
         match target {
             None => Ok(self.spec.final_stage()),
-            Some(name) => self.spec.stage_index(name).ok_or_else(|| RecipeError::UnknownStage {
-                name: name.to_string(),
-                known: self.stage_names().join(", "),
-            }),
+            Some(name) => self
+                .spec
+                .stage_index(name)
+                .ok_or_else(|| RecipeError::UnknownStage {
+                    name: name.to_string(),
+                    known: match self.stage_names() {
+                        names if names.is_empty() => "none".to_string(),
+                        names => names.join(", "),
+                    },
+                }),
         }
     }
 
     /// The named stages, in recipe order.
     pub fn stage_names(&self) -> Vec<String> {
-        self.spec.stages.iter().filter_map(|s| s.name.clone()).collect()
+        self.spec
+            .stages
+            .iter()
+            .filter_map(|s| s.name.clone())
+            .collect()
     }
 
     pub fn stage_index(&self, name: &str) -> Option<usize> {
@@ -150,7 +160,12 @@ impl Recipe {
 
     /// Where stage `index` runs when `target` is built on `build`, and the platform its
     /// TARGET* variables name (see `stage_graph` for when that is not the target).
-    pub fn stage_platforms(&self, index: usize, target: &Platform, build: &Platform) -> (Platform, Platform) {
+    pub fn stage_platforms(
+        &self,
+        index: usize,
+        target: &Platform,
+        build: &Platform,
+    ) -> (Platform, Platform) {
         planner::stage_platforms(&self.spec.stages[index], target, build)
     }
 
@@ -202,7 +217,12 @@ impl Recipe {
         build_args: &[(String, String)],
         base_env: &[(String, String)],
     ) -> Result<Plan, RecipeError> {
-        planner::plan_stage(&self.spec, index, &self.request(target, build, build_args), base_env)
+        planner::plan_stage(
+            &self.spec,
+            index,
+            &self.request(target, build, build_args),
+            base_env,
+        )
     }
 
     /// Expands the final image's stage for `target` as if every image base had an empty

@@ -56,7 +56,12 @@ pub(super) fn mount(raw: Spanned<RawMount>) -> Result<MountTemplate, Flaw> {
     let kind = match kind {
         "cache" => MountKindTemplate::Cache {
             id: m.id.clone().map(template).transpose()?,
-            sharing: m.sharing.as_ref().map(sharing).transpose()?.unwrap_or_default(),
+            sharing: m
+                .sharing
+                .as_ref()
+                .map(sharing)
+                .transpose()?
+                .unwrap_or_default(),
             mode: mode(0o755)?,
             uid,
             gid,

@@ -68,7 +68,8 @@ pub(super) fn stage_from(
     let stage = &spec.stages[index];
     let (scope, _, _) = start_scope(spec, stage, request)?;
     let text = expand(&scope, &stage.from).map_err(|flaw| flaw.in_file(request.file))?;
-    let base = from_ref(spec, &text, request.dir).map_err(|p| p.at(stage.from.at).in_file(request.file))?;
+    let base = from_ref(spec, &text, request.dir)
+        .map_err(|p| p.at(stage.from.at).in_file(request.file))?;
     Ok((base, text))
 }
 
@@ -95,8 +96,16 @@ pub(super) fn plan_stage(
     for (name, value) in base_env {
         scope.set(name, value);
     }
-    expand_plan(spec, stage, request, scope, parts, (from, from_text), runs_on)
-        .map_err(|flaw| flaw.in_file(request.file))
+    expand_plan(
+        spec,
+        stage,
+        request,
+        scope,
+        parts,
+        (from, from_text),
+        runs_on,
+    )
+    .map_err(|flaw| flaw.in_file(request.file))
 }
 
 /// The variables `from:` may use, and the parts of a plan settled before any recipe
@@ -196,7 +205,10 @@ fn expand_plan(
 
     let mut steps = Vec::with_capacity(stage.steps.len());
     let mut user = None;
-    let context = StepContext { spec, dir: request.dir };
+    let context = StepContext {
+        spec,
+        dir: request.dir,
+    };
     for (index, step) in stage.steps.iter().enumerate() {
         let kind = expand_step(&mut scope, &context, &step.kind)?;
         if let StepKind::User(name) = &kind {
@@ -208,7 +220,11 @@ fn expand_plan(
             location: step.at.in_file(request.file),
             normalize: is_run && step.normalize.unwrap_or(stage.normalize),
             // The recipe's `shell:` is the final image's; stages run /bin/sh.
-            shell: spec.config.shell.clone().filter(|_| is_run && stage.name.is_none()),
+            shell: spec
+                .config
+                .shell
+                .clone()
+                .filter(|_| is_run && stage.name.is_none()),
             kind,
         });
     }
@@ -321,18 +337,20 @@ fn expand_step(
                 .map(|from| copy_from(scope, context, from))
                 .transpose()?;
             StepKind::Copy {
-            sources: sources
-                .iter()
-                .map(|source| match from {
-                    None => copy_source(scope, source),
-                    Some(_) => non_empty(expand(scope, source)?, source.at, Problem::EmptyCopySource),
-                })
-                .collect::<Result<_, _>>()?,
-            from,
-            to: non_empty(expand(scope, to)?, to.at, Problem::EmptyCopyDestination)?,
-            mode: *mode,
-            owner: *owner,
-        }
+                sources: sources
+                    .iter()
+                    .map(|source| match from {
+                        None => copy_source(scope, source),
+                        Some(_) => {
+                            non_empty(expand(scope, source)?, source.at, Problem::EmptyCopySource)
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+                from,
+                to: non_empty(expand(scope, to)?, to.at, Problem::EmptyCopyDestination)?,
+                mode: *mode,
+                owner: *owner,
+            }
         }
         StepTemplate::Env(vars) => StepKind::Env(expand_vars(scope, vars)?),
         StepTemplate::Workdir(dir) => StepKind::Workdir(absolute_dir(scope, dir)?),
@@ -392,11 +410,13 @@ fn run_mounts(
         let target = match (&mount.target, &mount.kind) {
             (Some(target), _) => mount_target(expand(scope, target)?, target.at)?,
             (None, MountKindTemplate::Secret { id, .. }) => format!("/run/secrets/{id}"),
-            (None, _) => return Err(Problem::MountKeyMissing {
-                kind: "this",
-                key: "target",
+            (None, _) => {
+                return Err(Problem::MountKeyMissing {
+                    kind: "this",
+                    key: "target",
+                }
+                .at(mount.at));
             }
-            .at(mount.at)),
         };
         if out.iter().any(|m| m.target == target) {
             return Err(Problem::DuplicateMountTarget { target }.at(mount.at));
@@ -410,10 +430,14 @@ fn run_mounts(
                 gid,
             } => RunMountKind::Cache {
                 id: match id {
-                    Some(id) => non_empty(expand(scope, id)?, id.at, Problem::MountKeyMissing {
-                        kind: "cache",
-                        key: "id",
-                    })?,
+                    Some(id) => non_empty(
+                        expand(scope, id)?,
+                        id.at,
+                        Problem::MountKeyMissing {
+                            kind: "cache",
+                            key: "id",
+                        },
+                    )?,
                     // BuildKit's default: the target names the cache.
                     None => target.clone(),
                 },

@@ -77,9 +77,12 @@ fn mentions_target(stage: &StageSpec) -> bool {
             }
             StepTemplate::Copy {
                 from, sources, to, ..
-            } => {
-                texts.extend(from.iter().chain(sources).chain([to]).map(|t| t.text.as_str()))
-            }
+            } => texts.extend(
+                from.iter()
+                    .chain(sources)
+                    .chain([to])
+                    .map(|t| t.text.as_str()),
+            ),
             StepTemplate::Env(vars) => texts.extend(vars.iter().map(|v| v.value.text.as_str())),
             StepTemplate::Workdir(t) | StepTemplate::User(t) => texts.push(&t.text),
         }
@@ -92,11 +95,7 @@ fn mentions_target(stage: &StageSpec) -> bool {
 /// Refuses loops among literal stage references and sets each stage's
 /// `target_dependent`.
 pub(super) fn settle_target_dependence(stages: &mut [StageSpec]) -> Result<(), Flaw> {
-    let index_of = |name: &str| {
-        stages
-            .iter()
-            .position(|s| s.name.as_deref() == Some(name))
-    };
+    let index_of = |name: &str| stages.iter().position(|s| s.name.as_deref() == Some(name));
     let mut edges: Vec<Vec<(usize, super::error::Pos)>> = Vec::with_capacity(stages.len());
     let mut own: Vec<bool> = Vec::with_capacity(stages.len());
     for stage in stages.iter() {

@@ -17,8 +17,8 @@ use super::model::{
 };
 use super::plan::{DEFAULT_SHELL, Healthcheck, Network, RunCommand};
 use super::schema::{
-    Command, OneOrMany, OrderedMap, RawAnnotations, RawConfig, RawHealthcheck, RawMount,
-    RawRecipe, RawStep, StepValue,
+    Command, OneOrMany, OrderedMap, RawAnnotations, RawConfig, RawHealthcheck, RawMount, RawRecipe,
+    RawStep, StepValue,
 };
 use crate::platform::Platform;
 
@@ -29,7 +29,11 @@ pub(super) fn validate(raw: RawRecipe) -> Result<Spec, Flaw> {
         stages.push(StageSpec {
             name: Some(stage_name(&name)?),
             from: template(stage.from)?,
-            platform: stage.platform.map(stage_platform).transpose()?.unwrap_or(StagePlatform::Target),
+            platform: stage
+                .platform
+                .map(stage_platform)
+                .transpose()?
+                .unwrap_or(StagePlatform::Target),
             args: build_args(stage.args)?,
             env: vars(stage.env, "env")?,
             workdir: stage.workdir.map(template).transpose()?,
@@ -81,13 +85,17 @@ fn stage_platform(value: Spanned<String>) -> Result<StagePlatform, Flaw> {
     match value.value.as_str() {
         "build" => Ok(StagePlatform::Build),
         "target" => Ok(StagePlatform::Target),
-        text => text.parse().map(StagePlatform::Fixed).map_err(|e: crate::platform::PlatformError| {
-            Problem::BadStagePlatform {
-                value: text.to_string(),
-                problem: e.to_string(),
-            }
-            .at(pos(&value))
-        }),
+        text => {
+            text.parse()
+                .map(StagePlatform::Fixed)
+                .map_err(|e: crate::platform::PlatformError| {
+                    Problem::BadStagePlatform {
+                        value: text.to_string(),
+                        problem: e.to_string(),
+                    }
+                    .at(pos(&value))
+                })
+        }
     }
 }
 
@@ -405,7 +413,10 @@ fn copy_step(
         })
         .transpose()?;
     Ok(StepTemplate::Copy {
-        from: qualifiers.from.map(|(_, from)| template(from)).transpose()?,
+        from: qualifiers
+            .from
+            .map(|(_, from)| template(from))
+            .transpose()?,
         sources,
         to: template(to)?,
         mode,

@@ -210,7 +210,11 @@ fn target_builds_a_stage_and_unknown_targets_are_named() {
     assert_eq!(images.len(), 1, "{stderr}");
     assert_eq!(images[0].platform, "linux/amd64");
     assert_eq!(file_text(&images[0], "share/sub/data"), "SHARED\n");
-    assert_eq!(ran(&stderr, "tools@amd64→arm64 1/1", "tools-ran"), 0, "{stderr}");
+    assert_eq!(
+        ran(&stderr, "tools@amd64→arm64 1/1", "tools-ran"),
+        0,
+        "{stderr}"
+    );
 
     let out = xbake(
         As::Me,

@@ -35,7 +35,11 @@ mod stage_graph;
 mod validate;
 
 #[cfg(test)]
+mod stage_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+use tests as tests_support;
 
 use std::path::{Path, PathBuf};
 

@@ -561,6 +561,7 @@ mod tests {
         let mut s = step(StepKind::Run {
             command: RunCommand::Shell("echo $0".into()),
             network: None,
+            mounts: vec![],
         });
         assert_eq!(
             s.shell_argv("echo $0"),

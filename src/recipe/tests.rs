@@ -32,19 +32,23 @@ config:
 
 const FILE: &str = "recipes/hello.yaml";
 
-fn platform(name: &str) -> Platform {
+pub(super) fn platform(name: &str) -> Platform {
     name.parse().unwrap()
 }
 
-fn amd64() -> Platform {
+pub(super) fn amd64() -> Platform {
     platform("amd64")
 }
 
-fn parse(text: &str) -> Result<Recipe, RecipeError> {
+pub(super) fn parse(text: &str) -> Result<Recipe, RecipeError> {
     Recipe::parse(text, Path::new(FILE))
 }
 
-fn plan_for(text: &str, target: &str, args: &[(&str, &str)]) -> Result<Plan, RecipeError> {
+pub(super) fn plan_for(
+    text: &str,
+    target: &str,
+    args: &[(&str, &str)],
+) -> Result<Plan, RecipeError> {
     let args: Vec<(String, String)> = args
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -52,14 +56,14 @@ fn plan_for(text: &str, target: &str, args: &[(&str, &str)]) -> Result<Plan, Rec
     parse(text)?.plan(&platform(target), &amd64(), &args)
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
 /// `(line, column, full message)` of an error that must have a location.
-fn located(result: Result<impl std::fmt::Debug, RecipeError>) -> (usize, usize, String) {
+pub(super) fn located(result: Result<impl std::fmt::Debug, RecipeError>) -> (usize, usize, String) {
     let err = result.expect_err("expected an error");
     let at = err
         .location()
@@ -72,11 +76,15 @@ fn located(result: Result<impl std::fmt::Debug, RecipeError>) -> (usize, usize, 
     (at.line, at.column, message)
 }
 
-fn parse_error(text: &str) -> (usize, usize, String) {
+pub(super) fn parse_error(text: &str) -> (usize, usize, String) {
     located(parse(text))
 }
 
-fn plan_error(text: &str, target: &str, args: &[(&str, &str)]) -> (usize, usize, String) {
+pub(super) fn plan_error(
+    text: &str,
+    target: &str,
+    args: &[(&str, &str)],
+) -> (usize, usize, String) {
     located(plan_for(text, target, args))
 }
 

@@ -9,12 +9,14 @@ mod copy;
 mod env;
 pub mod image_state;
 pub mod metadata;
+pub mod mounts;
 pub mod output;
 mod pipeline;
 pub mod progress;
 mod rootfs;
 pub mod run_image;
 mod sandboxing;
+pub mod secrets;
 pub use sandboxing::step_network;
 pub mod timefmt;
 mod users;
@@ -69,6 +71,9 @@ pub struct BuildRequest {
     pub max_unpack_size: Option<u64>,
     /// `--memory`, `--pids-limit`, `--cpus` for every RUN step.
     pub limits: crate::sandbox::limits::Limits,
+    /// `--secret`: the values, read once before the build (build/secrets.rs), for run
+    /// steps' `type: secret` mounts (build/mounts.rs).
+    pub secrets: secrets::Secrets,
 }
 
 #[derive(Debug, thiserror::Error)]

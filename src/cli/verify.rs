@@ -105,6 +105,9 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         max_unpack_size: None,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         limits: super::limits::defaults(),
+        // A step that needs a secret to build cannot be verified without it; optional
+        // secret mounts are skipped, as in a build without --secret.
+        secrets: Default::default(),
     };
     crate::build::run(&request)?;
     let mut rebuilt = load(&crate::image::reference::LayoutRef {

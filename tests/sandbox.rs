@@ -679,6 +679,24 @@ fn a_tmpfs_mount_holds_at_most_its_size() {
             "{who:?}: {}",
             text(&out)
         );
+        // A mount inside an earlier one: its mount point is made in the earlier mount.
+        let out = run_with(
+            who,
+            &dir,
+            &[
+                "--mount",
+                "type=tmpfs,target=/scratch",
+                "--mount",
+                "type=tmpfs,target=/scratch/small,size=8k",
+            ],
+            "dd if=/dev/zero of=/scratch/small/x bs=1024 count=16 2>/dev/null; echo small=$?;              dd if=/dev/zero of=/scratch/x bs=1024 count=16 2>/dev/null; echo outer=$?",
+        );
+        assert_eq!(
+            stdout_of(&out),
+            "small=1\nouter=0\n",
+            "{who:?}: {}",
+            text(&out)
+        );
     }
 }
 

@@ -458,3 +458,360 @@ fn a_root_builds_outputs_belong_to_root() {
     let meta = std::fs::metadata(dir.join("meta.json")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
 }
+
+// --- A step's own mounts (issue 10, "Run mounts"), driven through `xbake run --mount`,
+// which prepares and makes them exactly as a RUN step's.
+
+/// `scratch/name`: an OCI layout `img` of the native busybox base, built by `who`.
+fn native_image(scratch: &Scratch, name: &str, who: As) -> std::path::PathBuf {
+    let recipe = native_recipe(scratch, name, "  - run: mkdir -p /srv\n");
+    let dir = recipe.parent().unwrap().to_path_buf();
+    assert_ok(&xbake(
+        who,
+        &dir,
+        &["build", "recipe.yaml", "--network", "none", "-o", "oci:img"],
+        &[],
+    ));
+    dir
+}
+
+/// `xbake run oci:img FLAGS -- sh -c SCRIPT` in `dir`, as `who`.
+fn run_with(who: As, dir: &Path, flags: &[&str], script: &str) -> std::process::Output {
+    let mut args = vec!["run", "oci:img", "--network", "none"];
+    args.extend(flags);
+    args.extend(["--", "sh", "-c", script]);
+    xbake(who, dir, &args, &[])
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A host folder `dir/name` holding `files`, owned by `who` as a user's own files are
+/// (an overlay copies a file up only when its owner is mapped in the build's
+/// namespace), and open to everyone: the step's uid 0 is not the host's owner of it.
+fn host_folder(who: As, dir: &Path, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    for (file, text) in files {
+        std::fs::write(folder.join(file), text).unwrap();
+    }
+    open_up(&folder);
+    if let (As::TestUser, Some((uid, gid, _))) = (who, test_user()) {
+        for entry in walkdir::WalkDir::new(&folder) {
+            std::os::unix::fs::lchown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    folder
+}
+
+#[test]
+fn a_read_only_bind_refuses_every_write() {
+    if !have_fixtures() {
+        return;
+    }
+    for who in callers() {
+        let scratch = Scratch::new();
+        let dir = native_image(&scratch, "ro-bind", who);
+        let host = host_folder(who, &dir, "host", &[("f", "from the host\n")]);
+        let out = run_with(
+            who,
+            &dir,
+            &["--mount", "type=bind,source=host,target=/h"],
+            "cat /h/f; echo x > /h/f || echo refused=$?; touch /h/new; \
+             grep ' /h ' /proc/self/mountinfo | cut -d' ' -f6; exit 7",
+        );
+        let stdout = stdout_of(&out);
+        assert_eq!(out.status.code(), Some(7), "{who:?}: {}", text(&out));
+        assert!(stdout.contains("from the host\n"), "{who:?}: {stdout}");
+        assert!(stdout.contains("refused=1"), "{who:?}: {stdout}");
+        // The step's stderr comes out with its stdout.
+        assert_eq!(
+            stdout.matches("Read-only file system").count(),
+            2,
+            "{who:?}: both writes fail with EROFS: {stdout}"
+        );
+        assert!(
+            stdout.lines().any(|l| l.starts_with("ro,")),
+            "{who:?}: {stdout}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.join("f")).unwrap(),
+            "from the host\n"
+        );
+        assert!(!host.join("new").exists());
+    }
+}
+
+#[test]
+fn a_mount_over_the_kernel_folders_or_the_root_is_refused() {
+    if !have_fixtures() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = native_image(&scratch, "refused", As::Me);
+    for target in ["/proc/sys", "/dev", "/sys/fs", "/"] {
+        let out = run_with(
+            As::Me,
+            &dir,
+            &["--mount", &format!("type=tmpfs,target={target}")],
+            "echo ran",
+        );
+        assert_eq!(out.status.code(), Some(1), "{target}: {}", text(&out));
+        assert!(!stdout_of(&out).contains("ran"), "{target}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not allowed"), "{target}: {stderr}");
+    }
+}
+
+/// The files below `dir` whose contents hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path())
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn a_cache_mount_keeps_its_files_on_the_host_until_prune() {
+    if !have_fixtures() {
+        return;
+    }
+    for who in callers() {
+        let scratch = Scratch::new();
+        let dir = native_image(&scratch, "cache-mount", who);
+        let token = format!("cached-{}-{who:?}", std::process::id());
+        let cache = ["--mount", "type=cache,target=/root/.cache/go-build"];
+        let out = run_with(
+            who,
+            &dir,
+            &cache,
+            &format!(
+                "stat -c '%a %u:%g' /root/.cache/go-build; echo {token} > /root/.cache/go-build/stamp"
+            ),
+        );
+        assert_ok(&out);
+        assert_eq!(
+            stdout_of(&out).trim(),
+            "755 0:0",
+            "{who:?}: BuildKit's defaults"
+        );
+        let out = run_with(who, &dir, &cache, "cat /root/.cache/go-build/stamp");
+        assert_ok(&out);
+        assert_eq!(
+            stdout_of(&out).trim(),
+            token,
+            "{who:?}: the second run sees it"
+        );
+
+        let cache_dir = dir.join(match who {
+            As::Me => ".cache-me/xbake",
+            As::TestUser => ".cache-user/xbake",
+        });
+        let holders = files_holding(&cache_dir, token.as_bytes());
+        assert_eq!(holders.len(), 1, "{who:?}: {holders:?}");
+        assert!(
+            holders[0].starts_with(cache_dir.join("mounts")) && holders[0].ends_with("data/stamp"),
+            "{who:?}: {holders:?}"
+        );
+        assert!(files_holding(&dir.join("img"), token.as_bytes()).is_empty());
+
+        let listed = xbake(who, &dir, &["cache", "ls", "--mounts", "--json"], &[]);
+        assert_ok(&listed);
+        let listed = json(&listed.stdout);
+        assert_eq!(
+            listed[0]["id"], "/root/.cache/go-build",
+            "{who:?}: {listed}"
+        );
+        assert_eq!(listed[0]["platform"], "linux/amd64");
+        assert_eq!(listed[0]["bytes"], token.len() + 1);
+
+        let pruned = xbake(who, &dir, &["cache", "prune"], &[]);
+        assert_ok(&pruned);
+        assert!(
+            stdout_of(&pruned).contains("removed 1 cache mounts"),
+            "{}",
+            text(&pruned)
+        );
+        let out = run_with(
+            who,
+            &dir,
+            &cache,
+            "test -e /root/.cache/go-build/stamp; echo present=$?",
+        );
+        assert_eq!(
+            stdout_of(&out).trim(),
+            "present=1",
+            "{who:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn a_tmpfs_mount_holds_at_most_its_size() {
+    if !have_fixtures() {
+        return;
+    }
+    for who in callers() {
+        let scratch = Scratch::new();
+        let dir = native_image(&scratch, "tmpfs", who);
+        let out = run_with(
+            who,
+            &dir,
+            &["--mount", "type=tmpfs,target=/scratch,size=64k"],
+            "stat -c %a /scratch; \
+             dd if=/dev/zero of=/scratch/a bs=1024 count=40 2>/dev/null && echo first=ok; \
+             dd if=/dev/zero of=/scratch/b bs=1024 count=40 2>/dev/null; echo second=$?",
+        );
+        assert_ok(&out);
+        assert_eq!(
+            stdout_of(&out).lines().collect::<Vec<_>>(),
+            ["1777", "first=ok", "second=1"],
+            "{who:?}: {}",
+            text(&out)
+        );
+        // A mount inside an earlier one: its mount point is made in the earlier mount.
+        let out = run_with(
+            who,
+            &dir,
+            &[
+                "--mount",
+                "type=tmpfs,target=/scratch",
+                "--mount",
+                "type=tmpfs,target=/scratch/small,size=8k",
+            ],
+            "dd if=/dev/zero of=/scratch/small/x bs=1024 count=16 2>/dev/null; echo small=$?;              dd if=/dev/zero of=/scratch/x bs=1024 count=16 2>/dev/null; echo outer=$?",
+        );
+        assert_eq!(
+            stdout_of(&out),
+            "small=1\nouter=0\n",
+            "{who:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn a_writable_bind_throws_its_writes_away() {
+    if !have_fixtures() {
+        return;
+    }
+    for who in callers() {
+        let scratch = Scratch::new();
+        let dir = native_image(&scratch, "rw-bind", who);
+        let host = host_folder(who, &dir, "src", &[("f", "original\n")]);
+        let out = run_with(
+            who,
+            &dir,
+            &["--mount", "type=bind,source=src,target=/src,rw"],
+            "echo changed > /src/f && echo new > /src/g && cat /src/f /src/g",
+        );
+        assert_ok(&out);
+        assert_eq!(stdout_of(&out), "changed\nnew\n", "{who:?}");
+        assert_eq!(
+            std::fs::read_to_string(host.join("f")).unwrap(),
+            "original\n"
+        );
+        assert!(
+            !host.join("g").exists(),
+            "{who:?}: the host folder is untouched"
+        );
+        let out = run_with(
+            who,
+            &dir,
+            &["--mount", "type=bind,source=src,target=/src,rw"],
+            "cat /src/f; test -e /src/g; echo g=$?",
+        );
+        assert_eq!(
+            stdout_of(&out),
+            "original\ng=1\n",
+            "{who:?}: a fresh overlay each time"
+        );
+        let work: Vec<_> = walkdir::WalkDir::new(dir.join(match who {
+            As::Me => ".cache-me/xbake/work",
+            As::TestUser => ".cache-user/xbake/work",
+        }))
+        .min_depth(1)
+        .into_iter()
+        .collect();
+        assert!(
+            work.is_empty(),
+            "{who:?}: the scratch folders are gone: {work:?}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_is_a_read_only_file_and_in_nothing_xbake_writes() {
+    if !have_fixtures() {
+        return;
+    }
+    for who in callers() {
+        let scratch = Scratch::new();
+        let dir = native_image(&scratch, "secret", who);
+        let value = format!("s3cr3t-{}-{who:?}", std::process::id());
+        std::fs::write(dir.join("token.txt"), &value).unwrap();
+        open_up(&dir.join("token.txt"));
+        let out = xbake(
+            who,
+            &dir,
+            &[
+                "run",
+                "oci:img",
+                "--network",
+                "none",
+                "--secret",
+                "id=tok,src=token.txt",
+                "--secret",
+                "id=env,env=XBAKE_TEST_SECRET",
+                "--mount",
+                "type=secret,id=tok",
+                "--mount",
+                "type=secret,id=env,target=/etc/app/key,mode=0440,uid=1,gid=2",
+                "--",
+                "sh",
+                "-c",
+                "stat -c '%a %u:%g' /run/secrets/tok /etc/app/key; \
+                 cat /run/secrets/tok; echo; cat /etc/app/key; echo; \
+                 echo x > /run/secrets/tok || echo refused",
+            ],
+            &[("XBAKE_TEST_SECRET", "from-the-environment")],
+        );
+        assert_ok(&out);
+        assert_eq!(
+            stdout_of(&out).lines().collect::<Vec<_>>(),
+            [
+                "400 0:0",
+                "440 1:2",
+                value.as_str(),
+                "from-the-environment",
+                "sh: can't create /run/secrets/tok: Read-only file system",
+                "refused"
+            ],
+            "{who:?}: {}",
+            text(&out)
+        );
+        for folder in [".cache-me", ".cache-user", "img"] {
+            let holders = files_holding(&dir.join(folder), value.as_bytes());
+            assert!(holders.is_empty(), "{who:?}: the secret is in {holders:?}");
+        }
+        let missing = run_with(
+            who,
+            &dir,
+            &["--mount", "type=secret,id=tok,required"],
+            "echo ran",
+        );
+        assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert!(stderr.contains("secret \"tok\" is required"), "{stderr}");
+    }
+}

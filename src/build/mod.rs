@@ -12,6 +12,7 @@ mod filesystem;
 mod graph;
 pub mod image_state;
 pub mod metadata;
+pub mod mounts;
 pub mod output;
 mod pipeline;
 pub mod progress;
@@ -20,6 +21,7 @@ pub mod run_image;
 mod sandboxing;
 mod schedule;
 mod tree_paths;
+pub mod secrets;
 pub use sandboxing::step_network;
 pub mod timefmt;
 mod users;
@@ -85,6 +87,9 @@ pub struct BuildRequest {
     pub labels: Vec<(String, String)>,
     /// `--annotation`: over the recipe's annotations.
     pub annotations: Vec<annotations::Annotation>,
+    /// `--secret`: the values, read once before the build (build/secrets.rs), for run
+    /// steps' `type: secret` mounts (build/mounts.rs).
+    pub secrets: secrets::Secrets,
 }
 
 #[derive(Debug, thiserror::Error)]

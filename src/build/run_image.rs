@@ -32,6 +32,10 @@ pub struct RunRequest {
     pub registry: crate::registry::RegistryOptions,
     /// `--memory`, `--pids-limit`, `--cpus`.
     pub limits: crate::sandbox::limits::Limits,
+    /// `--mount`: the command's own mounts, as a RUN step's (build/mounts.rs).
+    pub mounts: Vec<super::mounts::MountRequest>,
+    /// `--secret`, for `type=secret` mounts.
+    pub secrets: super::secrets::Secrets,
 }
 
 /// The platforms an `oci:DIR[:TAG]` image offers, in index order.
@@ -122,7 +126,7 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     for w in warnings {
         req.progress.warn(&name, &w);
     }
-    let spec = sandbox_spec(SandboxRequest {
+    let mut spec = sandbox_spec(SandboxRequest {
         root: &root,
         scratch: workspace.path(),
         platform: &req.platform,
@@ -142,12 +146,37 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         what: reference.clone(),
         message,
     })?;
+    // The same sequence a RUN step goes through: prepare the mounts (leases, secret
+    // files), make their mount points, run, remove the mount points, release.
+    let cache_mounts = crate::cache::mounts::CacheMounts::of(cache);
+    let mount_failed = |message: String| BuildError::Command {
+        what: format!("[{name}] preparing the mounts"),
+        message,
+    };
+    let prepared = super::mounts::prepare(
+        &req.mounts,
+        &super::mounts::MountEnv {
+            cache: &cache_mounts,
+            secrets: &req.secrets,
+            platform: &req.platform.to_string(),
+            scratch: workspace.path(),
+            workdir: &workdir,
+        },
+    )
+    .map_err(|e| mount_failed(e.to_string()))?;
+    spec.mounts = prepared.mounts.clone();
+    let stubs = crate::sandbox::MountStubs::create(&root, &spec.mounts)
+        .map_err(|e| mount_failed(e.to_string()))?;
     let mut print = |line: &str| println!("{line}");
     let result =
         crate::sandbox::run_step(&spec, &mut print).map_err(|source| BuildError::Command {
             what: format!("[{name}] running the command"),
             message: source.to_string(),
         })?;
+    stubs
+        .remove(&root, None)
+        .map_err(|e| mount_failed(e.to_string()))?;
+    drop(prepared);
     if let Some(hit) = result.limit {
         req.progress.warn(&name, &format!("the command {hit}"));
     }

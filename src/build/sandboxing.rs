@@ -79,6 +79,8 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         stdin_from_caller: req.stdin_from_caller,
         seccomp: req.seccomp,
         limits: req.limits,
+        // The caller's to fill (see build/mounts.rs): they need the step's leases.
+        mounts: Vec::new(),
     };
     let hosts =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";

@@ -6,6 +6,7 @@
 //! `xbake cache prune` an exclusive one.
 
 pub mod key;
+pub mod mounts;
 pub mod private_dir;
 pub mod prune;
 pub mod workspace;

@@ -89,12 +89,21 @@ pub struct PruneReport {
     pub blobs_removed: usize,
     pub bytes_removed: u64,
     pub bytes_kept: u64,
+    /// Cache mounts (cache/mounts.rs) removed, and their apparent bytes.
+    pub mounts_removed: usize,
+    pub mount_bytes_removed: u64,
 }
 
 /// Keeps the most recently used steps whose blobs fit in `keep_bytes`, and removes the
-/// rest, unreferenced blobs, interrupted writes and abandoned workspaces. Waits for
-/// running builds (exclusive lock).
-pub fn prune(cache_dir: &Path, keep_bytes: u64) -> Result<PruneReport, CacheError> {
+/// rest, unreferenced blobs, interrupted writes and abandoned workspaces; then the cache
+/// mounts, most recently used first, within what the budget has left (all of them with
+/// the default budget of 0, as `docker builder prune` removes cache mounts too), unless
+/// `keep_mounts`. Waits for running builds (exclusive lock).
+pub fn prune(
+    cache_dir: &Path,
+    keep_bytes: u64,
+    keep_mounts: bool,
+) -> Result<PruneReport, CacheError> {
     let cache = Cache::open_with(cache_dir, FlockArg::LockExclusive)?;
     let mut report = PruneReport::default();
     // No build holds the cache now, so interrupted writes are leftovers; workspaces
@@ -174,6 +183,12 @@ pub fn prune(cache_dir: &Path, keep_bytes: u64) -> Result<PruneReport, CacheErro
         }
     }
     report.bytes_kept = blob_bytes(cache_dir);
+    if !keep_mounts {
+        let left = keep_bytes.saturating_sub(report.bytes_kept);
+        let mounts = super::mounts::CacheMounts::of(&cache).prune(left)?;
+        report.mounts_removed = mounts.removed;
+        report.mount_bytes_removed = mounts.bytes_removed;
+    }
     Ok(report)
 }
 
@@ -239,7 +254,7 @@ mod tests {
         let names: Vec<&str> = listed.iter().map(|e| e.created_by.as_str()).collect();
         assert_eq!(names, ["RUN new", "RUN mid", "RUN old"]);
 
-        let report = prune(dir.path(), 2500).unwrap();
+        let report = prune(dir.path(), 2500, false).unwrap();
         assert_eq!(report.steps_removed, 1);
         assert_eq!(report.blobs_removed, 2, "the old layer and the orphan");
         assert_eq!(report.bytes_kept, 2000);
@@ -255,9 +270,41 @@ mod tests {
         );
         assert!(!dir.path().join("blobs/sha256/.tmp-killed").exists());
 
-        let report = prune(dir.path(), 0).unwrap();
+        let report = prune(dir.path(), 0, false).unwrap();
         assert_eq!(report.steps_removed, 2);
         assert_eq!(report.bytes_kept, 0);
+    }
+
+    #[test]
+    fn prune_removes_cache_mounts_unless_asked_to_keep_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        {
+            let cache = Cache::open(dir.path()).unwrap();
+            add_step(&cache, "step", 100, 10);
+            let spec = crate::cache::mounts::CacheMountSpec {
+                id: "/root/.cache",
+                platform: "linux/amd64",
+                sharing: crate::cache::mounts::Sharing::Shared,
+                mode: 0o755,
+                uid: nix::unistd::getuid().as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+            };
+            let lease = crate::cache::mounts::CacheMounts::of(&cache)
+                .lease(&spec, scratch.path())
+                .unwrap();
+            std::fs::write(lease.path().join("obj"), vec![1u8; 50]).unwrap();
+        }
+        let report = prune(dir.path(), 0, true).unwrap();
+        assert_eq!((report.steps_removed, report.mounts_removed), (1, 0));
+        let mounts_dir = dir.path().join(crate::cache::mounts::MOUNTS_DIR);
+        assert_eq!(std::fs::read_dir(&mounts_dir).unwrap().count(), 1);
+        // Within a budget, the blobs come first and the mounts get what is left.
+        add_step(&Cache::open(dir.path()).unwrap(), "again", 100, 10);
+        let report = prune(dir.path(), 120, false).unwrap();
+        assert_eq!((report.bytes_kept, report.mounts_removed), (100, 1));
+        assert_eq!(report.mount_bytes_removed, 50);
+        assert_eq!(std::fs::read_dir(&mounts_dir).unwrap().count(), 0);
     }
 
     #[test]

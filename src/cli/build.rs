@@ -42,6 +42,10 @@ pub struct BuildArgs {
     /// Override a recipe `args:` value (repeatable).
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     build_args: Vec<String>,
+    /// A secret for run steps' `type: secret` mounts, docker buildx's syntax:
+    /// `id=ID,src=FILE` or `id=ID,env=VARIABLE` (repeatable). Read once, never stored.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    secrets: Vec<String>,
     /// Platforms built at the same time (default: one per platform, up to the CPUs).
     #[arg(short = 'j', long = "jobs")]
     jobs: Option<usize>,
@@ -186,6 +190,19 @@ pub(super) fn parse_build_args(raw: &[String]) -> Result<Vec<(String, String)>, 
         .collect()
 }
 
+/// `--secret` flags (build and run): their syntax is checked before any work, their
+/// files and variables are read later, inside the build's namespace.
+pub(super) fn parse_secrets(
+    raw: &[String],
+) -> Result<Vec<crate::build::secrets::SecretSource>, UsageError> {
+    raw.iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e: crate::build::secrets::SecretError| UsageError(e.to_string()))
+        })
+        .collect()
+}
+
 pub(super) fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, UsageError> {
     if flag.is_some() {
         return Ok(flag);
@@ -248,9 +265,12 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         .map_err(|e| UsageError(format!("--push: {e}")))?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
     let network = args.network.map(NetworkMode::from);
+    let secret_sources = parse_secrets(&args.secrets)?;
     if let Some(code) = super::preflight(&recipe, &platforms, &build_args, network, &args.allow)? {
         return Ok(code);
     }
+    // Inside the build's namespace, once: files and variables are read before any work.
+    let secrets = crate::build::secrets::Secrets::read(&secret_sources)?;
 
     // Refused before the namespace is entered, so the error is plain.
     recipe.output_stage(args.target.as_deref())?;
@@ -282,6 +302,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         limits: args.limits.limits(),
         labels: args.labels,
         annotations: args.annotations.into_iter().flatten().collect(),
+        secrets,
     };
     let outcome = crate::build::run(&request)?;
     let image_name = output.as_ref().map(Output::to_string);

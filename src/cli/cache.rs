@@ -1,6 +1,7 @@
 //! `xbake cache ls` and `xbake cache prune`.
 
 use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use crate::cache::mounts::{CacheMounts, MountEntry};
 use crate::cache::prune::{blob_bytes, list, parse_size, prune};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -16,25 +17,44 @@ pub struct CacheArgs {
 
 #[derive(Subcommand, Debug)]
 enum CacheCommand {
-    /// List cached steps, most recently used first.
+    /// List cached steps, most recently used first, then the run steps' cache mounts.
     Ls {
         /// As JSON.
         #[arg(long)]
         json: bool,
+        /// Only the cache mounts (id, platform, size, last use).
+        #[arg(long)]
+        mounts: bool,
     },
-    /// Remove the least recently used steps until the cache fits, plus leftovers of
-    /// interrupted builds. Waits for running builds.
+    /// Remove the least recently used steps until the cache fits, then cache mounts,
+    /// plus leftovers of interrupted builds. Waits for running builds.
     Prune {
         /// What may stay (e.g. 500M, 2G; default 0: everything goes).
         #[arg(long = "keep-bytes", value_name = "SIZE", default_value = "0")]
         keep_bytes: String,
+        /// Leave the run steps' cache mounts alone (like `docker builder prune
+        /// --filter type=regular`).
+        #[arg(long = "keep-mounts")]
+        keep_mounts: bool,
     },
 }
 
 pub fn run(args: CacheArgs) -> Result<u8, Failure> {
     let dir = args.cache_dir.unwrap_or_else(default_cache_dir);
     match args.command {
-        CacheCommand::Ls { json } => {
+        CacheCommand::Ls { json, mounts: true } => {
+            let mounts = list_mounts(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&mounts)?);
+            } else {
+                print_mounts(&mounts);
+            }
+            Ok(0)
+        }
+        CacheCommand::Ls {
+            json,
+            mounts: false,
+        } => {
             let entries = list(&dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -60,9 +80,17 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
                 blob_bytes(&dir),
                 dir.display()
             );
+            let mounts = list_mounts(&dir)?;
+            if !mounts.is_empty() {
+                println!();
+                print_mounts(&mounts);
+            }
             Ok(0)
         }
-        CacheCommand::Prune { keep_bytes } => {
+        CacheCommand::Prune {
+            keep_bytes,
+            keep_mounts,
+        } => {
             let keep = parse_size(&keep_bytes).ok_or_else(|| {
                 UsageError(format!(
                     "--keep-bytes {keep_bytes:?}: expected a size like 500M or 2G"
@@ -73,12 +101,41 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
             if let Some(code) = reexec_in_namespace()? {
                 return Ok(code);
             }
-            let report = prune(&dir, keep)?;
+            let report = prune(&dir, keep, keep_mounts)?;
             println!(
                 "removed {} steps and {} blobs ({} bytes); {} bytes kept",
                 report.steps_removed, report.blobs_removed, report.bytes_removed, report.bytes_kept
             );
+            if report.mounts_removed > 0 {
+                println!(
+                    "removed {} cache mounts ({} bytes)",
+                    report.mounts_removed, report.mount_bytes_removed
+                );
+            }
             Ok(0)
         }
     }
+}
+
+fn list_mounts(dir: &std::path::Path) -> Result<Vec<MountEntry>, Failure> {
+    let cache = crate::cache::Cache::open(dir)?;
+    Ok(CacheMounts::of(&cache).list())
+}
+
+fn print_mounts(mounts: &[MountEntry]) {
+    println!(
+        "{:<30} {:<16} {:>12}  {:<20}",
+        "CACHE MOUNT", "PLATFORM", "BYTES", "LAST USED"
+    );
+    for m in mounts {
+        let id: String = m.id.chars().take(30).collect();
+        println!(
+            "{id:<30} {:<16} {:>12}  {:<20}",
+            m.platform,
+            m.bytes,
+            crate::build::timefmt::rfc3339(i64::try_from(m.last_used).unwrap_or(0)),
+        );
+    }
+    let total: u64 = mounts.iter().map(|m| m.bytes).sum();
+    println!("{} cache mounts, {total} bytes", mounts.len());
 }

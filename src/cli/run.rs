@@ -1,6 +1,7 @@
 //! `xbake run`.
 
 use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
+use crate::build::mounts::parse_mount_flag;
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::run_image::{RunRequest, image_platforms, run_image};
 use crate::emulation;
@@ -38,6 +39,15 @@ pub struct RunArgs {
     cache_dir: Option<PathBuf>,
     #[command(flatten)]
     limits: super::limits::LimitArgs,
+    /// A mount for the command, in a Dockerfile's `RUN --mount` syntax (repeatable):
+    /// `type=bind,source=PATH,target=DIR[,rw]` (read-only unless rw, and then writes are
+    /// thrown away), `type=cache,target=DIR[,id=ID,sharing=shared|private|locked]`,
+    /// `type=tmpfs,target=DIR[,size=64M]`, `type=secret,id=ID[,target=FILE]`.
+    #[arg(long = "mount", value_name = "type=…,target=…")]
+    mounts: Vec<String>,
+    /// A secret for `type=secret` mounts: `id=ID,src=FILE` or `id=ID,env=VAR`.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    secrets: Vec<String>,
     /// Replaces the image's CMD.
     #[arg(last = true)]
     args: Vec<String>,
@@ -72,12 +82,20 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         &Platform::host(),
         &emulation::qemu::search_path(),
     )?;
+    let here = std::env::current_dir()?;
+    let mounts = args
+        .mounts
+        .iter()
+        .map(|m| parse_mount_flag(m, &here).map_err(|e| UsageError(format!("--mount {m:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secret_sources = super::build::parse_secrets(&args.secrets)?;
     if args.network == Network::Private {
         crate::sandbox::network::preflight()?;
     }
     if let Some(code) = reexec_in_namespace()? {
         return Ok(code);
     }
+    let secrets = crate::build::secrets::Secrets::read(&secret_sources)?;
     let exit = run_image(&RunRequest {
         dir,
         tag,
@@ -91,6 +109,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         progress: Progress::new(ProgressMode::Plain),
         registry: super::registry_options(true),
         limits: args.limits.limits(),
+        mounts,
+        secrets,
     })?;
     Ok(match exit {
         StepExit::Code(c) => u8::try_from(c).unwrap_or(1),

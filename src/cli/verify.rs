@@ -108,6 +108,9 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         limits: super::limits::defaults(),
         labels: Vec::new(),
         annotations: Vec::new(),
+        // A step that needs a secret to build cannot be verified without it; optional
+        // secret mounts are skipped, as in a build without --secret.
+        secrets: Default::default(),
     };
     crate::build::run(&request)?;
     let mut rebuilt = load(&crate::image::reference::LayoutRef {

@@ -3,6 +3,7 @@
 //! without the callers or `ChangeSet` noticing.
 
 use super::error::LayerError;
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,12 @@ pub trait Snapshotter: Send {
     /// The tree was changed outside a step (e.g. a cached layer was applied onto it): the
     /// next `begin` must take a fresh baseline.
     fn invalidate(&mut self);
+    /// During the step, xbake itself made entries in these directories (relative paths)
+    /// and removed them again, putting the directories' times back: the mount points of
+    /// the step's own mounts (sandbox/stubs.rs). In the next `changes`, such a directory
+    /// counts as changed only if more than what that leaves behind differs (its ctime,
+    /// which no one can set, and its size, which ext4 never shrinks).
+    fn forgive_ctime(&mut self, dirs: &[PathBuf]);
 }
 
 /// What changed, however it was found. Sorted by path, comparing component by component
@@ -92,6 +99,16 @@ impl EntryState {
         self.file_type == libc::S_IFDIR
     }
 
+    /// Equal but for what creating and removing an entry leaves on a directory whose
+    /// times were put back (see [`Snapshotter::forgive_ctime`]).
+    fn same_but_ctime(&self, other: &EntryState) -> bool {
+        EntryState {
+            ctime: other.ctime,
+            size: other.size,
+            ..*self
+        } == *other
+    }
+
     /// The later of mtime and ctime, as nanoseconds since the epoch.
     fn last_change_ns(&self) -> i128 {
         let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
@@ -120,6 +137,8 @@ struct Walk {
 pub struct WalkSnapshotter {
     root: PathBuf,
     baseline: Option<Walk>,
+    /// Directories whose ctime alone does not make them changed, in the next `changes`.
+    forgiven: BTreeSet<PathBuf>,
 }
 
 impl WalkSnapshotter {
@@ -127,6 +146,7 @@ impl WalkSnapshotter {
         WalkSnapshotter {
             root,
             baseline: None,
+            forgiven: BTreeSet::new(),
         }
     }
 
@@ -169,13 +189,19 @@ impl Snapshotter for WalkSnapshotter {
                 root: self.root.clone(),
             })?;
         let current = self.walk()?;
-        let changes = diff(&baseline.entries, &current.entries);
+        let forgiven = std::mem::take(&mut self.forgiven);
+        let changes = diff(&baseline.entries, &current.entries, &forgiven);
         self.baseline = Some(current);
         Ok(changes)
     }
 
     fn invalidate(&mut self) {
         self.baseline = None;
+        self.forgiven.clear();
+    }
+
+    fn forgive_ctime(&mut self, dirs: &[PathBuf]) {
+        self.forgiven.extend(dirs.iter().cloned());
     }
 }
 
@@ -218,8 +244,13 @@ fn walk_dir(
     Ok(())
 }
 
-/// Compares two walks (both in `Path` order) into a canonical `ChangeSet`.
-fn diff(old: &[(PathBuf, EntryState)], new: &[(PathBuf, EntryState)]) -> ChangeSet {
+/// Compares two walks (both in `Path` order) into a canonical `ChangeSet`; directories in
+/// `forgiven` may differ in ctime and size alone (see [`Snapshotter::forgive_ctime`]).
+fn diff(
+    old: &[(PathBuf, EntryState)],
+    new: &[(PathBuf, EntryState)],
+    forgiven: &BTreeSet<PathBuf>,
+) -> ChangeSet {
     let mut changes = Vec::new();
     // Below a replaced directory everything is new content: all of it is emitted, and no
     // deletion needs saying (the opaque marker hides the old directory entirely).
@@ -266,7 +297,9 @@ fn diff(old: &[(PathBuf, EntryState)], new: &[(PathBuf, EntryState)]) -> ChangeS
                 {
                     replaced = Some(path.clone());
                     changes.push(change(path, ChangeKind::Replaced));
-                } else if before != after {
+                } else if before != after
+                    && !(before.is_dir() && before.same_but_ctime(after) && forgiven.contains(path))
+                {
                     if before.is_dir() && !after.is_dir() {
                         gone = Some(path.clone());
                     }

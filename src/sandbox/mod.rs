@@ -14,10 +14,13 @@ mod privileges;
 pub mod run;
 pub mod seccomp;
 pub mod spec;
+pub mod stubs;
+pub mod tmpfs;
 pub mod userns;
 
 pub use run::{StepExit, StepResult, run_step};
-pub use spec::{NetworkMode, SeccompMode, StepSpec};
+pub use spec::{MountKind, MountSource, NetworkMode, SeccompMode, StepMount, StepSpec};
+pub use stubs::MountStubs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

@@ -7,6 +7,7 @@
 //! image redirect a mount onto the host's tree.
 
 use super::plan::SetupOp;
+use super::spec::{MountKind, MountSource, StepMount};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -15,22 +16,36 @@ use nix::sys::statvfs::{FsFlags, fstatvfs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// A failed set-up operation: what was being done, and the kernel's answer.
+/// A failed set-up operation: what was being done, and the kernel's answer (None: the
+/// operation was refused before any system call, and `what` says why).
 #[derive(Debug)]
 pub struct SetupError {
     pub what: String,
-    pub errno: Errno,
+    pub errno: Option<Errno>,
 }
 
 impl std::fmt::Display for SetupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.errno.desc())
+        match self.errno {
+            Some(errno) => write!(f, "{}: {}", self.what, errno.desc()),
+            None => f.write_str(&self.what),
+        }
     }
 }
 
 fn fail(what: impl Into<String>) -> impl FnOnce(Errno) -> SetupError {
     let what = what.into();
-    move |errno| SetupError { what, errno }
+    move |errno| SetupError {
+        what,
+        errno: Some(errno),
+    }
+}
+
+fn refused(what: impl Into<String>) -> SetupError {
+    SetupError {
+        what: what.into(),
+        errno: None,
+    }
 }
 
 fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
@@ -206,6 +221,10 @@ fn execute(
                 let root = need(root)?;
                 mask(root, target)?;
             }
+            SetupOp::RunMount(m) => {
+                let root = need(root)?;
+                run_mount(root, m)?;
+            }
             SetupOp::PivotRoot => {
                 let root = need(root)?;
                 pivot_into(root)?;
@@ -260,10 +279,9 @@ fn mount_copy_of_cwd() -> Result<OwnedFd, Errno> {
 }
 
 fn need(fd: &Option<OwnedFd>) -> Result<BorrowedFd<'_>, SetupError> {
-    fd.as_ref().map(|f| f.as_fd()).ok_or(SetupError {
-        what: "sandbox plan out of order".into(),
-        errno: Errno::EINVAL,
-    })
+    fd.as_ref()
+        .map(|f| f.as_fd())
+        .ok_or_else(|| refused("sandbox plan out of order"))
 }
 
 fn mkdir_in(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<OwnedFd, SetupError> {
@@ -362,15 +380,20 @@ fn bind_tree_read_only(
         NONE,
     )
     .map_err(fail(what.clone()))?;
+    read_only_tree(at.as_fd(), &what)
+}
+
+/// Makes the mount at `at` (opened before it was mounted on) and every mount below it
+/// read-only, as bwrap's --ro-bind does: MS_RDONLY on a recursive bind changes only its
+/// top mount.
+fn read_only_tree(at: BorrowedFd<'_>, what: &str) -> Result<(), SetupError> {
+    let io_failure = |_| SetupError {
+        what: what.to_string(),
+        errno: Some(Errno::EIO),
+    };
     // The absolute path of the new mount in this mount namespace, to find its submounts.
-    let top = std::fs::read_link(fd_path(at.as_fd())).map_err(|_| SetupError {
-        what: what.clone(),
-        errno: Errno::EIO,
-    })?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|_| SetupError {
-        what: what.clone(),
-        errno: Errno::EIO,
-    })?;
+    let top = std::fs::read_link(fd_path(at)).map_err(io_failure)?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_failure)?;
     for point in mount_points_under(&mountinfo, &top) {
         let fd = match nix::fcntl::open(
             &point,
@@ -388,7 +411,329 @@ fn bind_tree_read_only(
             Err(e) => return Err(fail(format!("{what} ({})", point.display()))(e)),
         }
     }
+    // The top mount is ours: it must have become read-only, whatever its submounts did.
+    let top_fd = nix::fcntl::open(
+        &top,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail(what.to_string()))?;
+    let flags = fstatvfs(top_fd.as_fd()).map_err(fail(what.to_string()))?;
+    if !flags.flags().contains(FsFlags::ST_RDONLY) {
+        return Err(refused(format!("{what}: the mount is still writable")));
+    }
     Ok(())
+}
+
+/// One of the step's own mounts (see [`MountKind`]). Runs host-side, in the step's first
+/// mount namespace (see `plan::split_host_side`).
+fn run_mount(root: BorrowedFd<'_>, m: &StepMount) -> Result<(), SetupError> {
+    let rel = super::spec::target_path(&m.target).map_err(refused)?;
+    let target = m.target.as_str();
+    match &m.kind {
+        MountKind::Bind { source, read_only } => {
+            let what = format!(
+                "binding {} {} on {target}",
+                describe(source),
+                if *read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            );
+            let src = open_source(source).map_err(fail(what.clone()))?;
+            let is_dir = is_directory(src.as_fd()).map_err(fail(what.clone()))?;
+            let at = open_run_target(root, &rel, is_dir, &what)?;
+            mount(
+                Some(&fd_path(src.as_fd())),
+                &fd_path(at.as_fd()),
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            )
+            .map_err(fail(what.clone()))?;
+            if *read_only {
+                read_only_tree(at.as_fd(), &what)?;
+            }
+            Ok(())
+        }
+        MountKind::Scratch { source, scratch } => {
+            let what = format!(
+                "mounting {} on {target} with throwaway writes",
+                describe(source)
+            );
+            let src = open_source(source).map_err(fail(what.clone()))?;
+            let st = nix::sys::stat::fstat(src.as_fd()).map_err(fail(what.clone()))?;
+            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            let at = open_run_target(root, &rel, is_dir, &what)?;
+            if is_dir {
+                overlay_on(src.as_fd(), &st, scratch, at.as_fd(), &what)
+            } else {
+                // overlayfs stacks folders only: a file is copied and the copy bound.
+                let copy = copy_file(src.as_fd(), &st, &scratch.join("file"))
+                    .map_err(fail(what.clone()))?;
+                mount(
+                    Some(&fd_path(copy.as_fd())),
+                    &fd_path(at.as_fd()),
+                    NONE,
+                    MsFlags::MS_BIND,
+                    NONE,
+                )
+                .map_err(fail(what))
+            }
+        }
+        MountKind::Tmpfs { size } => {
+            let what = format!("mounting a tmpfs on {target}");
+            let at = open_run_target(root, &rel, true, &what)?;
+            // size=0 means "no limit" to tmpfs; BuildKit passes a size only when > 0.
+            let options = match size {
+                Some(bytes) if *bytes > 0 => format!("mode=1777,size={bytes}"),
+                _ => "mode=1777".to_string(),
+            };
+            mount(
+                Some("tmpfs"),
+                &fd_path(at.as_fd()),
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(options.as_str()),
+            )
+            .map_err(fail(what))
+        }
+    }
+}
+
+fn describe(source: &MountSource) -> String {
+    match source {
+        MountSource::Host(path) => path.display().to_string(),
+        MountSource::InRoot { root, path } => {
+            format!(
+                "{} (inside {})",
+                Path::new("/").join(path).display(),
+                root.display()
+            )
+        }
+    }
+}
+
+/// Opens a mount's source as an `O_PATH` descriptor; an in-tree path resolves inside its
+/// tree (symlinks in another stage's rootfs never reach the host's files).
+fn open_source(source: &MountSource) -> Result<OwnedFd, Errno> {
+    match source {
+        MountSource::Host(path) => {
+            nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        }
+        MountSource::InRoot { root, path } => {
+            let tree = nix::fcntl::open(
+                root,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            crate::layer::root::open_in_root(tree.as_fd(), Path::new(path), OFlag::O_PATH)
+        }
+    }
+}
+
+fn is_directory(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    nix::sys::stat::fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// Opens the target of a step mount, resolved inside the root, and checks where it
+/// really is (symlinks followed) against the reserved folders. A missing target is
+/// created only inside an earlier step mount (a tmpfs, a cache folder): one missing in
+/// the rootfs itself is the builder's to create before the step and remove after it
+/// (stubs.rs), so that it never lands in a layer.
+fn open_run_target(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    is_dir: bool,
+    what: &str,
+) -> Result<OwnedFd, SetupError> {
+    let at = match crate::layer::root::open_in_root(root, rel, OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => create_inside_step_mount(root, rel, is_dir, what)?,
+        Err(e) => return Err(fail(what.to_string())(e)),
+    };
+    let real = in_root_path(root, at.as_fd()).map_err(fail(what.to_string()))?;
+    super::spec::check_target(&real).map_err(|reason| {
+        refused(format!(
+            "{what}: the target is /{} in the rootfs; {reason}",
+            real.display()
+        ))
+    })?;
+    Ok(at)
+}
+
+/// Where `fd` is, relative to the root (both as this mount namespace names them).
+fn in_root_path(root: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<PathBuf, Errno> {
+    let base = std::fs::read_link(fd_path(root)).map_err(|_| Errno::EIO)?;
+    let path = std::fs::read_link(fd_path(fd)).map_err(|_| Errno::EIO)?;
+    path.strip_prefix(&base)
+        .map(Path::to_path_buf)
+        .map_err(|_| Errno::EXDEV)
+}
+
+fn create_inside_step_mount(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    is_dir: bool,
+    what: &str,
+) -> Result<OwnedFd, SetupError> {
+    // The deepest ancestor that exists, and the names to create below it.
+    let mut missing = Vec::new();
+    let mut base = rel.to_path_buf();
+    let parent = loop {
+        let Some(name) = base.file_name().map(|n| n.to_os_string()) else {
+            return Err(refused(format!("{what}: the target does not exist")));
+        };
+        missing.push(name);
+        base.pop();
+        match crate::layer::root::open_in_root(root, &base, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            Ok(fd) => break fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(fail(what.to_string())(e)),
+        }
+    };
+    let on_root_mount = mount_id(parent.as_fd()).map_err(fail(what.to_string()))?
+        == mount_id(root).map_err(fail(what.to_string()))?;
+    if on_root_mount {
+        return Err(refused(format!(
+            "{what}: /{} does not exist in the rootfs (the builder creates a step's mount \
+             points before it runs: sandbox::stubs::MountStubs)",
+            rel.display()
+        )));
+    }
+    let mut dir = parent;
+    while let Some(name) = missing.pop() {
+        let last = missing.is_empty();
+        let made = if last && !is_dir {
+            openat(
+                &dir,
+                name.as_os_str(),
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(drop)
+        } else {
+            nix::sys::stat::mkdirat(&dir, name.as_os_str(), Mode::from_bits_truncate(0o755))
+        };
+        made.map_err(fail(format!("{what}: creating the mount point")))?;
+        dir = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fail(what.to_string()))?;
+    }
+    Ok(dir)
+}
+
+/// The id of the mount `fd` is on (statx(2) STATX_MNT_ID, Linux 5.8).
+fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    const STATX_MNT_ID: libc::c_uint = 0x1000;
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx(2) on a descriptor we hold, with AT_EMPTY_PATH and an empty
+    // NUL-terminated path; it writes only into `st`, which lives across the call.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::last());
+    }
+    if st.stx_mask & STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(st.stx_mnt_id)
+}
+
+/// An overlay at `at` whose lower layer is the folder `lower`: the step sees its files
+/// and may change them, and the changes go to `scratch/upper`, which the caller throws
+/// away. Unprivileged overlayfs (Linux 5.11) with `userxattr`: the overlay's own
+/// metadata is kept in user.overlay.* attributes, which a user namespace may write.
+fn overlay_on(
+    lower: BorrowedFd<'_>,
+    lower_st: &nix::sys::stat::FileStat,
+    scratch: &Path,
+    at: BorrowedFd<'_>,
+    what: &str,
+) -> Result<(), SetupError> {
+    let dir = |name: &str| -> Result<OwnedFd, SetupError> {
+        let path = scratch.join(name);
+        nix::unistd::mkdir(&path, Mode::from_bits_truncate(0o700))
+            .map_err(fail(format!("{what}: creating {}", path.display())))?;
+        nix::fcntl::open(
+            &path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fail(format!("{what}: opening {}", path.display())))
+    };
+    let upper = dir("upper")?;
+    let work = dir("work")?;
+    // The overlay's root takes its owner and mode from the upper folder: the lower's.
+    let upper_path = fd_path(upper.as_fd());
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    std::os::unix::fs::chown(&upper_path, Some(lower_st.st_uid), Some(lower_st.st_gid)).map_err(
+        |e| {
+            fail(format!(
+                "{what}: giving the upper folder the source's owner"
+            ))(errno(e))
+        },
+    )?;
+    std::fs::set_permissions(
+        &upper_path,
+        std::os::unix::fs::PermissionsExt::from_mode(lower_st.st_mode & 0o7777),
+    )
+    .map_err(|e| fail(format!("{what}: giving the upper folder the source's mode"))(errno(e)))?;
+    // Descriptor paths keep commas and colons in real paths out of the option string.
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        fd_path(lower).display(),
+        upper_path.display(),
+        fd_path(work.as_fd()).display()
+    );
+    mount(
+        Some("overlay"),
+        &fd_path(at),
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(fail(what.to_string()))
+}
+
+/// Copies the file `src` to `dest` (a new file) with its mode and owner; returns it
+/// opened for binding.
+fn copy_file(
+    src: BorrowedFd<'_>,
+    st: &nix::sys::stat::FileStat,
+    dest: &Path,
+) -> Result<OwnedFd, Errno> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mut from = std::fs::File::open(fd_path(src)).map_err(errno)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)
+        .map_err(errno)?;
+    std::io::copy(&mut from, &mut to).map_err(errno)?;
+    nix::unistd::fchown(
+        &to,
+        Some(nix::unistd::Uid::from_raw(st.st_uid)),
+        Some(nix::unistd::Gid::from_raw(st.st_gid)),
+    )?;
+    nix::sys::stat::fchmod(&to, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
+    Ok(OwnedFd::from(to))
 }
 
 /// Opens a kernel-interface path for masking or protecting it; None when this kernel

@@ -2,7 +2,7 @@
 //! of set-up operations, which a small executor (`mounts.rs`) then performs in order.
 //! Targets are relative to the rootfs and are resolved inside it by the executor.
 
-use super::spec::{NetworkMode, StepSpec};
+use super::spec::{NetworkMode, StepMount, StepSpec};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub enum SetupOp {
     /// Hide a path of /proc or /sys: /dev/null over a file, an empty read-only tmpfs
     /// over a folder; skipped when the kernel has no such path.
     MaskPath { target: &'static str },
+    /// One of the step's own mounts (`StepSpec::mounts`): a bind, a throwaway overlay or
+    /// a tmpfs at a target inside the rootfs, which must not be in /proc, /dev or /sys.
+    RunMount(StepMount),
     /// Switch to the rootfs and detach the old root.
     PivotRoot,
 }
@@ -172,6 +175,9 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
             target: relative(emulator),
         });
     }
+    // Last, in the recipe's order: a later mount may sit inside an earlier one, and any
+    // of them may cover a standard file bind (a folder mounted at /etc, say).
+    ops.extend(spec.mounts.iter().cloned().map(SetupOp::RunMount));
     ops.push(SetupOp::PivotRoot);
     ops
 }
@@ -181,11 +187,17 @@ pub fn plan(spec: &StepSpec) -> Vec<SetupOp> {
 /// build's user namespace, which can reach the cache folder whoever owns its parents; the
 /// step's nested namespace maps only image ids and may not be able to (a root build's
 /// cache under /root, for one). Order within each part is kept.
+///
+/// The step's own mounts are all host-side: their sources live under the cache folder
+/// too (cache mounts, scratch folders, secrets' tmpfs), and keeping all of them on one
+/// side keeps their order. Made in the build's namespace, they are locked in the step's
+/// (mount_namespaces(7)): the step can neither unmount them nor make a read-only one
+/// writable.
 pub fn split_host_side(ops: &[SetupOp]) -> (Vec<SetupOp>, Vec<SetupOp>) {
     ops.iter().cloned().partition(|op| {
         matches!(
             op,
-            SetupOp::OpenRootfs { .. } | SetupOp::ReadOnlyBindFile { .. }
+            SetupOp::OpenRootfs { .. } | SetupOp::ReadOnlyBindFile { .. } | SetupOp::RunMount(_)
         )
     })
 }
@@ -212,6 +224,7 @@ mod tests {
             stdin_from_caller: false,
             seccomp: Default::default(),
             limits: Default::default(),
+            mounts: vec![],
         }
     }
 
@@ -277,6 +290,77 @@ mod tests {
         );
         assert_eq!(step.first(), Some(&SetupOp::MountRootfs));
         assert_eq!(step.last(), Some(&SetupOp::PivotRoot));
+    }
+
+    fn run_mount(target: &str, kind: crate::sandbox::MountKind) -> StepMount {
+        StepMount {
+            target: target.into(),
+            kind,
+        }
+    }
+
+    /// A step's own mounts come last, in the recipe's order, and all of them host-side
+    /// (with the rootfs and the file binds), so their order holds across the two phases.
+    #[test]
+    fn run_mounts_follow_the_standard_ones_in_order_on_the_host_side() {
+        use crate::sandbox::{MountKind, MountSource};
+        let mut s = spec();
+        s.emulator_bind = Some("/usr/bin/qemu-arm-static".into());
+        s.mounts = vec![
+            run_mount(
+                "/root/.cache",
+                MountKind::Bind {
+                    source: MountSource::Host("/cache/mounts/ab/data".into()),
+                    read_only: false,
+                },
+            ),
+            run_mount(
+                "/root/.cache/tmp",
+                MountKind::Tmpfs {
+                    size: Some(1 << 20),
+                },
+            ),
+            run_mount(
+                "/src",
+                MountKind::Scratch {
+                    source: MountSource::InRoot {
+                        root: "/work/stage-build".into(),
+                        path: "/out".into(),
+                    },
+                    scratch: "/work/bind-1".into(),
+                },
+            ),
+        ];
+        let ops = plan(&s);
+        let tail: Vec<String> = ops[ops.len() - 6..]
+            .iter()
+            .map(|op| format!("{op:?}"))
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                r#"ReadOnlyBindFile { source: "/etc/resolv.conf", target: "etc/resolv.conf" }"#,
+                r#"ReadOnlyBindFile { source: "/usr/bin/qemu-arm-static", target: "usr/bin/qemu-arm-static" }"#,
+                r#"RunMount(StepMount { target: "/root/.cache", kind: Bind { source: Host("/cache/mounts/ab/data"), read_only: false } })"#,
+                r#"RunMount(StepMount { target: "/root/.cache/tmp", kind: Tmpfs { size: Some(1048576) } })"#,
+                r#"RunMount(StepMount { target: "/src", kind: Scratch { source: InRoot { root: "/work/stage-build", path: "/out" }, scratch: "/work/bind-1" } })"#,
+                "PivotRoot",
+            ]
+        );
+        let (host, step) = split_host_side(&ops);
+        let host_mounts: Vec<&StepMount> = host
+            .iter()
+            .filter_map(|op| match op {
+                SetupOp::RunMount(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(host_mounts, s.mounts.iter().collect::<Vec<_>>());
+        assert!(!step.iter().any(|op| matches!(op, SetupOp::RunMount(_))));
+        assert!(
+            matches!(host.last(), Some(SetupOp::RunMount(m)) if m.target == "/src"),
+            "the run mounts are the last host-side ops"
+        );
     }
 
     #[test]

@@ -306,3 +306,121 @@ steps:
         );
     }
 }
+
+/// Every run mount type in one recipe; the platform is emulated, the bound stage native.
+const MOUNTS: &str = r#"
+stages:
+  data:
+    from: rootfs:bases/busybox-amd64.tar.gz
+    platform: build
+    steps:
+      - run: mkdir -p /data && echo from-stage > /data/file
+from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+steps:
+  - run: n=$(cat /cache/count 2>/dev/null || echo 0); echo $((n+1)) > /cache/count; cp /cache/count /seen
+    mounts: [{type: cache, target: /cache}]
+  - run: sha256sum < /run/secrets/token | cut -d' ' -f1 > /secret-sum; stat -c '%a %u' /run/secrets/token > /secret-mode
+    mounts: [{type: secret, id: token, required: true}]
+  - run: cat /mnt/data/file > /bound; touch /mnt/data/x 2>/dev/null || echo refused > /bind-write
+    mounts: [{type: bind, from: data, source: /data, target: /mnt/data}]
+  - run: grep ' /scratch ' /proc/mounts | cut -d' ' -f3 > /scratch-type; echo x > /scratch/f
+    mounts: [{type: tmpfs, target: /scratch, size: 1m}]
+"#;
+
+/// Whether `needle` occurs in any file under `dir`.
+fn found_under(dir: &Path, needle: &[u8]) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path())
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+#[test]
+fn run_mounts_cache_secret_bind_and_tmpfs_never_reach_a_layer() {
+    if !ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let secret = "s3cr3t-value-that-must-not-leak-9f2c";
+    let recipe = scratch.recipe("mounts", MOUNTS, &[("token.txt", secret)]);
+    let dir = recipe.parent().unwrap();
+    let build = |tag: &str, extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--network",
+            "none",
+            "--secret",
+            "id=token,src=token.txt",
+            "--metadata-file",
+            "meta.json",
+            "-o",
+            "oci:out/mounts",
+            "--tag",
+            tag,
+        ];
+        args.extend(extra);
+        let out = xbake(As::Me, dir, &args, &[]);
+        assert_ok(&out);
+        let (_, images) = read_layout(&dir.join("out/mounts"), tag);
+        (images.into_iter().next().unwrap(), text(&out))
+    };
+    let (image, log) = build("1", &[]);
+    assert_eq!(file_text(&image, "seen"), "1\n");
+    assert_eq!(
+        file_text(&image, "secret-sum"),
+        format!("{}\n", sha256_hex(secret.as_bytes()))
+    );
+    assert_eq!(file_text(&image, "secret-mode"), "400 0\n");
+    assert_eq!(file_text(&image, "bound"), "from-stage\n");
+    assert_eq!(file_text(&image, "bind-write"), "refused\n");
+    assert_eq!(file_text(&image, "scratch-type"), "tmpfs\n");
+    // No mount, mount point or written-through file is in the image.
+    for path in ["cache", "run/secrets", "mnt", "scratch"] {
+        assert!(
+            !image
+                .meta
+                .keys()
+                .any(|p| p == path || p.starts_with(&format!("{path}/"))),
+            "{path} is in the image: {:?}",
+            image.meta.keys().collect::<Vec<_>>()
+        );
+    }
+    // The cache mount kept its file: a build that runs every step again counts on.
+    let (image, _) = build("2", &["--no-cache"]);
+    assert_eq!(file_text(&image, "seen"), "2\n");
+    // The secret's bytes are nowhere: not in a blob, a record, the metadata or the log.
+    for place in [
+        dir.join(".cache-me"),
+        dir.join("out"),
+        dir.join("meta.json"),
+    ] {
+        assert_eq!(found_under(&place, secret.as_bytes()), Vec::<String>::new());
+    }
+    assert!(!log.contains(secret));
+    // A required secret that is not given fails, naming it.
+    let out = xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--network",
+            "none",
+            "--no-cache",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("token"), "{}", text(&out));
+}

@@ -20,8 +20,8 @@ mod rootfs;
 pub mod run_image;
 mod sandboxing;
 mod schedule;
-mod tree_paths;
 pub mod secrets;
+mod tree_paths;
 pub use sandboxing::step_network;
 pub mod timefmt;
 mod users;
@@ -487,6 +487,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 plan,
                 label: &node.label,
                 reads: &reads,
+                secrets: &req.secrets,
                 cache,
                 no_cache: req.no_cache,
                 normalize: rules.filter(|_| !req.no_normalize),

@@ -22,7 +22,10 @@ use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settl
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::normalize::{self, RuleSet};
-use crate::recipe::{CopyFrom, Plan, PlanStep, Recipe, RunCommand, StepKind, resolve_copy_sources};
+use crate::recipe::{
+    CacheSharing, CopyFrom, Plan, PlanStep, Recipe, RunCommand, RunMount, RunMountKind, StepKind,
+    resolve_copy_sources,
+};
 use crate::sandbox::{NetworkMode, run_step};
 use oci_spec::image::{Arch, MediaType, Os, PlatformBuilder};
 use std::collections::HashMap;
@@ -37,6 +40,8 @@ pub(crate) struct Context<'a> {
     pub label: &'a str,
     /// The filesystems its copy steps and bind mounts read.
     pub reads: &'a HashMap<CopyFrom, Arc<Filesystem>>,
+    /// `--secret` values, for `type: secret` mounts.
+    pub secrets: &'a super::secrets::Secrets,
     pub cache: &'a Cache,
     /// `--no-cache`: run every step (results are still recorded).
     pub no_cache: bool,
@@ -64,6 +69,11 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Where `copy:` and context bind mounts read from.
+    fn context_dir(&self) -> &Path {
+        self.recipe.dir()
+    }
+
     fn name(&self) -> String {
         self.label.to_string()
     }
@@ -108,6 +118,10 @@ enum Prepared {
     Run {
         argv: Vec<String>,
         network: NetworkMode,
+        mounts: Vec<RunMount>,
+        /// What the bind mounts' sources hold (their layer chains, or the context
+        /// files' digest), for the key: their paths are scratch folders.
+        bound: Vec<String>,
     },
     Copy {
         sources: Vec<PathBuf>,
@@ -181,14 +195,23 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 continue;
             }
             StepKind::Run {
-                command, network, ..
+                command,
+                network,
+                mounts,
             } => {
                 let argv = match command {
                     RunCommand::Shell(script) => step.shell_argv(script),
                     RunCommand::Exec(argv) => argv.clone(),
                 };
                 let network = step_network(*network, ctx.network);
-                (Prepared::Run { argv, network }, None)
+                let bound = bound_contents(ctx, step, mounts)?;
+                let prepared = Prepared::Run {
+                    argv,
+                    network,
+                    mounts: mounts.clone(),
+                    bound,
+                };
+                (prepared, None)
             }
             StepKind::Copy {
                 from: Some(from),
@@ -294,16 +317,26 @@ fn step_key(
     let mut env = state.env.clone();
     env.extend(with_source_date_epoch(&ctx.plan.build_env, ctx.epoch));
     let (what, network) = match prepared {
-        Prepared::Run { argv, network } => (
+        Prepared::Run {
+            argv,
+            network,
+            bound,
+            ..
+        } => {
             // A step may behave differently without the filter: never share results.
-            match ctx.seccomp {
+            let mut what = match ctx.seccomp {
                 crate::sandbox::SeccompMode::Default => format!("RUN {argv:?}"),
                 crate::sandbox::SeccompMode::Unconfined => {
                     format!("RUN {argv:?} seccomp=unconfined")
                 }
-            },
-            network.as_str(),
-        ),
+            };
+            // The mounts themselves are in the step's text (`--mount=…`); a cache
+            // mount's contents and a secret's value never are.
+            for b in bound {
+                what.push_str(&format!(" bind={b}"));
+            }
+            (what, network.as_str())
+        }
         Prepared::Copy {
             to, mode, owner, ..
         } => (
@@ -372,13 +405,32 @@ fn run_and_commit(
     let rules = step_rules(ctx, step, &prepared);
     let mut normalizing = None;
     match prepared {
-        Prepared::Run { argv, network } => {
+        Prepared::Run {
+            argv,
+            network,
+            mounts,
+            ..
+        } => {
             if let Some(rules) = rules {
                 let before = normalize::before_step(rules, &root)
                     .map_err(ctx.layer_err("reading the files the normalisation rules compare"))?;
                 normalizing = Some((rules, before));
             }
-            run(ctx, &root, state, step, argv, network, prefix, total)?;
+            let command = Command {
+                argv,
+                network,
+                mounts: &mounts,
+            };
+            run(
+                ctx,
+                &root,
+                rootfs.snapshotter(),
+                state,
+                step,
+                command,
+                prefix,
+                total,
+            )?;
         }
         Prepared::Copy {
             sources,
@@ -452,24 +504,36 @@ fn relative_copy_destinations_follow_the_workdir() {
     assert_eq!(destination_in(Some("/app"), "/abs"), "/abs");
 }
 
+/// What a run step executes, and with which mounts.
+struct Command<'a> {
+    argv: Vec<String>,
+    network: NetworkMode,
+    mounts: &'a [RunMount],
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     ctx: &Context,
     root: &RootDir,
+    snapshotter: &mut dyn Snapshotter,
     state: &ImageState,
     step: &PlanStep,
-    argv: Vec<String>,
-    network: NetworkMode,
+    command: Command,
     prefix: &str,
     total: usize,
 ) -> Result<(), BuildError> {
+    let Command {
+        argv,
+        network,
+        mounts,
+    } = command;
     let workdir = state.workdir.clone().unwrap_or_else(|| "/".into());
     // Docker creates a missing WORKDIR; it lands in this step's layer.
     let w = root
         .create_dir_all(Path::new(&workdir), 0o755, (0, 0))
         .map_err(ctx.layer_err(format!("creating the working directory {workdir}")))?;
     ctx.warn_all(w.into_vec());
-    let spec = sandbox_spec(SandboxRequest {
+    let mut spec = sandbox_spec(SandboxRequest {
         root,
         scratch: &ctx.dir,
         platform: &ctx.plan.platform,
@@ -486,13 +550,36 @@ fn run(
         limits: ctx.limits,
     })
     .map_err(|message| ctx.step_err(step, message))?;
+    // Mounts: prepared (cache leases, secret files), their missing mount points made,
+    // and after the step the mount points removed before the layer is read, so none of
+    // it is ever in a layer.
+    let requests = mount_requests(ctx, mounts)?;
+    let cache_mounts = crate::cache::mounts::CacheMounts::of(ctx.cache);
+    let prepared = super::mounts::prepare(
+        &requests,
+        &super::mounts::MountEnv {
+            cache: &cache_mounts,
+            secrets: ctx.secrets,
+            platform: &ctx.plan.platform.to_string(),
+            scratch: &ctx.dir,
+            workdir: &workdir,
+        },
+    )
+    .map_err(|e| ctx.step_err(step, format!("preparing the mounts: {e}")))?;
+    spec.mounts = prepared.mounts.clone();
+    let stubs = crate::sandbox::MountStubs::create(root, &spec.mounts)
+        .map_err(|e| ctx.step_err(step, format!("making the mount points: {e}")))?;
     let mut on_line = |line: &str| ctx.progress.info(prefix, line);
-    let result = run_step(&spec, &mut on_line).map_err(|source| BuildError::Sandbox {
+    let result = run_step(&spec, &mut on_line);
+    let removed = stubs.remove(root, Some(snapshotter));
+    drop(prepared);
+    let result = result.map_err(|source| BuildError::Sandbox {
         platform: ctx.name(),
         number: step.number,
         location: step.location.clone(),
         source,
     })?;
+    removed.map_err(|e| ctx.step_err(step, format!("removing the mount points: {e}")))?;
     if !result.exit.success() {
         return Err(BuildError::StepFailed {
             platform: ctx.name(),
@@ -506,6 +593,117 @@ fn run(
         });
     }
     Ok(())
+}
+
+/// The sandbox's view of a run step's mounts: bind sources become the trees they name
+/// (a stage's or image's filesystem, unpacked if nothing had needed it, or the context).
+fn mount_requests(
+    ctx: &Context,
+    mounts: &[RunMount],
+) -> Result<Vec<super::mounts::MountRequest>, BuildError> {
+    use super::mounts::MountRequest;
+    mounts
+        .iter()
+        .map(|m| {
+            let target = m.target.clone();
+            Ok(match &m.kind {
+                RunMountKind::Cache {
+                    id,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                } => MountRequest::Cache {
+                    target,
+                    id: Some(id.clone()),
+                    sharing: match sharing {
+                        CacheSharing::Shared => crate::cache::mounts::Sharing::Shared,
+                        CacheSharing::Private => crate::cache::mounts::Sharing::Private,
+                        CacheSharing::Locked => crate::cache::mounts::Sharing::Locked,
+                    },
+                    mode: Some(*mode),
+                    uid: Some(*uid),
+                    gid: Some(*gid),
+                    read_only: false,
+                },
+                RunMountKind::Secret {
+                    id,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => MountRequest::Secret {
+                    id: id.clone(),
+                    target: Some(target),
+                    required: *required,
+                    mode: Some(*mode),
+                    uid: Some(*uid),
+                    gid: Some(*gid),
+                },
+                RunMountKind::Bind {
+                    from,
+                    source,
+                    readwrite,
+                } => MountRequest::Bind {
+                    target,
+                    from: match from {
+                        Some(from) => ctx
+                            .read(from)?
+                            .tree(ctx.cache.store(), ctx.activation, &mut |w| {
+                                ctx.progress.warn(&ctx.name(), &w)
+                            })?
+                            .path()
+                            .to_path_buf(),
+                        None => ctx.context_dir().to_path_buf(),
+                    },
+                    source: if source.is_empty() {
+                        "/".into()
+                    } else {
+                        source.clone()
+                    },
+                    read_write: *readwrite,
+                },
+                RunMountKind::Tmpfs { size } => MountRequest::Tmpfs {
+                    target,
+                    size: *size,
+                },
+            })
+        })
+        .collect()
+}
+
+/// For the step key, what each bind mount's source holds: a stage's or image's layer
+/// chain, or the digest of the context files under `source`.
+fn bound_contents(
+    ctx: &Context,
+    step: &PlanStep,
+    mounts: &[RunMount],
+) -> Result<Vec<String>, BuildError> {
+    let mut out = Vec::new();
+    for mount in mounts {
+        let RunMountKind::Bind { from, source, .. } = &mount.kind else {
+            continue;
+        };
+        let what = match from {
+            Some(from) => ctx
+                .read(from)?
+                .chain_id()
+                .map_or_else(|| "empty".to_string(), |c| c.to_string()),
+            None => {
+                let pattern = match source.trim_start_matches('/') {
+                    "" => ".".to_string(),
+                    rel => rel.to_string(),
+                };
+                let files = resolve_copy_sources(ctx.context_dir(), &[pattern], &step.location)?;
+                let listed = input_files(ctx.context_dir(), &files).map_err(|e| {
+                    ctx.step_err(step, format!("reading the bind mount's source: {e}"))
+                })?;
+                tree_digest(&listed).to_string()
+            }
+        };
+        out.push(format!("{}={what}", mount.target));
+    }
+    Ok(out)
 }
 
 /// Turns the step's changes into a layer; None when nothing changed.

@@ -71,6 +71,8 @@ pub(crate) struct Graph {
     pub outputs: Vec<usize>,
 }
 
+type Resolved = Result<Arc<BaseImage>, BuildError>;
+
 /// Brings a base into the store: `(reference, its text, platform)`.
 pub(crate) type ResolveBase<'a> =
     dyn Fn(&BaseRef, &str, &Platform) -> Result<Arc<BaseImage>, BuildError> + Sync + 'a;
@@ -147,7 +149,7 @@ impl Discovery<'_> {
             }
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: std::sync::Mutex<Vec<Option<Result<Arc<BaseImage>, BuildError>>>> =
+        let slots: std::sync::Mutex<Vec<Option<Resolved>>> =
             std::sync::Mutex::new((0..wanted.len()).map(|_| None).collect());
         std::thread::scope(|scope| {
             for _ in 0..jobs.clamp(1, wanted.len().max(1)) {

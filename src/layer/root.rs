@@ -555,11 +555,11 @@ impl RootDir {
         let rel = rel_path::clean(rel)?;
         let fd = self
             .open_in_root(&rel, OFlag::O_PATH)
-            .map_err(|e| LayerError::io("resolve", &self.path.join(&rel), e))?;
+            .map_err(|e| LayerError::io("resolve", self.path.join(&rel), e))?;
         let real = |fd: BorrowedFd<'_>| {
             nix::fcntl::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str())
                 .map(PathBuf::from)
-                .map_err(|e| LayerError::io("resolve", &self.path.join(&rel), e))
+                .map_err(|e| LayerError::io("resolve", self.path.join(&rel), e))
         };
         let top = real(self.fd.as_fd())?;
         let found = real(fd.as_fd())?;
@@ -567,7 +567,7 @@ impl RootDir {
             // openat2 never leaves the root; a rename racing it could, and is refused.
             return Err(LayerError::io(
                 "resolve",
-                &self.path.join(&rel),
+                self.path.join(&rel),
                 Errno::EXDEV,
             ));
         }

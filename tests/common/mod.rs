@@ -84,7 +84,12 @@ impl Scratch {
         if let Some(fx) = fixtures() {
             for entry in std::fs::read_dir(fx).unwrap() {
                 let entry = entry.unwrap();
-                std::fs::copy(entry.path(), dir.join("bases").join(entry.file_name())).unwrap();
+                let to = dir.join("bases").join(entry.file_name());
+                // The large Debian and toolchain bases (tens of MB each) are linked, not
+                // copied, for every test; no test writes to a base.
+                if std::fs::hard_link(entry.path(), &to).is_err() {
+                    std::fs::copy(entry.path(), &to).unwrap();
+                }
             }
         }
         for (path, content) in extra {
@@ -103,6 +108,13 @@ pub fn open_up(path: &Path) {
     for entry in walkdir::WalkDir::new(path) {
         let entry = entry.unwrap();
         if entry.path_is_symlink() {
+            continue;
+        }
+        // A fixture linked into the folder is already world-readable and shared with
+        // the fixture cache: leave its mode alone.
+        if entry.file_type().is_file()
+            && std::os::unix::fs::MetadataExt::nlink(&entry.metadata().unwrap()) > 1
+        {
             continue;
         }
         let mode = if entry.file_type().is_dir() {

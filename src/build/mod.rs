@@ -41,6 +41,8 @@ pub use output::Output;
 
 pub struct BuildRequest {
     pub recipe: Recipe,
+    /// `--context DIR` (default: the recipe's folder): what `copy:` steps read.
+    pub context: crate::context::BuildContext,
     pub platforms: Vec<Platform>,
     pub build_args: Vec<(String, String)>,
     pub output: Option<Output>,
@@ -338,6 +340,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                         }
                         let ctx = pipeline::Context {
                             recipe: &req.recipe,
+                            context: &req.context,
                             plan,
                             cache,
                             no_cache: req.no_cache,

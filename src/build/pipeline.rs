@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub(crate) struct Context<'a> {
     pub recipe: &'a Recipe,
+    /// What `copy:` steps read (`--context`), less what its ignore file excludes.
+    pub context: &'a crate::context::BuildContext,
     pub plan: &'a Plan,
     pub cache: &'a Cache,
     /// `--no-cache`: run every step (results are still recorded).
@@ -202,8 +204,8 @@ pub(crate) fn build_platform(ctx: &Context) -> Result<PlatformImage, BuildError>
                 mode,
                 owner,
             } => {
-                let files = resolve_copy_sources(ctx.recipe.dir(), sources, &step.location)?;
-                let listed = input_files(ctx.recipe.dir(), &files)
+                let files = resolve_copy_sources(ctx.context, sources, &step.location)?;
+                let listed = input_files(ctx.context, &files)
                     .map_err(|e| ctx.step_err(step, format!("reading the copy inputs: {e}")))?;
                 let prepared = Prepared::Copy {
                     sources: files,
@@ -364,6 +366,7 @@ fn run_and_commit(
             let warnings = copy_into(
                 &root,
                 &CopyRequest {
+                    context: ctx.context,
                     sources: &sources,
                     to: &to,
                     mode,

@@ -30,12 +30,12 @@ pub enum ContextError {
     },
     #[error("build context {} is not a folder", dir.display())]
     NotAFolder { dir: PathBuf },
-    #[error("ignore file {}: {source}", path.display())]
-    IgnoreFile {
-        path: PathBuf,
-        #[source]
-        source: crate::image::ImageError,
-    },
+    #[error(
+        "ignore file {} is a {kind}; it must be a regular file in the context (symbolic \
+         links are not followed)",
+        path.display()
+    )]
+    IgnoreFileNotRegular { path: PathBuf, kind: &'static str },
     #[error("ignore file {}: {source}", path.display())]
     IgnoreFileRead {
         path: PathBuf,
@@ -243,11 +243,20 @@ fn keep_with_parents(walked: Vec<(Entry, bool)>) -> Vec<Entry> {
 /// followed, so it cannot be read from elsewhere), at most [`IGNORE_FILE_LIMIT`] bytes.
 fn read_ignore_file(dir: &Path, name: &str) -> Result<String, ContextError> {
     let path = dir.join(name);
-    let opened = crate::image::regular_file::open_regular(dir, name).map_err(|source| {
-        ContextError::IgnoreFile {
+    use crate::image::ImageError;
+    let opened = crate::image::regular_file::open_regular(dir, name).map_err(|e| match e {
+        ImageError::NotRegular { kind, .. } => ContextError::IgnoreFileNotRegular {
+            path: path.clone(),
+            kind,
+        },
+        ImageError::Io { source, .. } => ContextError::IgnoreFileRead {
             path: path.clone(),
             source,
-        }
+        },
+        other => ContextError::IgnoreFileRead {
+            path: path.clone(),
+            source: std::io::Error::other(other),
+        },
     })?;
     let too_large = || ContextError::IgnoreFileTooLarge {
         path: path.clone(),

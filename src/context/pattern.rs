@@ -147,42 +147,47 @@ pub fn go_dir(path: &str) -> String {
 /// aside), and a `\` must escape something.
 fn filepath_syntax_ok(pattern: &str) -> bool {
     let mut chars = pattern.chars().peekable();
-    // Go's `getEsc`: one class character, which must be followed by something.
-    fn class_char(chars: &mut std::iter::Peekable<std::str::Chars>) -> bool {
-        let escaped = match chars.next() {
-            None | Some('-') | Some(']') => return false,
-            Some('\\') => chars.next(),
-            other => other,
-        };
-        escaped.is_some() && chars.peek().is_some()
-    }
     while let Some(c) = chars.next() {
-        match c {
-            '[' => {
-                chars.next_if_eq(&'^');
-                let mut ranges = 0;
-                loop {
-                    if ranges > 0 && chars.next_if_eq(&']').is_some() {
-                        break;
-                    }
-                    if !class_char(&mut chars) {
-                        return false;
-                    }
-                    if chars.next_if_eq(&'-').is_some() && !class_char(&mut chars) {
-                        return false;
-                    }
-                    ranges += 1;
-                }
-            }
-            '\\' => {
-                if chars.next().is_none() {
-                    return false;
-                }
-            }
-            _ => {}
+        let ok = match c {
+            '[' => bracket_ok(&mut chars),
+            '\\' => chars.next().is_some(),
+            _ => true,
+        };
+        if !ok {
+            return false;
         }
     }
     true
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
+
+/// The rest of a bracket expression after its `[`, as Go's `matchChunk` reads it.
+fn bracket_ok(chars: &mut Chars) -> bool {
+    chars.next_if_eq(&'^');
+    let mut ranges = 0;
+    loop {
+        if ranges > 0 && chars.next_if_eq(&']').is_some() {
+            return true;
+        }
+        if !class_char_ok(chars) {
+            return false;
+        }
+        if chars.next_if_eq(&'-').is_some() && !class_char_ok(chars) {
+            return false;
+        }
+        ranges += 1;
+    }
+}
+
+/// Go's `getEsc`: one class character (maybe escaped), which must be followed by more.
+fn class_char_ok(chars: &mut Chars) -> bool {
+    let escaped = match chars.next() {
+        None | Some('-') | Some(']') => return false,
+        Some('\\') => chars.next(),
+        other => other,
+    };
+    escaped.is_some() && chars.peek().is_some()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -305,7 +305,7 @@ mod tests {
         let (_root, recipe) = fixture();
         let files = recipe.canonicalize().unwrap().join("files");
         fs::write(recipe.join(".dockerignore"), "files\n!files/sub/c.txt\n").unwrap();
-        assert_eq!(resolve(&recipe, &["files"]).unwrap(), [files.clone()]);
+        assert_eq!(resolve(&recipe, &["files"]).unwrap(), [files]);
         fs::write(recipe.join(".dockerignore"), "files\n").unwrap();
         assert!(matches!(
             problem(resolve(&recipe, &["files"])),

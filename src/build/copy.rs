@@ -34,10 +34,11 @@ pub enum CopyError {
 }
 
 pub struct CopyRequest<'a> {
-    /// What a copied folder's entries are filtered through.
-    pub context: &'a BuildContext,
-    /// Resolved, canonical sources inside the context, each let through by its ignore
-    /// file (`resolve_copy_sources`).
+    /// The build context whose ignore file a copied folder's entries are filtered
+    /// through; None for sources in an image's or a stage's filesystem.
+    pub context: Option<&'a BuildContext>,
+    /// Resolved, canonical sources (inside the context: each let through by its ignore
+    /// file, see `resolve_copy_sources`).
     pub sources: &'a [PathBuf],
     pub to: &'a str,
     pub mode: Option<u32>,
@@ -113,7 +114,11 @@ fn copy_tree(
 ) -> Result<(), CopyError> {
     // Sorted so the order of writes (and so any hard-link or inode order) is stable;
     // the same entries the step's key was made of.
-    for entry in req.context.entries(source)?.iter().filter(|e| e.depth > 0) {
+    let entries = match req.context {
+        Some(context) => context.entries(source)?,
+        None => crate::context::all_entries(source)?,
+    };
+    for entry in entries.iter().filter(|e| e.depth > 0) {
         let rel = entry.path.strip_prefix(source).unwrap_or(&entry.path);
         copy_entry(
             root,
@@ -241,7 +246,7 @@ mod tests {
 
     fn req<'a>(f: &'a Fixture, sources: &'a [PathBuf], to: &'a str) -> CopyRequest<'a> {
         CopyRequest {
-            context: &f.context,
+            context: Some(&f.context),
             sources,
             to,
             mode: None,
@@ -350,8 +355,8 @@ mod tests {
         let context = BuildContext::open(&ctx_dir).unwrap();
         let sources = [context.dir().join("app")];
         let root = RootDir::open(&rootfs).unwrap();
-        let request = CopyRequest {
-            context: &context,
+        let mut request = CopyRequest {
+            context: Some(&context),
             sources: &sources,
             to: "/srv/",
             mode: None,
@@ -360,24 +365,39 @@ mod tests {
             expected: &NOTHING_EXPECTED,
         };
         copy_into(&root, &request).unwrap();
-        let mut copied: Vec<String> = walkdir::WalkDir::new(&rootfs)
-            .min_depth(1)
-            .sort_by_file_name()
-            .into_iter()
-            .map(|e| {
-                let e = e.unwrap();
-                e.path()
-                    .strip_prefix(&rootfs)
-                    .unwrap()
-                    .display()
-                    .to_string()
-            })
-            .collect();
-        copied.sort();
+        let copied = |under: &str| -> Vec<String> {
+            walkdir::WalkDir::new(rootfs.join(under))
+                .sort_by_file_name()
+                .into_iter()
+                .map(|e| {
+                    let e = e.unwrap();
+                    e.path()
+                        .strip_prefix(&rootfs)
+                        .unwrap()
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        };
         assert_eq!(
-            copied,
+            copied("srv"),
             ["srv", "srv/cache", "srv/cache/seed", "srv/main.c"],
             "no .env, no cache/big; cache/ is there for its exception"
+        );
+        // From an image's or a stage's tree, no ignore file applies.
+        request.context = None;
+        request.to = "/all/";
+        copy_into(&root, &request).unwrap();
+        assert_eq!(
+            copied("all"),
+            [
+                "all",
+                "all/.env",
+                "all/cache",
+                "all/cache/big",
+                "all/cache/seed",
+                "all/main.c"
+            ]
         );
     }
 }

@@ -366,7 +366,7 @@ fn run_and_commit(
             let warnings = copy_into(
                 &root,
                 &CopyRequest {
-                    context: ctx.context,
+                    context: Some(ctx.context),
                     sources: &sources,
                     to: &to,
                     mode,

@@ -153,20 +153,13 @@ impl BuildContext {
     /// BuildKit sends such a folder; empty when nothing of `source` is let through.
     pub fn entries(&self, source: &Path) -> Result<Vec<Entry>, ContextError> {
         let top = self.relative(source)?;
-        // Parent results for the source's own parent folders, as a walk from the
-        // context's top would have found them.
+        // Parent results by depth below `source`; first those of its own parent
+        // folders, as a walk from the context's top would have found them.
         let mut infos = vec![self.parents_of(&top)];
-        let mut walked: Vec<(Entry, bool)> = Vec::new();
-        let mut walk = walkdir::WalkDir::new(source)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = walk.next() {
-            let entry = entry.map_err(|e| ContextError::Read {
-                path: e.path().unwrap_or(source).to_path_buf(),
-                source: e.into(),
-            })?;
-            let rel = self.relative(entry.path())?;
-            let depth = entry.depth();
+        // Without exceptions, nothing below an excluded folder can be included again.
+        let prune = !self.matcher.has_exclusions();
+        walk(source, prune, |path, depth| {
+            let rel = self.relative(path)?;
             infos.truncate(depth + 1);
             let (ignored, info) = if rel == "." {
                 (false, ignore::ParentMatches::default())
@@ -174,24 +167,8 @@ impl BuildContext {
                 self.matcher.matches_under(&rel, &infos[depth])
             };
             infos.push(info);
-            let meta = entry.metadata().map_err(|e| ContextError::Read {
-                path: entry.path().to_path_buf(),
-                source: e.into(),
-            })?;
-            if ignored && meta.is_dir() && !self.matcher.has_exclusions() {
-                // Nothing below can be included again.
-                walk.skip_current_dir();
-            }
-            walked.push((
-                Entry {
-                    path: entry.into_path(),
-                    depth,
-                    meta,
-                },
-                ignored,
-            ));
-        }
-        Ok(keep_with_parents(walked))
+            Ok(ignored)
+        })
     }
 
     /// The parent results for `rel`'s parent folders.
@@ -205,6 +182,44 @@ impl BuildContext {
         }
         info
     }
+}
+
+/// Everything under `source`, as [`BuildContext::entries`] lists it, for a tree that no
+/// ignore file applies to (a stage's or an image's filesystem).
+pub fn all_entries(source: &Path) -> Result<Vec<Entry>, ContextError> {
+    walk(source, false, |_, _| Ok(false))
+}
+
+/// Walks `source` in order, asking `ignored(path, depth)` about each entry; returns the
+/// entries not ignored and the folders above them. With `prune`, an ignored folder's
+/// contents are not visited.
+fn walk(
+    source: &Path,
+    prune: bool,
+    mut ignored: impl FnMut(&Path, usize) -> Result<bool, ContextError>,
+) -> Result<Vec<Entry>, ContextError> {
+    let mut walked: Vec<(Entry, bool)> = Vec::new();
+    let mut entries = walkdir::WalkDir::new(source)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = entries.next() {
+        let entry = entry.map_err(|e| ContextError::Read {
+            path: e.path().unwrap_or(source).to_path_buf(),
+            source: e.into(),
+        })?;
+        let depth = entry.depth();
+        let excluded = ignored(entry.path(), depth)?;
+        let meta = entry.metadata().map_err(|e| ContextError::Read {
+            path: entry.path().to_path_buf(),
+            source: e.into(),
+        })?;
+        if excluded && prune && meta.is_dir() {
+            entries.skip_current_dir();
+        }
+        let path = entry.into_path();
+        walked.push((Entry { path, depth, meta }, excluded));
+    }
+    Ok(keep_with_parents(walked))
 }
 
 /// The entries not ignored, plus the folders above them (walk order: parents first).

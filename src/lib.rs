@@ -5,6 +5,7 @@ pub mod audit;
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod context;
 pub mod digest;
 pub mod emulation;
 pub mod image;

@@ -1156,3 +1156,157 @@ fn healthcheck_shell_labels_annotations_and_iidfile_as_docker_buildx_writes_them
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     }
 }
+
+/// A build context folder `ctx` beside the recipe folder, holding `files`.
+fn context_folder(scratch: &Scratch, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let ctx = scratch.path().join("ctx");
+    for (path, content) in files {
+        let p = ctx.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    ctx
+}
+
+/// Builds the native platform of `recipe` (from scratch: nothing runs, no fixtures
+/// needed) with `extra` flags into `oci:../NAME`; returns (index digest, the image's
+/// files from its layer, stderr).
+fn build_copy(
+    recipe: &Path,
+    out: &str,
+    extra: &[&str],
+) -> (String, std::collections::BTreeMap<String, Vec<u8>>, String) {
+    let dir = recipe.parent().unwrap();
+    let output = format!("oci:../{out}");
+    let mut args = vec![
+        "build",
+        "recipe.yaml",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        &output,
+    ];
+    args.extend_from_slice(extra);
+    let (digest, stderr) = xbake_ok(dir, &args, &[]);
+    let (index, mut images) = read_layout(&dir.join("..").join(out), "latest");
+    assert_eq!(digest, index);
+    (index, images.remove(0).files, stderr)
+}
+
+#[test]
+fn an_ignore_file_keeps_files_out_of_the_image_and_out_of_the_copy_key() {
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "ignore",
+        "from: scratch\nsteps:\n  - copy: .\n    to: /app/\n",
+        &[],
+    );
+    let ctx = context_folder(
+        &scratch,
+        &[
+            (
+                ".dockerignore",
+                "# not for images\n.env\n*.log\n!keep.log\n",
+            ),
+            (".env", "TOKEN=1\n"),
+            ("x.log", "noise\n"),
+            ("keep.log", "kept\n"),
+            ("main.txt", "main\n"),
+            ("sub/x.log", "not at the top, so not excluded\n"),
+        ],
+    );
+    let context = ["--context", ctx.to_str().unwrap()];
+    let (first, files, _) = build_copy(&recipe, "one", &context);
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "app/.dockerignore",
+            "app/keep.log",
+            "app/main.txt",
+            "app/sub/x.log"
+        ],
+        "no .env, no x.log"
+    );
+    assert_eq!(files["app/keep.log"], b"kept\n");
+
+    // Changing what is ignored changes nothing: the copy step comes from the cache.
+    std::fs::write(ctx.join(".env"), "TOKEN=2\n").unwrap();
+    std::fs::write(ctx.join("x.log"), "more noise\n").unwrap();
+    let (again, _, stderr) = build_copy(&recipe, "two", &context);
+    assert!(
+        stderr.contains("[amd64 1/1] COPY . /app/ (cached)"),
+        "{stderr}"
+    );
+    assert_eq!(again, first);
+    // Changing what is copied does.
+    std::fs::write(ctx.join("keep.log"), "kept, changed\n").unwrap();
+    let (changed, _, stderr) = build_copy(&recipe, "three", &context);
+    assert!(!stderr.contains("(cached)"), "{stderr}");
+    assert_ne!(changed, first);
+
+    // .xbakeignore, when there is one, is the ignore file instead.
+    std::fs::write(ctx.join(".xbakeignore"), "keep.log\n.*ignore\n").unwrap();
+    let (_, files, _) = build_copy(&recipe, "four", &context);
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["app/.env", "app/main.txt", "app/sub/x.log", "app/x.log"]
+    );
+}
+
+#[test]
+fn the_context_defaults_to_the_recipe_folder_and_must_exist() {
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "default-context",
+        "from: scratch\nsteps:\n  - copy: files\n    to: /f/\n",
+        &[
+            (".dockerignore", "files/secret\n"),
+            ("files/a.txt", "a\n"),
+            ("files/secret", "s\n"),
+        ],
+    );
+    let (_, files, _) = build_copy(&recipe, "out-default", &[]);
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["f/a.txt"]);
+
+    let dir = recipe.parent().unwrap();
+    let missing = scratch.path().join("no-such-context");
+    let out = xbake(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--context",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("build context {}: ", missing.display())),
+        "{stderr}"
+    );
+
+    // A source the ignore file excludes entirely fails like one that matches nothing.
+    std::fs::write(
+        &recipe,
+        "from: scratch\nsteps:\n  - copy: files/secret\n    to: /s\n",
+    )
+    .unwrap();
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--platform", "linux/amd64"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("copy source \"files/secret\" matches nothing that ")
+            && stderr.contains(".dockerignore lets through (1 excluded)"),
+        "{stderr}"
+    );
+}

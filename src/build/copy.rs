@@ -1,8 +1,9 @@
-//! `copy:` steps: files and folders from the recipe's folder into the rootfs, with
-//! Docker COPY's destination rules. Content and permission bits come from the input;
+//! `copy:` steps: files and folders from the build context into the rootfs, with
+//! Docker COPY's destination rules; what the context's ignore file excludes is skipped. Content and permission bits come from the input;
 //! owner from the step (default 0:0) and mtime from SOURCE_DATE_EPOCH — never the
 //! host's owner or mtime, so the layer does not depend on the machine or the checkout.
 
+use crate::context::{BuildContext, ContextError};
 use crate::layer::LayerError;
 use crate::layer::root::{EntryMeta, RootDir};
 use std::os::unix::fs::PermissionsExt;
@@ -28,10 +29,16 @@ pub enum CopyError {
     Unsupported { path: PathBuf, kind: &'static str },
     #[error("{} changed while the build was reading it; build again", path.display())]
     Changed { path: PathBuf },
+    #[error(transparent)]
+    Context(#[from] ContextError),
 }
 
 pub struct CopyRequest<'a> {
-    /// Resolved, canonical sources inside the recipe folder.
+    /// The build context whose ignore file a copied folder's entries are filtered
+    /// through; None for sources in an image's or a stage's filesystem.
+    pub context: Option<&'a BuildContext>,
+    /// Resolved, canonical sources (inside the context: each let through by its ignore
+    /// file, see `resolve_copy_sources`).
     pub sources: &'a [PathBuf],
     pub to: &'a str,
     pub mode: Option<u32>,
@@ -105,21 +112,22 @@ fn copy_tree(
     req: &CopyRequest,
     warnings: &mut Vec<String>,
 ) -> Result<(), CopyError> {
-    // Sorted so the order of writes (and so any hard-link or inode order) is stable.
-    for entry in walkdir::WalkDir::new(source)
-        .min_depth(1)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(|e| CopyError::Read {
-            path: source.to_path_buf(),
-            source: e.into(),
-        })?;
-        let rel = entry.path().strip_prefix(source).unwrap_or(entry.path());
-        let meta = entry.metadata().map_err(|e| CopyError::Read {
-            path: entry.path().to_path_buf(),
-            source: e.into(),
-        })?;
-        copy_entry(root, entry.path(), &meta, &dest.join(rel), req, warnings)?;
+    // Sorted so the order of writes (and so any hard-link or inode order) is stable;
+    // the same entries the step's key was made of.
+    let entries = match req.context {
+        Some(context) => context.entries(source)?,
+        None => crate::context::all_entries(source)?,
+    };
+    for entry in entries.iter().filter(|e| e.depth > 0) {
+        let rel = entry.path.strip_prefix(source).unwrap_or(&entry.path);
+        copy_entry(
+            root,
+            &entry.path,
+            &entry.meta,
+            &dest.join(rel),
+            req,
+            warnings,
+        )?;
     }
     Ok(())
 }
@@ -208,6 +216,7 @@ mod tests {
         _tmp: tempfile::TempDir,
         src: PathBuf,
         rootfs: PathBuf,
+        context: BuildContext,
     }
 
     fn fixture() -> Fixture {
@@ -221,10 +230,13 @@ mod tests {
         std::fs::set_permissions(src.join("b.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(src.join("dir/sub/c.txt"), "C").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", src.join("dir/link")).unwrap();
+        let context = BuildContext::open(&src).unwrap();
+        let src = context.dir().to_path_buf();
         Fixture {
             _tmp: tmp,
             src,
             rootfs,
+            context,
         }
     }
 
@@ -232,8 +244,9 @@ mod tests {
         std::collections::HashMap<PathBuf, crate::digest::Digest>,
     > = std::sync::LazyLock::new(Default::default);
 
-    fn req<'a>(sources: &'a [PathBuf], to: &'a str) -> CopyRequest<'a> {
+    fn req<'a>(f: &'a Fixture, sources: &'a [PathBuf], to: &'a str) -> CopyRequest<'a> {
         CopyRequest {
+            context: Some(&f.context),
             sources,
             to,
             mode: None,
@@ -251,7 +264,7 @@ mod tests {
         let expected = [(source.clone(), crate::digest::Digest::of(b"old content"))]
             .into_iter()
             .collect();
-        let mut r = req(std::slice::from_ref(&source), "/a.txt");
+        let mut r = req(&f, std::slice::from_ref(&source), "/a.txt");
         r.expected = &expected;
         let err = copy_into(&root, &r).unwrap_err();
         assert!(matches!(err, CopyError::Changed { .. }), "{err}");
@@ -261,9 +274,9 @@ mod tests {
     fn file_to_path_file_into_folder_and_folder_contents() {
         let f = fixture();
         let root = RootDir::open(&f.rootfs).unwrap();
-        copy_into(&root, &req(&[f.src.join("a.txt")], "/opt/renamed.txt")).unwrap();
-        copy_into(&root, &req(&[f.src.join("b.sh")], "/etc")).unwrap();
-        copy_into(&root, &req(&[f.src.join("dir")], "/srv/d/")).unwrap();
+        copy_into(&root, &req(&f, &[f.src.join("a.txt")], "/opt/renamed.txt")).unwrap();
+        copy_into(&root, &req(&f, &[f.src.join("b.sh")], "/etc")).unwrap();
+        copy_into(&root, &req(&f, &[f.src.join("dir")], "/srv/d/")).unwrap();
         assert_eq!(
             std::fs::read_to_string(f.rootfs.join("opt/renamed.txt")).unwrap(),
             "A"
@@ -295,12 +308,12 @@ mod tests {
         let f = fixture();
         let root = RootDir::open(&f.rootfs).unwrap();
         let both = [f.src.join("a.txt"), f.src.join("b.sh")];
-        let err = copy_into(&root, &req(&both, "/opt/x")).unwrap_err();
+        let err = copy_into(&root, &req(&f, &both, "/opt/x")).unwrap_err();
         assert!(
             matches!(err, CopyError::NeedsFolder { count: 2, .. }),
             "{err}"
         );
-        let mut r = req(&both, "/opt/");
+        let mut r = req(&f, &both, "/opt/");
         r.mode = Some(0o600);
         r.epoch = 1_700_000_000;
         copy_into(&root, &r).unwrap();
@@ -319,7 +332,72 @@ mod tests {
         // The image's /opt points at an absolute path; it must resolve in the rootfs.
         std::os::unix::fs::symlink(&outside, f.rootfs.join("opt")).unwrap();
         let root = RootDir::open(&f.rootfs).unwrap();
-        let _ = copy_into(&root, &req(&[f.src.join("a.txt")], "/opt/a.txt"));
+        let _ = copy_into(&root, &req(&f, &[f.src.join("a.txt")], "/opt/a.txt"));
         assert!(!outside.join("a.txt").exists(), "wrote outside the rootfs");
+    }
+
+    #[test]
+    fn a_copied_folder_skips_what_the_ignore_file_excludes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx_dir = tmp.path().join("ctx");
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(ctx_dir.join("app/cache")).unwrap();
+        std::fs::create_dir_all(&rootfs).unwrap();
+        for (path, text) in [
+            (".dockerignore", "app/.env\napp/cache\n!app/cache/seed\n"),
+            ("app/.env", "TOKEN=1"),
+            ("app/main.c", "m"),
+            ("app/cache/big", "b"),
+            ("app/cache/seed", "s"),
+        ] {
+            std::fs::write(ctx_dir.join(path), text).unwrap();
+        }
+        let context = BuildContext::open(&ctx_dir).unwrap();
+        let sources = [context.dir().join("app")];
+        let root = RootDir::open(&rootfs).unwrap();
+        let mut request = CopyRequest {
+            context: Some(&context),
+            sources: &sources,
+            to: "/srv/",
+            mode: None,
+            owner: (0, 0),
+            epoch: 0,
+            expected: &NOTHING_EXPECTED,
+        };
+        copy_into(&root, &request).unwrap();
+        let copied = |under: &str| -> Vec<String> {
+            walkdir::WalkDir::new(rootfs.join(under))
+                .sort_by_file_name()
+                .into_iter()
+                .map(|e| {
+                    let e = e.unwrap();
+                    e.path()
+                        .strip_prefix(&rootfs)
+                        .unwrap()
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            copied("srv"),
+            ["srv", "srv/cache", "srv/cache/seed", "srv/main.c"],
+            "no .env, no cache/big; cache/ is there for its exception"
+        );
+        // From an image's or a stage's tree, no ignore file applies.
+        request.context = None;
+        request.to = "/all/";
+        copy_into(&root, &request).unwrap();
+        assert_eq!(
+            copied("all"),
+            [
+                "all",
+                "all/.env",
+                "all/cache",
+                "all/cache/big",
+                "all/cache/seed",
+                "all/main.c"
+            ]
+        );
     }
 }

@@ -55,6 +55,8 @@ pub struct BuildRequest {
     pub recipe: Recipe,
     /// `--target NAME`: build that stage as the output instead of the final image.
     pub target: Option<String>,
+    /// `--context DIR` (default: the recipe's folder): what `copy:` steps read.
+    pub context: crate::context::BuildContext,
     pub platforms: Vec<Platform>,
     pub build_args: Vec<(String, String)>,
     pub output: Option<Output>,
@@ -483,11 +485,11 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 req.progress.warn(&node.label, &w);
             }
             let ctx = pipeline::Context {
-                recipe: &req.recipe,
                 plan,
                 label: &node.label,
                 reads: &reads,
                 secrets: &req.secrets,
+                context: &req.context,
                 cache,
                 no_cache: req.no_cache,
                 normalize: rules.filter(|_| !req.no_normalize),

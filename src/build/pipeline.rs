@@ -23,7 +23,7 @@ use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::normalize::{self, RuleSet};
 use crate::recipe::{
-    CacheSharing, CopyFrom, Plan, PlanStep, Recipe, RunCommand, RunMount, RunMountKind, StepKind,
+    CacheSharing, CopyFrom, Plan, PlanStep, RunCommand, RunMount, RunMountKind, StepKind,
     resolve_copy_sources,
 };
 use crate::sandbox::{NetworkMode, run_step};
@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub(crate) struct Context<'a> {
-    pub recipe: &'a Recipe,
+    /// What `copy:` steps read (`--context`), less what its ignore file excludes.
+    pub context: &'a crate::context::BuildContext,
     pub plan: &'a Plan,
     /// Progress and error prefix (see `graph::Node::label`).
     pub label: &'a str,
@@ -69,11 +70,6 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Where `copy:` and context bind mounts read from.
-    fn context_dir(&self) -> &Path {
-        self.recipe.dir()
-    }
-
     fn name(&self) -> String {
         self.label.to_string()
     }
@@ -236,8 +232,8 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 mode,
                 owner,
             } => {
-                let files = resolve_copy_sources(ctx.recipe.dir(), sources, &step.location)?;
-                let listed = input_files(ctx.recipe.dir(), &files)
+                let files = resolve_copy_sources(ctx.context, sources, &step.location)?;
+                let listed = input_files(ctx.context, &files)
                     .map_err(|e| ctx.step_err(step, format!("reading the copy inputs: {e}")))?;
                 let prepared = Prepared::Copy {
                     sources: files,
@@ -442,6 +438,7 @@ fn run_and_commit(
             let warnings = copy_into(
                 &root,
                 &CopyRequest {
+                    context: Some(ctx.context),
                     sources: &sources,
                     to: &to,
                     mode,
@@ -468,6 +465,8 @@ fn run_and_commit(
             let warnings = copy_into(
                 &root,
                 &CopyRequest {
+                    // A stage's or image's tree: no ignore file, nothing outside it.
+                    context: None,
                     sources: &sources,
                     to: &to,
                     mode,
@@ -654,7 +653,7 @@ fn mount_requests(
                             })?
                             .path()
                             .to_path_buf(),
-                        None => ctx.context_dir().to_path_buf(),
+                        None => ctx.context.dir().to_path_buf(),
                     },
                     source: if source.is_empty() {
                         "/".into()
@@ -694,8 +693,11 @@ fn bound_contents(
                     "" => ".".to_string(),
                     rel => rel.to_string(),
                 };
-                let files = resolve_copy_sources(ctx.context_dir(), &[pattern], &step.location)?;
-                let listed = input_files(ctx.context_dir(), &files).map_err(|e| {
+                // The step sees the folder itself, ignored files included (the
+                // ignore file filters copies), so all of it is in the key.
+                let everything = ctx.context.unfiltered();
+                let files = resolve_copy_sources(&everything, &[pattern], &step.location)?;
+                let listed = input_files(&everything, &files).map_err(|e| {
                     ctx.step_err(step, format!("reading the bind mount's source: {e}"))
                 })?;
                 tree_digest(&listed).to_string()

@@ -1,10 +1,11 @@
 //! Step cache keys: everything that can change what a step produces, hashed as
 //! canonical JSON. Anything left out here would let a stale layer be reused.
 
+use crate::context::{BuildContext, ContextError};
 use crate::digest::{Digest, HashingReader};
 use serde::Serialize;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Bumped whenever the meaning of a key or the layer format changes; the xbake version
 /// is in the key too, so a new release never trusts an old release's layers.
@@ -71,7 +72,7 @@ impl StepKey<'_> {
 /// One input file of a copy step, for the key and for audit metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InputFile {
-    /// Relative to the recipe's folder.
+    /// Relative to the build context.
     pub path: String,
     /// Where it was read (not part of the key: the same content elsewhere is the same).
     #[serde(skip)]
@@ -82,25 +83,32 @@ pub struct InputFile {
     pub symlink: bool,
 }
 
-/// Every file under `sources` (canonical paths inside `recipe_dir`), sorted, with the
-/// properties a copy takes from it: path, permission bits, content (or link target).
-/// Owners and mtimes are not taken by a copy, so they are not here either.
-pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
-    let base = recipe_dir.canonicalize()?;
+/// Every file under `sources` (canonical paths inside the context) that the context's
+/// ignore file lets through, sorted, with the properties a copy takes from it: path,
+/// permission bits, content (or link target). Owners and mtimes are not taken by a
+/// copy, so they are not here either; ignored files are not copied, so changing one
+/// leaves the key as it was.
+pub fn input_files(
+    context: &BuildContext,
+    sources: &[PathBuf],
+) -> Result<Vec<InputFile>, ContextError> {
     let mut out = Vec::new();
     for source in sources {
-        for entry in walkdir::WalkDir::new(source).sort_by_file_name() {
-            let entry = entry.map_err(std::io::Error::other)?;
-            let path = entry.path();
+        for entry in context.entries(source)? {
+            let path = &entry.path;
+            let read = |source| ContextError::Read {
+                path: path.clone(),
+                source,
+            };
             let rel = path
-                .strip_prefix(&base)
+                .strip_prefix(context.dir())
                 .unwrap_or(path)
                 .to_string_lossy()
                 .into_owned();
-            let meta = entry.metadata().map_err(std::io::Error::other)?;
-            let mode = meta.permissions().mode() & 0o7777;
-            if entry.path_is_symlink() {
-                let target = std::fs::read_link(path)?;
+            let mode = entry.meta.permissions().mode() & 0o7777;
+            let kind = entry.meta.file_type();
+            if kind.is_symlink() {
+                let target = std::fs::read_link(path).map_err(read)?;
                 out.push(InputFile {
                     path: rel,
                     source: path.to_path_buf(),
@@ -108,9 +116,9 @@ pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Ve
                     sha256: Digest::of(target.as_os_str().as_encoded_bytes()),
                     symlink: true,
                 });
-            } else if meta.is_file() {
-                let (sha256, _) =
-                    HashingReader::new(std::fs::File::open(path)?).drain_and_finish()?;
+            } else if kind.is_file() {
+                let file = std::fs::File::open(path).map_err(read)?;
+                let (sha256, _) = HashingReader::new(file).drain_and_finish().map_err(read)?;
                 out.push(InputFile {
                     path: rel,
                     source: path.to_path_buf(),
@@ -118,7 +126,7 @@ pub fn input_files(recipe_dir: &Path, sources: &[PathBuf]) -> std::io::Result<Ve
                     sha256,
                     symlink: false,
                 });
-            } else if meta.is_dir() {
+            } else if kind.is_dir() {
                 out.push(InputFile {
                     path: format!("{rel}/"),
                     source: path.to_path_buf(),
@@ -199,20 +207,52 @@ mod tests {
         std::fs::create_dir_all(&files).unwrap();
         std::fs::write(files.join("a"), "A").unwrap();
         let src = [files.canonicalize().unwrap()];
-        let d1 = tree_digest(&input_files(dir.path(), &src).unwrap());
+        let digest = || tree_digest(&listing(dir.path(), &src));
+        let d1 = digest();
         let f = std::fs::File::options()
             .append(true)
             .open(files.join("a"))
             .unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-        assert_eq!(tree_digest(&input_files(dir.path(), &src).unwrap()), d1);
+        assert_eq!(digest(), d1);
         std::fs::set_permissions(files.join("a"), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let d2 = tree_digest(&input_files(dir.path(), &src).unwrap());
+        let d2 = digest();
         assert_ne!(d2, d1);
         std::fs::write(files.join("a"), "B").unwrap();
-        assert_ne!(tree_digest(&input_files(dir.path(), &src).unwrap()), d2);
-        let listed = input_files(dir.path(), &src).unwrap();
+        assert_ne!(digest(), d2);
+        let listed = listing(dir.path(), &src);
         assert_eq!(listed[0].path, "files/");
         assert_eq!(listed[1].path, "files/a");
+    }
+
+    fn listing(dir: &std::path::Path, sources: &[PathBuf]) -> Vec<InputFile> {
+        input_files(&BuildContext::open(dir).unwrap(), sources).unwrap()
+    }
+
+    #[test]
+    fn ignored_files_are_not_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("main.c"), "int main;").unwrap();
+        std::fs::write(app.join(".env"), "TOKEN=1").unwrap();
+        std::fs::write(app.join("x.log"), "log").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), "app/.env\napp/*.log\n").unwrap();
+        let src = [app.canonicalize().unwrap()];
+        let paths =
+            |files: &[InputFile]| -> Vec<String> { files.iter().map(|f| f.path.clone()).collect() };
+        let before = listing(dir.path(), &src);
+        assert_eq!(paths(&before), ["app/", "app/main.c"]);
+        std::fs::write(app.join(".env"), "TOKEN=2").unwrap();
+        std::fs::write(app.join("x.log"), "more log").unwrap();
+        assert_eq!(
+            tree_digest(&listing(dir.path(), &src)),
+            tree_digest(&before)
+        );
+        std::fs::write(app.join("main.c"), "int main();").unwrap();
+        assert_ne!(
+            tree_digest(&listing(dir.path(), &src)),
+            tree_digest(&before)
+        );
     }
 }

@@ -5,6 +5,7 @@ use crate::build::annotations::Annotation;
 use crate::build::metadata::{BuildFacts, metadata};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{BuildRequest, Output};
+use crate::context::BuildContext;
 use crate::image::reference::LayoutRef;
 use crate::platform::Platform;
 use crate::recipe::{Network, Recipe};
@@ -25,6 +26,10 @@ pub struct BuildArgs {
         conflicts_with = "recipe"
     )]
     file: Option<PathBuf>,
+    /// The build context: the folder `copy:` sources are read from, whose
+    /// `.xbakeignore` (else `.dockerignore`) keeps files out (default: the recipe's folder).
+    #[arg(long = "context", value_name = "DIR")]
+    context: Option<PathBuf>,
     /// Platforms, comma-separated: arm, arm/v6, arm64, ppc64le, s390x, linux/arm/v7, …
     /// Default: the recipe's `platforms:`, else this machine's platform.
     #[arg(long = "arch", visible_alias = "platform", value_name = "LIST")]
@@ -228,6 +233,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         .or(args.recipe)
         .ok_or_else(|| UsageError("no recipe given".into()))?;
     let recipe = Recipe::load(&recipe_path)?;
+    let context = BuildContext::open(args.context.as_deref().unwrap_or(recipe.dir()))?;
     let platforms = match &args.arch {
         Some(list) => Platform::parse_list(list)?,
         None if !recipe.platforms().is_empty() => recipe.platforms(),
@@ -285,6 +291,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         jobs: args.jobs.unwrap_or(platforms.len().min(cpus)),
         recipe,
         target: args.target.clone(),
+        context,
         platforms,
         build_args,
         output: output.clone(),

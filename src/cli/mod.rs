@@ -84,6 +84,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
             .downcast_ref::<crate::platform::PlatformError>()
             .is_some()
         || error.downcast_ref::<UsageError>().is_some()
+        || error
+            .downcast_ref::<crate::context::ContextError>()
+            .is_some()
     {
         return EXIT_USAGE;
     }

@@ -16,6 +16,9 @@ use std::path::PathBuf;
 pub struct VerifyArgs {
     /// The recipe the image was built from.
     recipe: PathBuf,
+    /// As for `build` (default: the recipe's folder).
+    #[arg(long = "context", value_name = "DIR")]
+    context: Option<PathBuf>,
     /// The published image: `oci:DIR[:TAG]`.
     #[arg(long = "against", value_name = "IMAGE")]
     against: String,
@@ -44,6 +47,8 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
     let recipe = Recipe::load(&args.recipe)?;
+    let context =
+        crate::context::BuildContext::open(args.context.as_deref().unwrap_or(recipe.dir()))?;
     let reference = parse_image(&args.against)?;
     let published = load(&reference)?;
     let platforms = match &args.arch {
@@ -88,6 +93,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         ),
         recipe,
         target: None,
+        context,
         platforms,
         build_args,
         output: Some(Output::OciLayout {

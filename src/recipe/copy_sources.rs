@@ -6,19 +6,20 @@ use std::path::{Path, PathBuf};
 use glob::{MatchOptions, Pattern};
 
 use super::error::{Location, Problem, RecipeError};
+use crate::context::BuildContext;
 
-/// Resolves `patterns` (relative to `recipe_dir`; files, folders or globs) to absolute
-/// canonical paths, sorted and de-duplicated. Every pattern must match something, and
-/// every match must stay inside the recipe folder once symlinks are resolved: a recipe
-/// is shared and rebuilt by others, and `files/etc -> /etc` must not copy the
-/// builder's /etc into an image.
+/// Resolves `patterns` (relative to the build context; files, folders or globs) to
+/// absolute canonical paths, sorted and de-duplicated. Every pattern must match
+/// something the context's ignore file lets through, and every match must stay inside
+/// the context once symlinks are resolved: a recipe is shared and rebuilt by others,
+/// and `files/etc -> /etc` must not copy the builder's /etc into an image.
 ///
 /// Only the matches themselves are resolved. Symlinks *inside* a matched folder are the
 /// copier's business: it copies them as links, as docker does, and never follows them.
 /// A match that is itself a symlink resolves to its target, whose name the returned
-/// path carries.
+/// path carries; the link and its target must both be let through.
 pub fn resolve_copy_sources(
-    recipe_dir: &Path,
+    context: &BuildContext,
     patterns: &[String],
     at: &Location,
 ) -> Result<Vec<PathBuf>, RecipeError> {
@@ -26,15 +27,9 @@ pub fn resolve_copy_sources(
         at: at.clone(),
         problem,
     };
-    let dir = recipe_dir.canonicalize().map_err(|source| {
-        fail(Problem::CopySourceUnreadable {
-            path: recipe_dir.to_path_buf(),
-            source,
-        })
-    })?;
     let mut found = Vec::new();
     for pattern in patterns {
-        found.extend(resolve_one(&dir, pattern).map_err(fail)?);
+        found.extend(resolve_one(context, pattern).map_err(fail)?);
     }
     found.sort();
     found.dedup();
@@ -49,7 +44,8 @@ const MATCH_OPTIONS: MatchOptions = MatchOptions {
     require_literal_leading_dot: false,
 };
 
-fn resolve_one(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
+fn resolve_one(context: &BuildContext, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
+    let dir = context.dir();
     if Path::new(pattern).is_absolute() {
         return Err(Problem::AbsoluteCopySource {
             pattern: pattern.to_string(),
@@ -59,7 +55,7 @@ fn resolve_one(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
     // pattern is a pattern.
     let dir_text = dir.to_str().ok_or_else(|| Problem::BadCopyPattern {
         pattern: pattern.to_string(),
-        message: format!("recipe folder {} is not UTF-8", dir.display()),
+        message: format!("build context {} is not UTF-8", dir.display()),
     })?;
     let full = format!("{}/{pattern}", Pattern::escape(dir_text));
     let matches = glob::glob_with(&full, MATCH_OPTIONS).map_err(|e| Problem::BadCopyPattern {
@@ -68,6 +64,7 @@ fn resolve_one(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
     })?;
 
     let mut resolved = Vec::new();
+    let mut excluded = 0;
     for entry in matches {
         let path = entry.map_err(|e| Problem::CopySourceUnreadable {
             path: e.path().to_path_buf(),
@@ -75,7 +72,10 @@ fn resolve_one(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
         })?;
         let canonical = path
             .canonicalize()
-            .map_err(|source| Problem::CopySourceUnreadable { path, source })?;
+            .map_err(|source| Problem::CopySourceUnreadable {
+                path: path.clone(),
+                source,
+            })?;
         if !canonical.starts_with(dir) {
             return Err(Problem::CopySourceEscapes {
                 pattern: pattern.to_string(),
@@ -83,7 +83,19 @@ fn resolve_one(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
                 dir: dir.to_path_buf(),
             });
         }
+        if !let_through(context, &path, &canonical)? {
+            excluded += 1;
+            continue;
+        }
         resolved.push(canonical);
+    }
+    if let (true, Some(ignore_file)) = (excluded > 0 && resolved.is_empty(), context.ignore_file())
+    {
+        return Err(Problem::CopyAllIgnored {
+            pattern: pattern.to_string(),
+            excluded,
+            ignore_file: ignore_file.to_path_buf(),
+        });
     }
     if resolved.is_empty() {
         return Err(Problem::CopyNoMatch {
@@ -92,6 +104,30 @@ fn resolve_one(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, Problem> {
         });
     }
     Ok(resolved)
+}
+
+/// Whether the ignore file lets a match through: neither its path nor (when a symlink
+/// led elsewhere) its target is excluded, or it is a folder holding something an
+/// exception includes again.
+fn let_through(context: &BuildContext, path: &Path, canonical: &Path) -> Result<bool, Problem> {
+    let unreadable = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: crate::context::ContextError| Problem::CopySourceUnreadable {
+            path,
+            source: std::io::Error::other(e),
+        }
+    };
+    if path != canonical && context.is_ignored(path).map_err(unreadable(path))? {
+        return Ok(false);
+    }
+    if !context
+        .is_ignored(canonical)
+        .map_err(unreadable(canonical))?
+    {
+        return Ok(true);
+    }
+    let entries = context.entries(canonical).map_err(unreadable(canonical))?;
+    Ok(!entries.is_empty())
 }
 
 #[cfg(test)]
@@ -109,7 +145,8 @@ mod tests {
 
     fn resolve(dir: &Path, patterns: &[&str]) -> Result<Vec<PathBuf>, RecipeError> {
         let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
-        resolve_copy_sources(dir, &patterns, &at())
+        let context = BuildContext::open(dir).unwrap();
+        resolve_copy_sources(&context, &patterns, &at())
     }
 
     fn problem(result: Result<Vec<PathBuf>, RecipeError>) -> Problem {
@@ -237,6 +274,58 @@ mod tests {
         assert!(matches!(
             problem(resolve(&recipe, &["files/[a"])),
             Problem::BadCopyPattern { .. }
+        ));
+    }
+
+    #[test]
+    fn ignored_matches_are_left_out_and_all_ignored_is_named() {
+        let (_root, recipe) = fixture();
+        fs::write(recipe.join(".dockerignore"), "files/*.txt\n!files/a.txt\n").unwrap();
+        let files = recipe.canonicalize().unwrap().join("files");
+        let found = resolve(&recipe, &["files/*"]).unwrap();
+        assert_eq!(found, [files.join("a.txt"), files.join("sub")]);
+        let message = resolve(&recipe, &["files/b.txt"]).unwrap_err().to_string();
+        let ignore_file = recipe.canonicalize().unwrap().join(".dockerignore");
+        assert_eq!(
+            message,
+            format!(
+                "recipe.yaml:7:5: copy source \"files/b.txt\" matches nothing that {} lets \
+                 through (1 excluded)",
+                ignore_file.display()
+            )
+        );
+        assert!(matches!(
+            problem(resolve(&recipe, &["files/.h*", "files/a.txt"])),
+            Problem::CopyAllIgnored { excluded: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn an_ignored_folder_is_a_source_when_an_exception_brings_something_back() {
+        let (_root, recipe) = fixture();
+        let files = recipe.canonicalize().unwrap().join("files");
+        fs::write(recipe.join(".dockerignore"), "files\n!files/sub/c.txt\n").unwrap();
+        assert_eq!(resolve(&recipe, &["files"]).unwrap(), [files]);
+        fs::write(recipe.join(".dockerignore"), "files\n").unwrap();
+        assert!(matches!(
+            problem(resolve(&recipe, &["files"])),
+            Problem::CopyAllIgnored { .. }
+        ));
+    }
+
+    #[test]
+    fn a_link_is_let_through_only_with_its_target() {
+        let (_root, recipe) = fixture();
+        std::os::unix::fs::symlink("files/a.txt", recipe.join("alias")).unwrap();
+        fs::write(recipe.join(".dockerignore"), "files/a.txt\n").unwrap();
+        assert!(matches!(
+            problem(resolve(&recipe, &["alias"])),
+            Problem::CopyAllIgnored { .. }
+        ));
+        fs::write(recipe.join(".dockerignore"), "alias\n").unwrap();
+        assert!(matches!(
+            problem(resolve(&recipe, &["alias"])),
+            Problem::CopyAllIgnored { .. }
         ));
     }
 }

@@ -220,7 +220,7 @@ pub enum Problem {
     // ---- copy sources on disk ----
     #[error("copy source {pattern:?} must be relative to the recipe folder")]
     AbsoluteCopySource { pattern: String },
-    #[error("copy source {pattern:?} resolves to {}, outside the recipe folder {}", resolved.display(), dir.display())]
+    #[error("copy source {pattern:?} resolves to {}, outside the build context {}", resolved.display(), dir.display())]
     CopySourceEscapes {
         pattern: String,
         resolved: PathBuf,
@@ -228,6 +228,12 @@ pub enum Problem {
     },
     #[error("copy source {pattern:?} matches nothing in {}", dir.display())]
     CopyNoMatch { pattern: String, dir: PathBuf },
+    #[error("copy source {pattern:?} matches nothing that {} lets through ({excluded} excluded)", ignore_file.display())]
+    CopyAllIgnored {
+        pattern: String,
+        excluded: usize,
+        ignore_file: PathBuf,
+    },
     #[error("invalid copy pattern {pattern:?}: {message}")]
     BadCopyPattern { pattern: String, message: String },
     #[error("copy source {}: {source}", path.display())]

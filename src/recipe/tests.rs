@@ -768,7 +768,8 @@ fn planned_copy_sources_resolve_on_disk() {
     let StepKind::Copy { sources, .. } = &step.kind else {
         panic!("step 3 is a copy: {step:?}");
     };
-    let found = resolve_copy_sources(dir.path(), sources, &step.location).unwrap();
+    let context = crate::context::BuildContext::open(dir.path()).unwrap();
+    let found = resolve_copy_sources(&context, sources, &step.location).unwrap();
     assert_eq!(
         found,
         [dir.path().canonicalize().unwrap().join("files/hello.txt")]

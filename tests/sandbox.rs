@@ -411,7 +411,7 @@ fn scratch_folders_are_private_to_the_builder() {
     }
     assert_ok(&build.join().unwrap());
     assert!(
-        seen.iter().any(|(p, _)| p.ends_with("platform-0")),
+        seen.iter().any(|(p, _)| p.ends_with("stage-0")),
         "the step's folders were never seen: {seen:?}"
     );
     for (path, mode) in &seen {

@@ -76,7 +76,15 @@ impl LazyRootfs {
             Some(root) => root,
             slot => {
                 // The rootfs folder becomes the step's `/`, so it keeps the image's mode;
-                // its parent (the platform's scratch folder) is the private one.
+                // its parent (the stage's or image's scratch folder) is the private one.
+                if let Some(parent) = self.path.parent() {
+                    crate::cache::private_dir::create_private_dir(parent).map_err(|source| {
+                        BuildError::Io {
+                            what: format!("[{name}] creating {}", parent.display()),
+                            source,
+                        }
+                    })?;
+                }
                 std::fs::create_dir_all(&self.path).map_err(|source| BuildError::Io {
                     what: format!("[{name}] creating {}", self.path.display()),
                     source,

@@ -19,6 +19,9 @@ pub struct VerifyArgs {
     /// As for `build` (default: the recipe's folder).
     #[arg(long = "context", value_name = "DIR")]
     context: Option<PathBuf>,
+    /// The stage the image was built from (`xbake build --target`), if not the final one.
+    #[arg(long = "target", value_name = "STAGE")]
+    target: Option<String>,
     /// The published image: `oci:DIR[:TAG]`.
     #[arg(long = "against", value_name = "IMAGE")]
     against: String,
@@ -47,6 +50,7 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
     let recipe = Recipe::load(&args.recipe)?;
+    recipe.output_stage(args.target.as_deref())?;
     let context =
         crate::context::BuildContext::open(args.context.as_deref().unwrap_or(recipe.dir()))?;
     let reference = parse_image(&args.against)?;
@@ -92,7 +96,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
                 .unwrap_or(1),
         ),
         recipe,
-        target: None,
+        target: args.target.clone(),
         context,
         platforms,
         build_args,

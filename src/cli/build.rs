@@ -51,7 +51,8 @@ pub struct BuildArgs {
     /// `id=ID,src=FILE` or `id=ID,env=VARIABLE` (repeatable). Read once, never stored.
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     secrets: Vec<String>,
-    /// Platforms built at the same time (default: one per platform, up to the CPUs).
+    /// Stage builds (a stage for one platform) run at the same time (default: one per
+    /// platform, up to the CPUs).
     #[arg(short = 'j', long = "jobs")]
     jobs: Option<usize>,
     /// plain: every step and its output; quiet: warnings and errors only.

@@ -77,13 +77,17 @@ impl Scratch {
     }
 
     /// A recipe folder holding `recipe.yaml` with `text`, plus copies of the fixtures
-    /// under `bases/` and `extra` files.
+    /// under `bases/` and `extra` files. The Go toolchains (`golang-*`, hundreds of MB
+    /// unpacked) are left out: the few tests that use one copy it themselves.
     pub fn recipe(&self, name: &str, text: &str, extra: &[(&str, &str)]) -> PathBuf {
         let dir = self.path().join(name);
         std::fs::create_dir_all(dir.join("bases")).unwrap();
         if let Some(fx) = fixtures() {
             for entry in std::fs::read_dir(fx).unwrap() {
                 let entry = entry.unwrap();
+                if entry.file_name().to_string_lossy().starts_with("golang-") {
+                    continue;
+                }
                 std::fs::copy(entry.path(), dir.join("bases").join(entry.file_name())).unwrap();
             }
         }
@@ -556,7 +560,13 @@ pub fn file_text(image: &ReadImage, path: &str) -> String {
 /// scripts/fixtures.sh makes with mmdebstrap as root; None (after saying why) when a test
 /// must skip.
 pub fn debian_base(arch: &str) -> Option<PathBuf> {
-    let path = fixtures()?.join(format!("debian-{arch}.tar.zst"));
+    mmdebstrap_fixture(&format!("debian-{arch}.tar.zst"))
+}
+
+/// A fixture that scripts/fixtures.sh makes with mmdebstrap as root (`debian-ARCH`,
+/// `golang-ARCH`); None (after saying why) when a test must skip.
+pub fn mmdebstrap_fixture(file: &str) -> Option<PathBuf> {
+    let path = fixtures()?.join(file);
     if path.is_file() {
         Some(path)
     } else {

@@ -8,9 +8,14 @@ fixtures := justfile_directory() / "target/fixtures/bases"
 default:
     @just --list
 
-# Busybox base root filesystems for every architecture (cached downloads).
+# Busybox base root filesystems for every architecture (cached downloads); as root, the
+# Debian bookworm bases and the amd64 Go toolchain (mmdebstrap, once per machine).
 fixtures:
     scripts/fixtures.sh {{fixtures}}
+
+# `fixtures`, plus the Go toolchains for arm64 and ppc64le that only `just bench` uses.
+bench-fixtures:
+    scripts/fixtures.sh {{fixtures}} --bench
 
 # Build the demo recipe for arm, arm64 and ppc64le, then ask each image about its CPU.
 demo: fixtures
@@ -50,9 +55,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# Timings: xbake cold/cached/verify on 3 emulated platforms, and beside buildah,
-# umoci and skopeo (installs hyperfine and buildah if missing; root).
-bench: fixtures
+# Timings: xbake cold/cached/verify on 3 emulated platforms, beside buildah, umoci and
+# skopeo, and a Go program compiled emulated vs cross-compiled (installs hyperfine and
+# buildah if missing; root).
+bench: bench-fixtures
     #!/usr/bin/env bash
     set -euo pipefail
     missing=(); for p in hyperfine buildah; do command -v $p >/dev/null || missing+=($p); done

@@ -77,16 +77,21 @@ impl Scratch {
     }
 
     /// A recipe folder holding `recipe.yaml` with `text`, plus copies of the fixtures
-    /// under `bases/` and `extra` files.
+    /// under `bases/` and `extra` files. The Go toolchains (`golang-*`, hundreds of MB
+    /// unpacked) are left out: the few tests that use one copy it themselves.
     pub fn recipe(&self, name: &str, text: &str, extra: &[(&str, &str)]) -> PathBuf {
         let dir = self.path().join(name);
         std::fs::create_dir_all(dir.join("bases")).unwrap();
         if let Some(fx) = fixtures() {
             for entry in std::fs::read_dir(fx).unwrap() {
                 let entry = entry.unwrap();
+                // The Go toolchains are for the tests that ask for them.
+                if entry.file_name().to_string_lossy().starts_with("golang-") {
+                    continue;
+                }
                 let to = dir.join("bases").join(entry.file_name());
-                // The large Debian and toolchain bases (tens of MB each) are linked, not
-                // copied, for every test; no test writes to a base.
+                // The large Debian bases (tens of MB each) are linked, not copied, for
+                // every test; no test writes to a base.
                 if std::fs::hard_link(entry.path(), &to).is_err() {
                     std::fs::copy(entry.path(), &to).unwrap();
                 }
@@ -580,7 +585,13 @@ pub fn file_text(image: &ReadImage, path: &str) -> String {
 /// scripts/fixtures.sh makes with mmdebstrap as root; None (after saying why) when a test
 /// must skip.
 pub fn debian_base(arch: &str) -> Option<PathBuf> {
-    let path = fixtures()?.join(format!("debian-{arch}.tar.zst"));
+    mmdebstrap_fixture(&format!("debian-{arch}.tar.zst"))
+}
+
+/// A fixture that scripts/fixtures.sh makes with mmdebstrap as root (`debian-ARCH`,
+/// `golang-ARCH`); None (after saying why) when a test must skip.
+pub fn mmdebstrap_fixture(file: &str) -> Option<PathBuf> {
+    let path = fixtures()?.join(file);
     if path.is_file() {
         Some(path)
     } else {

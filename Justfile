@@ -17,7 +17,8 @@ fixtures:
 bench-fixtures:
     scripts/fixtures.sh {{fixtures}} --bench
 
-# Build the demo recipe for arm, arm64 and ppc64le, then ask each image about its CPU.
+# Build the demo recipe for arm, arm64 and ppc64le, then ask each image about its CPU;
+# then cross-compile recipes/go-hello.yaml for five CPUs and run each image.
 demo: fixtures
     cargo build --release --quiet
     rm -rf recipes/bases && mkdir -p recipes/bases
@@ -33,6 +34,17 @@ demo: fixtures
     @echo
     @echo "== read back by skopeo =="
     skopeo inspect --raw oci:out/hello:1.0; echo
+    @echo
+    @echo "== the Kubernetes way: Go cross-compiled natively in a build stage, one small image per CPU =="
+    @if [ -f {{fixtures}}/golang-amd64.tar.zst ]; then \
+        ln -f {{fixtures}}/golang-amd64.tar.zst recipes/bases/ 2>/dev/null || cp {{fixtures}}/golang-amd64.tar.zst recipes/bases/; \
+        ./target/release/xbake build recipes/go-hello.yaml --arch arm/v6,arm/v7,arm64,ppc64le,s390x -o oci:out/go --tag 1 --progress quiet; \
+        for p in arm/v6 arm/v7 arm64 ppc64le s390x; do \
+            printf '%-8s %s\n' "$p:" "$(./target/release/xbake run oci:out/go:1 --platform "$p")"; \
+        done; \
+    else \
+        echo "skipped: no Go toolchain base ({{fixtures}}/golang-amd64.tar.zst); just fixtures makes it as root (mmdebstrap)"; \
+    fi
 
 # Every test: unit tests, then integration tests (as root and as a test user when root).
 test: fixtures

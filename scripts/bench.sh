@@ -12,7 +12,8 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (buildah's storage and umoci need it here)" >&2; exit 1; }
 
 cargo build --release --quiet
-X=$PWD/target/release/xbake
+repo=$PWD
+X=$repo/target/release/xbake
 work=$(mktemp -d /var/tmp/xbake-bench.XXXXXX)
 # buildah's overlay storage may hold mounts for a moment: let it clean up, and retry
 # once, before the folder goes; the script's own exit status is kept.
@@ -45,7 +46,7 @@ B="buildah --root $work/buildah/root --runroot $work/buildah/run --storage-drive
 run() { # name, runs, prepare, command
   hyperfine --style none --runs "$2" --prepare "$3" --export-csv "$work/$1.csv" "$4" >/dev/null 2>&1 \
     || { echo "bench: '$4' failed" >&2; exit 1; }
-  tail -n1 "$work/$1.csv" | cut -d, -f4   # median seconds
+  tail -n1 "$work/$1.csv" | awk -F, '{ print $(NF - 4) }'   # median seconds (the command may hold commas)
 }
 
 echo "== xbake, 3 platforms (arm/v7, arm64, ppc64le under QEMU), 3 RUN steps each =="
@@ -90,6 +91,54 @@ net_private=$(net private)
 net_host=$(net host)
 net_none=$(net none)
 
+echo "== Go: one program for arm64 and ppc64le, compiled under QEMU vs cross-compiled natively =="
+# The same program (recipes/go-hello) three ways, each from a cold Go build cache:
+# emulated, on each target's own toolchain (golang-ARCH, a stage on the target
+# platform); cross-compiled in recipes/go-hello.yaml's `platform: build` stage (one per
+# target, side by side) and copied into busybox images; and cross-compiled in one native
+# step that runs both `go build`s side by side (the compile alone, no stages). Each run
+# starts from a copy of a cache that holds only the imported bases (made once below), so
+# every step and every cache mount is cold but no run pays for converting the bases.
+for f in golang-amd64.tar.zst golang-arm64.tar.zst golang-ppc64le.tar.zst; do
+  [ -s "$fixtures/$f" ] || { echo "bench: no $fixtures/$f; run \`just bench-fixtures\` as root" >&2; exit 1; }
+done
+mkdir -p "$work/go/bases"
+cp -r "$repo/recipes/go-hello" "$repo/recipes/go-hello.yaml" "$work/go/"
+cp "$fixtures"/busybox-{arm64,ppc64le}.tar.gz "$fixtures"/golang-{amd64,arm64,ppc64le}.tar.zst "$work/go/bases/"
+cd "$work/go"
+# One `go build` for GOARCH=$a, in both recipes; the build cache goes with the step.
+go_build='CGO_ENABLED=0 GOARCH=$a GOCACHE=/tmp/go-build-$a go build -trimpath -buildvcs=false -ldflags "-X main.platform=linux/$a" -o /out/$a/hello . \&\& rm -rf /tmp/go-build-$a'
+cat > emulated.yaml <<'YAML'
+from: rootfs:bases/golang-${TARGETARCH}.tar.zst
+steps:
+  - copy: go-hello/
+    to: /src
+  - workdir: /src
+  - run: a=$TARGETARCH; @GO_BUILD@
+    network: none
+YAML
+cat > one-step.yaml <<'YAML'
+from: rootfs:bases/golang-amd64.tar.zst
+steps:
+  - copy: go-hello/
+    to: /src
+  - workdir: /src
+  - run: pids=; for a in arm64 ppc64le; do (@GO_BUILD@) & pids="$pids $!"; done; for p in $pids; do wait $p || exit 1; done
+    network: none
+YAML
+sed -i "s|@GO_BUILD@|$go_build|" emulated.yaml one-step.yaml
+printf 'from: rootfs:bases/${BASE}\nargs: {BASE: ""}\nsteps: []\n' > bases.yaml
+for base in golang-amd64.tar.zst:amd64 golang-arm64.tar.zst:arm64 golang-ppc64le.tar.zst:ppc64le \
+            busybox-arm64.tar.gz:arm64 busybox-ppc64le.tar.gz:ppc64le; do
+  $X build bases.yaml --build-arg "BASE=${base%%:*}" --arch "${base##*:}" --cache-dir "$work/go-bases" \
+    -o "oci:$work/go-bases-out:1" --progress quiet >/dev/null 2>"$work/go-bases.log" \
+    || { cat "$work/go-bases.log" >&2; exit 1; }
+done
+cold_go() { echo "rm -rf $work/gc $work/go-out && cp -a $work/go-bases $work/gc"; }
+go_emulated=$(run goemu 3 "$(cold_go)" "$X build emulated.yaml --arch arm64,ppc64le --cache-dir $work/gc -o oci:$work/go-out:1 --progress quiet")
+go_stage=$(run gostage 5 "$(cold_go)" "$X build go-hello.yaml --arch arm64,ppc64le --cache-dir $work/gc -o oci:$work/go-out:1 --progress quiet")
+go_step=$(run gostep 5 "$(cold_go)" "$X build one-step.yaml --arch amd64 --cache-dir $work/gc -o oci:$work/go-out:1 --progress quiet")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 ms() { awk -v s="$1" 'BEGIN { printf "%8.0f ms", s * 1000 }'; }
 cat <<REPORT
@@ -110,6 +159,9 @@ results (medians; this machine: $(nproc) cores)
                                    network private  $(ms "$net_private")   helper per step = $(awk -v p="$net_private" -v h="$net_host" 'BEGIN { printf "%.0f ms", (p - h) * 1000 / 3 }')
   one step, normalised                        $(ms "$norm_on")
             --no-normalize                    $(ms "$norm_off")   on/off = $(ratio "$norm_on" "$norm_off")
+  Go, arm64 + ppc64le, cold: emulated         $(ms "$go_emulated")
+    cross-compiled in a platform: build stage $(ms "$go_stage")   emulated/cross = $(ratio "$go_emulated" "$go_stage")
+    cross-compiled in one native step         $(ms "$go_step")   stage/step = $(ratio "$go_stage" "$go_step")
 REPORT
 if [ -n "${XBAKE_BENCH_BASELINE:-}" ]; then
   cat <<REPORT

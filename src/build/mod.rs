@@ -92,6 +92,10 @@ pub struct BuildRequest {
     /// `--secret`: the values, read once before the build (build/secrets.rs), for run
     /// steps' `type: secret` mounts (build/mounts.rs).
     pub secrets: secrets::Secrets,
+    /// `--compression`: how the layers this build makes are compressed.
+    pub compression: crate::layer::LayerCompression,
+    /// `XBAKE_GZIP_THREADS` (0: one per CPU); changes the speed, never the bytes.
+    pub gzip_threads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -506,6 +510,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 steps_run: &steps_run,
                 steps_cached: &steps_cached,
                 unpack_limit,
+                compression: req.compression,
+                gzip_threads: req.gzip_threads,
             };
             let built = pipeline::build_stage(&ctx, state)?;
             inputs.extend(built.inputs);

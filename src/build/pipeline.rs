@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::emulation::Activation;
 use crate::image::{canonical_json, descriptor};
 use crate::layer::LayerError;
-use crate::layer::pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, pack_changes, settle};
+use crate::layer::pack::{PackOptions, pack_changes, settle};
 use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::normalize::{self, RuleSet};
@@ -67,6 +67,10 @@ pub(crate) struct Context<'a> {
     pub steps_cached: &'a AtomicUsize,
     /// Apparent bytes unpacking may write into this platform's rootfs.
     pub unpack_limit: u64,
+    /// How the layers of this stage's steps are compressed; in every step key.
+    pub compression: crate::layer::LayerCompression,
+    /// Threads gzip uses (0: one per CPU); not in the key, the bytes do not depend on it.
+    pub gzip_threads: usize,
 }
 
 impl Context<'_> {
@@ -371,6 +375,7 @@ fn step_key(
         inputs: inputs.map(tree_digest),
         normalize: step_rules(ctx, step, prepared)
             .map(|rules| format!("rules v{} {}", rules.version, rules.digest)),
+        compression: ctx.compression.key(),
     }
     .digest()
 }
@@ -739,7 +744,11 @@ fn commit(
         return Ok(None);
     }
     let pending = ctx.cache.store().create()?;
-    let opts = PackOptions { epoch: ctx.epoch };
+    let opts = PackOptions {
+        epoch: ctx.epoch,
+        compression: ctx.compression,
+        gzip_threads: ctx.gzip_threads,
+    };
     let (pending, packed) = pack_changes(rootfs, &changes, &opts, pending)
         .map_err(ctx.layer_err(format!("packing step {}", step.number)))?;
     pending.commit(&packed.digest)?;
@@ -752,7 +761,7 @@ fn commit(
     Ok(Some(Layer {
         digest: packed.digest,
         size: packed.size,
-        media_type: MEDIA_TYPE_GZIP_LAYER.into(),
+        media_type: packed.media_type.into(),
         diff_id: packed.diff_id,
     }))
 }

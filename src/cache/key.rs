@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 /// Bumped whenever the meaning of a key or the layer format changes; the xbake version
 /// is in the key too, so a new release never trusts an old release's layers.
-const KEY_VERSION: u32 = 1;
+/// 2: block-parallel gzip (other bytes for the same tar) and the compression in the key.
+const KEY_VERSION: u32 = 2;
 
 /// The OCI chain id of a layer stack (image-spec config.md, "Layer ChainID"):
 /// chain(L0) = diff_id(L0); chain(Ln) = sha256(chain(Ln-1) + " " + diff_id(Ln)).
@@ -45,6 +46,14 @@ pub struct StepKey<'a> {
     /// rules apply, so copy steps and `normalize: false` keep their keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub normalize: Option<String>,
+    /// How the step's layer is compressed, with the byte format's version
+    /// (`LayerCompression::key`). A step record holds one blob, the compressed one, and
+    /// its digest is what the manifest names; so a gzip build and a zstd build of the
+    /// same step are two records. The alternative, caching by diff_id and compressing on
+    /// output, would read and compress every layer again on every build, cached or not,
+    /// which is the cost this cache exists to avoid. The step runs again under a new
+    /// setting; its tar (diff_id) comes out the same.
+    pub compression: String,
 }
 
 impl StepKey<'_> {
@@ -150,6 +159,7 @@ pub fn tree_digest(files: &[InputFile]) -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::LayerCompression;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -173,6 +183,15 @@ mod tests {
         inputs: Option<Digest>,
         normalize: Option<&str>,
     ) -> Digest {
+        key_compressed(env, inputs, normalize, LayerCompression::default())
+    }
+
+    fn key_compressed(
+        env: &[(String, String)],
+        inputs: Option<Digest>,
+        normalize: Option<&str>,
+        compression: LayerCompression,
+    ) -> Digest {
         StepKey {
             platform: "linux/arm64".into(),
             parent: Some(Digest::of(b"p")),
@@ -184,6 +203,7 @@ mod tests {
             epoch: 0,
             inputs,
             normalize: normalize.map(String::from),
+            compression: compression.key(),
         }
         .digest()
     }
@@ -198,6 +218,17 @@ mod tests {
         let v1 = key_with_rules(&env, None, Some("rules v1 sha256:1"));
         assert_ne!(v1, key(&env, None));
         assert_ne!(v1, key_with_rules(&env, None, Some("rules v2 sha256:2")));
+        // Another compression is another blob: never the cached one.
+        let with = |c| key_compressed(&env, None, None, c);
+        let gzip = with(LayerCompression::Gzip(6));
+        assert_eq!(gzip, key(&env, None));
+        assert_ne!(gzip, with(LayerCompression::Gzip(9)));
+        assert_ne!(gzip, with(LayerCompression::Zstd(3)));
+        assert_ne!(
+            with(LayerCompression::Zstd(3)),
+            with(LayerCompression::Zstd(4))
+        );
+        assert_ne!(gzip, with(LayerCompression::None));
     }
 
     #[test]

@@ -109,6 +109,29 @@ pub struct BuildArgs {
     /// Write the image index digest (`sha256:…`, no newline) to FILE.
     #[arg(long = "iidfile", value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// How the layers this build makes are compressed: gzip[:1-9] (default gzip:6),
+    /// zstd[:1-22] (default level 3) or none. Deterministic: the bytes depend on the
+    /// data and this setting only. Base layers are kept as they are.
+    #[arg(long = "compression", value_name = "ALGO[:LEVEL]", default_value = "gzip", value_parser = parse_compression)]
+    compression: crate::layer::LayerCompression,
+}
+
+pub(super) fn parse_compression(text: &str) -> Result<crate::layer::LayerCompression, String> {
+    text.parse()
+        .map_err(|e: crate::layer::compress::CompressionSpecError| e.to_string())
+}
+
+/// `XBAKE_GZIP_THREADS`: how many threads gzip uses (default: one per CPU). The bytes do
+/// not depend on it; it is there to measure and to share a machine.
+pub(super) fn gzip_threads() -> Result<usize, UsageError> {
+    match std::env::var("XBAKE_GZIP_THREADS") {
+        Ok(v) if !v.is_empty() => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            UsageError(format!(
+                "XBAKE_GZIP_THREADS={v:?} is not a number of threads (1 or more)"
+            ))
+        }),
+        _ => Ok(0),
+    }
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -273,6 +296,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     let epoch = source_date_epoch(args.source_date_epoch)?;
     let network = args.network.map(NetworkMode::from);
     let secret_sources = parse_secrets(&args.secrets)?;
+    let gzip_threads = gzip_threads()?;
     if let Some(code) = super::preflight(&recipe, &platforms, &build_args, network, &args.allow)? {
         return Ok(code);
     }
@@ -311,6 +335,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         labels: args.labels,
         annotations: args.annotations.into_iter().flatten().collect(),
         secrets,
+        compression: args.compression,
+        gzip_threads,
     };
     let outcome = crate::build::run(&request)?;
     let image_name = output.as_ref().map(Output::to_string);

@@ -46,6 +46,10 @@ pub struct VerifyArgs {
     /// Where the temporary rebuild happens (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// The `--compression` the image was built with (an image does not record its
+    /// level, so it is given, not guessed; default gzip, as for `build`).
+    #[arg(long = "compression", value_name = "ALGO[:LEVEL]", default_value = "gzip", value_parser = super::build::parse_compression)]
+    compression: crate::layer::LayerCompression,
 }
 
 pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
@@ -68,6 +72,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         return Err(UsageError(format!("{} holds no image", args.against)).into());
     }
     let build_args = super::build::parse_build_args(&args.build_args)?;
+    let gzip_threads = super::build::gzip_threads()?;
     let epoch = match super::build::source_date_epoch(args.source_date_epoch)? {
         Some(e) => Some(e),
         None => published
@@ -121,6 +126,8 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         // A step that needs a secret to build cannot be verified without it; optional
         // secret mounts are skipped, as in a build without --secret.
         secrets: Default::default(),
+        compression: args.compression,
+        gzip_threads,
     };
     crate::build::run(&request)?;
     let mut rebuilt = load(&crate::image::reference::LayoutRef {

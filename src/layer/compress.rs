@@ -1,10 +1,12 @@
 //! Layer compression: recognise gzip, zstd and xz by their magic numbers when reading (OCI
 //! image-spec media-types.md lists gzip and zstd; xz appears in `rootfs:` tarballs), and
-//! write gzip deterministically (DESIGN decision 4).
+//! write gzip, zstd or plain tar deterministically (DESIGN decision 4).
 
 use super::error::LayerError;
-use flate2::GzBuilder;
+use super::pgzip::ParallelGzip;
+use std::fmt;
 use std::io::{self, BufRead, Cursor, Read, Write};
+use std::str::FromStr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -31,10 +33,8 @@ const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
 /// Longest magic number above.
 const MAGIC_LEN: usize = 6;
 
-/// The gzip level xbake writes: gzip's own default, a fixed part of the output's identity.
+/// The gzip level xbake writes by default: gzip's own default.
 const GZIP_LEVEL: u32 = 6;
-/// RFC 1952 OS byte 255, "unknown": the byte must not depend on the build host.
-const GZIP_OS_UNKNOWN: u8 = 255;
 
 /// The compression a stream starting with `first_bytes` uses. Anything unrecognised is
 /// taken as an uncompressed tar (whose first bytes are a file name).
@@ -85,53 +85,185 @@ pub fn decompressor<'a>(mut r: impl BufRead + 'a) -> Result<Box<dyn Read + 'a>, 
     })
 }
 
-/// A gzip writer whose output depends only on the input bytes: no file name, mtime 0, OS
-/// byte 255, a fixed level (umoci and BuildKit pin the same header fields), and input fed
-/// to the compressor in fixed-size blocks. The last point matters: deflate's output
-/// depends on how its input was split into calls (measured here: the same tar gave gzip
-/// streams 7 bytes apart when copied from an xz and from a plain file), so without
-/// blocking, a layer's digest would depend on the reader's buffer sizes.
-pub fn gzip_writer<W: Write>(w: W) -> GzipWriter<W> {
-    GzipWriter {
-        encoder: GzBuilder::new()
-            .mtime(0)
-            .operating_system(GZIP_OS_UNKNOWN)
-            .write(w, flate2::Compression::new(GZIP_LEVEL)),
-        block: Vec::with_capacity(GZIP_BLOCK),
+/// A gzip writer at xbake's default level on [`gzip_threads`] threads; see
+/// [`layer_writer`].
+pub fn gzip_writer<W: Write>(w: W) -> ParallelGzip<W> {
+    ParallelGzip::new(w, GZIP_LEVEL, gzip_threads(0))
+}
+
+/// The threads gzip compresses on: `requested` if not 0, else one per CPU. Only speed
+/// depends on it, never the bytes (see `pgzip`).
+pub fn gzip_threads(requested: usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How xbake compresses the layers it writes (`--compression`). Part of each layer's
+/// identity: the same tar gives another blob, so another manifest digest, per value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// Block-parallel gzip (`pgzip`) at this level, 1-9.
+    Gzip(u32),
+    /// Single-threaded zstd at this level, 1-22: zstd's worker mode writes other bytes
+    /// than its single-threaded one, and this crate is built without it; one thread
+    /// keeps the bytes a function of data and level.
+    Zstd(i32),
+    /// The plain tar.
+    None,
+}
+
+/// zstd's own default level.
+const ZSTD_LEVEL: i32 = 3;
+const ZSTD_MAX_LEVEL: i32 = 22;
+
+impl Default for LayerCompression {
+    fn default() -> Self {
+        LayerCompression::Gzip(GZIP_LEVEL)
     }
 }
 
-/// Input block size for [`GzipWriter`]; part of the output format, never change it.
-const GZIP_BLOCK: usize = 64 * 1024;
-
-pub struct GzipWriter<W: Write> {
-    encoder: flate2::write::GzEncoder<W>,
-    block: Vec<u8>,
-}
-
-impl<W: Write> GzipWriter<W> {
-    /// Compresses what is left and returns the inner writer.
-    pub fn finish(mut self) -> std::io::Result<W> {
-        self.encoder.write_all(&self.block)?;
-        self.encoder.finish()
-    }
-}
-
-impl<W: Write> Write for GzipWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = GZIP_BLOCK - self.block.len();
-        let n = room.min(buf.len());
-        self.block.extend_from_slice(&buf[..n]);
-        if self.block.len() == GZIP_BLOCK {
-            self.encoder.write_all(&self.block)?;
-            self.block.clear();
+impl LayerCompression {
+    /// The OCI media type of a layer written this way (image-spec media-types.md).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            LayerCompression::Gzip(_) => "application/vnd.oci.image.layer.v1.tar+gzip",
+            LayerCompression::Zstd(_) => "application/vnd.oci.image.layer.v1.tar+zstd",
+            LayerCompression::None => "application/vnd.oci.image.layer.v1.tar",
         }
-        Ok(n)
     }
 
-    /// Deliberately does nothing: a deflate flush would change the output. The stream
-    /// is complete after [`GzipWriter::finish`].
-    fn flush(&mut self) -> std::io::Result<()> {
+    /// What the step cache key records: the setting and the version of the byte format
+    /// behind it, so a change to either never reuses a layer with other bytes.
+    pub fn key(self) -> String {
+        match self {
+            LayerCompression::Gzip(_) => format!("{self} {GZIP_FORMAT}"),
+            LayerCompression::Zstd(_) => format!("{self} {ZSTD_FORMAT}"),
+            LayerCompression::None => self.to_string(),
+        }
+    }
+}
+
+/// Names xbake's gzip byte format (pgzip, 128 KiB blocks, fixed header): change it
+/// whenever the bytes for the same input change. Used in cache keys.
+pub const GZIP_FORMAT: &str = "pgzip-128k-v1";
+/// Names xbake's zstd byte format (single thread, checksum, no content size).
+const ZSTD_FORMAT: &str = "zstd-st-v1";
+
+impl fmt::Display for LayerCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerCompression::Gzip(level) => write!(f, "gzip:{level}"),
+            LayerCompression::Zstd(level) => write!(f, "zstd:{level}"),
+            LayerCompression::None => f.write_str("none"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompressionSpecError {
+    #[error("unknown compression {0:?}; use gzip[:LEVEL], zstd[:LEVEL] or none")]
+    Unknown(String),
+    #[error("compression {spec:?}: the level must be a whole number from {min} to {max}")]
+    Level { spec: String, min: i64, max: i64 },
+    #[error("compression {0:?}: none takes no level")]
+    NoLevel(String),
+}
+
+impl FromStr for LayerCompression {
+    type Err = CompressionSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (name, level) = match spec.split_once(':') {
+            Some((name, level)) => (name, Some(level)),
+            None => (spec, None),
+        };
+        let level_in = |min: i64, max: i64, default: i64| -> Result<i64, CompressionSpecError> {
+            let Some(text) = level else {
+                return Ok(default);
+            };
+            text.parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| CompressionSpecError::Level {
+                    spec: spec.to_string(),
+                    min,
+                    max,
+                })
+        };
+        match name {
+            "gzip" => Ok(LayerCompression::Gzip(
+                level_in(1, 9, i64::from(GZIP_LEVEL))? as u32,
+            )),
+            "zstd" => Ok(LayerCompression::Zstd(level_in(
+                1,
+                i64::from(ZSTD_MAX_LEVEL),
+                i64::from(ZSTD_LEVEL),
+            )? as i32)),
+            "none" if level.is_none() => Ok(LayerCompression::None),
+            "none" => Err(CompressionSpecError::NoLevel(spec.to_string())),
+            _ => Err(CompressionSpecError::Unknown(spec.to_string())),
+        }
+    }
+}
+
+/// A writer compressing as `compression` says, deterministically: the bytes depend on
+/// the input and the setting only, not on write sizes or `gzip_threads` (0: one per
+/// CPU). Finish it with [`LayerWriter::finish`].
+pub fn layer_writer<W: Write>(
+    w: W,
+    compression: LayerCompression,
+    gzip_threads: usize,
+) -> io::Result<LayerWriter<W>> {
+    Ok(match compression {
+        LayerCompression::Gzip(level) => LayerWriter::Gzip(ParallelGzip::new(
+            w,
+            level,
+            self::gzip_threads(gzip_threads),
+        )),
+        LayerCompression::Zstd(level) => {
+            let mut encoder = zstd::stream::write::Encoder::new(w, level)?;
+            // Pinned rather than left to the library's defaults: a checksum (as the zstd
+            // tool writes) and no content size (a stream does not know it up front).
+            encoder.include_checksum(true)?;
+            encoder.include_contentsize(false)?;
+            encoder.include_dictid(false)?;
+            LayerWriter::Zstd(encoder)
+        }
+        LayerCompression::None => LayerWriter::None(w),
+    })
+}
+
+pub enum LayerWriter<W: Write> {
+    Gzip(ParallelGzip<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    None(W),
+}
+
+impl<W: Write> LayerWriter<W> {
+    /// Ends the stream and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            LayerWriter::Gzip(w) => w.finish(),
+            LayerWriter::Zstd(w) => w.finish(),
+            LayerWriter::None(w) => Ok(w),
+        }
+    }
+}
+
+impl<W: Write> Write for LayerWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            LayerWriter::Gzip(w) => w.write(buf),
+            LayerWriter::Zstd(w) => w.write(buf),
+            LayerWriter::None(w) => w.write(buf),
+        }
+    }
+
+    /// Does nothing: a compressor's flush would change its output. [`LayerWriter::finish`]
+    /// completes the stream.
+    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -210,6 +342,87 @@ mod tests {
             assert_eq!(out, data);
         }
         assert_eq!(decompress_all(b"ab"), b"ab");
+    }
+
+    #[test]
+    fn compression_settings_parse_and_name_the_bad_value() {
+        let ok = |s: &str| s.parse::<LayerCompression>().unwrap();
+        assert_eq!(ok("gzip"), LayerCompression::Gzip(6));
+        assert_eq!(ok("gzip:1"), LayerCompression::Gzip(1));
+        assert_eq!(ok("gzip:9"), LayerCompression::Gzip(9));
+        assert_eq!(ok("zstd"), LayerCompression::Zstd(3));
+        assert_eq!(ok("zstd:22"), LayerCompression::Zstd(22));
+        assert_eq!(ok("none"), LayerCompression::None);
+        assert_eq!(LayerCompression::default(), LayerCompression::Gzip(6));
+        assert_eq!(ok("zstd:19").to_string(), "zstd:19");
+        let err = |s: &str| s.parse::<LayerCompression>().unwrap_err().to_string();
+        assert_eq!(
+            err("brotli"),
+            "unknown compression \"brotli\"; use gzip[:LEVEL], zstd[:LEVEL] or none"
+        );
+        assert_eq!(
+            err("gzip:0"),
+            "compression \"gzip:0\": the level must be a whole number from 1 to 9"
+        );
+        assert_eq!(
+            err("zstd:23"),
+            "compression \"zstd:23\": the level must be a whole number from 1 to 22"
+        );
+        for bad in ["gzip:", "gzip:x", "zstd:-1", "zstd:3:4", "GZIP", ""] {
+            assert!(bad.parse::<LayerCompression>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(err("none:1"), "compression \"none:1\": none takes no level");
+    }
+
+    #[test]
+    fn every_layer_writer_is_independent_of_write_sizes_and_round_trips() {
+        let data: Vec<u8> = (0..700_000u32)
+            .map(|i| {
+                if i % 3000 < 1500 {
+                    (i % 7) as u8
+                } else {
+                    (i.wrapping_mul(2_654_435_761) >> 24) as u8
+                }
+            })
+            .collect();
+        for compression in [
+            LayerCompression::Gzip(6),
+            LayerCompression::Zstd(3),
+            LayerCompression::Zstd(19),
+            LayerCompression::None,
+        ] {
+            let encode = |chunk: usize, threads: usize| {
+                let mut w = layer_writer(Vec::new(), compression, threads).unwrap();
+                for part in data.chunks(chunk) {
+                    w.write_all(part).unwrap();
+                }
+                w.flush().unwrap();
+                w.finish().unwrap()
+            };
+            let reference = encode(8192, 1);
+            assert_eq!(decompress_all(&reference), data, "{compression}");
+            for (chunk, threads) in [(1, 2), (511, 1), (131_072, 3), (700_000, 8)] {
+                assert!(
+                    encode(chunk, threads) == reference,
+                    "{compression}: writes of {chunk}, {threads} threads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zstd_frames_carry_a_checksum_and_no_content_size() {
+        let mut w = layer_writer(Vec::new(), LayerCompression::Zstd(3), 1).unwrap();
+        w.write_all(b"hello").unwrap();
+        let out = w.finish().unwrap();
+        assert_eq!(&out[..4], ZSTD_MAGIC);
+        // Frame header descriptor (RFC 8878 3.1.1.1.1): checksum flag set, no dictionary
+        // id, content size field absent unless single-segment (which needs the size).
+        let descriptor = out[4];
+        assert_eq!(descriptor & 0x04, 0x04, "content checksum flag");
+        assert_eq!(descriptor & 0x03, 0, "dictionary id");
+        assert_eq!(descriptor & 0xc0, 0, "frame content size");
+        assert_eq!(descriptor & 0x20, 0, "single segment");
     }
 
     #[test]

@@ -4,16 +4,18 @@
 //!
 //! - [`root`]: `RootDir`, every filesystem operation confined to one directory.
 //! - [`unpack`]: apply one layer (tar or compressed blob, digests verified) onto a `RootDir`.
-//! - [`compress`]: detect gzip/zstd/xz; deterministic gzip.
+//! - [`compress`]: detect gzip/zstd/xz; deterministic gzip (block-parallel, `pgzip`),
+//!   zstd or plain tar for the layers xbake writes (`--compression`).
 //! - [`snapshot`]: the `Snapshotter` seam and the portable walk-based implementation.
 //! - [`tar_reader`]: the one tar reader (bounded extension headers, PAX by length, sparse
 //!   maps, refusals where readers disagree).
-//! - [`pack`]: a `ChangeSet` → tar → gzip, hashed in one pass.
+//! - [`pack`]: a `ChangeSet` → tar → compressed, hashed in one pass.
 
 pub mod compress;
 pub mod error;
 mod metadata;
 pub mod pack;
+mod pgzip;
 pub(crate) mod rel_path;
 pub mod root;
 pub mod snapshot;
@@ -25,7 +27,7 @@ pub mod whiteout;
 #[cfg(test)]
 mod tests;
 
-pub use compress::Compression;
+pub use compress::{Compression, LayerCompression};
 pub use error::{LayerError, Warnings};
 pub use pack::{MEDIA_TYPE_GZIP_LAYER, PackOptions, PackedLayer, pack_changes, write_tar};
 pub use root::{EntryMeta, RootDir, SpecialFile};

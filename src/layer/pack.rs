@@ -7,7 +7,7 @@
 //! deleted tree). Headers carry numeric ids only, mtimes clamped to the epoch, no
 //! atime/ctime, xattrs sorted by name. See `tar_writer` for the byte format.
 
-use super::compress;
+use super::compress::{self, LayerCompression};
 use super::error::LayerError;
 use super::rel_path;
 use super::root::{OWNER_XATTR, RootDir, XBAKE_XATTR_PREFIX, file_type, is_dir};
@@ -39,22 +39,29 @@ pub struct PackOptions {
     /// SOURCE_DATE_EPOCH: mtimes are clamped to `min(mtime, epoch)` (and to 0 from below:
     /// tar headers carry no negative times).
     pub epoch: i64,
+    /// How the tar is compressed (`--compression`; default gzip).
+    pub compression: LayerCompression,
+    /// Threads gzip uses (0: one per CPU; `XBAKE_GZIP_THREADS`). Speed only: the bytes
+    /// are the same for any count.
+    pub gzip_threads: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedLayer {
-    /// sha256 of the gzip bytes: the manifest's layer digest.
+    /// sha256 of the compressed bytes: the manifest's layer digest.
     pub digest: Digest,
     /// sha256 of the uncompressed tar: the config's diff_id.
     pub diff_id: Digest,
-    /// Length of the gzip bytes.
+    /// Length of the compressed bytes.
     pub size: u64,
+    /// The manifest's media type for them.
+    pub media_type: &'static str,
     /// Tar entries written, whiteouts and opaque markers included.
     pub entries: u64,
 }
 
-/// One pass: walk → tar → sha256 (diff_id) → gzip → sha256 (digest) → `out`. Each changed
-/// file is read once.
+/// One pass: walk → tar → sha256 (diff_id) → compress → sha256 (digest) → `out`. Each
+/// changed file is read once; gzip runs on `opts.gzip_threads` threads behind it.
 pub fn pack_changes<W: Write>(
     root: &Path,
     changes: &ChangeSet,
@@ -62,10 +69,12 @@ pub fn pack_changes<W: Write>(
     out: W,
 ) -> Result<(W, PackedLayer), LayerError> {
     let compressed = HashingWriter::new(out);
-    let tar_stream = HashingWriter::new(compress::gzip_writer(compressed));
+    let encoder = compress::layer_writer(compressed, opts.compression, opts.gzip_threads)
+        .map_err(|source| LayerError::Write { source })?;
+    let tar_stream = HashingWriter::new(encoder);
     let (tar_stream, entries) = write_entries(root, changes, opts, tar_stream)?;
-    let (gzip, diff_id, _) = tar_stream.finish();
-    let compressed = gzip
+    let (encoder, diff_id, _) = tar_stream.finish();
+    let compressed = encoder
         .finish()
         .map_err(|source| LayerError::Write { source })?;
     let (out, digest, size) = compressed.finish();
@@ -75,6 +84,7 @@ pub fn pack_changes<W: Write>(
             digest,
             diff_id,
             size,
+            media_type: opts.compression.media_type(),
             entries,
         },
     ))

@@ -98,17 +98,20 @@ pub fn import(
         });
     }
 
-    if let Some(done) = cache.get::<CachedLayer>(RecordKind::Import, &file_digest)
+    // The conversion's bytes depend on xbake's gzip format too: a record made by another
+    // format would give another digest than converting afresh.
+    let import_key = Digest::of(format!("{} {file_digest}", compress::GZIP_FORMAT).as_bytes());
+    if let Some(done) = cache.get::<CachedLayer>(RecordKind::Import, &import_key)
         && cache.blob_verifies(&done.digest, done.size)
     {
-        cache.touch(RecordKind::Import, &file_digest);
+        cache.touch(RecordKind::Import, &import_key);
         return Ok(done);
     }
     let (pending, layer) = convert(&mut reader, cache, reference, path, &mut budget)?;
     same_file(reader)?;
     pending.commit(&layer.digest).map_err(image_err)?;
     cache
-        .put(RecordKind::Import, &file_digest, &layer)
+        .put(RecordKind::Import, &import_key, &layer)
         .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     Ok(layer)
 }

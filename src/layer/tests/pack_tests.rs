@@ -32,7 +32,16 @@ fn changes(list: &[(&str, ChangeKind)]) -> ChangeSet {
 }
 
 fn tar_bytes(root: &Path, set: &ChangeSet, epoch: i64) -> Vec<u8> {
-    write_tar(root, set, &PackOptions { epoch }, Vec::new()).unwrap()
+    write_tar(
+        root,
+        set,
+        &PackOptions {
+            epoch,
+            ..Default::default()
+        },
+        Vec::new(),
+    )
+    .unwrap()
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -100,7 +109,10 @@ fn the_same_tree_gives_the_same_bytes_whatever_its_history() {
         "a copy built in another order, with other mtimes, elsewhere"
     );
 
-    let opts = PackOptions { epoch };
+    let opts = PackOptions {
+        epoch,
+        ..Default::default()
+    };
     let (gz_a, layer_a) = pack_changes(
         first.path(),
         &everything_added(first.path()),
@@ -124,6 +136,76 @@ fn the_same_tree_gives_the_same_bytes_whatever_its_history() {
     assert_eq!(layer_a.entries, list_tar(&a).len() as u64);
     assert_eq!(&gz_a[4..8], &[0, 0, 0, 0], "gzip mtime");
     assert_eq!(gz_a[3], 0, "no gzip file name or other optional fields");
+}
+
+#[test]
+fn every_compression_holds_the_same_tar_and_only_the_setting_changes_the_bytes() {
+    use crate::layer::compress::{LayerCompression, decompressor};
+    use std::io::Read;
+    let tree = tempfile::tempdir().unwrap();
+    build_tree(tree.path(), false, None);
+    // A file big enough that gzip spans several blocks and threads.
+    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i.wrapping_mul(i) % 253) as u8).collect();
+    write(&tree.path().join("big"), &big);
+    let set = everything_added(tree.path());
+    let tar = tar_bytes(tree.path(), &set, 0);
+    let mut blobs = Vec::new();
+    for (compression, media_type) in [
+        (
+            LayerCompression::Gzip(6),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            LayerCompression::Gzip(1),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            LayerCompression::Zstd(3),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        (
+            LayerCompression::Zstd(19),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        (
+            LayerCompression::None,
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+    ] {
+        let pack = |threads| {
+            let opts = PackOptions {
+                epoch: 0,
+                compression,
+                gzip_threads: threads,
+            };
+            pack_changes(tree.path(), &set, &opts, Vec::new()).unwrap()
+        };
+        let (blob, layer) = pack(1);
+        assert!(
+            pack(4) == (blob.clone(), layer.clone()),
+            "{compression}: 4 threads"
+        );
+        assert_eq!(layer.media_type, media_type);
+        assert_eq!(layer.digest, Digest::of(&blob), "{compression}");
+        assert_eq!(layer.size, blob.len() as u64);
+        assert_eq!(layer.diff_id, Digest::of(&tar), "{compression}");
+        let mut unpacked = Vec::new();
+        decompressor(&blob[..])
+            .unwrap()
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert!(
+            unpacked == tar,
+            "{compression} does not decompress to the tar"
+        );
+        blobs.push(blob);
+    }
+    assert_eq!(blobs[4], tar, "none is the tar itself");
+    for (i, a) in blobs.iter().enumerate() {
+        for b in &blobs[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
 }
 
 #[test]
@@ -392,7 +474,10 @@ fn a_packed_step_applied_onto_the_lower_tree_reproduces_the_upper_tree() {
     );
     let set = snap.changes().unwrap();
 
-    let opts = PackOptions { epoch: i64::MAX };
+    let opts = PackOptions {
+        epoch: i64::MAX,
+        ..Default::default()
+    };
     let (blob, layer) = pack_changes(&upper, &set, &opts, Vec::new()).unwrap();
     let (report, _) = apply_blob(
         &RootDir::open(&target).unwrap(),

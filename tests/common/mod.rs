@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: the xbake binary, the busybox fixtures,
 //! running as root or as an unprivileged test user, and an OCI layout reader that is
-//! independent of xbake's own code (serde_json, sha2, flate2 and tar only).
+//! independent of xbake's own code (serde_json, sha2, flate2, zstd and tar only).
 
 #![allow(dead_code)]
 
@@ -495,15 +495,9 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
         let mut files = BTreeMap::new();
         let mut meta = BTreeMap::new();
         for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            assert_eq!(
-                layer["mediaType"],
-                "application/vnd.oci.image.layer.v1.tar+gzip"
-            );
-            let gz = blob(dir, layer["digest"].as_str().unwrap());
-            let mut tar_bytes = Vec::new();
-            flate2::read::MultiGzDecoder::new(&gz[..])
-                .read_to_end(&mut tar_bytes)
-                .unwrap();
+            let compressed = blob(dir, layer["digest"].as_str().unwrap());
+            assert_eq!(layer["size"].as_u64().unwrap(), compressed.len() as u64);
+            let tar_bytes = decompress_layer(layer["mediaType"].as_str().unwrap(), &compressed);
             assert_eq!(
                 format!("sha256:{}", sha256_hex(&tar_bytes)),
                 diff_id.as_str().unwrap()
@@ -519,6 +513,25 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
         });
     }
     (index_digest, images)
+}
+
+/// The tar inside a layer blob of `media_type` (the three OCI layer types; anything else
+/// fails the test).
+pub fn decompress_layer(media_type: &str, blob: &[u8]) -> Vec<u8> {
+    let mut tar_bytes = Vec::new();
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar+gzip" => {
+            flate2::read::MultiGzDecoder::new(blob)
+                .read_to_end(&mut tar_bytes)
+                .unwrap();
+        }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => {
+            tar_bytes = zstd::stream::decode_all(blob).unwrap();
+        }
+        "application/vnd.oci.image.layer.v1.tar" => tar_bytes = blob.to_vec(),
+        other => panic!("unexpected layer media type {other:?}"),
+    }
+    tar_bytes
 }
 
 /// A flattening good enough for assertions: files, whiteouts, opaque dirs.

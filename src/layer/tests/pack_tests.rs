@@ -145,7 +145,9 @@ fn every_compression_holds_the_same_tar_and_only_the_setting_changes_the_bytes()
     let tree = tempfile::tempdir().unwrap();
     build_tree(tree.path(), false, None);
     // A file big enough that gzip spans several blocks and threads.
-    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i.wrapping_mul(i) % 253) as u8).collect();
+    let big: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(i) % 253) as u8)
+        .collect();
     write(&tree.path().join("big"), &big);
     let set = everything_added(tree.path());
     let tar = tar_bytes(tree.path(), &set, 0);

@@ -76,6 +76,19 @@ printf 'from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: mkdir -p /var/
 norm_on=$(run normon 10 "true" "$X build norm.yaml --arch amd64 --no-cache --cache-dir $work/cm -o oci:$work/outm:1 --progress quiet")
 norm_off=$(run normoff 10 "true" "$X build norm.yaml --arch amd64 --no-cache --no-normalize --cache-dir $work/cm -o oci:$work/outm:1 --progress quiet")
 
+echo "== committing a large layer: gzip on every core vs one thread (XBAKE_GZIP_THREADS=1), zstd =="
+# A copy step of ~210 MB (numbers, then 40 MB of noise): little work besides reading,
+# hashing and compressing the layer. The bytes are the same for any thread count.
+{ seq 1 20000000; head -c 40000000 /dev/urandom; } > "$work/r/big.dat"
+printf 'from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - copy: big.dat\n    to: /big.dat\n' > "$work/r/big.yaml"
+big() { # name, env, extra flags
+  run "$1" 3 "true" "env $2 $X build big.yaml --arch amd64 --no-cache $3 --cache-dir $work/cbig -o oci:$work/outbig:1 --progress quiet"
+}
+big_parallel=$(big bigpar "XBAKE_GZIP_THREADS=$(nproc)" "")
+big_serial=$(big bigser "XBAKE_GZIP_THREADS=1" "")
+big_zstd=$(big bigzstd "XBAKE_GZIP_THREADS=1" "--compression zstd")
+rm -f "$work/r/big.dat"
+
 echo "== writing a finished image: xbake fully cached rebuild vs skopeo copy --all =="
 skopeo_copy=$(run skopeo 10 "rm -rf $work/scopy" "skopeo copy -q --all oci:$work/out:1 oci:$work/scopy:1")
 
@@ -157,6 +170,9 @@ results (medians; this machine: $(nproc) cores)
   3 RUN steps, native, --no-cache: network none     $(ms "$net_none")
                                    network host     $(ms "$net_host")
                                    network private  $(ms "$net_private")   helper per step = $(awk -v p="$net_private" -v h="$net_host" 'BEGIN { printf "%.0f ms", (p - h) * 1000 / 3 }')
+  commit a 210 MB layer: gzip, $(nproc) threads    $(ms "$big_parallel")
+                         gzip, 1 thread     $(ms "$big_serial")   parallel/serial = $(ratio "$big_parallel" "$big_serial")
+                         zstd (level 3)     $(ms "$big_zstd")   zstd/parallel gzip = $(ratio "$big_zstd" "$big_parallel")
   one step, normalised                        $(ms "$norm_on")
             --no-normalize                    $(ms "$norm_off")   on/off = $(ratio "$norm_on" "$norm_off")
   Go, arm64 + ppc64le, cold: emulated         $(ms "$go_emulated")

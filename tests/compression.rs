@@ -278,3 +278,51 @@ fn bad_settings_are_refused_naming_the_value() {
         text(&out)
     );
 }
+
+#[test]
+fn a_zstd_build_written_as_a_docker_archive_holds_plain_tars_and_the_metadata_names_it() {
+    if !ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = folder(&scratch, "docker");
+    build(
+        &dir,
+        &[
+            "--compression",
+            "zstd:7",
+            "--metadata-file",
+            "meta.json",
+            "-o",
+            "docker-archive:d.tar:me/app:1",
+        ],
+        &[],
+    );
+    let meta = json(&std::fs::read(dir.join("meta.json")).unwrap());
+    assert_eq!(meta["xbake.compression"], "zstd:7");
+    // docker save's format: each layer a plain tar named by its diff_id.
+    let mut archive = tar::Archive::new(std::fs::File::open(dir.join("d.tar")).unwrap());
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    let manifest = json(&files["manifest.json"]);
+    let config = json(&files[manifest[0]["Config"].as_str().unwrap()]);
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for (layer, diff_id) in layers
+        .iter()
+        .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+    {
+        let bytes = &files[layer.as_str().unwrap()];
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(bytes)),
+            diff_id.as_str().unwrap()
+        );
+        assert_eq!(&bytes[257..262], b"ustar", "{layer} is a tar");
+    }
+}

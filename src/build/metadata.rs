@@ -17,6 +17,9 @@ pub struct BuildFacts<'a> {
     /// The normalisation rules of this xbake, whether `--no-normalize` turned them off,
     /// and the (1-based) steps they ran after (run steps without `normalize: false`).
     pub normalize: NormalizeFacts<'a>,
+    /// `--compression`, as `verify --compression` takes it back (`gzip:6`): an image
+    /// does not record its level.
+    pub compression: crate::layer::LayerCompression,
 }
 
 pub struct NormalizeFacts<'a> {
@@ -81,6 +84,7 @@ pub fn metadata(outcome: &BuildOutcome, facts: &BuildFacts) -> Value {
         "xbake.platforms": platforms,
         "xbake.steps": {"run": outcome.steps_run, "cached": outcome.steps_cached},
         "xbake.normalize": normalize_json(&facts.normalize),
+        "xbake.compression": facts.compression.to_string(),
     });
     if let Some(name) = &facts.image_name {
         out["image.name"] = json!(name);

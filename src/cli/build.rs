@@ -352,6 +352,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
                 enabled: !args.no_normalize,
                 steps: outcome.normalized_steps.clone(),
             },
+            compression: args.compression,
         };
         write_json_atomically(path, &metadata(&outcome, &facts))?;
         hand_back(path)?;

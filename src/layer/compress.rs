@@ -261,10 +261,13 @@ impl<W: Write> Write for LayerWriter<W> {
         }
     }
 
-    /// Does nothing: a compressor's flush would change its output. [`LayerWriter::finish`]
-    /// completes the stream.
+    /// Does nothing to a compressor, whose flush would change its output
+    /// ([`LayerWriter::finish`] completes the stream); a plain tar passes it on.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            LayerWriter::None(w) => w.flush(),
+            LayerWriter::Gzip(_) | LayerWriter::Zstd(_) => Ok(()),
+        }
     }
 }
 

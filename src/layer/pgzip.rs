@@ -179,10 +179,12 @@ impl BlockCompressor {
         block: &[u8],
         last: bool,
     ) -> io::Result<(Vec<u8>, Crc)> {
-        // A fresh state per block: zlib-rs's `reset` leaves something behind that
-        // changes the next block's bytes (measured: `numbers` below compressed
-        // differently on two threads than on one), and the bytes must be a function of
-        // the block alone. The allocation is small next to compressing 128 KiB.
+        // A fresh state per block: zlib-rs zeroes the window when a state is created but
+        // not on `reset`, and its match finder compares bytes past the end of the input
+        // (zlib-rs issue 459, zlib-ng 2100 are the same family), so a reused state let the
+        // previous block's leftovers change this block's bytes (measured: `numbers` below
+        // compressed differently on two threads than on one). The allocation is small
+        // next to compressing 128 KiB.
         let mut deflate = Compress::new(flate2::Compression::new(self.level), false);
         if let Some(previous) = previous {
             let dictionary = &previous[previous.len().saturating_sub(WINDOW)..];
@@ -196,15 +198,17 @@ impl BlockCompressor {
             FlushCompress::Sync
         };
         let mut out = Vec::with_capacity(block.len() / 2 + 1024);
+        // Counted from here: whether the dictionary counts as input is the library's call.
+        let start = deflate.total_in();
         loop {
             if out.len() == out.capacity() {
                 out.reserve(out.capacity().max(4096));
             }
-            let consumed = deflate.total_in() as usize;
+            let consumed = (deflate.total_in() - start) as usize;
             let status = deflate
                 .compress_vec(&block[consumed..], &mut out, flush)
                 .map_err(io::Error::other)?;
-            let all_in = deflate.total_in() as usize == block.len();
+            let all_in = (deflate.total_in() - start) as usize == block.len();
             match status {
                 Status::StreamEnd => break,
                 // zlib's rule: a flush is complete once it returns with output room left.

@@ -326,3 +326,48 @@ fn a_zstd_build_written_as_a_docker_archive_holds_plain_tars_and_the_metadata_na
         assert_eq!(&bytes[257..262], b"ustar", "{layer} is a tar");
     }
 }
+
+#[test]
+fn verify_rebuilds_with_the_images_compression() {
+    if !ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = folder(&scratch, "verify");
+    build(&dir, &["--compression", "zstd", "-o", "oci:pub:1"], &[]);
+    // Guessed from the top layer's media type (zstd, default level).
+    let (said, _) = xbake_ok(
+        &dir,
+        &["verify", "recipe.yaml", "--against", "oci:pub:1"],
+        &[],
+    );
+    assert!(said.starts_with("verified: oci:pub:1"), "{said}");
+    let (said, _) = xbake_ok(
+        &dir,
+        &[
+            "verify",
+            "recipe.yaml",
+            "--against",
+            "oci:pub:1",
+            "--compression",
+            "zstd:3",
+        ],
+        &[],
+    );
+    assert!(said.starts_with("verified: oci:pub:1"), "{said}");
+    // Another setting makes other blobs, so not the published image.
+    let out = xbake(
+        As::Me,
+        &dir,
+        &[
+            "verify",
+            "recipe.yaml",
+            "--against",
+            "oci:pub:1",
+            "--compression",
+            "gzip",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}

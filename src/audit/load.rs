@@ -15,6 +15,8 @@ pub struct LoadedLayer {
     pub digest: Digest,
     pub diff_id: Option<Digest>,
     pub size: u64,
+    /// As the manifest gives it (`…tar+gzip`, `…tar+zstd`, `…tar`, Docker's).
+    pub media_type: String,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +99,7 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
                     digest: descriptor_digest(l)?,
                     diff_id: diff_ids.get(i).cloned().flatten(),
                     size: l.size(),
+                    media_type: l.media_type().to_string(),
                 })
             })
             .collect::<Result<Vec<_>, ImageError>>()

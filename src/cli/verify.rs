@@ -7,6 +7,7 @@ use crate::audit::{compare, load};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::timefmt::parse_rfc3339;
 use crate::build::{BuildRequest, Output};
+use crate::layer::LayerCompression;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
 use clap::Args;
@@ -46,10 +47,11 @@ pub struct VerifyArgs {
     /// Where the temporary rebuild happens (default: $XDG_CACHE_HOME/xbake).
     #[arg(long = "cache-dir", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// The `--compression` the image was built with (an image does not record its
-    /// level, so it is given, not guessed; default gzip, as for `build`).
-    #[arg(long = "compression", value_name = "ALGO[:LEVEL]", default_value = "gzip", value_parser = super::build::parse_compression)]
-    compression: crate::layer::LayerCompression,
+    /// The `--compression` the image was built with (`xbake.compression` in its
+    /// metadata file). Default: the algorithm of the image's top layer at its default
+    /// level, since an image does not record the level.
+    #[arg(long = "compression", value_name = "ALGO[:LEVEL]", value_parser = super::build::parse_compression)]
+    compression: Option<crate::layer::LayerCompression>,
 }
 
 pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
@@ -126,7 +128,9 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         // A step that needs a secret to build cannot be verified without it; optional
         // secret mounts are skipped, as in a build without --secret.
         secrets: Default::default(),
-        compression: args.compression,
+        compression: args
+            .compression
+            .unwrap_or_else(|| guess_compression(&published)),
         gzip_threads,
     };
     crate::build::run(&request)?;
@@ -157,4 +161,20 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         print!("{}", report.render());
     }
     Ok(if report.identical { 0 } else { EXIT_FAILURE })
+}
+
+/// The compression of the published image's top layer, at that algorithm's default
+/// level: the layer the recipe's last step made (or its base, when no step made one).
+fn guess_compression(published: &crate::audit::load::LoadedImage) -> LayerCompression {
+    let top = published
+        .platforms
+        .first()
+        .and_then(|p| p.layers.last())
+        .map(|l| l.media_type.as_str());
+    let spec = match top {
+        Some(t) if t.ends_with("+zstd") || t.ends_with(".zstd") => "zstd",
+        Some(t) if t.ends_with(".tar") => "none",
+        _ => "gzip",
+    };
+    spec.parse().unwrap_or_default()
 }

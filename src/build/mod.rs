@@ -269,11 +269,12 @@ impl Session {
             Path::new(emulation::HOST_BINFMT_DIR),
             force_host_binfmt,
         )?;
+        // Each emulator's digest is part of its steps' keys; the cache's trust records
+        // spare re-reading a 5-20 MB binary on every build until it is replaced.
         let emulator_digests = emulators
             .iter()
             .map(|e| {
-                let file = std::fs::File::open(&e.interpreter)?;
-                let (d, _) = crate::digest::HashingReader::new(file).drain_and_finish()?;
+                let (d, _, _) = cache.file_digest(&e.interpreter)?;
                 Ok((e.platform.qemu_name().to_string(), d))
             })
             .collect::<std::io::Result<Vec<_>>>()

@@ -109,7 +109,14 @@ pub fn prune(
     // No build holds the cache now, so interrupted writes are leftovers; workspaces
     // still locked belong to running `verify`/`inspect`/`run` commands and stay.
     super::workspace::sweep_stale(&cache_dir.join("work"));
-    for folder in ["blobs/sha256", "steps", "imports", "diffids"] {
+    for folder in [
+        "blobs/sha256",
+        "steps",
+        "imports",
+        "diffids",
+        super::BLOB_TRUST_DIR,
+        super::FILE_TRUST_DIR,
+    ] {
         let dir = cache_dir.join(folder);
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -162,6 +169,9 @@ pub fn prune(
         if !keep {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            if let Some(trust) = cache.store().trust() {
+                trust.remove(&name);
+            }
             report.blobs_removed += 1;
             report.bytes_removed += size;
         }

@@ -35,7 +35,8 @@ pub fn import(
         source,
     };
     let open = || std::fs::File::open(path).map_err(io);
-    let (file_digest, file_size) = HashingReader::new(open()?).drain_and_finish().map_err(io)?;
+    // Hashed only when the tarball's inode changed since the cache last hashed it.
+    let (file_digest, file_size, _) = cache.file_digest(path).map_err(io)?;
     // The second read is hashed too, so nothing recorded under `file_digest` can come
     // from a file that changed in between.
     let mut reader = BufReader::new(HashingReader::new(open()?));

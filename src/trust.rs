@@ -274,11 +274,12 @@ impl Records {
         Ok((digest, Check::Hashed))
     }
 
-    /// After xbake itself hard-linked or unlinked names of the file `name` is a record
-    /// for (writing an output layout shares its blobs by hard link, and replaces the old
-    /// layout): `held` was the record that vouched for the file just before; if the file
-    /// now differs from it only by a later ctime, the record moves to the new ctime.
-    /// Without this every layout write would make every shared blob's record stale.
+    /// After xbake itself hard-linked, unlinked or chowned names of the file `name` is a
+    /// record for (writing an output layout shares its blobs by hard link, replaces the
+    /// old layout, and a root build hands the output back to the caller with lchown):
+    /// `held` was the record that vouched for the file just before; if the file now
+    /// differs from it only by a later ctime, the record moves to the new ctime. Without
+    /// this every layout write would make every shared blob's record stale.
     /// The cost: a change in the same tick as the last link that also restores the
     /// mtime would go unseen (a write alone changes the mtime, which is still checked).
     pub fn carry(&self, name: &str, held: &Record, now: &Stamp) {

@@ -588,6 +588,11 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let mut top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
         annotations::annotate_index_descriptor(&mut top, &req.annotations);
         let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
+        // Writing a layout hard-links the cache's blobs into it and unlinks the old
+        // layout's names, and the hand-back chowns them: each moves their ctime. The
+        // trust records that hold now are carried past these (src/trust.rs), or every
+        // rebuild would hash every blob again.
+        let held = store.hold_trust(&blobs);
         output::write(
             out,
             &output::Finished {
@@ -603,6 +608,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 source,
             }
         })?;
+        store.carry_trust(held);
     }
     if let Some(target) = &req.push {
         let creds = crate::registry::auth::credentials_for(&target.registry)?;

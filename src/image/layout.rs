@@ -206,9 +206,6 @@ pub fn write_tag(
     // Under the lock, any staging folder beside the layout belongs to a writer that was
     // killed before it finished (or before it removed the old layout): remove it.
     sweep_staging(parent, &name);
-    // Linking `source`'s blobs into the staged layout, and removing the old layout's
-    // links, change their ctimes: the trust records that hold now are carried past that.
-    let held = source.hold_trust(blobs);
     let state = layout_state(dir)?;
     let existing = state == LayoutState::Layout;
 
@@ -287,7 +284,6 @@ pub fn write_tag(
         // The old layout (or empty folder) now sits at the staging path.
         std::fs::remove_dir_all(&staging_path).map_err(ImageError::io(&staging_path))?;
     }
-    source.carry_trust(held);
     Ok(())
 }
 

@@ -195,8 +195,8 @@ impl BlobStore {
         Ok(how)
     }
 
-    /// Before xbake links or unlinks names of `digests` (writing an output layout that
-    /// shares them by hard link), notes which of their records vouch for them now.
+    /// Before xbake links, unlinks or chowns names of `digests` (writing an output layout
+    /// that shares them by hard link), notes which of their records vouch for them now.
     pub fn hold_trust(&self, digests: &[Digest]) -> TrustHold {
         let mut held = Vec::new();
         if let Some(records) = &self.trust {

@@ -1310,3 +1310,76 @@ fn the_context_defaults_to_the_recipe_folder_and_must_exist() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_cached_rebuild_leaves_every_blob_trusted_despite_the_output_write() {
+    if fixtures().is_none() && skip("no busybox fixtures; run `just fixtures`") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "trusted",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: echo hi > /hi\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let build = || {
+        let args = ["build", "recipe.yaml", "--arch", "amd64", "-o", "oci:o"];
+        let out = xbake(As::Me, dir, &args, &[]);
+        assert_ok(&out);
+        // Past the racy window (src/trust.rs): what this build wrote may be trusted later.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    build();
+    build(); // hashes what the first one wrote, records it, writes the output again
+    let cache = dir.join(".cache-me/xbake");
+    let blobs = dir.join("o/blobs/sha256");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let blob = cache.join("blobs/sha256").join(&name);
+        let meta = std::fs::symlink_metadata(&blob).unwrap();
+        let text = std::fs::read_to_string(cache.join("trust/blobs").join(&name))
+            .unwrap_or_else(|e| panic!("no trust record for {name}: {e}"));
+        let record = xbake::trust::Record::decode(&text).unwrap();
+        assert_eq!(record.digest.hex(), name);
+        // Linking into the output, unlinking the old output and (as root) handing it
+        // back moved the ctime; the record followed, so the next build reads nothing.
+        assert!(
+            record.vouches_for(&xbake::trust::Stamp::of(&meta)),
+            "{name}: {record:?} vs {meta:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "layers, config, manifest, index: {checked}");
+    // A blob changed in place is hashed and refused on the next build, not trusted:
+    // the step's layer is rebuilt.
+    let record_dir = cache.join("steps");
+    let step = std::fs::read_dir(&record_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let layer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(step.path()).unwrap()).unwrap();
+    let hex = layer["layer"]["digest"].as_str().unwrap()[7..].to_string();
+    let blob = cache.join("blobs/sha256").join(&hex);
+    let mtime = std::fs::metadata(&blob).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    let mut f = std::fs::File::options().write(true).open(&blob).unwrap();
+    std::io::Write::write_all(&mut f, &bytes).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let args = ["build", "recipe.yaml", "--arch", "amd64", "-o", "oci:o"];
+    let out = xbake(As::Me, dir, &args, &[]);
+    assert_ok(&out);
+    assert!(
+        text(&out).contains("1 step run, 0 cached"),
+        "{}",
+        text(&out)
+    );
+    let repaired = std::fs::read(&blob).unwrap();
+    assert_eq!(sha256_hex(&repaired), hex, "the damaged blob was replaced");
+}

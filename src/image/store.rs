@@ -184,7 +184,7 @@ impl BlobStore {
         let io = ImageError::io(&opened.path);
         let (actual, how) = match &self.trust {
             Some(records) => records
-                .digest(&digest.hex(), &opened.file, Some(digest), reader)
+                .digest(digest.hex(), &opened.file, Some(digest), reader)
                 .map_err(io)?,
             None => {
                 let (d, _) = HashingReader::new(reader).drain_and_finish().map_err(io)?;
@@ -202,7 +202,7 @@ impl BlobStore {
         if let Some(records) = &self.trust {
             for digest in digests {
                 if let Ok(opened) = open_regular(&self.root, &digest.blob_path())
-                    && let Some(record) = records.vouched(&digest.hex(), &opened.file, Some(digest))
+                    && let Some(record) = records.vouched(digest.hex(), &opened.file, Some(digest))
                 {
                     held.push((digest.clone(), record));
                 }
@@ -219,7 +219,7 @@ impl BlobStore {
         };
         for (digest, record) in hold.held {
             if let Ok(opened) = open_regular(&self.root, &digest.blob_path()) {
-                records.carry(&digest.hex(), &record, &Stamp::of(&opened.meta));
+                records.carry(digest.hex(), &record, &Stamp::of(&opened.meta));
             }
         }
     }

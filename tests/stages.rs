@@ -127,8 +127,8 @@ fn go_hello_folder(scratch: &Scratch, toolchain: &Path) -> std::path::PathBuf {
     );
     let dir = recipe.parent().unwrap().to_path_buf();
     let to = dir.join("bases/golang-amd64.tar.zst");
-    if std::fs::hard_link(&toolchain, &to).is_err() {
-        std::fs::copy(&toolchain, &to).unwrap();
+    if std::fs::hard_link(toolchain, &to).is_err() {
+        std::fs::copy(toolchain, &to).unwrap();
     }
     open_up(&dir);
     dir

@@ -428,6 +428,15 @@ mod tests {
             digest(&records),
             (Digest::of(b"emulator v2"), Check::Hashed)
         );
+        assert_eq!(digest(&records).1, Check::Trusted);
+        // An upgrade as package managers do it: a new file renamed over the old one.
+        let new = dir.path().join("qemu.new");
+        std::fs::write(&new, b"emulator v3").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        assert_eq!(
+            digest(&records),
+            (Digest::of(b"emulator v3"), Check::Hashed)
+        );
         // The real clock: the file was written just now, so its record is racy.
         let real = Records::open(&dir.path().join("r2")).unwrap();
         assert_eq!(digest(&real).1, Check::Hashed);

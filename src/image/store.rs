@@ -23,8 +23,8 @@ pub struct BlobStore {
     trust: Option<Records>,
 }
 
-/// Records that vouched for blobs before xbake linked or unlinked names of them
-/// ([`BlobStore::hold_trust`]).
+/// Records that vouched for blobs before xbake linked, unlinked or chowned names of
+/// them ([`BlobStore::hold_trust`]).
 pub struct TrustHold {
     held: Vec<(Digest, Record)>,
 }

@@ -210,6 +210,9 @@ fn an_empty_base_file_is_refused_naming_it() {
         &dir,
         b"",
         &[],
-        &["base rootfs:base.tar.gz:", "base.tar.gz is empty, not a root filesystem tarball"],
+        &[
+            "base rootfs:base.tar.gz:",
+            "base.tar.gz is empty, not a root filesystem tarball",
+        ],
     );
 }

@@ -1146,6 +1146,22 @@ fn healthcheck_shell_labels_annotations_and_iidfile_as_docker_buildx_writes_them
         &[],
     );
     assert_eq!(again, index_digest);
+    // verify rebuilds with the labels and annotations it is given: equal with them,
+    // different (exit 1) without.
+    let cli_metadata = [
+        "--label",
+        "title=from the command line",
+        "--label",
+        "org.example.by=cli",
+        "--annotation",
+        "cli.manifest=yes",
+        "--annotation",
+        "index,manifest-descriptor:org.opencontainers.image.revision=abc123",
+    ];
+    let verify = ["verify", "recipe.yaml", "--against", "oci:out:1"];
+    xbake_ok(dir, &[&verify[..], &cli_metadata].concat(), &[]);
+    let out = xbake(As::Me, dir, &verify, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     for bad in [["--annotation", "layer:k=v"], ["--label", "novalue"]] {
         let out = xbake(
             As::Me,

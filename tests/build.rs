@@ -1404,6 +1404,11 @@ fn plain_progress_reports_every_phase_and_quiet_none() {
     assert!(lines[3].starts_with("  [ppc64le] "), "{summary}");
     assert!(lines[3].contains(", after ") && lines[3].ends_with(" in the queue"));
     assert!(lines[4].starts_with("  output: "), "{summary}");
+    assert!(lines[5].starts_with("  cleanup: "), "{summary}");
+    assert!(
+        at("cleanup: removed the build's unpacked trees in ") < at("summary: "),
+        "{err}"
+    );
 
     // Again from the cache: nothing is unpacked or committed, and the lines say so.
     let (_, again) = xbake_ok(dir, &args("plain"), &[]);

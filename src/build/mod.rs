@@ -682,23 +682,6 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         );
         after.push(("push", took));
     }
-    if req.progress.is_plain() {
-        let times = node_times.into_inner().unwrap_or_else(|p| p.into_inner());
-        let waits = node_waits.into_inner().unwrap_or_else(|p| p.into_inner());
-        let nodes: Vec<progress_lines::NodeTime> = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| progress_lines::NodeTime {
-                label: &n.label,
-                took: times[i].unwrap_or_default(),
-                queued: waits[i],
-            })
-            .collect();
-        for line in progress_lines::summary(build_started.elapsed(), setup, &nodes, &after) {
-            req.progress.note(&line);
-        }
-    }
     let emulator_for = |p: &Platform| {
         let path = session
             .emulators
@@ -707,7 +690,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             .map(|e| e.interpreter.clone())?;
         Some((path, session.emulator_digest(p)?))
     };
-    Ok(BuildOutcome {
+    let outcome = BuildOutcome {
         index_digest,
         index_size,
         platforms: images
@@ -733,5 +716,31 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                     .collect()
             })
             .unwrap_or_default(),
-    })
+    };
+    // Removing the workspace (every stage's unpacked rootfs) takes seconds for a large
+    // base: timed and reported, not left as a silent pause before the digest.
+    drop(results);
+    let cleaning = Instant::now();
+    drop(session);
+    let took = cleaning.elapsed();
+    req.progress.note(&progress_lines::cleaned_up(took));
+    after.push(("cleanup", took));
+    if req.progress.is_plain() {
+        let times = node_times.into_inner().unwrap_or_else(|p| p.into_inner());
+        let waits = node_waits.into_inner().unwrap_or_else(|p| p.into_inner());
+        let nodes: Vec<progress_lines::NodeTime> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| progress_lines::NodeTime {
+                label: &n.label,
+                took: times[i].unwrap_or_default(),
+                queued: waits[i],
+            })
+            .collect();
+        for line in progress_lines::summary(build_started.elapsed(), setup, &nodes, &after) {
+            req.progress.note(&line);
+        }
+    }
+    Ok(outcome)
 }

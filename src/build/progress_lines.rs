@@ -121,6 +121,14 @@ pub fn output_written(dest: &str, manifests: usize, new_bytes: u64, took: Durati
     )
 }
 
+/// The build's scratch folder (every stage's unpacked rootfs) removed.
+pub fn cleaned_up(took: Duration) -> String {
+    format!(
+        "cleanup: removed the build's unpacked trees in {}",
+        elapsed(took)
+    )
+}
+
 /// One stage build's share of the summary.
 pub struct NodeTime<'a> {
     pub label: &'a str,
@@ -237,6 +245,14 @@ mod tests {
         assert_eq!(
             output_written("oci-archive:a.tar:1", 1, 0, ms(20)),
             "output: wrote oci-archive:a.tar:1 (1 manifest, no new blobs) in 0.02 s"
+        );
+    }
+
+    #[test]
+    fn cleanup_line() {
+        assert_eq!(
+            cleaned_up(ms(4_620)),
+            "cleanup: removed the build's unpacked trees in 4.62 s"
         );
     }
 

@@ -201,3 +201,18 @@ fn bad_max_unpack_size_is_a_usage_error() {
         text(&out)
     );
 }
+
+#[test]
+fn an_empty_base_file_is_refused_naming_it() {
+    let scratch = Scratch::new();
+    let dir = recipe_dir(&scratch, "empty");
+    assert_refused_then_good_build(
+        &dir,
+        b"",
+        &[],
+        &[
+            "base rootfs:base.tar.gz:",
+            "base.tar.gz is empty, not a root filesystem tarball",
+        ],
+    );
+}

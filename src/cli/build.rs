@@ -111,11 +111,11 @@ pub struct BuildArgs {
     iidfile: Option<PathBuf>,
 }
 
-fn parse_label(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_label(text: &str) -> Result<(String, String), String> {
     crate::build::annotations::parse_label(text)
 }
 
-fn parse_annotation(text: &str) -> Result<Vec<Annotation>, String> {
+pub(super) fn parse_annotation(text: &str) -> Result<Vec<Annotation>, String> {
     crate::build::annotations::parse_annotation(text).map_err(|e| e.to_string())
 }
 

@@ -37,6 +37,14 @@ pub fn import(
     let open = || std::fs::File::open(path).map_err(io);
     // Hashed only when the tarball's inode changed since the cache last hashed it.
     let (file_digest, file_size, _) = cache.file_digest(path).map_err(io)?;
+    // An empty file is no tar archive (one holds at least its end-of-archive blocks); an
+    // empty base would only show up later as "executing /bin/sh: No such file".
+    if file_size == 0 {
+        return Err(SourceError::Invalid {
+            reference: reference.to_string(),
+            message: format!("{} is empty, not a root filesystem tarball", path.display()),
+        });
+    }
     // The second read is hashed too, so nothing recorded under `file_digest` can come
     // from a file that changed in between.
     let mut reader = BufReader::new(HashingReader::new(open()?));

@@ -16,3 +16,4 @@ pub mod recipe;
 pub mod registry;
 pub mod sandbox;
 pub mod source;
+pub mod trust;

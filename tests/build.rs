@@ -1146,6 +1146,22 @@ fn healthcheck_shell_labels_annotations_and_iidfile_as_docker_buildx_writes_them
         &[],
     );
     assert_eq!(again, index_digest);
+    // verify rebuilds with the labels and annotations it is given: equal with them,
+    // different (exit 1) without.
+    let cli_metadata = [
+        "--label",
+        "title=from the command line",
+        "--label",
+        "org.example.by=cli",
+        "--annotation",
+        "cli.manifest=yes",
+        "--annotation",
+        "index,manifest-descriptor:org.opencontainers.image.revision=abc123",
+    ];
+    let verify = ["verify", "recipe.yaml", "--against", "oci:out:1"];
+    xbake_ok(dir, &[&verify[..], &cli_metadata].concat(), &[]);
+    let out = xbake(As::Me, dir, &verify, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     for bad in [["--annotation", "layer:k=v"], ["--label", "novalue"]] {
         let out = xbake(
             As::Me,
@@ -1309,4 +1325,208 @@ fn the_context_defaults_to_the_recipe_folder_and_must_exist() {
             && stderr.contains(".dockerignore lets through (1 excluded)"),
         "{stderr}"
     );
+}
+
+const TWO_STEPS: &str = r#"
+from: rootfs:bases/busybox-${TARGETARCH}.tar.gz
+steps:
+  - run: uname -m > /arch
+  - env: {STAGE: two}
+  - run: echo "built for $TARGETPLATFORM" > /greeting
+"#;
+
+/// The lines of `stderr` that start with `prefix`.
+fn lines_starting<'a>(stderr: &'a str, prefix: &str) -> Vec<&'a str> {
+    stderr.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// `4.2 MiB`, `89 bytes`: a figure, then a unit.
+fn is_size(text: &str) -> bool {
+    let (figure, unit) = text.split_once(' ').unwrap_or(("", ""));
+    figure.parse::<f64>().is_ok() && ["bytes", "KiB", "MiB", "GiB"].contains(&unit)
+}
+
+#[test]
+fn plain_progress_reports_every_phase_and_quiet_none() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let args = |progress| {
+        [
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64,ppc64le",
+            "--jobs",
+            "1",
+            "--progress",
+            progress,
+            "-o",
+            "oci:out/app",
+        ]
+    };
+    let recipe = scratch.recipe("plain", TWO_STEPS, &[]);
+    let dir = recipe.parent().unwrap();
+    let (_, err) = xbake_ok(dir, &args("plain"), &[]);
+
+    // One slot: ppc64le waits while arm64 builds, and says so before arm64 starts.
+    let at = |line: &str| {
+        err.find(line)
+            .unwrap_or_else(|| panic!("no {line:?} in:\n{err}"))
+    };
+    let queued = at("[ppc64le] queued: 1 of 1 slot busy\n");
+    assert!(queued < at("[arm64] FROM "), "{err}");
+    let started = at("[ppc64le] started after ");
+    assert!(started > at("[arm64] manifest "), "{err}");
+    assert!(started < at("[ppc64le] FROM "), "{err}");
+    assert!(!err.contains("[arm64] queued"), "{err}");
+
+    for arch in ["arm64", "ppc64le"] {
+        let base = lines_starting(&err, &format!("[{arch}] base: unpacked 1 layer, "));
+        assert_eq!(base.len(), 1, "{err}");
+        let (size, took) = base[0]
+            .rsplit_once(", ")
+            .and_then(|(_, rest)| rest.split_once(" in "))
+            .unwrap();
+        assert!(is_size(size), "{}", base[0]);
+        assert!(took.ends_with(" s"), "{}", base[0]);
+
+        // A committed line for each run step (1 and 3), with the layer's size; none for
+        // the env step.
+        let committed = lines_starting(&err, &format!("[{arch}] step "));
+        assert_eq!(committed.len(), 2, "{err}");
+        for (line, number) in committed.iter().zip([1, 3]) {
+            let rest = line
+                .strip_prefix(&format!("[{arch}] step {number}/3 committed: layer "))
+                .unwrap_or_else(|| panic!("{line}"));
+            let (size, rest) = rest.split_once(" (gzip), ").unwrap();
+            assert!(is_size(size), "{line}");
+            assert!(rest.starts_with("1 entry in "), "{line}");
+        }
+    }
+    let output = lines_starting(&err, "output: wrote oci:out/app:latest (2 manifests, ");
+    assert_eq!(output.len(), 1, "{err}");
+    assert!(output[0].contains(" new blobs) in "), "{err}");
+
+    let summary = &err[at("summary: built in ")..];
+    let lines: Vec<&str> = summary.lines().collect();
+    assert!(
+        lines[1].starts_with("  setup (emulation, bases): "),
+        "{summary}"
+    );
+    assert!(lines[2].starts_with("  [arm64] "), "{summary}");
+    assert!(!lines[2].contains("queue"), "{summary}");
+    assert!(lines[3].starts_with("  [ppc64le] "), "{summary}");
+    assert!(lines[3].contains(", after ") && lines[3].ends_with(" in the queue"));
+    assert!(lines[4].starts_with("  output: "), "{summary}");
+    assert!(lines[5].starts_with("  cleanup: "), "{summary}");
+    assert!(
+        at("cleanup: removed the build's unpacked trees in ") < at("summary: "),
+        "{err}"
+    );
+
+    // Again from the cache: nothing is unpacked or committed, and the lines say so.
+    let (_, again) = xbake_ok(dir, &args("plain"), &[]);
+    for arch in ["arm64", "ppc64le"] {
+        assert!(
+            again.contains(&format!(
+                "[{arch}] base: reused, nothing unpacked (1 layer; every step came from the cache)\n"
+            )),
+            "{again}"
+        );
+    }
+    assert!(!again.contains("committed:"), "{again}");
+
+    // Quiet: the same work (a fresh cache, so every step runs), none of these lines.
+    let recipe = scratch.recipe("quiet", TWO_STEPS, &[]);
+    let dir = recipe.parent().unwrap();
+    let (digest, err) = xbake_ok(dir, &args("quiet"), &[]);
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    for phase in [
+        "queued:",
+        "started after",
+        "base:",
+        "committed:",
+        "output:",
+        "summary:",
+    ] {
+        assert!(!err.contains(phase), "quiet printed {phase:?}:\n{err}");
+    }
+}
+
+#[test]
+fn a_cached_rebuild_leaves_every_blob_trusted_despite_the_output_write() {
+    if fixtures().is_none() && skip("no busybox fixtures; run `just fixtures`") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "trusted",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: echo hi > /hi\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let build = || {
+        let args = ["build", "recipe.yaml", "--arch", "amd64", "-o", "oci:o"];
+        let out = xbake(As::Me, dir, &args, &[]);
+        assert_ok(&out);
+        // Past the racy window (src/trust.rs): what this build wrote may be trusted later.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    build();
+    build(); // hashes what the first one wrote, records it, writes the output again
+    let cache = dir.join(".cache-me/xbake");
+    let blobs = dir.join("o/blobs/sha256");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let blob = cache.join("blobs/sha256").join(&name);
+        let meta = std::fs::symlink_metadata(&blob).unwrap();
+        let text = std::fs::read_to_string(cache.join("trust/blobs").join(&name))
+            .unwrap_or_else(|e| panic!("no trust record for {name}: {e}"));
+        let record = xbake::trust::Record::decode(&text).unwrap();
+        assert_eq!(record.digest.hex(), name);
+        // Linking into the output, unlinking the old output and (as root) handing it
+        // back moved the ctime; the record followed, so the next build reads nothing.
+        assert!(
+            record.vouches_for(&xbake::trust::Stamp::of(&meta)),
+            "{name}: {record:?} vs {meta:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "layers, config, manifest, index: {checked}");
+    // A blob changed in place is hashed and refused on the next build, not trusted:
+    // the step's layer is rebuilt.
+    let record_dir = cache.join("steps");
+    let step = std::fs::read_dir(&record_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let layer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(step.path()).unwrap()).unwrap();
+    let hex = layer["layer"]["digest"].as_str().unwrap()[7..].to_string();
+    let blob = cache.join("blobs/sha256").join(&hex);
+    let mtime = std::fs::metadata(&blob).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    let mut f = std::fs::File::options().write(true).open(&blob).unwrap();
+    std::io::Write::write_all(&mut f, &bytes).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let args = ["build", "recipe.yaml", "--arch", "amd64", "-o", "oci:o"];
+    let out = xbake(As::Me, dir, &args, &[]);
+    assert_ok(&out);
+    assert!(
+        text(&out).contains("1 step run, 0 cached"),
+        "{}",
+        text(&out)
+    );
+    let repaired = std::fs::read(&blob).unwrap();
+    assert_eq!(sha256_hex(&repaired), hex, "the damaged blob was replaced");
 }

@@ -423,4 +423,16 @@ fn run_mounts_cache_secret_bind_and_tmpfs_never_reach_a_layer() {
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("token"), "{}", text(&out));
+    // verify rebuilds with the secret it is given (in a fresh cache, so the cache mount
+    // starts empty as it did for tag 1), and cannot without it.
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "recipe.yaml", "--against", "oci:out/mounts:1"];
+        args.extend(extra);
+        xbake(As::Me, dir, &args, &[])
+    };
+    assert_ok(&verify(&["--secret", "id=token,src=token.txt"]));
+    let out = verify(&[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("token"), "{}", text(&out));
+    assert!(!text(&out).contains(secret));
 }

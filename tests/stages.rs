@@ -126,10 +126,7 @@ fn go_hello_folder(scratch: &Scratch, toolchain: &Path) -> std::path::PathBuf {
         &[("go-hello/go.mod", GO_MOD), ("go-hello/main.go", MAIN_GO)],
     );
     let dir = recipe.parent().unwrap().to_path_buf();
-    let to = dir.join("bases/golang-amd64.tar.zst");
-    if std::fs::hard_link(toolchain, &to).is_err() {
-        std::fs::copy(toolchain, &to).unwrap();
-    }
+    link_fixture(toolchain, &dir.join("bases/golang-amd64.tar.zst"));
     open_up(&dir);
     dir
 }

@@ -4,7 +4,7 @@
 
 use super::BuildError;
 use super::image_state::Layer;
-use super::rootfs::LazyRootfs;
+use super::rootfs::{LazyRootfs, Unpacked};
 use crate::cache::key::chain_id;
 use crate::digest::Digest;
 use crate::emulation::Activation;
@@ -41,20 +41,22 @@ impl Filesystem {
         chain_id(&diff_ids)
     }
 
-    /// The unpacked tree, opened; unpacked now if nothing has needed it yet.
+    /// The unpacked tree, opened; unpacked now if nothing has needed it yet (and then
+    /// what that unpacked, for progress).
     pub fn tree(
         &self,
         store: &BlobStore,
         activation: &Activation,
         warn: &mut dyn FnMut(String),
-    ) -> Result<RootDir, BuildError> {
+    ) -> Result<(RootDir, Option<Unpacked>), BuildError> {
         let mut rootfs = self.rootfs.lock().unwrap_or_else(|p| p.into_inner());
-        rootfs.materialize(&self.layers, store, activation, &self.platform, warn)?;
+        let unpacked = rootfs.materialize(&self.layers, store, activation, &self.platform, warn)?;
         let path: PathBuf = rootfs.path().to_path_buf();
-        RootDir::open(&path).map_err(|source| BuildError::Layer {
+        let tree = RootDir::open(&path).map_err(|source| BuildError::Layer {
             platform: self.platform.short_name(),
             what: format!("opening {}", self.name),
             source,
-        })
+        })?;
+        Ok((tree, unpacked))
     }
 }

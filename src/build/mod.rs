@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod output;
 mod pipeline;
 pub mod progress;
+pub mod progress_lines;
 mod rootfs;
 pub mod run_image;
 mod sandboxing;
@@ -44,8 +45,9 @@ use progress::Progress;
 use rootfs::LazyRootfs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use crate::cache::workspace::Workspace;
 
@@ -273,11 +275,12 @@ impl Session {
             Path::new(emulation::HOST_BINFMT_DIR),
             force_host_binfmt,
         )?;
+        // Each emulator's digest is part of its steps' keys; the cache's trust records
+        // spare re-reading a 5-20 MB binary on every build until it is replaced.
         let emulator_digests = emulators
             .iter()
             .map(|e| {
-                let file = std::fs::File::open(&e.interpreter)?;
-                let (d, _) = crate::digest::HashingReader::new(file).drain_and_finish()?;
+                let (d, _, _) = cache.file_digest(&e.interpreter)?;
                 Ok((e.platform.qemu_name().to_string(), d))
             })
             .collect::<std::io::Result<Vec<_>>>()
@@ -337,6 +340,7 @@ struct NodeResult {
 
 /// Runs the whole build. Must run inside the build's user namespace.
 pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
+    let build_started = Instant::now();
     let host = Platform::host();
     for w in req.recipe.warnings() {
         req.progress.warn("recipe", w);
@@ -371,7 +375,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 source,
             }
         })?;
-        crate::source::resolve(
+        let started = Instant::now();
+        let resolved = crate::source::resolve(
             base,
             text,
             platform,
@@ -383,11 +388,16 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 unpack_limit,
             },
         )
-        .map(Arc::new)
         .map_err(|source| BuildError::Source {
             platform: platform.short_name(),
             source,
-        })
+        })?;
+        let bytes = resolved.layers.iter().map(|l| l.size).sum();
+        req.progress.info(
+            &platform.short_name(),
+            &progress_lines::base_resolved(text, resolved.layers.len(), bytes, started.elapsed()),
+        );
+        Ok(Arc::new(resolved))
     };
     let warn = |who: &str, what: &str| req.progress.warn(who, what);
     let discovery = graph::Discovery {
@@ -429,8 +439,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         })
         .collect();
 
+    // Each stage build's time and wait for a slot, for the summary.
+    let node_times: Mutex<Vec<Option<Duration>>> = Mutex::new(vec![None; graph.nodes.len()]);
+    let node_waits: Mutex<Vec<Option<Duration>>> = Mutex::new(vec![None; graph.nodes.len()]);
     let build_node =
         |i: usize, done: &[Option<Arc<NodeResult>>]| -> Result<NodeResult, BuildError> {
+            let node_started = Instant::now();
             let node = &graph.nodes[i];
             let plan = &node.plan;
             let dep = |j: usize| {
@@ -532,6 +546,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 built.state.layers.clone(),
                 built.rootfs,
             ));
+            node_times.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(node_started.elapsed());
             Ok(NodeResult {
                 state: built.state,
                 fs,
@@ -542,7 +557,27 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             })
         };
     let deps: Vec<&[usize]> = graph.nodes.iter().map(|n| n.deps.as_slice()).collect();
-    let results = schedule::run(&deps, jobs, &cancel, build_node)?;
+    let on_event = |event: schedule::Event| match event {
+        schedule::Event::Queued { node, busy, slots } => req.progress.info(
+            &graph.nodes[node].label,
+            &progress_lines::queued(busy, slots),
+        ),
+        schedule::Event::Started { node, waited } => {
+            node_waits.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(waited);
+            req.progress.info(
+                &graph.nodes[node].label,
+                &progress_lines::started_after(waited),
+            );
+        }
+    };
+    let observer = schedule::Observer {
+        now: &Instant::now,
+        event: &on_event,
+    };
+    let setup = build_started.elapsed();
+    let results = schedule::run(&deps, jobs, &cancel, &observer, build_node)?;
+    // Phases after the stage builds, for the summary.
+    let mut after: Vec<(&str, Duration)> = Vec::new();
 
     // One manifest per output; a stage shared by every target (`--target` of a stage
     // that does not depend on it) is listed once.
@@ -593,23 +628,42 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let mut top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
         annotations::annotate_index_descriptor(&mut top, &req.annotations);
         let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
-        output::write(
-            out,
-            &output::Finished {
-                store,
-                top: &top,
-                blobs: &blobs,
-                manifests: &manifests,
-            },
-        )?;
+        // Writing a layout hard-links the cache's blobs into it and unlinks the old
+        // layout's names, and the hand-back chowns them: each moves their ctime. The
+        // trust records that hold now are carried past these (src/trust.rs), or every
+        // rebuild would hash every blob again.
+        let held = store.hold_trust(&blobs);
+        let writing = Instant::now();
+        let finished = output::Finished {
+            store,
+            top: &top,
+            blobs: &blobs,
+            manifests: &manifests,
+        };
+        let new_bytes = if req.progress.is_plain() {
+            output::new_blob_bytes(out, &finished)
+        } else {
+            0
+        };
+        output::write(out, &finished)?;
         crate::sandbox::userns::hand_back_to_caller(out.path()).map_err(|source| {
             BuildError::Io {
                 what: format!("giving {out} back to the caller"),
                 source,
             }
         })?;
+        store.carry_trust(held);
+        let took = writing.elapsed();
+        req.progress.note(&progress_lines::output_written(
+            &out.to_string(),
+            manifests.len(),
+            new_bytes,
+            took,
+        ));
+        after.push(("output", took));
     }
     if let Some(target) = &req.push {
+        let pushing = Instant::now();
         let creds = crate::registry::auth::credentials_for(&target.registry)?;
         // Blobs of a base pulled from another repository of the same registry can be
         // mounted there instead of uploaded.
@@ -634,8 +688,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             creds,
             mount_from.as_deref(),
         )?;
-        req.progress
-            .info("push", &format!("pushed {target} ({pushed})"));
+        let took = pushing.elapsed();
+        req.progress.info(
+            "push",
+            &format!("pushed {target} ({pushed}) in {}", timefmt::elapsed(took)),
+        );
+        after.push(("push", took));
     }
     let emulator_for = |p: &Platform| {
         let path = session
@@ -645,7 +703,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             .map(|e| e.interpreter.clone())?;
         Some((path, session.emulator_digest(p)?))
     };
-    Ok(BuildOutcome {
+    let outcome = BuildOutcome {
         index_digest,
         index_size,
         platforms: images
@@ -671,5 +729,31 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                     .collect()
             })
             .unwrap_or_default(),
-    })
+    };
+    // Removing the workspace (every stage's unpacked rootfs) takes seconds for a large
+    // base: timed and reported, not left as a silent pause before the digest.
+    drop(results);
+    let cleaning = Instant::now();
+    drop(session);
+    let took = cleaning.elapsed();
+    req.progress.note(&progress_lines::cleaned_up(took));
+    after.push(("cleanup", took));
+    if req.progress.is_plain() {
+        let times = node_times.into_inner().unwrap_or_else(|p| p.into_inner());
+        let waits = node_waits.into_inner().unwrap_or_else(|p| p.into_inner());
+        let nodes: Vec<progress_lines::NodeTime> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| progress_lines::NodeTime {
+                label: &n.label,
+                took: times[i].unwrap_or_default(),
+                queued: waits[i],
+            })
+            .collect();
+        for line in progress_lines::summary(build_started.elapsed(), setup, &nodes, &after) {
+            req.progress.note(&line);
+        }
+    }
+    Ok(outcome)
 }

@@ -49,6 +49,22 @@ pub struct Finished<'a> {
     pub manifests: &'a [Digest],
 }
 
+/// Bytes of the blobs writing `image` adds to `output`: for a layout, those it does not
+/// hold yet; an archive is written whole. For progress only: read before the write,
+/// without the layout's lock.
+pub fn new_blob_bytes(output: &Output, image: &Finished) -> u64 {
+    let size = |d: &Digest| std::fs::symlink_metadata(image.store.path(d)).map_or(0, |m| m.len());
+    image
+        .blobs
+        .iter()
+        .filter(|d| match output {
+            Output::OciLayout { dir, .. } => !dir.join(d.blob_path()).exists(),
+            Output::OciArchive { .. } | Output::DockerArchive { .. } => true,
+        })
+        .map(size)
+        .sum()
+}
+
 pub fn write(output: &Output, image: &Finished) -> Result<(), ImageError> {
     match output {
         Output::OciLayout { dir, tag } => {

@@ -8,7 +8,8 @@ use super::env::with_source_date_epoch;
 use super::filesystem::Filesystem;
 use super::image_state::{ImageState, Layer};
 use super::progress::Progress;
-use super::rootfs::LazyRootfs;
+use super::progress_lines;
+use super::rootfs::{LazyRootfs, Unpacked};
 use super::sandboxing::{SandboxRequest, sandbox_spec, step_network};
 use super::tree_paths::resolve_in_tree;
 use super::{BuildError, PlatformImage};
@@ -32,6 +33,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 pub(crate) struct Context<'a> {
     /// What `copy:` steps read (`--context`), less what its ignore file excludes.
@@ -111,6 +113,27 @@ impl Context<'_> {
             self.progress.warn(&self.name(), &w);
         }
     }
+
+    /// What unpacking a tree took: `what` is `base` for the stage's own rootfs, else
+    /// the filesystem a step reads.
+    fn report_unpacked(&self, what: &str, unpacked: Option<Unpacked>, took: Duration) {
+        let Some(u) = unpacked else { return };
+        let what = if u.first { what } else { "cached layers" };
+        self.progress.info(
+            &self.name(),
+            &progress_lines::unpacked(what, u.layers, u.bytes, took),
+        );
+    }
+
+    /// A step's tree from a stage or image, unpacked now if nothing needed it yet.
+    fn tree_of(&self, from: &Filesystem) -> Result<RootDir, BuildError> {
+        let started = Instant::now();
+        let (tree, unpacked) = from.tree(self.cache.store(), self.activation, &mut |w| {
+            self.progress.warn(&self.name(), &w)
+        })?;
+        self.report_unpacked(&from.name, unpacked, started.elapsed());
+        Ok(tree)
+    }
 }
 
 /// What a step will do, worked out before deciding whether it must run.
@@ -166,6 +189,8 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
     }
 
     let mut rootfs = LazyRootfs::new(ctx.dir.join("rootfs"), ctx.unpack_limit);
+    let base_layers = state.layers.len();
+    let mut cached_here = 0;
     let mut inputs: Vec<InputFile> = Vec::new();
     let total = plan.steps.len();
     for step in &plan.steps {
@@ -263,6 +288,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
             ctx.progress
                 .info(&prefix, &format!("{} (cached)", step.describe()));
             ctx.steps_cached.fetch_add(1, Ordering::Relaxed);
+            cached_here += 1;
             match record.layer {
                 Some(l) => state.push_layer(l, step.created_by(), ctx.epoch),
                 None => state.push_empty(step.created_by(), ctx.epoch),
@@ -271,13 +297,15 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         }
         ctx.progress.info(&prefix, &step.describe());
         ctx.steps_run.fetch_add(1, Ordering::Relaxed);
-        rootfs.materialize(
+        let unpacking = Instant::now();
+        let unpacked = rootfs.materialize(
             &state.layers,
             ctx.cache.store(),
             ctx.activation,
             &ctx.plan.platform,
             &mut |w| ctx.progress.warn(&name, &w),
         )?;
+        ctx.report_unpacked("base", unpacked, unpacking.elapsed());
         let layer = run_and_commit(ctx, &mut rootfs, &state, step, prepared, &prefix, total)?;
         let record = StepRecord {
             layer: layer.clone(),
@@ -297,6 +325,10 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 what: format!("[{name}] recording step {} in the cache", step.number),
                 source: std::io::Error::other(e.to_string()),
             })?;
+    }
+    if cached_here > 0 && !rootfs.is_unpacked() {
+        ctx.progress
+            .info(&name, &progress_lines::base_reused(base_layers));
     }
     Ok(Built {
         state,
@@ -462,9 +494,7 @@ fn run_and_commit(
             mode,
             owner,
         } => {
-            let tree = from.tree(ctx.cache.store(), ctx.activation, &mut |w| {
-                ctx.progress.warn(&ctx.name(), &w)
-            })?;
+            let tree = ctx.tree_of(&from)?;
             let sources = resolve_in_tree(&tree, &patterns, &from.name)
                 .map_err(|e| ctx.step_err(step, e.to_string()))?;
             let warnings = copy_into(
@@ -484,7 +514,20 @@ fn run_and_commit(
             ctx.warn_all(warnings);
         }
     }
-    commit(ctx, &path, rootfs.snapshotter(), step, normalizing, prefix)
+    let committing = Instant::now();
+    let committed = commit(ctx, &path, rootfs.snapshotter(), step, normalizing, prefix)?;
+    let facts = committed
+        .as_ref()
+        .map(|(layer, entries)| progress_lines::CommittedLayer {
+            size: layer.size,
+            compression: progress_lines::compression_of(&layer.media_type),
+            entries: *entries,
+        });
+    ctx.progress.info(
+        &ctx.name(),
+        &progress_lines::committed(step.number, total, facts.as_ref(), committing.elapsed()),
+    );
+    Ok(committed.map(|(layer, _)| layer))
 }
 
 /// A relative copy destination is relative to the working directory, as in Docker.
@@ -651,13 +694,10 @@ fn mount_requests(
                 } => MountRequest::Bind {
                     target,
                     from: match from {
-                        Some(from) => ctx
-                            .read(from)?
-                            .tree(ctx.cache.store(), ctx.activation, &mut |w| {
-                                ctx.progress.warn(&ctx.name(), &w)
-                            })?
-                            .path()
-                            .to_path_buf(),
+                        Some(from) => {
+                            let fs = ctx.read(from)?;
+                            ctx.tree_of(&fs)?.path().to_path_buf()
+                        }
                         None => ctx.context.dir().to_path_buf(),
                     },
                     source: if source.is_empty() {
@@ -713,7 +753,8 @@ fn bound_contents(
     Ok(out)
 }
 
-/// Turns the step's changes into a layer; None when nothing changed.
+/// Turns the step's changes into a layer, with the number of tar entries it holds;
+/// None when nothing changed.
 fn commit(
     ctx: &Context,
     rootfs: &Path,
@@ -721,7 +762,7 @@ fn commit(
     step: &PlanStep,
     normalizing: Option<(&RuleSet, normalize::Before)>,
     prefix: &str,
-) -> Result<Option<Layer>, BuildError> {
+) -> Result<Option<(Layer, u64)>, BuildError> {
     let mut changes = snapshotter
         .changes()
         .map_err(ctx.layer_err("finding the step's changes"))?;
@@ -758,12 +799,15 @@ fn commit(
     let root = RootDir::open(rootfs).map_err(ctx.layer_err("opening the rootfs"))?;
     settle(&root, &changes, &opts).map_err(ctx.layer_err("settling the step's changes"))?;
     snapshotter.invalidate();
-    Ok(Some(Layer {
-        digest: packed.digest,
-        size: packed.size,
-        media_type: packed.media_type.into(),
-        diff_id: packed.diff_id,
-    }))
+    Ok(Some((
+        Layer {
+            digest: packed.digest,
+            size: packed.size,
+            media_type: packed.media_type.into(),
+            diff_id: packed.diff_id,
+        },
+        packed.entries,
+    )))
 }
 
 /// Stores config and manifest; returns the manifest's descriptor for the index.

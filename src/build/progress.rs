@@ -56,6 +56,18 @@ impl Progress {
         }
     }
 
+    /// An unprefixed line shown in plain mode: the build's own phases (output, summary).
+    pub fn note(&self, text: &str) {
+        if self.mode == ProgressMode::Plain {
+            self.line(text);
+        }
+    }
+
+    /// Whether plain lines are shown: lets a caller skip work only they need.
+    pub fn is_plain(&self) -> bool {
+        self.mode == ProgressMode::Plain
+    }
+
     /// A line shown in every mode.
     pub fn warn(&self, prefix: &str, text: &str) {
         self.line(&format!("[{prefix}] warning: {text}"));
@@ -84,12 +96,15 @@ mod tests {
         let p = Progress::to(ProgressMode::Quiet, Box::new(sink.clone()));
         p.info("arm64 1/2", "RUN true");
         p.warn("arm64", "skipped device /dev/console");
+        p.note("output: wrote oci:o:latest");
         let plain = Progress::to(ProgressMode::Plain, Box::new(sink.clone()));
         plain.info("arm/v7 2/2", "hello");
+        plain.note("summary: built in 1.00 s");
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,
-            "[arm64] warning: skipped device /dev/console\n[arm/v7 2/2] hello\n"
+            "[arm64] warning: skipped device /dev/console\n[arm/v7 2/2] hello\n\
+             summary: built in 1.00 s\n"
         );
         assert!("loud".parse::<ProgressMode>().is_err());
     }

@@ -34,6 +34,17 @@ pub(crate) fn unpack_limit(requested: Option<u64>, cache_dir: &Path) -> u64 {
     requested.unwrap_or_else(|| default_unpack_limit(free_space(cache_dir).ok()))
 }
 
+/// What bringing a tree up to date unpacked, for progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Unpacked {
+    pub layers: usize,
+    /// Apparent bytes written (what `--max-unpack-size` counts).
+    pub bytes: u64,
+    /// The tree's first unpacking (its base), rather than catching up on layers that
+    /// came from the cache since.
+    pub first: bool,
+}
+
 impl LazyRootfs {
     pub fn new(path: PathBuf, unpack_limit: u64) -> LazyRootfs {
         LazyRootfs {
@@ -54,7 +65,13 @@ impl LazyRootfs {
         &mut self.snapshotter
     }
 
-    /// Brings the tree up to `layers`, ready for a step to run in.
+    /// Whether the tree was ever unpacked.
+    pub fn is_unpacked(&self) -> bool {
+        self.prepared
+    }
+
+    /// Brings the tree up to `layers`, ready for a step to run in; says what that
+    /// unpacked (None: it was up to date).
     pub fn materialize(
         &mut self,
         layers: &[Layer],
@@ -62,7 +79,7 @@ impl LazyRootfs {
         activation: &Activation,
         platform: &Platform,
         warn: &mut dyn FnMut(String),
-    ) -> Result<(), BuildError> {
+    ) -> Result<Option<Unpacked>, BuildError> {
         let name = platform.short_name();
         let layer_err = |what: String| {
             let name = name.clone();
@@ -95,6 +112,11 @@ impl LazyRootfs {
             }
         };
         if self.applied < layers.len() || !self.prepared {
+            let unpacked = Unpacked {
+                layers: layers.len().saturating_sub(self.applied),
+                bytes: self.budget.used(),
+                first: !self.prepared,
+            };
             for (i, layer) in layers.iter().enumerate().skip(self.applied) {
                 // Bounded by the layer's size: a blob that is not what its descriptor
                 // says fails here rather than being read without end.
@@ -123,8 +145,12 @@ impl LazyRootfs {
                 .map_err(layer_err("creating mount points".into()))?;
             // The tree changed outside a step: the next snapshot starts afresh.
             self.snapshotter.invalidate();
+            return Ok(Some(Unpacked {
+                bytes: self.budget.used() - unpacked.bytes,
+                ..unpacked
+            }));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A step just added its own layer on top of the tree.

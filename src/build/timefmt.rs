@@ -1,6 +1,22 @@
 //! RFC 3339 timestamps from Unix seconds, for config `created` and history times
 //! (no date library needed for one conversion; algorithm: Howard Hinnant's
-//! civil_from_days, public domain).
+//! civil_from_days, public domain); and elapsed times for progress lines.
+
+use std::time::Duration;
+
+/// `0.31 s`, `12.3 s`, `2 min 05 s`: two figures that matter, whatever the scale (a
+/// phase of tens of milliseconds and a build of minutes both read at a glance).
+pub fn elapsed(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 9.995 {
+        format!("{secs:.2} s")
+    } else if secs < 59.95 {
+        format!("{secs:.1} s")
+    } else {
+        let whole = d.as_secs() + u64::from(d.subsec_millis() >= 500);
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
 
 /// `1700000000` → `2023-11-14T22:13:20Z`.
 pub fn rfc3339(unix_seconds: i64) -> String {
@@ -84,7 +100,21 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_rfc3339, rfc3339};
+    use super::{elapsed, parse_rfc3339, rfc3339};
+    use std::time::Duration;
+
+    #[test]
+    fn elapsed_times_keep_two_or_three_figures() {
+        let ms = Duration::from_millis;
+        assert_eq!(elapsed(ms(0)), "0.00 s");
+        assert_eq!(elapsed(ms(312)), "0.31 s");
+        assert_eq!(elapsed(ms(9_994)), "9.99 s");
+        assert_eq!(elapsed(ms(9_996)), "10.0 s");
+        assert_eq!(elapsed(ms(12_340)), "12.3 s");
+        assert_eq!(elapsed(ms(59_960)), "1 min 00 s");
+        assert_eq!(elapsed(ms(125_400)), "2 min 05 s");
+        assert_eq!(elapsed(ms(3_725_600)), "62 min 06 s");
+    }
 
     #[test]
     fn parsing_inverts_formatting() {

@@ -4,15 +4,22 @@
 //! place, records only after their blob; a record whose blob is missing or does not
 //! verify is dropped and the step runs again. Builds hold a shared lock on the cache,
 //! `xbake cache prune` an exclusive one.
+//!
+//! Checking a blob or an input file does not mean reading it on every build: `trust/`
+//! keeps, per blob and per hashed host file (emulators, rootfs tarballs), the digest
+//! with the inode's stat, and only a file whose stat changed is hashed again
+//! (src/trust.rs).
 
 pub mod key;
 pub mod mounts;
 pub mod private_dir;
 pub mod prune;
+pub mod verify;
 pub mod workspace;
 
 use crate::digest::Digest;
 use crate::image::{BlobStore, ImageError};
+use crate::trust::{Check, Records};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -72,10 +79,15 @@ impl RecordKind {
 }
 
 pub const LOCK_FILE: &str = "lock";
+/// Trust records of the store's blobs, by hex digest (src/trust.rs).
+pub const BLOB_TRUST_DIR: &str = "trust/blobs";
+/// Trust records of host files (emulators, rootfs tarballs), by the sha256 of the path.
+pub const FILE_TRUST_DIR: &str = "trust/files";
 
 pub struct Cache {
     root: PathBuf,
     store: BlobStore,
+    files: Records,
     _lock: Flock<File>,
 }
 
@@ -95,14 +107,17 @@ impl Cache {
             .open(&lock_path)
             .map_err(io(&lock_path))?;
         let lock = Flock::lock(file, mode).map_err(|(_, e)| io(&lock_path)(e.into()))?;
-        let store = BlobStore::open(root)?;
+        let store = BlobStore::open_trusting(root, &root.join(BLOB_TRUST_DIR))?;
         for kind in [RecordKind::Step, RecordKind::Import, RecordKind::DiffId] {
             let dir = root.join(kind.folder());
             private_dir::create_private_dir(&dir).map_err(io(&dir))?;
         }
+        let files_dir = root.join(FILE_TRUST_DIR);
+        let files = Records::open(&files_dir).map_err(io(&files_dir))?;
         Ok(Cache {
             root: root.to_path_buf(),
             store,
+            files,
             _lock: lock,
         })
     }
@@ -174,6 +189,18 @@ impl Cache {
     /// Whether the blob exists, has `size` bytes and hashes to `digest`.
     pub fn blob_verifies(&self, digest: &Digest, size: u64) -> bool {
         self.store.verifies(digest, size)
+    }
+
+    /// The sha256 and size of the host file at `path` (an emulator, a rootfs tarball),
+    /// hashed only when its inode changed since it was last hashed (an upgraded QEMU is
+    /// a new inode, or at least a new ctime). Symlinks on the way are followed: the
+    /// record is of the file they lead to now.
+    pub fn file_digest(&self, path: &Path) -> std::io::Result<(Digest, u64, Check)> {
+        let file = File::open(path)?;
+        let size = file.metadata()?.len();
+        let name = Digest::of(path.as_os_str().as_encoded_bytes());
+        let (digest, how) = self.files.digest(name.hex(), &file, None, &file)?;
+        Ok((digest, size, how))
     }
 }
 

@@ -109,7 +109,14 @@ pub fn prune(
     // No build holds the cache now, so interrupted writes are leftovers; workspaces
     // still locked belong to running `verify`/`inspect`/`run` commands and stay.
     super::workspace::sweep_stale(&cache_dir.join("work"));
-    for folder in ["blobs/sha256", "steps", "imports", "diffids"] {
+    for folder in [
+        "blobs/sha256",
+        "steps",
+        "imports",
+        "diffids",
+        super::BLOB_TRUST_DIR,
+        super::FILE_TRUST_DIR,
+    ] {
         let dir = cache_dir.join(folder);
         for entry in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -162,6 +169,9 @@ pub fn prune(
         if !keep {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            if let Some(trust) = cache.store().trust() {
+                trust.remove(&name);
+            }
             report.blobs_removed += 1;
             report.bytes_removed += size;
         }
@@ -246,6 +256,11 @@ mod tests {
             add_step(&cache, "mid", 1000, 200);
             add_step(&cache, "new", 1000, 100);
             cache.store().put_bytes(b"orphan").unwrap();
+            // Checked, so each blob has a trust record.
+            for name in ["old", "mid", "new"] {
+                cache.lookup_step(&Digest::of(name.as_bytes())).unwrap();
+            }
+            std::fs::write(dir.path().join("trust/blobs/.tmp-killed"), "partial").unwrap();
             std::fs::write(dir.path().join("blobs/sha256/.tmp-killed"), "partial").unwrap();
             std::fs::create_dir_all(dir.path().join("work/build-x/rootfs")).unwrap();
             std::fs::write(dir.path().join("work/build-x.lock"), "").unwrap();
@@ -269,6 +284,22 @@ mod tests {
             "a stale workspace is swept"
         );
         assert!(!dir.path().join("blobs/sha256/.tmp-killed").exists());
+        // Records go with their blobs, and interrupted record writes are swept.
+        let records = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir.join("trust/blobs"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut blobs: Vec<String> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        blobs.sort();
+        assert_eq!(records(dir.path()), blobs);
+        assert_eq!(blobs.len(), 2);
 
         let report = prune(dir.path(), 0, false).unwrap();
         assert_eq!(report.steps_removed, 2);

@@ -134,11 +134,11 @@ pub(super) fn gzip_threads() -> Result<usize, UsageError> {
     }
 }
 
-fn parse_label(text: &str) -> Result<(String, String), String> {
+pub(super) fn parse_label(text: &str) -> Result<(String, String), String> {
     crate::build::annotations::parse_label(text)
 }
 
-fn parse_annotation(text: &str) -> Result<Vec<Annotation>, String> {
+pub(super) fn parse_annotation(text: &str) -> Result<Vec<Annotation>, String> {
     crate::build::annotations::parse_annotation(text).map_err(|e| e.to_string())
 }
 

@@ -1,4 +1,4 @@
-//! `xbake cache ls` and `xbake cache prune`.
+//! `xbake cache ls`, `xbake cache prune` and `xbake cache verify`.
 
 use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
 use crate::cache::mounts::{CacheMounts, MountEntry};
@@ -37,6 +37,9 @@ enum CacheCommand {
         #[arg(long = "keep-mounts")]
         keep_mounts: bool,
     },
+    /// Re-hash every blob, trusted or not; remove the damaged ones (their steps run
+    /// again). Waits for running builds.
+    Verify,
 }
 
 pub fn run(args: CacheArgs) -> Result<u8, Failure> {
@@ -113,6 +116,19 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
                 );
             }
             Ok(0)
+        }
+        CacheCommand::Verify => {
+            let report = crate::cache::verify::verify_all(&dir)?;
+            for digest in &report.removed {
+                println!("removed damaged blob {digest}");
+            }
+            println!(
+                "{} blobs checked, {} bytes intact, {} damaged blobs removed",
+                report.blobs,
+                report.bytes,
+                report.removed.len()
+            );
+            Ok(u8::from(!report.removed.is_empty()))
         }
     }
 }

@@ -32,6 +32,15 @@ pub struct VerifyArgs {
     /// As for `build`.
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     build_args: Vec<String>,
+    /// As for `build`: a step that needs a secret cannot be rebuilt without it.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    secrets: Vec<String>,
+    /// As for `build`: the labels the image was built with.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = super::build::parse_label)]
+    labels: Vec<(String, String)>,
+    /// As for `build`: the annotations the image was built with.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE", value_parser = super::build::parse_annotation)]
+    annotations: Vec<Vec<crate::build::annotations::Annotation>>,
     /// Default: $SOURCE_DATE_EPOCH, else the image's own `created` time.
     #[arg(long = "source-date-epoch", value_name = "SECONDS", value_parser = clap::value_parser!(i64).range(0..))]
     source_date_epoch: Option<i64>,
@@ -84,9 +93,11 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
             .and_then(parse_rfc3339)
             .filter(|e| *e >= 0),
     };
+    let secret_sources = super::build::parse_secrets(&args.secrets)?;
     if let Some(code) = super::preflight(&recipe, &platforms, &build_args, None, &args.allow)? {
         return Ok(code);
     }
+    let secrets = crate::build::secrets::Secrets::read(&secret_sources)?;
 
     let cache_root = args.cache_dir.unwrap_or_else(default_cache_dir);
     std::fs::create_dir_all(&cache_root)?;
@@ -123,11 +134,9 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         max_unpack_size: None,
         force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
         limits: super::limits::defaults(),
-        labels: Vec::new(),
-        annotations: Vec::new(),
-        // A step that needs a secret to build cannot be verified without it; optional
-        // secret mounts are skipped, as in a build without --secret.
-        secrets: Default::default(),
+        labels: args.labels,
+        annotations: args.annotations.into_iter().flatten().collect(),
+        secrets,
         compression: args
             .compression
             .unwrap_or_else(|| guess_compression(&published)),

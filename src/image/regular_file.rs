@@ -28,6 +28,8 @@ pub struct RegularFile {
     pub path: PathBuf,
     pub size: u64,
     pub uid: u32,
+    /// What fstat(2) said, for trust records (src/trust.rs).
+    pub meta: std::fs::Metadata,
 }
 
 /// What a non-regular file is, for the error message.
@@ -107,6 +109,7 @@ pub fn open_regular(dir: &Path, rel: &str) -> Result<RegularFile, ImageError> {
     Ok(RegularFile {
         size: meta.len(),
         uid: meta.uid(),
+        meta,
         file,
         path,
     })

@@ -2,10 +2,15 @@
 //! layout's, so blobs move between the two by hard link. Writes go to a temporary file
 //! in the same directory and are renamed into place once complete and synced (umoci's
 //! oci/cas/dir), so a killed build never leaves a truncated blob under a digest name.
+//!
+//! A store may keep trust records (src/trust.rs; the cache's store does, a layout's
+//! never gets files it did not ask for): a blob whose record still matches its inode is
+//! not hashed again when it is checked.
 
 use super::ImageError;
 use super::regular_file::{SizedReader, check_size, open_regular};
 use crate::digest::{Digest, DigestError, HashingReader, HashingWriter};
+use crate::trust::{Check, Record, Records, Stamp};
 use nix::fcntl::AT_FDCWD;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,6 +19,14 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Trust records by blob hex digest, when this store keeps them.
+    trust: Option<Records>,
+}
+
+/// Records that vouched for blobs before xbake linked, unlinked or chowned names of
+/// them ([`BlobStore::hold_trust`]).
+pub struct TrustHold {
+    held: Vec<(Digest, Record)>,
 }
 
 /// A blob being written; nothing is visible under a digest name until `commit`.
@@ -33,7 +46,10 @@ impl Write for PendingBlob {
 
 impl PendingBlob {
     /// Moves the finished blob to its digest name. `digest` must be the sha256 of every
-    /// byte written (the caller hashed them on the way in).
+    /// byte written (the caller hashed them on the way in). No trust record is written
+    /// here: the blob's mtime and ctime are from this very moment, so a record would be
+    /// racy and never trusted (src/trust.rs); the first check after the racy window
+    /// hashes the blob once more and records it.
     pub fn commit(self, digest: &Digest) -> Result<PathBuf, ImageError> {
         let target = self.dir.join(digest.hex());
         // Temporary files are created 0600; blobs are content anyone may read (a layout
@@ -62,7 +78,22 @@ impl BlobStore {
         std::fs::create_dir_all(&dir).map_err(ImageError::io(&dir))?;
         Ok(BlobStore {
             root: root.to_path_buf(),
+            trust: None,
         })
+    }
+
+    /// Opens a store that keeps trust records in `trust_dir` (outside `blobs/`).
+    pub fn open_trusting(root: &Path, trust_dir: &Path) -> Result<BlobStore, ImageError> {
+        let records = Records::open(trust_dir).map_err(ImageError::io(trust_dir))?;
+        Ok(BlobStore {
+            trust: Some(records),
+            ..BlobStore::open(root)?
+        })
+    }
+
+    /// The trust records, if this store keeps them.
+    pub fn trust(&self) -> Option<&Records> {
+        self.trust.as_ref()
     }
 
     pub fn root(&self) -> &Path {
@@ -139,13 +170,58 @@ impl BlobStore {
     /// Whether the blob is a regular file of `size` bytes that hashes to `digest`. A
     /// symlink, a device or a file of another size never verifies, and is never read.
     pub fn verifies(&self, digest: &Digest, size: u64) -> bool {
-        self.open_sized(digest, size, "blob")
-            .map(HashingReader::new)
-            .and_then(|r| {
-                r.drain_and_finish()
-                    .map_err(ImageError::io(self.path(digest)))
-            })
-            .is_ok_and(|(actual, _)| &actual == digest)
+        self.check(digest, size).is_ok()
+    }
+
+    /// Checks that the blob is a regular file of `size` bytes holding `digest`: by its
+    /// trust record when that still matches the inode, else by hashing every byte (and
+    /// then recording it). Says which it was; a mismatch is an error naming the blob.
+    pub fn check(&self, digest: &Digest, size: u64) -> Result<Check, ImageError> {
+        let opened = open_regular(&self.root, &digest.blob_path())?;
+        let what = blob_what("blob", digest, &opened.path);
+        check_size(&what, size, opened.size)?;
+        let reader = SizedReader::new(&opened.file, size, &what);
+        let io = ImageError::io(&opened.path);
+        let (actual, how) = match &self.trust {
+            Some(records) => records
+                .digest(digest.hex(), &opened.file, Some(digest), reader)
+                .map_err(io)?,
+            None => {
+                let (d, _) = HashingReader::new(reader).drain_and_finish().map_err(io)?;
+                (d, Check::Hashed)
+            }
+        };
+        digest.verify(&actual, &what)?;
+        Ok(how)
+    }
+
+    /// Before xbake links, unlinks or chowns names of `digests` (writing an output layout
+    /// that shares them by hard link), notes which of their records vouch for them now.
+    pub fn hold_trust(&self, digests: &[Digest]) -> TrustHold {
+        let mut held = Vec::new();
+        if let Some(records) = &self.trust {
+            for digest in digests {
+                if let Ok(opened) = open_regular(&self.root, &digest.blob_path())
+                    && let Some(record) = records.vouched(digest.hex(), &opened.file, Some(digest))
+                {
+                    held.push((digest.clone(), record));
+                }
+            }
+        }
+        TrustHold { held }
+    }
+
+    /// After those links: each held record moves to its blob's new ctime, if nothing
+    /// but the ctime changed (src/trust.rs, `Records::carry`).
+    pub fn carry_trust(&self, hold: TrustHold) {
+        let Some(records) = &self.trust else {
+            return;
+        };
+        for (digest, record) in hold.held {
+            if let Ok(opened) = open_regular(&self.root, &digest.blob_path()) {
+                records.carry(digest.hex(), &record, &Stamp::of(&opened.meta));
+            }
+        }
     }
 
     /// Opens a blob for streaming: a regular file beneath the store, never through a
@@ -355,6 +431,140 @@ mod tests {
         let a = BlobStore::open(dirs[0].path()).unwrap();
         let b = BlobStore::open(dirs[1].path()).unwrap();
         (dirs, a, b)
+    }
+
+    /// A store keeping trust records, read against a clock a minute ahead, so a blob
+    /// written just now is past the racy window (src/trust.rs).
+    fn trusting_store() -> (tempfile::TempDir, BlobStore) {
+        fn later() -> i128 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            now.as_nanos() as i128 + 60_000_000_000
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = BlobStore::open_trusting(dir.path(), &dir.path().join("trust")).unwrap();
+        store.trust = store.trust.map(|r| r.with_clock(later));
+        (dir, store)
+    }
+
+    /// Lets the kernel's coarse clock move on: a change in the very tick of the
+    /// record's ctime is the racy case the real clock's window exists for.
+    fn next_tick() {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+
+    #[test]
+    fn a_checked_blob_is_trusted_until_its_inode_changes() {
+        let (_dir, store) = trusting_store();
+        let (d, n) = store.put_bytes(b"layer bytes").unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        // A record is only ever for the digest it was made for.
+        let other = Digest::of(b"other bytes");
+        assert!(store.check(&other, n).is_err());
+
+        // The same size, rewritten in place (the same inode): hashed, and refused.
+        next_tick();
+        let path = store.path(&d);
+        let old_mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut f = File::options().write(true).open(&path).unwrap();
+        f.write_all(b"LAYER BYTES").unwrap();
+        let err = store.check(&d, n).unwrap_err().to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+        // Even with the old mtime put back (utimensat): the ctime still moved.
+        f.set_modified(old_mtime).unwrap();
+        drop(f);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            old_mtime
+        );
+        let err = store.check(&d, n).unwrap_err().to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+        assert!(!store.verifies(&d, n));
+    }
+
+    #[test]
+    fn the_old_mtime_restored_after_a_write_is_still_seen() {
+        let (_dir, store) = trusting_store();
+        let (d, n) = store.put_bytes(b"good").unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        next_tick();
+        let path = store.path(&d);
+        let old_mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut f = File::options().write(true).open(&path).unwrap();
+        f.write_all(b"evil").unwrap();
+        f.set_modified(old_mtime).unwrap();
+        drop(f);
+        // Never checked in between: only the ctime tells the record is stale.
+        let err = store.check(&d, n).unwrap_err().to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_torn_or_missing_record_means_hashing_again() {
+        let (dir, store) = trusting_store();
+        let (d, n) = store.put_bytes(b"blob").unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        let record = dir.path().join("trust").join(d.hex());
+        let text = std::fs::read_to_string(&record).unwrap();
+        std::fs::write(&record, &text[..text.len() / 2]).unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        let rewritten = Record::decode(&std::fs::read_to_string(&record).unwrap()).unwrap();
+        assert_eq!(rewritten.digest, d, "hashed again, and recorded whole");
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        std::fs::remove_file(&record).unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        // A record is not taken for a blob that is now another inode (replaced).
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        std::fs::remove_file(store.path(&d)).unwrap();
+        store.put_bytes(b"blob").unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+    }
+
+    #[test]
+    fn trust_is_carried_past_own_links_but_not_past_writes() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, store) = trusting_store();
+        let (d, n) = store.put_bytes(b"shared").unwrap();
+        let (e, m) = store.put_bytes(b"other!").unwrap();
+        for (x, k) in [(&d, n), (&e, m)] {
+            assert_eq!(store.check(x, k).unwrap(), Check::Hashed);
+        }
+        next_tick();
+        let hold = store.hold_trust(&[d.clone(), e.clone()]);
+        let ctime = |x: &Digest| std::fs::metadata(store.path(x)).unwrap().ctime_nsec();
+        let before = ctime(&d);
+        // What writing an output layout does: a hard link, and a write to the other.
+        std::fs::hard_link(store.path(&d), dir.path().join("out-link")).unwrap();
+        assert_ne!(ctime(&d), before, "a link moves the ctime");
+        std::fs::write(store.path(&e), b"OTHER!").unwrap();
+        store.carry_trust(hold);
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        assert!(
+            store.check(&e, m).is_err(),
+            "a written blob is hashed, refused"
+        );
+        // Without a hold, a link makes the record stale: hashed once more.
+        next_tick();
+        std::fs::remove_file(dir.path().join("out-link")).unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+    }
+
+    #[test]
+    fn a_layout_store_keeps_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (d, n) = store.put_bytes(b"x").unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["blobs"]);
     }
 
     #[test]

@@ -138,6 +138,14 @@ pub enum LayerError {
 
 /// `16 MiB (16777216 bytes)`: the rounded figure for people, the exact one for checks.
 pub fn human_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    format!("{} ({bytes} bytes)", rounded_size(bytes))
+}
+
+/// `16 MiB`, `4.2 MiB`, `512 bytes`: the rounded figure alone, for progress lines.
+pub fn rounded_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} bytes");
@@ -156,7 +164,7 @@ pub fn human_size(bytes: u64) -> String {
     } else {
         format!("{value:.1}")
     };
-    format!("{rounded} {unit} ({bytes} bytes)")
+    format!("{rounded} {unit}")
 }
 
 fn after_entry(after: &Option<String>) -> String {

@@ -35,7 +35,8 @@ pub fn import(
         source,
     };
     let open = || std::fs::File::open(path).map_err(io);
-    let (file_digest, file_size) = HashingReader::new(open()?).drain_and_finish().map_err(io)?;
+    // Hashed only when the tarball's inode changed since the cache last hashed it.
+    let (file_digest, file_size, _) = cache.file_digest(path).map_err(io)?;
     // An empty file is no tar archive (one holds at least its end-of-archive blocks); an
     // empty base would only show up later as "executing /bin/sh: No such file".
     if file_size == 0 {

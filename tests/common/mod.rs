@@ -89,16 +89,9 @@ impl Scratch {
                 if entry.file_name().to_string_lossy().starts_with("golang-") {
                     continue;
                 }
-                let to = dir.join("bases").join(entry.file_name());
                 // The large Debian bases (tens of MB each) are linked, not copied, for
-                // every test; no test writes to a base. A folder set up again keeps its
-                // links: copying onto one would truncate the fixture itself.
-                if std::fs::symlink_metadata(&to).is_ok() {
-                    continue;
-                }
-                if std::fs::hard_link(entry.path(), &to).is_err() {
-                    std::fs::copy(entry.path(), &to).unwrap();
-                }
+                // every test; no test writes to a base.
+                link_fixture(&entry.path(), &dir.join("bases").join(entry.file_name()));
             }
         }
         for (path, content) in extra {
@@ -109,6 +102,18 @@ impl Scratch {
         std::fs::write(dir.join("recipe.yaml"), text).unwrap();
         open_up(&dir);
         dir.join("recipe.yaml")
+    }
+}
+
+/// Puts fixture `from` at `to` as a hard link (a copy across file systems). A `to` that is
+/// already there is kept: it is that fixture from an earlier set-up of the same folder,
+/// and copying onto a link of the fixture would truncate the fixture itself.
+pub fn link_fixture(from: &Path, to: &Path) {
+    if std::fs::symlink_metadata(to).is_ok() {
+        return;
+    }
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).unwrap();
     }
 }
 

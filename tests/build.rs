@@ -987,6 +987,20 @@ config:
     index: {org.opencontainers.image.title: hello}
 "#;
 
+/// Built on METADATA's image: no config of its own.
+const DERIVED: &str = r#"
+stages:
+  mid:
+    from: oci:out:1
+    steps:
+      - run: echo "$SHELL_WAS" > /mid
+        network: none
+from: mid
+steps:
+  - run: echo "$SHELL_WAS" > /top
+    network: none
+"#;
+
 /// The raw bytes of a blob named by a descriptor, and the same parsed.
 fn described(layout: &Path, descriptor: &serde_json::Value) -> (String, serde_json::Value) {
     let bytes = blob(layout, descriptor["digest"].as_str().unwrap());
@@ -1162,6 +1176,31 @@ fn healthcheck_shell_labels_annotations_and_iidfile_as_docker_buildx_writes_them
     xbake_ok(dir, &[&verify[..], &cli_metadata].concat(), &[]);
     let out = xbake(As::Me, dir, &verify, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // An image built on it inherits its Healthcheck and Shell, as docker's FROM does, and
+    // its run steps (in a stage on it, and in a stage on that stage) use that shell.
+    std::fs::write(dir.join("derived.yaml"), DERIVED).unwrap();
+    xbake_ok(
+        dir,
+        &[
+            "build",
+            "derived.yaml",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            "oci:derived:1",
+        ],
+        &[],
+    );
+    let (_, derived) = read_layout(&dir.join("derived"), "1");
+    assert_eq!(file_text(&derived[0], "mid"), "custom\n");
+    assert_eq!(file_text(&derived[0], "top"), "custom\n");
+    let base_config = &images[0].config["config"];
+    let derived_config = &derived[0].config["config"];
+    for field in ["Healthcheck", "Shell"] {
+        assert!(!base_config[field].is_null(), "{field}");
+        assert_eq!(derived_config[field], base_config[field], "{field}");
+    }
     for bad in [["--annotation", "layer:k=v"], ["--label", "novalue"]] {
         let out = xbake(
             As::Me,

@@ -51,6 +51,9 @@ pub(crate) struct Node {
     pub start: Start,
     /// The environment after the stage: what a stage built on it starts with.
     pub final_env: Vec<(String, String)>,
+    /// The shell its image config names (docker's `SHELL`, from its base): what the
+    /// shell-form run steps of a stage built on it go through.
+    pub final_shell: Option<Vec<String>>,
     pub reads: HashMap<CopyFrom, Reads>,
     /// Nodes that must be built first, without repeats.
     pub deps: Vec<usize>,
@@ -213,25 +216,29 @@ impl Walk<'_, '_> {
         self.open.push(key.clone());
         let (from, from_text) = d.recipe.stage_from(stage, &names, &d.host, d.build_args)?;
         let mut deps = Vec::new();
-        let (start, base_env) = match &from {
+        let (start, base_env, base_shell) = match &from {
             BaseRef::Stage(name) => {
                 let parent = self.stage_index(name)?;
                 let parent = self.node(parent, target)?;
                 deps.push(parent);
+                let parent_node = &self.graph.nodes[parent];
                 (
                     Start::Stage(parent),
-                    self.graph.nodes[parent].final_env.clone(),
+                    parent_node.final_env.clone(),
+                    parent_node.final_shell.clone(),
                 )
             }
             base => {
                 let image = self.base(base, &from_text, &runs_on)?;
                 let env = image_env(&image);
-                (Start::Image(image), env)
+                let shell = image.docker.shell.clone();
+                (Start::Image(image), env, shell)
             }
         };
-        let plan = d
+        let mut plan = d
             .recipe
             .plan_stage(stage, &names, &d.host, d.build_args, &base_env)?;
+        inherit_shell(&mut plan, &base_shell);
         let mut reads = HashMap::new();
         for from in reads_of(&plan) {
             if reads.contains_key(&from) {
@@ -268,6 +275,7 @@ impl Walk<'_, '_> {
             plan,
             start,
             final_env,
+            final_shell: base_shell,
             reads,
             deps,
         });
@@ -383,4 +391,17 @@ fn reads_of(plan: &Plan) -> Vec<CopyFrom> {
         }
     }
     out
+}
+
+/// Shell-form run steps the recipe gives no shell go through the base's `SHELL`, as in a
+/// Dockerfile whose base image set one; the recipe's `config: shell:` still wins.
+fn inherit_shell(plan: &mut Plan, base_shell: &Option<Vec<String>>) {
+    let Some(shell) = base_shell else {
+        return;
+    };
+    for step in &mut plan.steps {
+        if matches!(step.kind, StepKind::Run { .. }) && step.shell.is_none() {
+            step.shell = Some(shell.clone());
+        }
+    }
 }

@@ -36,8 +36,8 @@ pub struct ImageState {
     pub exposed_ports: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub stop_signal: Option<String>,
-    /// Docker's extensions of the config (not inherited from a base yet: oci-spec's
-    /// parsed config has no place for them).
+    /// Docker's extensions of the config, inherited from a base image as docker does
+    /// (read apart from oci-spec's config: source/docker_config.rs).
     pub healthcheck: Option<Healthcheck>,
     pub shell: Option<Vec<String>>,
     /// On the image manifest.
@@ -113,6 +113,8 @@ impl ImageState {
     /// rootfs tarball (no history of its own) one entry saying where the layer came from.
     pub fn from_base(base: &crate::source::BaseImage, from_text: &str, epoch: i64) -> ImageState {
         let mut state = ImageState::from_base_config(base.config.as_ref());
+        state.healthcheck = base.docker.healthcheck.clone();
+        state.shell = base.docker.shell.clone();
         state.layers = base.layers.clone();
         if base.config.is_none() && !base.layers.is_empty() {
             state.history.push(HistoryEntry {

@@ -1,7 +1,7 @@
 //! `oci-archive:FILE[:tag]` and `docker-archive:FILE` bases: unpacked (verified) into
 //! the cache's store, then read like a layout.
 
-use super::{BaseImage, SourceError, oci_layout};
+use super::{BaseImage, DockerConfig, SourceError, oci_layout};
 use crate::cache::Cache;
 use crate::image::archive::{open_oci_archive, read_docker_archive};
 use crate::image::{ImageError, parse_json};
@@ -46,6 +46,7 @@ pub fn docker_archive(
         read_docker_archive(file, cache.store(), scratch, unpack_limit).map_err(image_err)?;
     let config: ImageConfiguration =
         parse_json(&image.config, "image config").map_err(image_err)?;
+    let docker: DockerConfig = parse_json(&image.config, "image config").map_err(image_err)?;
     let (os, arch) = (config.os().to_string(), config.architecture().to_string());
     // An ARM image's variant must be one the build platform runs (v7 runs v6 and v5).
     let variant_ok = match (platform.oci_variant(), config.variant().as_deref()) {
@@ -68,6 +69,7 @@ pub fn docker_archive(
     Ok(BaseImage {
         layers: image.layers,
         config: Some(config),
+        docker,
         manifest_digest: None,
         warnings: Vec::new(),
     })

@@ -3,9 +3,12 @@
 //! up as blobs in the build's store plus, for images, the configuration to inherit.
 
 mod archive;
+mod docker_config;
 mod oci_layout;
 mod registry;
 mod rootfs;
+
+pub use docker_config::DockerConfig;
 
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -99,6 +102,8 @@ pub struct BaseImage {
     pub layers: Vec<BaseLayer>,
     /// The configuration to inherit (images only).
     pub config: Option<ImageConfiguration>,
+    /// Docker's `Healthcheck` and `Shell` from the same config, inherited like the rest.
+    pub docker: DockerConfig,
     /// The base manifest's digest (images only), for audit metadata.
     pub manifest_digest: Option<Digest>,
     /// What reading the base found worth telling (e.g. two manifests for the platform),
@@ -129,6 +134,7 @@ pub fn resolve(
         BaseRef::Rootfs(path) => Ok(BaseImage {
             layers: vec![rootfs::import(path, text, cache, ctx.unpack_limit)?],
             config: None,
+            docker: DockerConfig::default(),
             manifest_digest: None,
             warnings: Vec::new(),
         }),

@@ -5,7 +5,7 @@
 //! (image/checks.rs), and each layer is verified (size, digest, compression) on its way
 //! into the build's store. The layers are reused byte for byte.
 
-use super::{BaseImage, BaseLayer, SourceError};
+use super::{BaseImage, BaseLayer, DockerConfig, SourceError};
 use crate::image::layout::Layout;
 use crate::image::select::{config_matches_entry, describe, describe_fields, select_manifest};
 use crate::image::{
@@ -83,6 +83,15 @@ pub fn load(
             "image config",
         )
         .map_err(image_err)?;
+    // The same bounded, verified read again for docker's fields (see docker_config.rs).
+    let docker: DockerConfig = layout
+        .read_json(
+            &config_digest,
+            config_desc.size(),
+            CONFIG_SIZE_LIMIT,
+            "image config",
+        )
+        .map_err(image_err)?;
     check_config_platform(&config, &desc, from_index, platform).map_err(invalid)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
@@ -128,6 +137,7 @@ pub fn load(
     Ok(BaseImage {
         layers,
         config: Some(config),
+        docker,
         manifest_digest: Some(manifest_digest),
         warnings,
     })

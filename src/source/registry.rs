@@ -2,7 +2,7 @@
 //! `…@sha256:…`): the build platform's manifest, its config and layers, all verified,
 //! into the cache's store. Blobs already there intact are not fetched again.
 
-use super::{BaseImage, BaseLayer, SourceError, oci_layout::layer_media_type};
+use super::{BaseImage, BaseLayer, DockerConfig, SourceError, oci_layout::layer_media_type};
 use crate::cache::Cache;
 use crate::image::parse_json;
 use crate::platform::Platform;
@@ -23,11 +23,13 @@ pub fn pull(
     let creds = registry::auth::credentials_for(&reference.registry).map_err(reg_err)?;
     let pulled =
         registry::pull(&reference, platform, cache.store(), opts, creds).map_err(reg_err)?;
+    let image_err = |source| SourceError::Image {
+        reference: text.to_string(),
+        source,
+    };
     let config: ImageConfiguration =
-        parse_json(&pulled.config, "image config").map_err(|source| SourceError::Image {
-            reference: text.to_string(),
-            source,
-        })?;
+        parse_json(&pulled.config, "image config").map_err(image_err)?;
+    let docker: DockerConfig = parse_json(&pulled.config, "image config").map_err(image_err)?;
     let layers = pulled
         .layers
         .into_iter()
@@ -51,6 +53,7 @@ pub fn pull(
     Ok(BaseImage {
         layers,
         config: Some(config),
+        docker,
         manifest_digest: Some(pulled.manifest_digest),
         warnings: pulled.warnings,
     })

@@ -206,8 +206,15 @@ fn target_builds_a_stage_and_unknown_targets_are_named() {
     let recipe = scratch.recipe("graph", GRAPH, &[]);
     let dir = recipe.parent().unwrap();
     // `shared` does not depend on the target: one amd64 image serves both.
-    let (_, images, stderr) = build(As::Me, dir, "shared", &["--target", "shared"]);
+    let (_, images, stderr) = build(
+        As::Me,
+        dir,
+        "shared",
+        &["--target", "shared", "--metadata-file", "meta.json"],
+    );
     assert_eq!(images.len(), 1, "{stderr}");
+    let meta = json(&std::fs::read(dir.join("meta.json")).unwrap());
+    assert_eq!(meta["xbake.target"], "shared");
     assert_eq!(images[0].platform, "linux/amd64");
     assert_eq!(file_text(&images[0], "share/sub/data"), "SHARED\n");
     assert_eq!(

@@ -393,12 +393,24 @@ fn metadata_file_records_digests_and_every_input() {
             "oci:o:1",
             "--metadata-file",
             "meta.json",
+            "--label",
+            "team=ci",
+            "--annotation",
+            "manifest[linux/arm64]:org.example.k=v",
         ],
         &[],
     );
     let meta = json(&std::fs::read(dir.join("meta.json")).unwrap());
     assert_eq!(meta["containerimage.digest"], digest.as_str());
     assert_eq!(meta["image.name"], "oci:o:1");
+    // What verify needs again besides the recipe: the command line's labels and
+    // annotations, and the stage built (none: the final image).
+    assert_eq!(meta["xbake.labels"], serde_json::json!({"team": "ci"}));
+    assert_eq!(
+        meta["xbake.annotations"],
+        serde_json::json!([{"type": "manifest", "platform": "linux/arm64", "key": "org.example.k", "value": "v"}])
+    );
+    assert!(meta["xbake.target"].is_null());
     assert_eq!(
         meta["xbake.recipe"]["sha256"],
         format!("sha256:{}", sha256_hex(&std::fs::read(&recipe).unwrap()))

@@ -29,6 +29,14 @@ impl AnnotationLevel {
         ("index-descriptor", AnnotationLevel::IndexDescriptor),
     ];
 
+    /// The name `--annotation` spells it with.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, level)| *level == self)
+            .map_or("manifest", |(name, _)| name)
+    }
+
     /// Manifests (and their descriptors) exist per platform; the index once.
     fn per_platform(self) -> bool {
         matches!(

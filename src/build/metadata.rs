@@ -20,6 +20,12 @@ pub struct BuildFacts<'a> {
     /// `--compression`, as `verify --compression` takes it back (`gzip:6`): an image
     /// does not record its level.
     pub compression: crate::layer::LayerCompression,
+    /// `--target`: the stage built as the output, if not the final image.
+    pub target: Option<&'a str>,
+    /// `--label` and `--annotation`, as given: part of what made the image, and what
+    /// `verify` needs again.
+    pub labels: &'a [(String, String)],
+    pub annotations: &'a [super::annotations::Annotation],
 }
 
 pub struct NormalizeFacts<'a> {
@@ -85,6 +91,22 @@ pub fn metadata(outcome: &BuildOutcome, facts: &BuildFacts) -> Value {
         "xbake.steps": {"run": outcome.steps_run, "cached": outcome.steps_cached},
         "xbake.normalize": normalize_json(&facts.normalize),
         "xbake.compression": facts.compression.to_string(),
+        "xbake.target": facts.target,
+        "xbake.labels": facts
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<serde_json::Map<_, _>>(),
+        "xbake.annotations": facts
+            .annotations
+            .iter()
+            .map(|a| json!({
+                "type": a.level.name(),
+                "platform": a.platform.map(|p| p.to_string()),
+                "key": a.key,
+                "value": a.value,
+            }))
+            .collect::<Vec<_>>(),
     });
     if let Some(name) = &facts.image_name {
         out["image.name"] = json!(name);

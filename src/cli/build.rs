@@ -353,6 +353,9 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
                 steps: outcome.normalized_steps.clone(),
             },
             compression: args.compression,
+            target: args.target.as_deref(),
+            labels: &request.labels,
+            annotations: &request.annotations,
         };
         write_json_atomically(path, &metadata(&outcome, &facts))?;
         hand_back(path)?;

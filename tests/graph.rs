@@ -275,7 +275,7 @@ steps:
     let user = scratch.recipe(
         "user",
         &format!(
-            "from: scratch\nsteps:\n  - copy: [/data/arch, /data/passwd]\n    from: oci:{}:1\n    to: /got/\n",
+            "from: scratch\nsteps:\n  - copy: [/data/arch, /data/passwd]\n    from: oci:{0}:1\n    to: /got/\n  - copy: /d*/a?ch\n    from: oci:{0}:1\n    to: /glob/\n",
             source_dir.join("out/src").display()
         ),
         &[],
@@ -302,6 +302,8 @@ steps:
             format!("{uname}\n"),
             "{stderr}"
         );
+        // A wildcard in a folder's name, as BuildKit's copy allows.
+        assert_eq!(file_text(image, "glob/arch"), format!("{uname}\n"));
         // The image's /etc/passwd, not the host's.
         assert!(
             file_text(image, "got/passwd").starts_with("root:x:0:0:"),

@@ -1,6 +1,6 @@
 //! Copy sources inside a stage's or an image's filesystem: paths as the image sees them
 //! (absolute or relative to its `/`), symlinks resolved inside that filesystem and never
-//! on the host, wildcards (`*`, `?`, `[…]`) in the last part of a path.
+//! on the host, wildcards (`*`, `?`, `[…]`) in any part of a path, as BuildKit allows.
 
 use crate::layer::root::RootDir;
 use glob::{MatchOptions, Pattern};
@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 pub enum TreePathError {
     #[error("{pattern:?} matches nothing in {from}")]
     NoMatch { pattern: String, from: String },
-    #[error("{pattern:?}: wildcards may only be in the last part of a path copied from {from}")]
-    WildcardInFolder { pattern: String, from: String },
     #[error("invalid pattern {pattern:?}: {message}")]
     BadPattern { pattern: String, message: String },
     #[error("{pattern:?} in {from}: {source}")]
@@ -61,16 +59,6 @@ fn resolve_one(root: &RootDir, pattern: &str, from: &str) -> Result<Vec<PathBuf>
         pattern: pattern.to_string(),
         from: from.to_string(),
     };
-    let (parent, last) = match rel.trim_end_matches('/').rsplit_once('/') {
-        Some((parent, last)) => (parent, last),
-        None => ("", rel.trim_end_matches('/')),
-    };
-    if has_wildcard(parent) {
-        return Err(TreePathError::WildcardInFolder {
-            pattern: pattern.to_string(),
-            from: from.to_string(),
-        });
-    }
     let resolve = |rel: &Path| {
         root.resolve(rel).map_err(|e| {
             if is_not_found(&e) {
@@ -80,24 +68,57 @@ fn resolve_one(root: &RootDir, pattern: &str, from: &str) -> Result<Vec<PathBuf>
             }
         })
     };
-    if !has_wildcard(last) {
+    if !has_wildcard(rel) {
         return Ok(vec![resolve(Path::new(rel))?]);
     }
-    let matcher = Pattern::new(last).map_err(|e| TreePathError::BadPattern {
-        pattern: pattern.to_string(),
-        message: e.msg.to_string(),
-    })?;
-    // The folder as the tree sees it: a folder that is a link is followed inside it.
-    let folder = resolve(Path::new(parent))?;
+    // Go's filepath.Glob, which BuildKit's copy uses: each part with a wildcard is
+    // matched against the entries of every folder matched so far; a candidate that is
+    // missing or not a folder drops out. Paths stay as the image sees them, so links on
+    // the way resolve inside the tree.
     let top = resolve(Path::new(""))?;
-    let folder_rel = folder.strip_prefix(&top).unwrap_or(Path::new(""));
-    let mut names = root.read_dir(folder_rel).map_err(unreadable)?;
-    names.sort();
+    let mut candidates = vec![PathBuf::new()];
+    for part in rel.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if !has_wildcard(part) {
+            for candidate in &mut candidates {
+                candidate.push(part);
+            }
+            continue;
+        }
+        let matcher = Pattern::new(part).map_err(|e| TreePathError::BadPattern {
+            pattern: pattern.to_string(),
+            message: e.msg.to_string(),
+        })?;
+        let mut next = Vec::new();
+        for candidate in &candidates {
+            let folder = match resolve(candidate) {
+                Ok(folder) => folder,
+                Err(TreePathError::NoMatch { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if !folder.is_dir() {
+                continue;
+            }
+            let folder_rel = folder.strip_prefix(&top).unwrap_or(Path::new(""));
+            let mut names = root.read_dir(folder_rel).map_err(unreadable)?;
+            names.sort();
+            for name in names {
+                let Some(text) = name.to_str() else { continue };
+                if matcher.matches_with(text, MATCH_OPTIONS) {
+                    next.push(candidate.join(&name));
+                }
+            }
+        }
+        candidates = next;
+    }
     let mut out = Vec::new();
-    for name in names {
-        let Some(text) = name.to_str() else { continue };
-        if matcher.matches_with(text, MATCH_OPTIONS) {
-            out.push(resolve(&Path::new(parent).join(&name))?);
+    // A trailing slash asks for folders, as in a shell.
+    let folders_only = rel.ends_with('/');
+    for candidate in &candidates {
+        match resolve(candidate) {
+            Ok(found) if folders_only && !found.is_dir() => {}
+            Ok(found) => out.push(found),
+            Err(TreePathError::NoMatch { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     if out.is_empty() {
@@ -106,8 +127,11 @@ fn resolve_one(root: &RootDir, pattern: &str, from: &str) -> Result<Vec<PathBuf>
     Ok(out)
 }
 
+/// Nothing there: no such entry, or a part of the path on the way is not a folder.
 fn is_not_found(e: &crate::layer::LayerError) -> bool {
-    matches!(e, crate::layer::LayerError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    use std::io::ErrorKind;
+    matches!(e, crate::layer::LayerError::Io { source, .. }
+        if matches!(source.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory))
 }
 
 #[cfg(test)]
@@ -176,6 +200,29 @@ mod tests {
             err("/nope/*.txt"),
             "\"/nope/*.txt\" matches nothing in stage build"
         );
-        assert!(err("/o*/hello").contains("wildcards may only be in the last part"));
+        assert_eq!(
+            err("/o*/nope"),
+            "\"/o*/nope\" matches nothing in stage build"
+        );
+        assert!(err("/out/[a").starts_with("invalid pattern \"/out/[a\""));
+    }
+
+    #[test]
+    fn wildcards_in_folders_match_every_folder_they_name() {
+        let (dir, root) = tree();
+        std::fs::create_dir_all(dir.path().join("lib/x86_64/deep")).unwrap();
+        std::fs::create_dir_all(dir.path().join("lib/arm64")).unwrap();
+        std::fs::write(dir.path().join("lib/x86_64/libz.so"), b"z").unwrap();
+        std::fs::write(dir.path().join("lib/arm64/libz.so"), b"z").unwrap();
+        std::fs::write(dir.path().join("lib/not-a-folder"), b"f").unwrap();
+        assert_eq!(
+            names(&root, &["/lib/*/libz.so"]),
+            ["lib/arm64/libz.so", "lib/x86_64/libz.so"]
+        );
+        assert_eq!(names(&root, &["/o*/hello"]), ["out/hello"]);
+        assert_eq!(names(&root, &["/*/*.bin"]), ["out/a.bin", "out/b.bin"]);
+        // A link to a folder is followed inside the tree; its entries keep their names.
+        assert_eq!(names(&root, &["/etc-u?/passwd"]), ["etc/passwd"]);
+        assert_eq!(names(&root, &["/lib/x86_64/*/"]), ["lib/x86_64/deep"]);
     }
 }

@@ -75,23 +75,20 @@ pub fn load(
         }));
     }
     let config_digest = descriptor_digest(config_desc).map_err(image_err)?;
-    let config: ImageConfiguration = layout
-        .read_json(
+    // One bounded, verified read; parsed for OCI's fields and for docker's (see
+    // docker_config.rs).
+    let config_bytes = layout
+        .store()
+        .read_sized(
             &config_digest,
             config_desc.size(),
             CONFIG_SIZE_LIMIT,
             "image config",
         )
         .map_err(image_err)?;
-    // The same bounded, verified read again for docker's fields (see docker_config.rs).
-    let docker: DockerConfig = layout
-        .read_json(
-            &config_digest,
-            config_desc.size(),
-            CONFIG_SIZE_LIMIT,
-            "image config",
-        )
-        .map_err(image_err)?;
+    let config_what = format!("image config {config_digest}");
+    let config: ImageConfiguration = parse_json(&config_bytes, &config_what).map_err(image_err)?;
+    let docker: DockerConfig = parse_json(&config_bytes, &config_what).map_err(image_err)?;
     check_config_platform(&config, &desc, from_index, platform).map_err(invalid)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {

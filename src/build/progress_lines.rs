@@ -98,13 +98,9 @@ pub fn committed(
 
 /// The compression a layer media type names, for the committed line.
 pub fn compression_of(media_type: &str) -> &'static str {
-    if media_type.ends_with("+gzip") {
-        "gzip"
-    } else if media_type.ends_with("+zstd") {
-        "zstd"
-    } else {
-        "uncompressed"
-    }
+    crate::image::checks::declared_compression(media_type)
+        .unwrap_or(crate::layer::Compression::None)
+        .name()
 }
 
 /// `output: wrote oci:out/app:latest (3 manifests, 12.3 MiB new blobs) in 0.80 s`.

@@ -64,13 +64,6 @@ fn layers(layout: &Path, tag: &str) -> (Vec<(String, String)>, Vec<String>) {
     (layers, diff_ids)
 }
 
-fn summary(stderr: &str) -> &str {
-    stderr
-        .lines()
-        .find(|l| l.contains("run,") && l.contains("cached"))
-        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"))
-}
-
 #[test]
 fn each_compression_has_its_media_type_and_the_same_tars_inside() {
     if !ready() {
@@ -220,20 +213,20 @@ fn a_cached_gzip_layer_is_not_reused_for_zstd() {
     let scratch = Scratch::new();
     let dir = folder(&scratch, "cache");
     let (_, err) = build(&dir, &["-o", "oci:out:gzip"], &[]);
-    assert_eq!(summary(&err), "1 platform: 2 steps run, 0 cached");
+    assert_eq!(steps_line(&err), "1 platform: 2 steps run, 0 cached");
     let (zstd, err) = build(&dir, &["--compression", "zstd", "-o", "oci:out:zstd"], &[]);
-    assert_eq!(summary(&err), "1 platform: 2 steps run, 0 cached");
+    assert_eq!(steps_line(&err), "1 platform: 2 steps run, 0 cached");
     let (again, err) = build(
         &dir,
         &["--compression", "zstd:3", "-o", "oci:out:zstd"],
         &[],
     );
-    assert_eq!(summary(&err), "1 platform: 0 steps run, 2 cached");
+    assert_eq!(steps_line(&err), "1 platform: 0 steps run, 2 cached");
     assert_eq!(again, zstd);
     let (layers, _) = layers(&dir.join("out"), "zstd");
     assert_eq!(layers[1].0, ZSTD);
     let (_, err) = build(&dir, &["-o", "oci:out:gzip"], &[]);
-    assert_eq!(summary(&err), "1 platform: 0 steps run, 2 cached");
+    assert_eq!(steps_line(&err), "1 platform: 0 steps run, 2 cached");
 }
 
 #[test]

@@ -21,13 +21,6 @@ fn build(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     xbake_ok(dir, &all, env)
 }
 
-fn steps_line(stderr: &str) -> &str {
-    stderr
-        .lines()
-        .find(|l| l.contains("steps run") || l.contains("step run"))
-        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"))
-}
-
 #[test]
 fn a_cached_rebuild_runs_nothing_and_a_changed_input_reruns_from_its_step() {
     if !emulation_ready() {

@@ -386,6 +386,14 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
     }
 }
 
+/// The build's `N platforms: R steps run, C cached` line.
+pub fn steps_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("steps run") || l.contains("step run"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"))
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "status: {}\nstdout:\n{}\nstderr:\n{}",

@@ -8,6 +8,7 @@ use common::*;
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -360,4 +361,42 @@ fn a_private_tun_device_is_a_clear_error_rootless_and_fine_as_root() {
         "{}",
         text(&out)
     );
+}
+
+/// With `--network host` the step gets the host's /sys, bound read-only with every
+/// mount below it. That must work, and stay read-only, when the folders above the
+/// recipe and cache are private to their owner (a `mktemp -d`), as the build's mapped
+/// root cannot search them.
+fn host_sys_is_read_only_under_a_private_folder(who: As) {
+    if !ready(who) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let private = scratch.path().join("private");
+    let recipe = scratch.recipe(
+        "private/sys",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: >-\n      \
+         if touch /sys/xbake-probe 2>/dev/null; then echo sys-writable; else echo sys-read-only; fi;\n      \
+         grep -q ' /sys ro,' /proc/self/mountinfo && echo sys-mounted-ro\n",
+        &[],
+    );
+    if let As::TestUser = who {
+        let (uid, gid, _) = test_user().expect("ready() checked the test user");
+        std::os::unix::fs::chown(&private, Some(uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (log, out) = build(who, recipe.parent().unwrap(), &["--network", "host"]);
+    assert_ok(&out);
+    assert!(log.contains("sys-read-only"), "{log}");
+    assert!(log.contains("sys-mounted-ro"), "{log}");
+}
+
+#[test]
+fn host_sys_is_read_only_under_a_private_folder_as_root() {
+    host_sys_is_read_only_under_a_private_folder(As::Me);
+}
+
+#[test]
+fn host_sys_is_read_only_under_a_private_folder_rootless() {
+    host_sys_is_read_only_under_a_private_folder(As::TestUser);
 }

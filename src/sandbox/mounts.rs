@@ -380,31 +380,53 @@ fn bind_tree_read_only(
         NONE,
     )
     .map_err(fail(what.clone()))?;
-    read_only_tree(at.as_fd(), &what)
+    read_only_tree(root, Path::new(target), &what)
 }
 
-/// Makes the mount at `at` (opened before it was mounted on) and every mount below it
-/// read-only, as bwrap's --ro-bind does: MS_RDONLY on a recursive bind changes only its
-/// top mount.
-fn read_only_tree(at: BorrowedFd<'_>, what: &str) -> Result<(), SetupError> {
+/// Makes the mount now at `rel` in the root, and every mount below it, read-only, as
+/// bwrap's --ro-bind does: MS_RDONLY on a recursive bind changes only its top mount.
+///
+/// Everything is opened relative to the root's descriptor, never by absolute path: the
+/// builder may not be allowed to search the folders above the rootfs (a root build's
+/// cache under a 0700 `mktemp -d`, whose owner is not mapped into the build namespace),
+/// while it can always reach inside the rootfs it holds open.
+fn read_only_tree(root: BorrowedFd<'_>, rel: &Path, what: &str) -> Result<(), SetupError> {
     let io_failure = |_| SetupError {
         what: what.to_string(),
         errno: Some(Errno::EIO),
     };
-    // The absolute path of the new mount in this mount namespace, to find its submounts.
-    let top = std::fs::read_link(fd_path(at)).map_err(io_failure)?;
+    // Reopened after the mount, so this names the new mount, not the folder under it.
+    let top_fd = crate::layer::root::open_in_root(root, rel, OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .map_err(fail(what.to_string()))?;
+    // Its absolute path in this mount namespace, only to pick its submounts out of
+    // mountinfo; each is then opened relative to `top_fd`.
+    let top = std::fs::read_link(fd_path(top_fd.as_fd())).map_err(io_failure)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_failure)?;
     for point in mount_points_under(&mountinfo, &top) {
-        let fd = match nix::fcntl::open(
-            &point,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT | Errno::EACCES) => continue,
-            Err(e) => return Err(fail(format!("{what} ({})", point.display()))(e)),
+        let Ok(below) = point.strip_prefix(&top) else {
+            continue;
         };
-        match remount_read_only(&fd_path(fd.as_fd()), fd.as_fd()) {
+        // The top itself may be a file, which has no "." to open.
+        let sub;
+        let fd = match below.as_os_str().is_empty() {
+            true => top_fd.as_fd(),
+            false => match crate::layer::root::open_in_root(
+                top_fd.as_fd(),
+                below,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            ) {
+                Ok(fd) => {
+                    sub = fd;
+                    sub.as_fd()
+                }
+                // Hidden under a later mount, or below a folder the builder cannot search:
+                // the step, whose namespace maps no more of the host's ids than the
+                // builder's, cannot reach it either.
+                Err(Errno::ENOENT | Errno::EACCES) => continue,
+                Err(e) => return Err(fail(format!("{what} ({})", point.display()))(e)),
+            },
+        };
+        match remount_read_only(&fd_path(fd), fd) {
             // Mounts the namespace cannot touch (e.g. hidden under another) stay as
             // they are; they are the host's and were read-only to us already.
             Ok(()) | Err(Errno::EPERM | Errno::EACCES | Errno::ENOENT) => {}
@@ -412,12 +434,6 @@ fn read_only_tree(at: BorrowedFd<'_>, what: &str) -> Result<(), SetupError> {
         }
     }
     // The top mount is ours: it must have become read-only, whatever its submounts did.
-    let top_fd = nix::fcntl::open(
-        &top,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(fail(what.to_string()))?;
     let flags = fstatvfs(top_fd.as_fd()).map_err(fail(what.to_string()))?;
     if !flags.flags().contains(FsFlags::ST_RDONLY) {
         return Err(refused(format!("{what}: the mount is still writable")));
@@ -453,7 +469,7 @@ fn run_mount(root: BorrowedFd<'_>, m: &StepMount) -> Result<(), SetupError> {
             )
             .map_err(fail(what.clone()))?;
             if *read_only {
-                read_only_tree(at.as_fd(), &what)?;
+                read_only_tree(root, &rel, &what)?;
             }
             Ok(())
         }

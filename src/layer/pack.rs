@@ -126,6 +126,7 @@ fn write_entries<W: Write>(
         epoch: opts.epoch,
         tar: TarWriter::new(out),
         first_link: HashMap::new(),
+        link_ids: &changes.link_ids,
     };
     for item in &plan {
         match item {
@@ -256,6 +257,8 @@ struct Packer<'r, W: Write> {
     /// Regular files with other links, by (dev, inode): the path they were first written
     /// at. Later paths of the same file become hardlink entries to it.
     first_link: HashMap<(u64, u64), PathBuf>,
+    /// The snapshotter's identities of linked files (see `ChangeSet::link_ids`).
+    link_ids: &'r std::collections::BTreeMap<PathBuf, (u64, u64)>,
 }
 
 impl<W: Write> Packer<'_, W> {
@@ -293,8 +296,13 @@ impl<W: Write> Packer<'_, W> {
                 header.entry_type = EntryType::Directory;
             }
             SFlag::S_IFREG => {
+                let id = self
+                    .link_ids
+                    .get(path)
+                    .copied()
+                    .unwrap_or((st.st_dev, st.st_ino));
                 let first = (st.st_nlink > 1)
-                    .then(|| self.first_link.get(&(st.st_dev, st.st_ino)).cloned())
+                    .then(|| self.first_link.get(&id).cloned())
                     .flatten();
                 if let Some(first) = first {
                     // Metadata and xattrs belong to the file, already written at `first`.
@@ -304,8 +312,7 @@ impl<W: Write> Packer<'_, W> {
                     header.xattrs = &[];
                 } else {
                     if st.st_nlink > 1 {
-                        self.first_link
-                            .insert((st.st_dev, st.st_ino), path.to_path_buf());
+                        self.first_link.insert(id, path.to_path_buf());
                     }
                     header.size = st.st_size as u64;
                     contents = Some(self.open_same_file(path, &st)?);

@@ -36,6 +36,11 @@ pub trait Snapshotter: Send {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeSet {
     pub changes: Vec<Change>,
+    /// Which changed regular files are one file (hard links), where the tree that is
+    /// packed cannot say: overlayfs gives a copied-up file its lower inode number and a
+    /// link made to it afterwards the upper one. Path → the (device, inode) the
+    /// snapshotter saw; a path not listed is known by the packed tree's own stat.
+    pub link_ids: std::collections::BTreeMap<PathBuf, (u64, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,8 +55,9 @@ pub enum ChangeKind {
     Added,
     Modified,
     Deleted,
-    /// A directory that is a different directory now (its inode changed: removed and
-    /// created again). Packed as opaque, since nothing of the old one shows through.
+    /// A directory whose old contents are all hidden: packed with an opaque marker. The
+    /// snapshotters never produce it (see `diff`); a directory made again is Modified,
+    /// with its old entries Deleted, whether or not its inode changed.
     Replaced,
 }
 
@@ -65,22 +71,22 @@ impl ChangeSet {
 /// writes, chmod, chown, xattr changes and renames, so file contents are never read. (umoci
 /// keeps the same kind of list as a constant: `oci/layer/generate.go`'s inode comparison.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct EntryState {
+pub(super) struct EntryState {
     /// File-type bits of st_mode.
-    file_type: u32,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    dev: u64,
-    inode: u64,
-    nlink: u64,
+    pub(super) file_type: u32,
+    pub(super) mode: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) size: u64,
+    pub(super) mtime: (i64, i64),
+    pub(super) ctime: (i64, i64),
+    pub(super) dev: u64,
+    pub(super) inode: u64,
+    pub(super) nlink: u64,
 }
 
 impl EntryState {
-    fn of(meta: &fs::Metadata) -> Self {
+    pub(super) fn of(meta: &fs::Metadata) -> Self {
         EntryState {
             file_type: meta.mode() & libc::S_IFMT,
             mode: meta.mode() & 0o7777,
@@ -95,13 +101,13 @@ impl EntryState {
         }
     }
 
-    fn is_dir(&self) -> bool {
+    pub(super) fn is_dir(&self) -> bool {
         self.file_type == libc::S_IFDIR
     }
 
     /// Equal but for what creating and removing an entry leaves on a directory whose
     /// times were put back (see [`Snapshotter::forgive_ctime`]).
-    fn same_but_ctime(&self, other: &EntryState) -> bool {
+    pub(super) fn same_but_ctime(&self, other: &EntryState) -> bool {
         EntryState {
             ctime: other.ctime,
             size: other.size,
@@ -110,7 +116,7 @@ impl EntryState {
     }
 
     /// The later of mtime and ctime, as nanoseconds since the epoch.
-    fn last_change_ns(&self) -> i128 {
+    pub(super) fn last_change_ns(&self) -> i128 {
         let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
         ns(self.mtime).max(ns(self.ctime))
     }
@@ -122,7 +128,7 @@ impl EntryState {
 /// Like git's "racily clean" index entries: `begin` makes sure the newest timestamp in the
 /// baseline is at least this old before the step starts, so any change the step makes
 /// gets a later timestamp. It costs nothing unless the tree changed in the last 20 ms.
-const TIMESTAMP_GRANULARITY: Duration = Duration::from_millis(20);
+pub(super) const TIMESTAMP_GRANULARITY: Duration = Duration::from_millis(20);
 
 /// One look at the tree.
 struct Walk {
@@ -205,7 +211,7 @@ impl Snapshotter for WalkSnapshotter {
     }
 }
 
-fn now_ns() -> i128 {
+pub(super) fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -252,9 +258,11 @@ fn diff(
     forgiven: &BTreeSet<PathBuf>,
 ) -> ChangeSet {
     let mut changes = Vec::new();
-    // Below a replaced directory everything is new content: all of it is emitted, and no
-    // deletion needs saying (the opaque marker hides the old directory entirely).
-    let mut replaced: Option<PathBuf> = None;
+    // A directory removed and made again is not told apart from one whose entries were
+    // removed: its inode may or may not be new (file systems reuse freed inodes), so
+    // opaque markers would depend on the allocator. It is Modified, with its old entries
+    // Deleted and its new ones compared, the same on every path (the overlay
+    // snapshotter reads an opaque folder the same way).
     // Below a deleted or retyped directory, deletions are implied by the top-most one.
     let mut gone: Option<PathBuf> = None;
     let under = |prefix: &Option<PathBuf>, path: &Path| {
@@ -271,7 +279,7 @@ fn diff(
             std::cmp::Ordering::Less => {
                 let (path, state) = &old[i];
                 i += 1;
-                if under(&replaced, path) || under(&gone, path) {
+                if under(&gone, path) {
                     continue;
                 }
                 if state.is_dir() {
@@ -289,15 +297,7 @@ fn diff(
                 let after = &new[j].1;
                 i += 1;
                 j += 1;
-                if under(&replaced, path) {
-                    changes.push(change(path, ChangeKind::Modified));
-                } else if before.is_dir()
-                    && after.is_dir()
-                    && (before.inode, before.dev) != (after.inode, after.dev)
-                {
-                    replaced = Some(path.clone());
-                    changes.push(change(path, ChangeKind::Replaced));
-                } else if before != after
+                if before != after
                     && !(before.is_dir() && before.same_but_ctime(after) && forgiven.contains(path))
                 {
                     if before.is_dir() && !after.is_dir() {
@@ -308,7 +308,10 @@ fn diff(
             }
         }
     }
-    ChangeSet { changes }
+    ChangeSet {
+        changes,
+        ..ChangeSet::default()
+    }
 }
 
 fn change(path: &Path, kind: ChangeKind) -> Change {

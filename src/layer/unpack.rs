@@ -415,6 +415,17 @@ impl<'r> LayerApplier<'r> {
             EntryType::Fifo => self.root.mknod(&rel, SpecialFile::Fifo, &meta)?,
             EntryType::Char | EntryType::Block => {
                 let node = device(&entry.header, kind)?;
+                // A 0/0 character device is what overlayfs takes for a whiteout: made in
+                // a layer snapshot (build/snapshots.rs) it would delete what the layers
+                // below have of that name. It is no device anyone can use, so it is
+                // skipped the same way on every path.
+                if node == (SpecialFile::CharDevice { major: 0, minor: 0 }) {
+                    self.warnings.push(format!(
+                        "{}: device node 0/0 skipped: overlayfs reads it as a whiteout",
+                        rel.display()
+                    ));
+                    return Ok(());
+                }
                 match self.root.mknod(&rel, node, &meta) {
                     Ok(warnings) => warnings,
                     // Devices need CAP_MKNOD in the initial user namespace: rootless and

@@ -93,7 +93,13 @@ pub fn apply(
             _ => kept.push(change),
         }
     }
-    Ok((ChangeSet { changes: kept }, applied))
+    Ok((
+        ChangeSet {
+            changes: kept,
+            link_ids: changes.link_ids,
+        },
+        applied,
+    ))
 }
 
 fn edit(

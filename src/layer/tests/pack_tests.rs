@@ -16,7 +16,10 @@ fn everything_added(root: &Path) -> ChangeSet {
             kind: ChangeKind::Added,
         })
         .collect();
-    ChangeSet { changes }
+    ChangeSet {
+        changes,
+        ..ChangeSet::default()
+    }
 }
 
 fn changes(list: &[(&str, ChangeKind)]) -> ChangeSet {
@@ -28,6 +31,7 @@ fn changes(list: &[(&str, ChangeKind)]) -> ChangeSet {
                 kind: *k,
             })
             .collect(),
+        ..ChangeSet::default()
     }
 }
 
@@ -227,7 +231,7 @@ fn entries_are_depth_first_by_name_bytes_with_ancestors_first() {
 }
 
 #[test]
-fn deletions_become_top_most_whiteouts_and_replaced_directories_opaque() {
+fn deletions_become_top_most_whiteouts_and_a_directory_made_again_names_what_it_lost() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     for file in [
@@ -259,8 +263,8 @@ fn deletions_become_top_most_whiteouts_and_replaced_directories_opaque() {
             ".wh.del-file",
             ".wh.deldir",
             "rep/",
-            "rep/.wh..wh..opq",
             "rep/-first",
+            "rep/.wh.old",
             "rep/kept-name",
             "sub/",
             "sub/.wh.gone",

@@ -72,8 +72,10 @@ fn detects_additions_modifications_deletions_and_replaced_directories() {
             ("new-file", Added),
             ("newdir", Added),
             ("newdir/inner", Added),
-            ("rep", Replaced),
-            ("rep/x", Modified), // everything in a replaced directory is emitted
+            // Made again (its inode may be new or reused): its old entries are deleted.
+            ("rep", Modified),
+            ("rep/x", Modified),
+            ("rep/y", Deleted),
             ("retype", Modified),
             ("touch-me", Modified),
         ])

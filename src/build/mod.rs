@@ -22,6 +22,7 @@ pub mod run_image;
 mod sandboxing;
 mod schedule;
 pub mod secrets;
+pub(crate) mod snapshots;
 mod tree_paths;
 pub use sandboxing::step_network;
 pub mod timefmt;
@@ -238,6 +239,8 @@ pub(crate) struct Session {
     pub emulators: Vec<emulation::Emulator>,
     /// (QEMU name, sha256 of the emulator binary).
     pub emulator_digests: Vec<(String, Digest)>,
+    /// How its rootfs are made (overlay snapshots or the walk).
+    pub backend: snapshots::Backend,
     pub cache: Cache,
 }
 
@@ -288,8 +291,10 @@ impl Session {
                 what: "reading the QEMU emulators".into(),
                 source,
             })?;
+        let backend = snapshots::Backend::choose(&cache, workspace.path())?;
         Ok(Session {
             workspace,
+            backend,
             activation,
             emulators,
             emulator_digests,
@@ -360,6 +365,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     let steps_cached = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
     let unpack_limit = rootfs::unpack_limit(req.max_unpack_size, &req.cache_dir);
+    req.progress.info("build", &session.backend.describe());
     let jobs = req.jobs.max(1);
 
     // The graph first: every base resolved and every stage expanded before any step runs.
@@ -434,6 +440,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 LazyRootfs::new(
                     workspace.path().join(format!("image-{i}/rootfs")),
                     unpack_limit,
+                    &session.backend,
                 ),
             ))
         })
@@ -524,6 +531,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 steps_run: &steps_run,
                 steps_cached: &steps_cached,
                 unpack_limit,
+                backend: &session.backend,
                 compression: req.compression,
                 gzip_threads: req.gzip_threads,
             };

@@ -69,6 +69,8 @@ pub(crate) struct Context<'a> {
     pub steps_cached: &'a AtomicUsize,
     /// Apparent bytes unpacking may write into this platform's rootfs.
     pub unpack_limit: u64,
+    /// How its rootfs is made (overlay snapshots or the walk).
+    pub backend: &'a super::snapshots::Backend,
     /// How the layers of this stage's steps are compressed; in every step key.
     pub compression: crate::layer::LayerCompression,
     /// Threads gzip uses (0: one per CPU); not in the key, the bytes do not depend on it.
@@ -121,7 +123,7 @@ impl Context<'_> {
         let what = if u.first { what } else { "cached layers" };
         self.progress.info(
             &self.name(),
-            &progress_lines::unpacked(what, u.layers, u.bytes, took),
+            &progress_lines::unpacked(what, u.layers, u.bytes, u.from_store, took),
         );
     }
 
@@ -188,7 +190,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         state.push_empty(format!("WORKDIR {w}"), ctx.epoch);
     }
 
-    let mut rootfs = LazyRootfs::new(ctx.dir.join("rootfs"), ctx.unpack_limit);
+    let mut rootfs = LazyRootfs::new(ctx.dir.join("rootfs"), ctx.unpack_limit, ctx.backend);
     let base_layers = state.layers.len();
     let mut cached_here = 0;
     let mut inputs: Vec<InputFile> = Vec::new();

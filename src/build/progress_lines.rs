@@ -26,9 +26,28 @@ pub fn grouped(n: u64) -> String {
 
 /// `base: unpacked 3 layers, 4.2 MiB in 0.31 s`. `what` names the tree: `base` for a
 /// stage's own rootfs, else the stage or image a step reads (`image oci:…`).
-pub fn unpacked(what: &str, layers: usize, bytes: u64, took: Duration) -> String {
+/// With the overlay backend, `from_store` more layers were unpacked already (by any
+/// earlier build) and only mounted.
+pub fn unpacked(
+    what: &str,
+    layers: usize,
+    bytes: u64,
+    from_store: usize,
+    took: Duration,
+) -> String {
+    let reused = match from_store {
+        0 => String::new(),
+        n => format!(
+            "{}{} from the snapshot store",
+            if layers == 0 { "" } else { "; " },
+            plural(n, "layer", "layers")
+        ),
+    };
+    if layers == 0 && from_store > 0 {
+        return format!("{what}: {reused}, mounted in {}", elapsed(took));
+    }
     format!(
-        "{what}: unpacked {}, {} in {}",
+        "{what}: unpacked {}, {} in {}{reused}",
         plural(layers, "layer", "layers"),
         rounded_size(bytes),
         elapsed(took)
@@ -175,12 +194,20 @@ mod tests {
     #[test]
     fn unpacking_and_reuse_lines() {
         assert_eq!(
-            unpacked("base", 3, 4_404_019, ms(312)),
+            unpacked("base", 3, 4_404_019, 0, ms(312)),
             "base: unpacked 3 layers, 4.2 MiB in 0.31 s"
         );
         assert_eq!(
-            unpacked("image oci:bases/x", 1, 512, ms(6)),
+            unpacked("image oci:bases/x", 1, 512, 0, ms(6)),
             "image oci:bases/x: unpacked 1 layer, 512 bytes in 0.01 s"
+        );
+        assert_eq!(
+            unpacked("cached layers", 1, 2048, 2, ms(40)),
+            "cached layers: unpacked 1 layer, 2 KiB in 0.04 s; 2 layers from the snapshot store"
+        );
+        assert_eq!(
+            unpacked("base", 0, 0, 1, ms(3)),
+            "base: 1 layer from the snapshot store, mounted in 0.00 s"
         );
         assert_eq!(
             base_resolved("rootfs:bases/busybox-arm64.tar.gz", 1, 1_048_576, ms(52)),

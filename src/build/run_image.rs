@@ -94,7 +94,11 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         req.progress.warn(&name, w);
     }
     let layers: Vec<Layer> = base.layers.clone();
-    let mut rootfs = LazyRootfs::new(workspace.path().join("rootfs"), unpack_limit);
+    let mut rootfs = LazyRootfs::new(
+        workspace.path().join("rootfs"),
+        unpack_limit,
+        &session.backend,
+    );
     rootfs.materialize(
         &layers,
         cache.store(),

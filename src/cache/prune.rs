@@ -92,6 +92,8 @@ pub struct PruneReport {
     /// Cache mounts (cache/mounts.rs) removed, and their apparent bytes.
     pub mounts_removed: usize,
     pub mount_bytes_removed: u64,
+    /// Unpacked layer chains (cache/snapshots.rs) whose blobs are gone.
+    pub snapshots_removed: usize,
 }
 
 /// Keeps the most recently used steps whose blobs fit in `keep_bytes`, and removes the
@@ -192,6 +194,9 @@ pub fn prune(
             let _ = std::fs::remove_file(cache.record_path(RecordKind::DiffId, &key));
         }
     }
+    // Unpacked chains live as long as their blobs do.
+    report.snapshots_removed =
+        super::snapshots::prune(cache_dir, &|d: &Digest| cache.store().path(d).is_file())?.removed;
     report.bytes_kept = blob_bytes(cache_dir);
     if !keep_mounts {
         let left = keep_bytes.saturating_sub(report.bytes_kept);

@@ -2,7 +2,8 @@
 //! (src/trust.rs trusts a stat; bits rotting on a disk leave the stat alone). A damaged
 //! blob is removed, so the steps and bases that used it are built or imported again;
 //! every intact blob gets a fresh record, and host files (emulators, rootfs tarballs)
-//! are hashed again on their next use.
+//! are hashed again on their next use. The unpacked layer snapshots are dropped, to be
+//! made again from the checked blobs.
 
 use super::{BLOB_TRUST_DIR, Cache, CacheError, FILE_TRUST_DIR, io};
 use crate::digest::Digest;
@@ -15,6 +16,9 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Blobs that did not hold their digest (or were not regular files), now removed.
     pub removed: Vec<Digest>,
+    /// Unpacked layer snapshots dropped: their files have no digest to check against,
+    /// so they are made again from the (now checked) blobs when a build needs them.
+    pub snapshots_dropped: usize,
 }
 
 /// Re-hashes every blob. Waits for running builds (exclusive lock): a build may be
@@ -49,6 +53,7 @@ pub fn verify_all(cache_dir: &Path) -> Result<VerifyReport, CacheError> {
             report.removed.push(digest);
         }
     }
+    report.snapshots_dropped = super::snapshots::prune(cache_dir, &|_| false)?.removed;
     Ok(report)
 }
 
@@ -88,6 +93,7 @@ mod tests {
                 blobs: 2,
                 bytes: good_size,
                 removed: vec![bad.clone()],
+                snapshots_dropped: 0,
             }
         );
         let cache = Cache::open(dir.path()).unwrap();

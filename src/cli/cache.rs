@@ -109,6 +109,12 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
                 "removed {} steps and {} blobs ({} bytes); {} bytes kept",
                 report.steps_removed, report.blobs_removed, report.bytes_removed, report.bytes_kept
             );
+            if report.snapshots_removed > 0 {
+                println!(
+                    "removed {} unpacked layer snapshots",
+                    report.snapshots_removed
+                );
+            }
             if report.mounts_removed > 0 {
                 println!(
                     "removed {} cache mounts ({} bytes)",
@@ -118,6 +124,10 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
             Ok(0)
         }
         CacheCommand::Verify => {
+            // The layer snapshots it drops hold files of subordinate ids.
+            if let Some(code) = reexec_in_namespace()? {
+                return Ok(code);
+            }
             let report = crate::cache::verify::verify_all(&dir)?;
             for digest in &report.removed {
                 println!("removed damaged blob {digest}");
@@ -128,6 +138,12 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
                 report.bytes,
                 report.removed.len()
             );
+            if report.snapshots_dropped > 0 {
+                println!(
+                    "dropped {} unpacked layer snapshots (made again from the blobs when needed)",
+                    report.snapshots_dropped
+                );
+            }
             Ok(u8::from(!report.removed.is_empty()))
         }
     }

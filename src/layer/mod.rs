@@ -7,6 +7,7 @@
 //! - [`compress`]: detect gzip/zstd/xz; deterministic gzip (block-parallel, `pgzip`),
 //!   zstd or plain tar for the layers xbake writes (`--compression`).
 //! - [`snapshot`]: the `Snapshotter` seam and the portable walk-based implementation.
+//! - [`overlay_snapshot`]: the one that reads an overlay mount's upper folder.
 //! - [`tar_reader`]: the one tar reader (bounded extension headers, PAX by length, sparse
 //!   maps, refusals where readers disagree).
 //! - [`pack`]: a `ChangeSet` → tar → compressed, hashed in one pass.
@@ -14,6 +15,7 @@
 pub mod compress;
 pub mod error;
 mod metadata;
+pub mod overlay_snapshot;
 pub mod pack;
 mod pgzip;
 pub(crate) mod rel_path;

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod mounts;
 mod net;
 pub mod network;
+pub mod overlay;
 mod persona;
 pub mod placeholders;
 pub mod plan;

@@ -117,9 +117,17 @@ pub fn link_fixture(from: &Path, to: &Path) {
     }
 }
 
-/// World-readable (and, for folders, writable) so the test user can use it.
+/// World-readable (and, for folders, writable) so the test user can use it. The caches
+/// xbake keeps in a recipe folder (`.cache-me`, `.cache-user`) are its own and left as
+/// they are: their layer snapshots are image trees whose modes are the image's.
 pub fn open_up(path: &Path) {
-    for entry in walkdir::WalkDir::new(path) {
+    let xbakes_own = |e: &walkdir::DirEntry| {
+        e.depth() > 0 && e.file_name().to_string_lossy().starts_with(".cache-")
+    };
+    for entry in walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_entry(|e| !xbakes_own(e))
+    {
         let entry = entry.unwrap();
         if entry.path_is_symlink() {
             continue;

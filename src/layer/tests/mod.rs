@@ -311,3 +311,4 @@ pub(super) struct TarListing {
 pub(super) fn paths(listing: &[TarListing]) -> Vec<&str> {
     listing.iter().map(|e| e.path.as_str()).collect()
 }
+mod overlay_snapshot_tests;

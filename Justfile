@@ -13,7 +13,8 @@ default:
 fixtures:
     scripts/fixtures.sh {{fixtures}}
 
-# `fixtures`, plus the Go toolchains for arm64 and ppc64le that only `just bench` uses.
+# `fixtures`, plus what only `just bench` uses: the Go toolchains for arm64 and ppc64le
+# and the Debian bases for arm/v7 and ppc64le.
 bench-fixtures:
     scripts/fixtures.sh {{fixtures}} --bench
 
@@ -68,11 +69,14 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # Timings: xbake cold/cached/verify on 3 emulated platforms, beside buildah, umoci and
-# skopeo, and a Go program compiled emulated vs cross-compiled (installs hyperfine and
-# buildah if missing; root).
+# skopeo, a Go program compiled emulated vs cross-compiled, and issue 11's Debian apt
+# workload on 3 emulated platforms against buildah (installs hyperfine, buildah and time
+# if missing; root). XBAKE_BENCH_ONLY=busybox|go|debian runs one section,
+# XBAKE_BENCH_RUNS=N sets the run count of every row (Debian rows: 3 by default).
 bench: bench-fixtures
     #!/usr/bin/env bash
     set -euo pipefail
     missing=(); for p in hyperfine buildah; do command -v $p >/dev/null || missing+=($p); done
+    [ -x /usr/bin/time ] || missing+=(time)
     if ((${#missing[@]})); then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; fi
     scripts/bench.sh {{fixtures}}

@@ -2,28 +2,73 @@
 # `just bench`: xbake's build, cached rebuild and verify times for a 3-platform recipe,
 # and xbake beside its peers (buildah, umoci, skopeo from Debian) on the same machine in
 # the same run, reported as ratios: absolute times on shared machines mean little.
+# Sections: busybox (the 3-platform busybox recipe and the native rows), go (the Go
+# program emulated vs cross-compiled), debian (issue 11's apt workload on 3 emulated
+# platforms, xbake vs buildah). XBAKE_BENCH_ONLY=busybox|go|debian runs one of them
+# (default: all); XBAKE_BENCH_RUNS=N sets every row's run count (default: 3 for the
+# Debian rows, the figure each row names for the others).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fixtures=${1:?usage: bench.sh FIXTURES_DIR}
-for tool in hyperfine buildah umoci skopeo; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing: apt-get install $tool" >&2; exit 1; }
+only=${XBAKE_BENCH_ONLY:-}
+case $only in ""|busybox|go|debian) ;; *) echo "bench: XBAKE_BENCH_ONLY is busybox, go or debian (or unset: all)" >&2; exit 2 ;; esac
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+deb_runs=${XBAKE_BENCH_RUNS:-3}
+case $deb_runs in ""|0|*[!0-9]*) echo "bench: XBAKE_BENCH_RUNS is a number of runs (>= 1)" >&2; exit 2 ;; esac
+tools=()
+if want busybox; then tools+=(hyperfine buildah umoci skopeo); fi
+if want go; then tools+=(hyperfine); fi
+if want debian; then tools+=(buildah /usr/bin/time qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
+for tool in "${tools[@]}"; do
+  case $tool in /usr/bin/time) pkg=time ;; qemu-*) pkg=qemu-user-static ;; *) pkg=$tool ;; esac
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing: apt-get install $pkg" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (buildah's storage and umoci need it here)" >&2; exit 1; }
 
 cargo build --release --quiet
 repo=$PWD
 X=$repo/target/release/xbake
-work=$(mktemp -d /var/tmp/xbake-bench.XXXXXX)
-# buildah's overlay storage may hold mounts for a moment: let it clean up, and retry
-# once, before the folder goes; the script's own exit status is kept.
+# A lowercase name: buildah takes no upper case in an `oci:` path (mktemp's XXXXXX
+# would give some). mkdir fails on a name that exists, so the folder is ours alone.
+work=/var/tmp/xbake-bench.$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+mkdir -m 0700 "$work"
+# binfmt_misc entries the Debian section registered (host-wide, for buildah's runs
+# only), and whether it mounted binfmt_misc: the cleanup undoes exactly that.
+binfmt=/proc/sys/fs/binfmt_misc
+binfmt_ours=()
+binfmt_mounted=
+binfmt_off() {
+  local entry
+  for entry in "${binfmt_ours[@]}"; do
+    [ ! -e "$binfmt/$entry" ] || echo -1 > "$binfmt/$entry" || echo "bench: could not remove binfmt entry $entry" >&2
+  done
+  binfmt_ours=()
+}
+# buildah's overlay storage may hold mounts for a moment: let it clean up, unmount what
+# an interrupted build left under the folder, and retry once, before the folder goes;
+# the script's own exit status is kept.
 cleanup() {
   local status=$?
+  binfmt_off
+  if [ -n "$binfmt_mounted" ]; then umount "$binfmt" || echo "bench: could not unmount $binfmt" >&2; fi
   ${B:-true} rmi -a -f >/dev/null 2>&1 || true
+  if [ -n "${BD:-}" ]; then $BD rm -a >/dev/null 2>&1 || true; $BD rmi -a -f >/dev/null 2>&1 || true; fi
+  awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
   rm -rf "$work" 2>/dev/null || { sleep 2; rm -rf "$work" || echo "bench: could not remove $work" >&2; }
   exit "$status"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+run() { # name, runs (XBAKE_BENCH_RUNS, if set, instead), prepare, command
+  hyperfine --style none --runs "${XBAKE_BENCH_RUNS:-$2}" --prepare "$3" --export-csv "$work/$1.csv" "$4" >/dev/null 2>&1 \
+    || { echo "bench: '$4' failed" >&2; exit 1; }
+  tail -n1 "$work/$1.csv" | awk -F, '{ print $(NF - 4) }'   # median seconds (the command may hold commas)
+}
+
+if want busybox; then
 mkdir -p "$work/r/bases"
 cp "$fixtures"/busybox-{amd64,arm64,armv7,ppc64le}.tar.gz "$work/r/bases/"
 steps='
@@ -42,12 +87,6 @@ CF
 cd "$work/r"
 # buildah at its best: overlay storage.
 B="buildah --root $work/buildah/root --runroot $work/buildah/run --storage-driver overlay"
-
-run() { # name, runs, prepare, command
-  hyperfine --style none --runs "$2" --prepare "$3" --export-csv "$work/$1.csv" "$4" >/dev/null 2>&1 \
-    || { echo "bench: '$4' failed" >&2; exit 1; }
-  tail -n1 "$work/$1.csv" | awk -F, '{ print $(NF - 4) }'   # median seconds (the command may hold commas)
-}
 
 echo "== xbake, 3 platforms (arm/v7, arm64, ppc64le under QEMU), 3 RUN steps each =="
 cold=$(run cold 5 "rm -rf $work/c $work/out" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
@@ -108,7 +147,9 @@ net() { run "net-$1" 10 "true" "$X build native.yaml --arch amd64 --no-cache --n
 net_private=$(net private)
 net_host=$(net host)
 net_none=$(net none)
+fi   # busybox
 
+if want go; then
 echo "== Go: one program for arm64 and ppc64le, compiled under QEMU vs cross-compiled natively =="
 # The same program (recipes/go-hello) three ways, each from a cold Go build cache:
 # emulated, on each target's own toolchain (golang-ARCH, a stage on the target
@@ -156,12 +197,174 @@ cold_go() { echo "rm -rf $work/gc $work/go-out && cp -a $work/go-bases $work/gc"
 go_emulated=$(run goemu 3 "$(cold_go)" "$X build emulated.yaml --arch arm64,ppc64le --cache-dir $work/gc -o oci:$work/go-out:1 --progress quiet")
 go_stage=$(run gostage 5 "$(cold_go)" "$X build go-hello.yaml --arch arm64,ppc64le --cache-dir $work/gc -o oci:$work/go-out:1 --progress quiet")
 go_step=$(run gostep 5 "$(cold_go)" "$X build one-step.yaml --arch amd64 --cache-dir $work/gc -o oci:$work/go-out:1 --progress quiet")
+fi   # go
+
+if want debian; then
+echo "== Debian (issue 11): apt-get install on arm/v7, arm64, ppc64le under QEMU, xbake vs buildah, $deb_runs run(s) per row =="
+# The workload: two RUN steps on Debian bookworm minbase bases (scripts/fixtures.sh
+# --bench), the first installing iptables and nfs-common with recommends from the
+# Debian archive the bases' apt sources name (so the rows include downloads), the
+# second `dpkg -l iptables`. Each row runs xbake and buildah alternately, run by run
+# (x b x b …), each run timed alone (bash's clock around one command; output to a log),
+# and reports per tool the median and min–max, and the ratio of the medians. Every
+# row's timed command writes the 3-platform OCI layout (into a fresh folder each run):
+# xbake's `-o oci:`, buildah's `manifest push --all … oci:` (which gzips the layers
+# then; buildah's build alone, without that write, is shown beside it).
+for a in armv7 arm64 ppc64le; do
+  [ -s "$fixtures/debian-$a.tar.zst" ] || { echo "bench: no $fixtures/debian-$a.tar.zst; run \`just bench-fixtures\` as root" >&2; exit 1; }
+done
+deb=$work/deb
+mkdir -p "$deb/bases"
+cp "$fixtures"/debian-{armv7,arm64,ppc64le}.tar.zst "$deb/bases/"
+cd "$deb"
+deb_recipe() { # LAST_STEP: the xbake recipe and the Containerfile of the workload
+  printf '%s\n' 'from: rootfs:bases/debian-${TARGETARCH}${TARGETVARIANT}.tar.zst' \
+    'platforms: [arm/v7, arm64, ppc64le]' 'steps:' \
+    "  - run: 'apt-get update && apt-get install -y iptables nfs-common'" "  - run: '$1'"
+}
+# buildah gets the same bases, imported (untimed except in the cold row) as one image
+# per platform: `buildah from scratch` with that platform, `buildah add` of the very
+# tarball xbake reads (buildah unpacks it, owners and modes kept), `buildah commit`.
+# That is what xbake's `from: rootfs:` does on a cold cache (unpack into one base layer),
+# so both start from the same files; the FROM names the local image (--pull=never).
+deb_containerfile() { # LAST_STEP
+  printf '%s\n' 'ARG TARGETARCH' 'ARG TARGETVARIANT' \
+    'FROM localhost/xbake-bench-debian:${TARGETARCH}${TARGETVARIANT}' \
+    'RUN apt-get update && apt-get install -y iptables nfs-common' "RUN $1"
+}
+deb_recipe 'dpkg -l iptables' > deb.yaml
+deb_containerfile 'dpkg -l iptables' > Containerfile
+# "Last step changed": run N builds a last step neither tool's cache has seen, from a
+# cache warm with deb.yaml: `dpkg -l nfs-common`, and from run 2 on the same with a
+# shell comment naming the run (quoted in the YAML, so the shell gets it). Both tools'
+# caches key a step by its text, so rebuilding one fixed variant would be fully cached
+# from run 2; restoring a copy of the cache instead would also make xbake re-hash every
+# blob, whose trust records hold the inode.
+for i in $(seq 1 "$deb_runs"); do
+  step='dpkg -l nfs-common'; if [ "$i" -gt 1 ]; then step="$step  # rebuild $i"; fi
+  deb_recipe "$step" > "changed-$i.yaml"
+  deb_containerfile "$step" > "Containerfile.changed-$i"
+done
+
+# buildah at its best, as above: overlay storage, chroot isolation (no OCI runtime
+# start; its RUN steps share the host's network, where xbake's go through its private
+# network helper, slirp4netns), --layers for its step cache. xbake builds one stage per
+# platform at a time up to the CPUs by default (-j); buildah's --jobs (default 1, which
+# also builds the platforms of a --platform list one after the other) gets the same limit.
+BD="buildah --root $deb/buildah/root --runroot $deb/buildah/run --storage-driver overlay"
+BPLAT=linux/arm/v7,linux/arm64,linux/ppc64le
+b_import() { # SUFFIX ARCH [VARIANT]
+  local c
+  c=$($BD from -q --pull=never --arch "$2" ${3:+--variant "$3"} scratch) \
+    && $BD add -q "$c" "bases/debian-$1.tar.zst" / \
+    && $BD commit -q --rm "$c" "localhost/xbake-bench-debian:$1" >/dev/null
+}
+b_import_all() { # the three side by side (xbake's base imports run in its parallel stages)
+  local pids=() p status=0
+  b_import armv7 arm v7 & pids+=($!)
+  b_import arm64 arm64 & pids+=($!)
+  b_import ppc64le ppc64le & pids+=($!)
+  for p in "${pids[@]}"; do wait "$p" || status=1; done
+  return "$status"
+}
+b_build() { # CONTAINERFILE [BUILD_FLAGS...]
+  local file=$1; shift
+  $BD build -q --layers --pull=never --isolation chroot --jobs "$(nproc)" --platform "$BPLAT" --manifest xbake-bench-deb \
+    -f "$file" "$@" . >/dev/null
+}
+b_push() { $BD manifest push -q --all xbake-bench-deb "oci:$deb/bout:1"; }
+b_wipe() { $BD rm -a >/dev/null 2>&1 || true; $BD rmi -a -f >/dev/null 2>&1 || true; rm -rf "$deb/buildah"; }
+
+# buildah runs foreign binaries through the host's binfmt_misc: qemu-user-static's
+# emulators (magic and mask from qemu/binfmt.conf, as xbake uses them) with the F flag,
+# so they work inside its chroot, registered right before each of its runs and removed
+# right after (xbake's runs never see them: it registers its own in its namespace).
+# An entry already there for the same magic, whatever its name, is used and left alone.
+binfmt_on() {
+  if [ ! -e "$binfmt/register" ]; then mount -t binfmt_misc binfmt_misc "$binfmt"; binfmt_mounted=1; fi
+  local qemu name magic mask
+  for qemu in arm aarch64 ppc64le; do
+    read -r name magic mask < <(awk -v n="$qemu" '$1 == n' "$repo/qemu/binfmt.conf")
+    if grep -qsx "magic ${magic//\\x/}" "$binfmt"/*; then continue; fi
+    printf ':xbake-bench-%s:M::%s:%s:/usr/bin/qemu-%s-static:F\n' "$name" "$magic" "$mask" "$name" > "$binfmt/register"
+    binfmt_ours+=("xbake-bench-$name")
+  done
+}
+
+deb_log=$work/deb-run.log
+deb_time() { # ROW TOOL COMMAND...: run COMMAND (stdin /dev/null) once, add its seconds to ROW-TOOL's list
+  local start=$EPOCHREALTIME
+  "${@:3}" < /dev/null > "$deb_log" 2>&1 || { echo "bench: $1 ($2) failed:" >&2; tail -n 30 "$deb_log" >&2; exit 1; }
+  awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }' >> "$work/deb-$1-$2.times"
+}
+# Peak RSS of xbake during the cold build. /usr/bin/time's %M is ru_maxrss of wait4 on
+# the launcher: the larger of the launcher's own peak and that of any one descendant it
+# (or they) reaped (the kernel keeps the maximum, not a sum), so the emulated apt and dpkg
+# processes count too and it is an upper bound. The launcher's own peak (its VmHWM, read
+# from /proc every 0.2 s while it runs; the last reading is kept) is shown beside it.
+x_cold() { # RUN
+  /usr/bin/time -f %M -o "$work/deb-rss-$1" "$X" build deb.yaml --cache-dir "$deb/xc" -o "oci:$deb/xout:1" --progress quiet &
+  local tpid=$! xpid= hwm= key value _
+  while kill -0 "$tpid" 2>/dev/null; do
+    [ -n "$xpid" ] || read -r xpid _ 2>/dev/null < "/proc/$tpid/task/$tpid/children" || true
+    if [ -n "$xpid" ] && [ -r "/proc/$xpid/status" ]; then
+      while read -r key value _; do [ "$key" != VmHWM: ] || hwm=$value; done < "/proc/$xpid/status" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  wait "$tpid" || return 1
+  echo "${hwm:-0}" >> "$work/deb-hwm.list"
+  tail -n1 "$work/deb-rss-$1" >> "$work/deb-rss.list"
+}
+x_build() { "$X" build "$1" --cache-dir "$deb/xc" -o "oci:$deb/xout:1" --progress quiet "${@:2}"; }
+# buildah's layout write is also timed on its own within the run (the run is timed
+# whole), so the report can show buildah without it.
+b_time_push() { local s=$EPOCHREALTIME; b_push || return 1; awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }' > "$work/deb-push.last"; }
+b_cold() { b_import_all && b_build Containerfile && b_time_push; }
+b_build_push() { b_build "$@" && b_time_push; }
+b_run() { # ROW COMMAND...: buildah's run, with binfmt entries for it alone
+  rm -rf "$deb/bout"; $BD manifest rm xbake-bench-deb >/dev/null 2>&1 || true
+  binfmt_on
+  deb_time "$1" buildah "${@:2}"
+  binfmt_off
+  awk -v p="$(cat "$work/deb-push.last")" '{ t = $1 } END { printf "%.3f\n", t - p }' "$work/deb-$1-buildah.times" \
+    >> "$work/deb-$1-nopush.times"
+}
+x_run() { rm -rf "$deb/xout"; deb_time "$@"; }
+
+for i in $(seq 1 "$deb_runs"); do
+  echo "   cold, run $i: xbake"
+  rm -rf "$deb/xc"
+  x_run cold xbake x_cold "$i"
+  echo "   cold, run $i: buildah"
+  b_wipe
+  b_run cold b_cold
+done
+# Both caches are now warm with deb.yaml (the bases imported, both steps cached).
+for i in $(seq 1 "$deb_runs"); do
+  echo "   --no-cache, run $i"
+  x_run nocache xbake x_build deb.yaml --no-cache
+  b_run nocache b_build_push Containerfile --no-cache
+done
+for i in $(seq 1 "$deb_runs"); do
+  echo "   fully cached, run $i"
+  x_run cached xbake x_build deb.yaml
+  b_run cached b_build_push Containerfile
+done
+for i in $(seq 1 "$deb_runs"); do
+  echo "   last step changed, run $i"
+  x_run changed xbake x_build "changed-$i.yaml"
+  b_run changed b_build_push "Containerfile.changed-$i"
+done
+b_wipe
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 ms() { awk -v s="$1" 'BEGIN { printf "%8.0f ms", s * 1000 }'; }
+echo
+echo "results (medians; this machine: $(nproc) cores)"
+if want busybox; then
 cat <<REPORT
-
-results (medians; this machine: $(nproc) cores)
   xbake cold build, 3 emulated platforms      $(ms "$cold")
   xbake fully cached rebuild + output write   $(ms "$cached")   cached/cold = $(ratio "$cached" "$cold")
     the same, its files out of the page cache $(ms "$cached_evicted")   evicted/cached = $(ratio "$cached_evicted" "$cached")
@@ -181,13 +384,42 @@ results (medians; this machine: $(nproc) cores)
                          zstd (level 3)     $(ms "$big_zstd")   zstd/parallel gzip = $(ratio "$big_zstd" "$big_parallel")
   one step, normalised                        $(ms "$norm_on")
             --no-normalize                    $(ms "$norm_off")   on/off = $(ratio "$norm_on" "$norm_off")
-  Go, arm64 + ppc64le, cold: emulated         $(ms "$go_emulated")
-    cross-compiled in a platform: build stage $(ms "$go_stage")   emulated/cross = $(ratio "$go_emulated" "$go_stage")
-    cross-compiled in one native step         $(ms "$go_step")   stage/step = $(ratio "$go_stage" "$go_step")
 REPORT
 if [ -n "${XBAKE_BENCH_BASELINE:-}" ]; then
   cat <<REPORT
   baseline xbake, 3 emulated platforms, cold  $(ms "$base_cold")   this/baseline = $(ratio "$cold" "$base_cold")
                   fully cached rebuild        $(ms "$base_cached")   this/baseline = $(ratio "$cached" "$base_cached")
 REPORT
+fi
+fi
+if want go; then
+cat <<REPORT
+  Go, arm64 + ppc64le, cold: emulated         $(ms "$go_emulated")
+    cross-compiled in a platform: build stage $(ms "$go_stage")   emulated/cross = $(ratio "$go_emulated" "$go_stage")
+    cross-compiled in one native step         $(ms "$go_step")   stage/step = $(ratio "$go_stage" "$go_step")
+REPORT
+fi
+if want debian; then
+# median, min and max (seconds) of one list of run times
+stats() { sort -n "$1" | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
+range() { awk -v a="$1" -v b="$2" 'BEGIN { printf "[%.0f–%.0f ms]", a * 1000, b * 1000 }'; }
+deb_row() { # ROW TITLE (two lines: xbake, then buildah with the ratio and buildah without its layout write)
+  local xm xl xh bm bl bh nm nl nh
+  read -r xm xl xh < <(stats "$work/deb-$1-xbake.times")
+  read -r bm bl bh < <(stats "$work/deb-$1-buildah.times")
+  read -r nm nl nh < <(stats "$work/deb-$1-nopush.times")
+  printf '  %-42s  xbake  %s %s\n' "$2" "$(ms "$xm")" "$(range "$xl" "$xh")"
+  printf '  %-42s buildah %s %s   xbake/buildah = %s   (buildah without the layout write %s %s)\n' \
+    "" "$(ms "$bm")" "$(range "$bl" "$bh")" "$(ratio "$xm" "$bm")" "$(ms "$nm" | tr -s ' ')" "$(range "$nl" "$nh")"
+}
+read -r rm_ rl rh < <(stats "$work/deb-rss.list")
+read -r hm hl hh < <(stats "$work/deb-hwm.list")
+echo "  Debian apt (iptables, nfs-common), arm/v7 + arm64 + ppc64le under QEMU, + OCI layout write;"
+echo "  medians of $deb_runs run(s) [min–max]; buildah on overlay storage, chroot isolation:"
+deb_row cold "cold (empty caches; buildah imports the bases)"
+deb_row nocache "--no-cache (bases imported)"
+deb_row cached "fully cached rebuild"
+deb_row changed "last step changed (cache warm)"
+printf '  %-42s  %8.0f KiB [%.0f–%.0f]   the launcher alone (VmHWM) %.0f KiB [%.0f–%.0f]\n' \
+  "xbake peak RSS, cold (time %M, max of tree)" "$rm_" "$rl" "$rh" "$hm" "$hl" "$hh"
 fi

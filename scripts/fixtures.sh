@@ -12,6 +12,9 @@
 # With --bench, also the toolchain for two foreign CPUs, which only `just bench` uses
 # (it compiles the same program emulated, to compare with the cross-compile):
 #   OUT/golang-arm64.tar.zst, OUT/golang-ppc64le.tar.zst
+# and the minbase bases of the bench's 3-platform Debian (apt) workload, beside the
+# arm64 one above, named like the busybox bases (TARGETARCH + TARGETVARIANT):
+#   OUT/debian-armv7.tar.zst (Debian armhf), OUT/debian-ppc64le.tar.zst (ppc64el)
 set -euo pipefail
 
 out=${1:?usage: fixtures.sh OUT_DIR [--bench]}
@@ -147,6 +150,8 @@ golang=(golang-go --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt="path-exclude=/usr/share/go-*/src/*/testdata/*" --dpkgopt="path-exclude=/usr/share/go-*/api/*")
 debian golang amd64 amd64 "" "${golang[@]}"
 if [ "$bench" = --bench ]; then
+  debian debian armhf armv7 arm ""
+  debian debian ppc64el ppc64le ppc64le ""
   debian golang arm64 arm64 aarch64 "${golang[@]}"
   debian golang ppc64el ppc64le ppc64le "${golang[@]}"
 fi

@@ -272,23 +272,6 @@ fn apply_layers(
     Ok(())
 }
 
-/// The chain ids of each prefix of `layers`.
-fn chain_ids(layers: &[Layer]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(layers.len());
-    for layer in layers {
-        let id = match out.last() {
-            None => layer.diff_id.clone(),
-            Some(parent) => Digest::of(format!("{parent} {}", layer.diff_id).as_bytes()),
-        };
-        out.push(id);
-    }
-    debug_assert_eq!(
-        out.last().cloned(),
-        crate::cache::key::chain_id(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
-    );
-    out
-}
-
 impl OverlayTree {
     /// Mounts the overlay of `layers` on `target` unless it is mounted already, making
     /// the snapshots the store lacks; says what that took.
@@ -302,7 +285,8 @@ impl OverlayTree {
         name: &str,
         first: bool,
     ) -> Result<Option<Unpacked>, BuildError> {
-        let chains = chain_ids(layers);
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = crate::cache::key::chain_ids(&diff_ids);
         let wanted = chains.last().cloned();
         if self.mounted.as_ref() == Some(&wanted) {
             return Ok(None);

@@ -15,14 +15,21 @@ const KEY_VERSION: u32 = 2;
 /// The OCI chain id of a layer stack (image-spec config.md, "Layer ChainID"):
 /// chain(L0) = diff_id(L0); chain(Ln) = sha256(chain(Ln-1) + " " + diff_id(Ln)).
 pub fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {
-    let mut chain: Option<Digest> = None;
+    chain_ids(diff_ids).pop()
+}
+
+/// The chain id of every prefix of the stack, bottom first (what layer snapshots are
+/// keyed by, cache/snapshots.rs).
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut chains: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
-        chain = Some(match chain {
+        let next = match chains.last() {
             None => d.clone(),
             Some(parent) => Digest::of(format!("{parent} {d}").as_bytes()),
-        });
+        };
+        chains.push(next);
     }
-    chain
+    chains
 }
 
 #[derive(Serialize)]

@@ -15,7 +15,7 @@
 
 use super::error::LayerError;
 use super::snapshot::{
-    Change, ChangeKind, ChangeSet, EntryState, Snapshotter, TIMESTAMP_GRANULARITY, now_ns,
+    Change, ChangeKind, ChangeSet, EntryState, Snapshotter, TIMESTAMP_GRANULARITY, wait_until,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -23,7 +23,6 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// overlayfs's own extended attributes (`userxattr` puts them under `user.`); never part
 /// of what a step changed, and hidden from the merged tree anyway.
@@ -299,10 +298,7 @@ impl Snapshotter for OverlaySnapshotter {
                 .map(|(_, e)| e.state.last_change_ns())
                 .max()
                 .unwrap_or(0);
-            let wait_ns = newest + TIMESTAMP_GRANULARITY.as_nanos() as i128 - now_ns();
-            if wait_ns > 0 {
-                std::thread::sleep(Duration::from_nanos(wait_ns as u64).min(TIMESTAMP_GRANULARITY));
-            }
+            wait_until(newest + TIMESTAMP_GRANULARITY.as_nanos() as i128);
             self.begun = Some(entries.into_iter().collect());
         }
         Ok(())
@@ -379,21 +375,30 @@ impl Snapshotter for OverlaySnapshotter {
         changes.sort_by(|a, b| a.path.cmp(&b.path));
         // A deleted folder, or one that is something else now, implies its subtree.
         let mut gone: Option<PathBuf> = None;
+        let now_dirs: BTreeSet<&Path> = now
+            .iter()
+            .filter(|(_, e)| e.state.is_dir())
+            .map(|(p, _)| p.as_path())
+            .collect();
         let mut kept = Vec::with_capacity(changes.len());
         for change in changes {
             if under(&gone, &change.path) && change.kind == ChangeKind::Deleted {
                 continue;
             }
-            let was_dir = begun
-                .get(&change.path)
-                .map(|e| e.state.is_dir() && !e.whiteout)
-                .unwrap_or_else(|| {
-                    fs::symlink_metadata(self.lower.join(&change.path)).is_ok_and(|m| m.is_dir())
-                });
-            let is_dir_now =
-                fs::symlink_metadata(self.upper.join(&change.path)).is_ok_and(|m| m.is_dir());
-            if was_dir && (change.kind == ChangeKind::Deleted || !is_dir_now) {
-                gone = Some(change.path.clone());
+            // Only an entry that is no folder now can end a folder's subtree; the
+            // upper folder's listing says which are folders, with no second stat.
+            let is_dir_now = now_dirs.contains(change.path.as_path());
+            if change.kind == ChangeKind::Deleted || !is_dir_now {
+                let was_dir = begun
+                    .get(&change.path)
+                    .map(|e| e.state.is_dir() && !e.whiteout)
+                    .unwrap_or_else(|| {
+                        fs::symlink_metadata(self.lower.join(&change.path))
+                            .is_ok_and(|m| m.is_dir())
+                    });
+                if was_dir {
+                    gone = Some(change.path.clone());
+                }
             }
             kept.push(change);
         }

@@ -177,12 +177,7 @@ impl Snapshotter for WalkSnapshotter {
             self.baseline = Some(self.walk()?);
         }
         if let Some(baseline) = &self.baseline {
-            let wait_ns = baseline.settled_at_ns - now_ns();
-            if wait_ns > 0 {
-                // Capped: a file dated in the future must not stall the build.
-                let wait = Duration::from_nanos(wait_ns as u64).min(TIMESTAMP_GRANULARITY);
-                std::thread::sleep(wait);
-            }
+            wait_until(baseline.settled_at_ns);
         }
         Ok(())
     }
@@ -211,7 +206,16 @@ impl Snapshotter for WalkSnapshotter {
     }
 }
 
-pub(super) fn now_ns() -> i128 {
+/// Sleeps until the wall clock passes `settled_at_ns` (ns since the epoch), for at most
+/// [`TIMESTAMP_GRANULARITY`]: a file dated in the future must not stall the build.
+pub(super) fn wait_until(settled_at_ns: i128) {
+    let wait_ns = settled_at_ns - now_ns();
+    if wait_ns > 0 {
+        std::thread::sleep(Duration::from_nanos(wait_ns as u64).min(TIMESTAMP_GRANULARITY));
+    }
+}
+
+fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)

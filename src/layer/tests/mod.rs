@@ -172,7 +172,11 @@ pub(super) fn mtime_of(path: &Path) -> i64 {
 }
 
 pub(super) fn set_mtime(path: &Path, seconds: i64) {
-    let time = nix::sys::time::TimeSpec::new(seconds, 0);
+    set_mtime_ns(path, (seconds, 0));
+}
+
+pub(super) fn set_mtime_ns(path: &Path, (seconds, nanos): (i64, i64)) {
+    let time = nix::sys::time::TimeSpec::new(seconds, nanos);
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,
         path,

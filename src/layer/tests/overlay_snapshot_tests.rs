@@ -37,24 +37,12 @@ fn copy_up(lower: &Path, upper: &Path, rel: &str) {
     }
     fs::set_permissions(&to, meta.permissions()).unwrap();
     let mtime = filetime_of(&meta);
-    set_mtime(&to, mtime);
+    set_mtime_ns(&to, mtime);
 }
 
 fn filetime_of(meta: &fs::Metadata) -> (i64, i64) {
     use std::os::unix::fs::MetadataExt;
     (meta.mtime(), meta.mtime_nsec())
-}
-
-fn set_mtime(path: &Path, (s, ns): (i64, i64)) {
-    let t = nix::sys::time::TimeSpec::new(s, ns);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &t,
-        &t,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
 }
 
 #[test]
@@ -97,7 +85,7 @@ fn upper_entries_become_the_walks_change_kinds_and_unchanged_copy_ups_drop_out()
     whiteout(&upper.join("never"));
     // overlayfs puts a parent's times back after copying a child up: /var is only a
     // copy-up, while /etc, /opt and /var/lib had entries made or removed in them.
-    set_mtime(
+    set_mtime_ns(
         &upper.join("var"),
         filetime_of(&fs::symlink_metadata(lower.join("var")).unwrap()),
     );

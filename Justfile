@@ -70,13 +70,13 @@ lint:
 
 # Timings: xbake cold/cached/verify on 3 emulated platforms, beside buildah, umoci and
 # skopeo, a Go program compiled emulated vs cross-compiled, and issue 11's Debian apt
-# workload on 3 emulated platforms against buildah (installs hyperfine, buildah and time
-# if missing; root). XBAKE_BENCH_ONLY=busybox|go|debian runs one section,
+# workload on 3 emulated platforms against buildah (installs hyperfine, buildah, umoci,
+# skopeo, jq, pigz and time if missing; root). XBAKE_BENCH_ONLY=busybox|go|debian runs one section,
 # XBAKE_BENCH_RUNS=N sets the run count of every row (Debian rows: 3 by default).
 bench: bench-fixtures
     #!/usr/bin/env bash
     set -euo pipefail
-    missing=(); for p in hyperfine buildah; do command -v $p >/dev/null || missing+=($p); done
+    missing=(); for p in hyperfine buildah umoci skopeo jq pigz; do command -v $p >/dev/null || missing+=($p); done
     [ -x /usr/bin/time ] || missing+=(time)
     if ((${#missing[@]})); then DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; fi
     scripts/bench.sh {{fixtures}}

@@ -17,9 +17,9 @@ want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 deb_runs=${XBAKE_BENCH_RUNS:-3}
 case $deb_runs in ""|0|*[!0-9]*) echo "bench: XBAKE_BENCH_RUNS is a number of runs (>= 1)" >&2; exit 2 ;; esac
 tools=()
-if want busybox; then tools+=(hyperfine buildah umoci skopeo); fi
+if want busybox; then tools+=(hyperfine buildah umoci skopeo qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
 if want go; then tools+=(hyperfine); fi
-if want debian; then tools+=(buildah /usr/bin/time qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
+if want debian; then tools+=(buildah umoci skopeo jq pigz /usr/bin/time qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
 for tool in "${tools[@]}"; do
   case $tool in /usr/bin/time) pkg=time ;; qemu-*) pkg=qemu-user-static ;; *) pkg=$tool ;; esac
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing: apt-get install $pkg" >&2; exit 1; }
@@ -33,7 +33,7 @@ X=$repo/target/release/xbake
 # would give some). mkdir fails on a name that exists, so the folder is ours alone.
 work=/var/tmp/xbake-bench.$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 mkdir -m 0700 "$work"
-# binfmt_misc entries the Debian section registered (host-wide, for buildah's runs
+# binfmt_misc entries registered for buildah's emulated rows (host-wide, for its runs
 # only), and whether it mounted binfmt_misc: the cleanup undoes exactly that.
 binfmt=/proc/sys/fs/binfmt_misc
 binfmt_ours=()
@@ -45,6 +45,22 @@ binfmt_off() {
   done
   binfmt_ours=()
 }
+# buildah runs foreign binaries through the host's binfmt_misc: qemu-user-static's
+# emulators (magic and mask from qemu/binfmt.conf, as xbake uses them) with the F flag,
+# so they work inside its chroot, registered right before each of its runs and removed
+# right after (xbake's runs never see them: it registers its own in its namespace).
+# An entry already there for the same magic, whatever its name, is used and left alone.
+binfmt_on() {
+  if [ ! -e "$binfmt/register" ]; then mount -t binfmt_misc binfmt_misc "$binfmt"; binfmt_mounted=1; fi
+  local qemu name magic mask
+  for qemu in arm aarch64 ppc64le; do
+    read -r name magic mask < <(awk -v n="$qemu" '$1 == n' "$repo/qemu/binfmt.conf")
+    if grep -qsx "magic ${magic//\\x/}" "$binfmt"/*; then continue; fi
+    printf ':xbake-bench-%s:M::%s:%s:/usr/bin/qemu-%s-static:F\n' "$name" "$magic" "$mask" "$name" > "$binfmt/register"
+    binfmt_ours+=("xbake-bench-$name")
+  done
+}
+
 # buildah's overlay storage may hold mounts for a moment: let it clean up, unmount what
 # an interrupted build left under the folder, and retry once, before the folder goes;
 # the script's own exit status is kept.
@@ -77,6 +93,16 @@ steps='
   - run: echo done > /done'
 printf 'from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz\nplatforms: [arm, arm64, ppc64le]\nsteps:%s\n' "$steps" > "$work/r/multi.yaml"
 printf 'from: rootfs:bases/busybox-amd64.tar.gz\nsteps:%s\n' "$steps" > "$work/r/native.yaml"
+# The same 3-platform build for buildah: the platform's busybox tarball ADDed to scratch.
+cat > "$work/r/Containerfile.multi" <<'CF'
+FROM scratch
+ARG TARGETARCH
+ARG TARGETVARIANT
+ADD bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz /
+RUN for i in 1 2 3 4 5 6 7 8; do seq 1 2000 > /f$i; done
+RUN cat /f* | md5sum > /sum
+RUN echo done > /done
+CF
 cat > "$work/r/Containerfile" <<'CF'
 FROM scratch
 ADD bases/busybox-amd64.tar.gz /
@@ -91,6 +117,12 @@ B="buildah --root $work/buildah/root --runroot $work/buildah/run --storage-drive
 echo "== xbake, 3 platforms (arm/v7, arm64, ppc64le under QEMU), 3 RUN steps each =="
 cold=$(run cold 5 "rm -rf $work/c $work/out" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
 $X build multi.yaml --cache-dir "$work/c" -o "oci:$work/out:1" --progress quiet >/dev/null 2>&1
+# buildah's emulated RUN steps go through host binfmt entries, there for its row alone.
+binfmt_on
+bmulti=$(run bmulti 5 "$B rmi -a -f >/dev/null 2>&1 || true; rm -rf $work/boutm" \
+  "$B bud --isolation chroot -q --layers --jobs $(nproc) --platform linux/arm/v7,linux/arm64,linux/ppc64le --manifest multi -f Containerfile.multi . >/dev/null && $B manifest push -q --all multi oci:$work/boutm:1")
+binfmt_off
+$B rmi -a -f >/dev/null 2>&1 || true
 cached=$(run cached 10 "true" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
 # The same with the cache's blobs, the bases and the emulators out of the page cache:
 # `dd iflag=nocache count=0` is posix_fadvise(DONTNEED) on one file (coreutils' dd
@@ -275,22 +307,6 @@ b_build() { # CONTAINERFILE [BUILD_FLAGS...]
 b_push() { $BD manifest push -q --all xbake-bench-deb "oci:$deb/bout:1"; }
 b_wipe() { $BD rm -a >/dev/null 2>&1 || true; $BD rmi -a -f >/dev/null 2>&1 || true; rm -rf "$deb/buildah"; }
 
-# buildah runs foreign binaries through the host's binfmt_misc: qemu-user-static's
-# emulators (magic and mask from qemu/binfmt.conf, as xbake uses them) with the F flag,
-# so they work inside its chroot, registered right before each of its runs and removed
-# right after (xbake's runs never see them: it registers its own in its namespace).
-# An entry already there for the same magic, whatever its name, is used and left alone.
-binfmt_on() {
-  if [ ! -e "$binfmt/register" ]; then mount -t binfmt_misc binfmt_misc "$binfmt"; binfmt_mounted=1; fi
-  local qemu name magic mask
-  for qemu in arm aarch64 ppc64le; do
-    read -r name magic mask < <(awk -v n="$qemu" '$1 == n' "$repo/qemu/binfmt.conf")
-    if grep -qsx "magic ${magic//\\x/}" "$binfmt"/*; then continue; fi
-    printf ':xbake-bench-%s:M::%s:%s:/usr/bin/qemu-%s-static:F\n' "$name" "$magic" "$mask" "$name" > "$binfmt/register"
-    binfmt_ours+=("xbake-bench-$name")
-  done
-}
-
 deb_log=$work/deb-run.log
 deb_time() { # ROW TOOL COMMAND...: run COMMAND (stdin /dev/null) once, add its seconds to ROW-TOOL's list
   local start=$EPOCHREALTIME
@@ -351,12 +367,88 @@ for i in $(seq 1 "$deb_runs"); do
   x_run cached xbake x_build deb.yaml
   b_run cached b_build_push Containerfile
 done
+# The same with an empty page cache: the kernel's whole page cache dropped before each
+# run (root; the bench machine is otherwise idle), so every file either tool reads comes
+# from the disk.
+drop_caches() { sync && echo 3 > /proc/sys/vm/drop_caches; }
+for i in $(seq 1 "$deb_runs"); do
+  echo "   fully cached, page cache dropped, run $i"
+  drop_caches; x_run cachedcold xbake x_build deb.yaml
+  drop_caches; b_run cachedcold b_build_push Containerfile
+done
 for i in $(seq 1 "$deb_runs"); do
   echo "   last step changed, run $i"
   x_run changed xbake x_build "changed-$i.yaml"
   b_run changed b_build_push "Containerfile.changed-$i"
 done
+
+# Base unpack, one platform (the arm64 base, 1 layer): xbake's own phases, read off its
+# `--progress plain` lines (to 10 ms), against the peers' commands timed whole.
+#  cold: an empty cache. xbake imports the rootfs tarball (decompress, hash, compress
+#    its layer blob: `ready in`) and unpacks that layer (`unpacked … in`); buildah
+#    imports the same tarball (`from scratch` + `add` + `commit`: unpack, then tar and
+#    compress its layer) and mounts a container of it (`from` + `mount`).
+#  warm: the layer is already unpacked. xbake mounts its snapshot (`mounted in`),
+#    buildah mounts a new container of the image it has.
+#  umoci unpack of the same base as an OCI image (umoci has no store: always cold).
+# The step itself (`true`) is the same in each run and not counted.
+printf '%s\n' 'from: rootfs:bases/debian-arm64.tar.zst' 'steps:' '  - run: "true"' > unpack.yaml
+phase() { # LOG PATTERN: the seconds of the last progress line matching PATTERN (… in N.NN s)
+  grep -E "$2" "$1" | tail -n1 | sed -E 's/.* in ([0-9.]+) s.*/\1/' | grep -E '^[0-9.]+$' \
+    || { echo "bench: no '$2' line in xbake's output:" >&2; tail -n 20 "$1" >&2; exit 1; }
+}
+x_unpack() { # COLD|WARM: one xbake build of unpack.yaml; its base phase seconds into the row
+  local log=$work/deb-unpack.log
+  [ "$1" = warm ] || rm -rf "$deb/uc"
+  "$X" build unpack.yaml --arch arm64 --no-cache --cache-dir "$deb/uc" -o "oci:$deb/uout:1" --progress plain \
+    < /dev/null > "$log" 2>&1 || { echo "bench: xbake unpack build failed:" >&2; tail -n 30 "$log" >&2; exit 1; }
+  if [ "$1" = warm ]; then
+    phase "$log" 'from the snapshot store, mounted in' >> "$work/deb-unpackwarm-xbake.times"
+  else
+    awk -v a="$(phase "$log" 'ready in')" -v b="$(phase "$log" 'base: unpacked')" 'BEGIN { printf "%.3f\n", a + b }' \
+      >> "$work/deb-unpackcold-xbake.times"
+  fi
+}
+b_mount_new() { local c; c=$($BD from -q --pull=never localhost/xbake-bench-debian:arm64) && $BD mount "$c" >/dev/null; }
+b_unpack_cold() { b_import arm64 arm64 && b_mount_new; }
+"$X" build unpack.yaml --arch arm64 --cache-dir "$deb/uimg" -o "oci:$deb/uimg-out:1" --progress quiet >/dev/null 2>&1
+skopeo copy -q --override-arch arm64 "oci:$deb/uimg-out:1" "oci:$deb/single:1"
+for i in $(seq 1 "$deb_runs"); do
+  echo "   base unpack, run $i"
+  drop_caches; x_unpack cold
+  drop_caches; b_wipe; deb_time unpackcold buildah b_unpack_cold
+  drop_caches; rm -rf "$deb/bundle"; deb_time unpackcold umoci umoci unpack --image "$deb/single:1" "$deb/bundle"
+  x_unpack warm
+  deb_time unpackwarm buildah b_mount_new
+done
 b_wipe
+
+# Commit of the apt layer: its files (the arm64 apt-get layer of the last build,
+# extracted, whiteouts left out) copied onto the arm64 base by a `copy:` step, whose
+# `committed … in` line times the commit alone (changes read from the upper folder,
+# normalised, tar, sha256, parallel gzip, sha256, file); against the shell pipeline
+# that does the same passes over the same files, on all cores.
+blob() { echo "$deb/xout/blobs/sha256/${1#sha256:}"; }   # DIGEST: its file in the layout
+apt_index=$(jq -r '.manifests[0].digest' "$deb/xout/index.json")
+apt_manifest=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$(blob "$apt_index")")
+apt_layer=$(blob "$(jq -r '.layers[1].digest' "$(blob "$apt_manifest")")")
+mkdir "$deb/aptfiles"
+tar -xzf "$apt_layer" -C "$deb/aptfiles" --numeric-owner --exclude='.wh.*' --exclude='*/.wh.*'
+apt_size=$(du -sb "$deb/aptfiles" | cut -f1)
+printf '%s\n' 'from: rootfs:bases/debian-arm64.tar.zst' 'steps:' '  - copy: aptfiles/' '    to: /' > commit.yaml
+x_commit() {
+  local log=$work/deb-commit.log
+  "$X" build commit.yaml --arch arm64 --no-cache --cache-dir "$deb/uc" -o "oci:$deb/cout:1" --progress plain \
+    < /dev/null > "$log" 2>&1 || { echo "bench: xbake commit build failed:" >&2; tail -n 30 "$log" >&2; exit 1; }
+  phase "$log" 'step 1/1 committed' >> "$work/deb-commit-xbake.times"
+}
+shell_commit() { tar -C "$deb/aptfiles" -cf - . | tee >(sha256sum > /dev/null) | pigz -p "$(nproc)" | sha256sum > /dev/null; }
+shell_commit > /dev/null   # warm the page cache for both, as xbake's first build does
+for i in $(seq 1 "$deb_runs"); do
+  echo "   apt layer commit, run $i"
+  x_commit
+  deb_time commit shell shell_commit
+done
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -366,6 +458,7 @@ echo "results (medians; this machine: $(nproc) cores)"
 if want busybox; then
 cat <<REPORT
   xbake cold build, 3 emulated platforms      $(ms "$cold")
+    buildah (overlay), the same, + push --all $(ms "$bmulti")   xbake/buildah = $(ratio "$cold" "$bmulti")
   xbake fully cached rebuild + output write   $(ms "$cached")   cached/cold = $(ratio "$cached" "$cold")
     the same, its files out of the page cache $(ms "$cached_evicted")   evicted/cached = $(ratio "$cached_evicted" "$cached")
   xbake verify (rebuild without cache + diff) $(ms "$verify")   verify/cold = $(ratio "$verify" "$cold")
@@ -412,6 +505,13 @@ deb_row() { # ROW TITLE (two lines: xbake, then buildah with the ratio and build
   printf '  %-42s buildah %s %s   xbake/buildah = %s   (buildah without the layout write %s %s)\n' \
     "" "$(ms "$bm")" "$(range "$bl" "$bh")" "$(ratio "$xm" "$bm")" "$(ms "$nm" | tr -s ' ')" "$(range "$nl" "$nh")"
 }
+peer_row() { # ROW TITLE PEER [PEER_TITLE]: xbake's line, then the peer's with the ratio of the medians
+  local xm xl xh pm pl ph
+  read -r xm xl xh < <(stats "$work/deb-$1-xbake.times")
+  read -r pm pl ph < <(stats "$work/deb-$1-$3.times")
+  printf '  %-42s  xbake  %s %s\n' "$2" "$(ms "$xm")" "$(range "$xl" "$xh")"
+  printf '  %-42s %7s %s %s   xbake/%s = %s\n' "" "$3" "$(ms "$pm")" "$(range "$pl" "$ph")" "$3" "$(ratio "$xm" "$pm")"
+}
 read -r rm_ rl rh < <(stats "$work/deb-rss.list")
 read -r hm hl hh < <(stats "$work/deb-hwm.list")
 echo "  Debian apt (iptables, nfs-common), arm/v7 + arm64 + ppc64le under QEMU, + OCI layout write;"
@@ -419,7 +519,15 @@ echo "  medians of $deb_runs run(s) [min–max]; buildah on overlay storage, chr
 deb_row cold "cold (empty caches; buildah imports the bases)"
 deb_row nocache "--no-cache (bases imported)"
 deb_row cached "fully cached rebuild"
+deb_row cachedcold "fully cached, page cache dropped"
 deb_row changed "last step changed (cache warm)"
+echo "  base unpack, Debian arm64 base (1 layer), xbake's phases from its progress lines:"
+peer_row unpackcold "cold: import tarball + unpack (no page cache)" buildah
+read -r um ul uh < <(stats "$work/deb-unpackcold-umoci.times")
+printf '  %-42s %7s %s %s   (an OCI image of the same base, always a full unpack)\n' "" umoci "$(ms "$um")" "$(range "$ul" "$uh")"
+peer_row unpackwarm "warm: layer already unpacked, mount" buildah
+peer_row commit "commit the arm64 apt layer ($((apt_size / 1048576)) MiB of files)" shell
+echo "  (shell: tar | tee >(sha256sum) | pigz -p $(nproc) | sha256sum, on the same files)"
 printf '  %-42s  %8.0f KiB [%.0f–%.0f]   the launcher alone (VmHWM) %.0f KiB [%.0f–%.0f]\n' \
   "xbake peak RSS, cold (time %M, max of tree)" "$rm_" "$rl" "$rh" "$hm" "$hl" "$hh"
 fi

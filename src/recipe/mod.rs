@@ -22,6 +22,7 @@
 mod base;
 mod builtin_vars;
 mod copy_sources;
+pub mod dockerfile;
 mod error;
 mod expand;
 mod fields;

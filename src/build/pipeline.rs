@@ -225,6 +225,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 command,
                 network,
                 mounts,
+                ..
             } => {
                 let argv = match command {
                     RunCommand::Shell(script) => step.shell_argv(script),
@@ -339,6 +340,18 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
     })
 }
 
+/// The build's variables a step sees: a Dockerfile's ARGs declared above it, then the
+/// plan's (and SOURCE_DATE_EPOCH unless one of those sets it). For a recipe, whose steps
+/// carry no ARGs, just the plan's, so its cache keys do not change.
+fn step_build_env(ctx: &Context, step: &PlanStep) -> Vec<(String, String)> {
+    let mut env = match &step.kind {
+        StepKind::Run { args, .. } => args.clone(),
+        _ => Vec::new(),
+    };
+    env.extend(ctx.plan.build_env.iter().cloned());
+    with_source_date_epoch(&env, ctx.epoch)
+}
+
 /// Everything that can change what the step produces (see cache/key.rs).
 fn step_key(
     ctx: &Context,
@@ -349,7 +362,7 @@ fn step_key(
 ) -> Digest {
     let diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
     let mut env = state.env.clone();
-    env.extend(with_source_date_epoch(&ctx.plan.build_env, ctx.epoch));
+    env.extend(step_build_env(ctx, step));
     let (what, network) = match prepared {
         Prepared::Run {
             argv,
@@ -589,7 +602,7 @@ fn run(
         native: ctx.native,
         activation: ctx.activation,
         image_env: &state.env,
-        build_env: &with_source_date_epoch(&ctx.plan.build_env, ctx.epoch),
+        build_env: &step_build_env(ctx, step),
         workdir: &workdir,
         user: state.user.as_deref(),
         argv,

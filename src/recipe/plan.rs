@@ -54,6 +54,10 @@ pub enum StepKind {
         command: RunCommand,
         network: Option<Network>,
         mounts: Vec<RunMount>,
+        /// A Dockerfile's ARGs declared above this step in its stage: in the step's
+        /// environment (under the image's ENV) and its cache key. Empty for recipes,
+        /// whose args are all in the plan's `build_env`.
+        args: Vec<(String, String)>,
     },
     Copy {
         /// Where the files come from: None for the build context, else a stage or image.
@@ -343,8 +347,16 @@ impl PlanStep {
                 command,
                 network,
                 mounts,
+                args,
             } => {
                 let mut text = String::from("RUN ");
+                // As BuildKit's history shows a step's ARGs: `|2 A=1 B=2 `.
+                if show_shell && !args.is_empty() {
+                    text.push_str(&format!("|{} ", args.len()));
+                    for (name, value) in args {
+                        text.push_str(&format!("{name}={value} "));
+                    }
+                }
                 for mount in mounts {
                     text.push_str(&mount.describe());
                     text.push(' ');
@@ -433,6 +445,7 @@ mod tests {
                     command: RunCommand::Shell("uname -m > /arch".into()),
                     network: None,
                     mounts: vec![],
+                    args: Vec::new(),
                 },
                 "RUN uname -m > /arch",
                 "RUN /bin/sh -c uname -m > /arch",
@@ -442,6 +455,7 @@ mod tests {
                     command: RunCommand::Exec(strings(&["/bin/echo", "exec form"])),
                     network: Some(Network::Host),
                     mounts: vec![],
+                    args: Vec::new(),
                 },
                 r#"RUN ["/bin/echo","exec form"]"#,
                 r#"RUN ["/bin/echo","exec form"]"#,
@@ -451,6 +465,7 @@ mod tests {
                     command: RunCommand::Exec(strings(&["/bin/echo", "exec form"])),
                     network: Some(Network::Private),
                     mounts: vec![],
+                    args: Vec::new(),
                 },
                 r#"RUN ["/bin/echo","exec form"]"#,
                 r#"RUN ["/bin/echo","exec form"]"#,
@@ -460,6 +475,7 @@ mod tests {
                     command: RunCommand::Shell("ping -c1 x".into()),
                     network: Some(Network::None),
                     mounts: vec![],
+                    args: Vec::new(),
                 },
                 "RUN --network=none ping -c1 x",
                 "RUN --network=none /bin/sh -c ping -c1 x",
@@ -523,6 +539,7 @@ mod tests {
                             },
                         },
                     ],
+                    args: Vec::new(),
                 },
                 "RUN --mount=type=cache,target=/root/.cache/go-build,sharing=locked \
                  --mount=type=secret,id=token,target=/run/secrets/token,required go build",
@@ -562,6 +579,7 @@ mod tests {
             command: RunCommand::Shell("echo $0".into()),
             network: None,
             mounts: vec![],
+            args: Vec::new(),
         });
         assert_eq!(
             s.shell_argv("echo $0"),

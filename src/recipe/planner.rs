@@ -154,20 +154,8 @@ fn effective_args(
     let mut args: std::collections::BTreeMap<String, String> =
         spec.args.iter().chain(&stage.args).cloned().collect();
     let mut warnings = Vec::new();
+    check_build_args(request.build_args)?;
     for (name, value) in request.build_args {
-        let bad = |problem| RecipeError::BuildArg {
-            name: name.clone(),
-            problem,
-        };
-        if !is_var_name(name) {
-            return Err(bad(Problem::BadName {
-                what: "build arg",
-                name: name.clone(),
-            }));
-        }
-        if is_reserved_name(name) {
-            return Err(bad(Problem::ReservedArg { name: name.clone() }));
-        }
         let declared = spec
             .args
             .iter()
@@ -183,6 +171,26 @@ fn effective_args(
         args.insert(name.clone(), value.clone());
     }
     Ok((args.into_iter().collect(), warnings))
+}
+
+/// `--build-arg` names: shell variable names, and none of those xbake sets itself.
+pub(super) fn check_build_args(build_args: &[(String, String)]) -> Result<(), RecipeError> {
+    for (name, _) in build_args {
+        let bad = |problem| RecipeError::BuildArg {
+            name: name.clone(),
+            problem,
+        };
+        if !is_var_name(name) {
+            return Err(bad(Problem::BadName {
+                what: "build arg",
+                name: name.clone(),
+            }));
+        }
+        if is_reserved_name(name) {
+            return Err(bad(Problem::ReservedArg { name: name.clone() }));
+        }
+    }
+    Ok(())
 }
 
 /// `scope` holds what `from:` may use plus the base's env, and grows with each env
@@ -324,6 +332,7 @@ fn expand_step(
             command: command.clone(),
             network: *network,
             mounts: run_mounts(scope, context, mounts)?,
+            args: Vec::new(),
         },
         StepTemplate::Copy {
             from,

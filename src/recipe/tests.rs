@@ -141,12 +141,14 @@ fn example_plans_for_arm_v7() {
             &StepKind::Run {
                 command: RunCommand::Shell("uname -m > /arch".into()),
                 network: None,
-                mounts: vec![]
+                mounts: vec![],
+                args: Vec::new(),
             },
             &StepKind::Run {
                 command: RunCommand::Exec(vec!["/bin/echo".into(), "exec form".into()]),
                 network: Some(Network::None),
-                mounts: vec![]
+                mounts: vec![],
+                args: Vec::new(),
             },
             &StepKind::Copy {
                 from: None,
@@ -565,7 +567,8 @@ fn run_text_is_left_to_the_shell() {
         StepKind::Run {
             command: RunCommand::Shell("echo ${TARGETARCH} $$ ${UNDECLARED".into()),
             network: None,
-            mounts: vec![]
+            mounts: vec![],
+            args: Vec::new(),
         }
     );
 }
@@ -683,7 +686,8 @@ fn scalar_forms_are_read_as_written() {
         StepKind::Run {
             command: RunCommand::Shell("yes".into()),
             network: None,
-            mounts: vec![]
+            mounts: vec![],
+            args: Vec::new(),
         }
     );
     assert_eq!(plan.config.exposed_ports, ["8080/tcp", "53/udp"]);

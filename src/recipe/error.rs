@@ -44,6 +44,13 @@ pub enum RecipeError {
     #[error("--target {name}: the recipe has no such stage; its stages: {known}")]
     UnknownStage { name: String, known: String },
 
+    /// A Dockerfile problem, at its line: `Dockerfile:12: COPY: …`.
+    #[error("{}:{error}", file.display())]
+    Dockerfile {
+        file: PathBuf,
+        error: super::dockerfile::DockerfileError,
+    },
+
     /// A `--build-arg` given on the command line (it has no place in the recipe).
     #[error("--build-arg {name}: {problem}")]
     BuildArg { name: String, problem: Problem },

@@ -359,7 +359,7 @@ fn apply<'v>(
 /// A `#`/`%` pattern. As in BuildKit, the pattern is what the word expanded to, so a
 /// `*` inside a variable's value is a wildcard too.
 #[derive(Debug)]
-struct Glob(Vec<GlobToken>);
+pub(super) struct Glob(Vec<GlobToken>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum GlobToken {
@@ -371,7 +371,7 @@ enum GlobToken {
 }
 
 impl Glob {
-    fn new(pattern: &str) -> Glob {
+    pub(super) fn new(pattern: &str) -> Glob {
         let mut tokens = Vec::new();
         let mut chars = pattern.chars();
         while let Some(c) = chars.next() {
@@ -447,7 +447,7 @@ impl Glob {
         }
     }
 
-    fn trim_prefix<'v>(&self, value: &'v str, longest: bool) -> &'v str {
+    pub(super) fn trim_prefix<'v>(&self, value: &'v str, longest: bool) -> &'v str {
         match Self::pick(&self.matching_prefixes(value.chars()), longest) {
             Some(n) => {
                 let cut = value.char_indices().nth(n).map_or(value.len(), |(i, _)| i);
@@ -459,7 +459,7 @@ impl Glob {
 
     /// A suffix of the value is a prefix of the reversed value, matched by the
     /// reversed pattern (BuildKit's trimSuffix does the same).
-    fn trim_suffix<'v>(&self, value: &'v str, longest: bool) -> &'v str {
+    pub(super) fn trim_suffix<'v>(&self, value: &'v str, longest: bool) -> &'v str {
         let found = self.reversed().matching_prefixes(value.chars().rev());
         match Self::pick(&found, longest) {
             Some(0) | None => value,

@@ -64,19 +64,57 @@ pub struct Recipe {
     file: PathBuf,
     dir: PathBuf,
     digest: Digest,
+    /// The stages; for a Dockerfile, their graph only (see `dockerfile::skeleton`).
     spec: model::Spec,
+    /// Set when the recipe is a Dockerfile: its stages are planned from it.
+    dockerfile: Option<dockerfile::Dockerfile>,
     /// `file:line:column: message`, for the builder to show (see [`Recipe::warnings`]).
     warnings: Vec<String>,
 }
 
 impl Recipe {
-    /// Reads and parses the recipe at `path`; errors name `path` as given.
+    /// Reads and parses the recipe at `path`, a YAML recipe or a Dockerfile (see
+    /// [`is_dockerfile`]); errors name `path` as given.
     pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
         let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Recipe::parse(&text, path)
+        if is_dockerfile(path, &text) {
+            Recipe::parse_dockerfile(&text, path)
+        } else {
+            Recipe::parse(&text, path)
+        }
+    }
+
+    /// Parses Dockerfile text into the same stages a recipe has; `file` is the name
+    /// shown in errors (`Dockerfile:12: COPY: …`), and its parent the default context.
+    pub fn parse_dockerfile(text: &str, file: &Path) -> Result<Recipe, RecipeError> {
+        let in_file = |error| RecipeError::Dockerfile {
+            file: file.to_path_buf(),
+            error,
+        };
+        let parsed = dockerfile::Dockerfile::parse(text).map_err(in_file)?;
+        let spec = dockerfile::skeleton::spec(&parsed).map_err(in_file)?;
+        let mut warnings: Vec<String> = parsed
+            .warnings
+            .iter()
+            .map(|(line, message)| format!("{}:{line}: {message}", file.display()))
+            .collect();
+        if let Some(syntax) = &parsed.syntax {
+            warnings.push(format!(
+                "{}:1: # syntax={syntax} is not used: xbake reads the Dockerfile itself",
+                file.display()
+            ));
+        }
+        Ok(Recipe {
+            file: file.to_path_buf(),
+            dir: recipe_dir(file),
+            digest: Digest::of(text.as_bytes()),
+            spec,
+            dockerfile: Some(parsed),
+            warnings,
+        })
     }
 
     /// Parses recipe text. `file` is the name shown in errors, and its parent is the
@@ -94,6 +132,7 @@ impl Recipe {
             dir: recipe_dir(file),
             digest: Digest::of(text.as_bytes()),
             spec,
+            dockerfile: None,
             warnings,
         })
     }
@@ -190,6 +229,9 @@ impl Recipe {
     /// Every run step's own `network:`, with where it is, over all stages: what the
     /// pre-flight checks need, without expanding anything.
     pub fn run_networks(&self) -> Vec<(Location, usize, Option<Network>)> {
+        if let Some(file) = &self.dockerfile {
+            return dockerfile::skeleton::run_networks(file, &self.file);
+        }
         let mut out = Vec::new();
         for stage in &self.spec.stages {
             for (i, step) in stage.steps.iter().enumerate() {
@@ -209,6 +251,15 @@ impl Recipe {
         build: &Platform,
         build_args: &[(String, String)],
     ) -> Result<(BaseRef, String), RecipeError> {
+        if let Some(file) = &self.dockerfile {
+            let from = dockerfile::stage_from(
+                file,
+                index,
+                &self.stage_request(target, build, build_args, &[]),
+            )
+            .map_err(|error| self.dockerfile_error(error))?;
+            return Ok((from.base, from.text));
+        }
         planner::stage_from(&self.spec, index, &self.request(target, build, build_args))
     }
 
@@ -222,6 +273,15 @@ impl Recipe {
         build_args: &[(String, String)],
         base_env: &[(String, String)],
     ) -> Result<Plan, RecipeError> {
+        if let Some(file) = &self.dockerfile {
+            planner::check_build_args(build_args)?;
+            return dockerfile::plan_stage(
+                file,
+                index,
+                &self.stage_request(target, build, build_args, base_env),
+            )
+            .map_err(|error| self.dockerfile_error(error));
+        }
         planner::plan_stage(
             &self.spec,
             index,
@@ -260,6 +320,30 @@ impl Recipe {
         self.plan_stage(index, target, build, build_args, &base_env)
     }
 
+    fn dockerfile_error(&self, error: dockerfile::DockerfileError) -> RecipeError {
+        RecipeError::Dockerfile {
+            file: self.file.clone(),
+            error,
+        }
+    }
+
+    fn stage_request<'a>(
+        &'a self,
+        target: &'a Platform,
+        build: &'a Platform,
+        build_args: &'a [(String, String)],
+        base_env: &'a [(String, String)],
+    ) -> dockerfile::StageRequest<'a> {
+        dockerfile::StageRequest {
+            file: &self.file,
+            dir: &self.dir,
+            target,
+            build,
+            build_args,
+            base_env,
+        }
+    }
+
     fn request<'a>(
         &'a self,
         target: &'a Platform,
@@ -274,6 +358,35 @@ impl Recipe {
             build_args,
         }
     }
+}
+
+/// Whether `path` holds a Dockerfile rather than a YAML recipe: named `Dockerfile` or
+/// `Containerfile` (any case, also `*.Dockerfile`, `Dockerfile.*`), or not named
+/// `.yaml`/`.yml` and starting (after comments) with FROM or ARG.
+pub fn is_dockerfile(path: &Path, text: &str) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let named = ["dockerfile", "containerfile"].iter().any(|kind| {
+        name == *kind
+            || name.ends_with(&format!(".{kind}"))
+            || name.starts_with(&format!("{kind}."))
+    });
+    if named {
+        return true;
+    }
+    if name.ends_with(".yaml") || name.ends_with(".yml") {
+        return false;
+    }
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    first == "FROM" || first == "ARG"
 }
 
 /// `recipes/hello.yaml` → `recipes`; a bare `hello.yaml` → `.` (not the empty path,

@@ -95,10 +95,24 @@ fn mentions_target(stage: &StageSpec) -> bool {
 /// Refuses loops among literal stage references and sets each stage's
 /// `target_dependent`.
 pub(super) fn settle_target_dependence(stages: &mut [StageSpec]) -> Result<(), Flaw> {
+    settle_target_dependence_with(stages, &|_, stage| {
+        stage.platform == StagePlatform::Target || mentions_target(stage)
+    })
+}
+
+/// The same, with the front end saying which stages depend on the target by
+/// themselves (`own`): a recipe's by the variables it names, a Dockerfile's by the
+/// TARGET* ARGs it declares. Using a stage that does, or naming one through a variable,
+/// makes a stage depend on it too.
+pub(super) fn settle_target_dependence_with(
+    stages: &mut [StageSpec],
+    own: &dyn Fn(usize, &StageSpec) -> bool,
+) -> Result<(), Flaw> {
     let index_of = |name: &str| stages.iter().position(|s| s.name.as_deref() == Some(name));
     let mut edges: Vec<Vec<(usize, super::error::Pos)>> = Vec::with_capacity(stages.len());
+    let is_own = own;
     let mut own: Vec<bool> = Vec::with_capacity(stages.len());
-    for stage in stages.iter() {
+    for (index, stage) in stages.iter().enumerate() {
         let uses = uses(stage);
         edges.push(
             uses.names
@@ -106,9 +120,7 @@ pub(super) fn settle_target_dependence(stages: &mut [StageSpec]) -> Result<(), F
                 .filter_map(|t| index_of(&t.text).map(|i| (i, t.at)))
                 .collect(),
         );
-        own.push(
-            stage.platform == StagePlatform::Target || uses.templated || mentions_target(stage),
-        );
+        own.push(uses.templated || is_own(index, stage));
     }
     let mut state = vec![Visit::New; stages.len()];
     let mut dependent = own.clone();

@@ -66,6 +66,10 @@ pub enum SyntaxProblem {
     JsonNotStrings,
     #[error("ONBUILD cannot hold {0}")]
     BadOnbuild(String),
+    #[error("not supported yet: {0}")]
+    Unsupported(&'static str),
+    #[error("{0}")]
+    Invalid(String),
     #[error("a heredoc `<<{0}` in an exec-form (JSON) command is not a heredoc")]
     HeredocInExec(String),
 }

@@ -16,11 +16,14 @@
 mod error;
 mod instructions;
 mod lines;
+mod plan;
+pub(super) mod skeleton;
 mod words;
 
 pub use error::{DockerfileError, SyntaxProblem};
 pub use instructions::{ArgDecl, Command, Flag, Instruction, Kind, Source};
 pub use lines::Heredoc;
+pub use plan::{Stage, StageFrom, StagePlatform, StageRequest, plan_stage, stage_from};
 pub use words::{Lexer, Vars, WordError};
 
 /// A parsed Dockerfile: its parser directives and instructions.

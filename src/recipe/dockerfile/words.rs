@@ -13,6 +13,8 @@
 
 use regex::Regex;
 
+use super::super::expand::Glob;
+
 /// Why a word could not be processed; the caller adds the line and instruction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WordError {
@@ -370,7 +372,7 @@ impl Scan<'_> {
                         String::new()
                     });
                 };
-                let regex = pattern_regex(&pattern, false)?;
+                let regex = pattern_regex(&pattern)?;
                 Ok(if all {
                     regex
                         .replace_all(&value, regex::NoExpand(&replacement))
@@ -410,45 +412,24 @@ impl Scan<'_> {
 }
 
 /// `${V#p}` `${V##p}` `${V%p}` `${V%%p}`: the shortest (or, doubled, the longest) prefix
-/// or suffix matching the pattern removed.
+/// or suffix matching the pattern removed, with the recipe expander's matcher.
 fn trim(value: &str, pattern: &str, op: char) -> Result<String, WordError> {
     let (longest, pattern) = match pattern.strip_prefix(op) {
         Some(rest) => (true, rest),
         None => (false, pattern),
     };
-    let whole = pattern_regex(pattern, true)?;
-    let mut cuts: Vec<usize> = value.char_indices().map(|(at, _)| at).collect();
-    cuts.push(value.len());
-    let matches = |part: &str| whole.is_match(part);
-    let found = if op == '#' {
-        let mut order: Box<dyn Iterator<Item = &usize>> = if longest {
-            Box::new(cuts.iter().rev())
-        } else {
-            Box::new(cuts.iter())
-        };
-        order
-            .find(|&&cut| matches(&value[..cut]))
-            .map(|&cut| value[cut..].to_string())
-    } else {
-        let mut order: Box<dyn Iterator<Item = &usize>> = if longest {
-            Box::new(cuts.iter())
-        } else {
-            Box::new(cuts.iter().rev())
-        };
-        order
-            .find(|&&cut| matches(&value[cut..]))
-            .map(|&cut| value[..cut].to_string())
-    };
-    Ok(found.unwrap_or_else(|| value.to_string()))
+    let glob = Glob::new(pattern);
+    Ok(match op {
+        '#' => glob.trim_prefix(value, longest),
+        _ => glob.trim_suffix(value, longest),
+    }
+    .to_string())
 }
 
-/// A shell pattern (`*` any text, `?` one character, `\` quotes the next) as a regular
-/// expression; `whole` anchors it to the whole text.
-fn pattern_regex(pattern: &str, whole: bool) -> Result<Regex, WordError> {
-    let mut out = String::from("(?s)");
-    if whole {
-        out.push_str("^(?:");
-    }
+/// A `${V/pattern/…}` pattern (`*` any text, `?` one character, `\` quotes the next) as
+/// a regular expression; as in BuildKit's Go regexp, neither wildcard matches a newline.
+fn pattern_regex(pattern: &str) -> Result<Regex, WordError> {
+    let mut out = String::new();
     let mut chars = pattern.chars();
     while let Some(ch) = chars.next() {
         match ch {
@@ -460,9 +441,6 @@ fn pattern_regex(pattern: &str, whole: bool) -> Result<Regex, WordError> {
             },
             other => out.push_str(&regex::escape(&other.to_string())),
         }
-    }
-    if whole {
-        out.push_str(")$");
     }
     Regex::new(&out).map_err(|_| WordError::BadPattern(pattern.into()))
 }

@@ -11,29 +11,27 @@ use crate::platform::Platform;
 use crate::recipe::{Network, Recipe};
 use crate::sandbox::NetworkMode;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The recipe (YAML).
-    #[arg(value_name = "RECIPE", required_unless_present = "file")]
+    /// The recipe (YAML) or Dockerfile, or a context folder: its Dockerfile, else
+    /// Containerfile, else xbake.yaml is built.
+    #[arg(value_name = "RECIPE|DIR", required_unless_present = "file")]
     recipe: Option<PathBuf>,
-    /// The recipe, docker-style.
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "RECIPE",
-        conflicts_with = "recipe"
-    )]
+    /// The recipe or Dockerfile, docker-style; a folder given as well is the context
+    /// (`-f Containerfile ./context`).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
-    /// The build context: the folder `copy:` sources are read from, whose
-    /// `.xbakeignore` (else `.dockerignore`) keeps files out (default: the recipe's folder).
+    /// The build context: the folder COPY and `copy:` sources are read from, whose
+    /// `.xbakeignore` (else `.dockerignore`) keeps files out (default: the folder given,
+    /// else the recipe's folder).
     #[arg(long = "context", value_name = "DIR")]
     context: Option<PathBuf>,
-    /// Platforms, comma-separated: arm, arm/v6, arm64, ppc64le, s390x, linux/arm/v7, …
-    /// Default: the recipe's `platforms:`, else this machine's platform.
-    #[arg(long = "arch", visible_alias = "platform", value_name = "LIST")]
-    arch: Option<String>,
+    /// Platforms, comma-separated or repeated: arm, arm/v6, arm64, ppc64le, s390x,
+    /// linux/arm/v7, … Default: the recipe's `platforms:`, else this machine's platform.
+    #[arg(long = "arch", visible_alias = "platform", value_name = "LIST", action = clap::ArgAction::Append)]
+    arch: Vec<String>,
     /// Where to write the image: `oci:DIR` or `oci:DIR:TAG`.
     #[arg(short = 'o', long = "output", value_name = "DEST")]
     output: Option<String>,
@@ -41,7 +39,7 @@ pub struct BuildArgs {
     /// the final image.
     #[arg(long = "target", value_name = "STAGE")]
     target: Option<String>,
-    /// Tag in the output layout (default: latest).
+    /// Tag in the output layout (default: latest); docker's `NAME:TAG` gives TAG.
     #[arg(short = 't', long = "tag")]
     tag: Option<String>,
     /// Override a recipe `args:` value (repeatable).
@@ -114,6 +112,65 @@ pub struct BuildArgs {
     /// data and this setting only. Base layers are kept as they are.
     #[arg(long = "compression", value_name = "ALGO[:LEVEL]", default_value = "gzip", value_parser = parse_compression)]
     compression: crate::layer::LayerCompression,
+}
+
+/// The file to build and the context folder (None: the file's folder), from the
+/// positional argument, `-f` and `--context`, as docker build reads them: a folder
+/// alone is the context and holds the file; `-f FILE DIR` builds FILE with context DIR.
+fn resolve_input(
+    positional: Option<&Path>,
+    file: Option<&Path>,
+    context: Option<&Path>,
+) -> Result<(PathBuf, Option<PathBuf>), UsageError> {
+    let folder = positional.filter(|p| p.is_dir());
+    if let (Some(_), Some(_)) = (folder, context) {
+        return Err(UsageError(
+            "the context is given twice: as the folder argument and as --context".into(),
+        ));
+    }
+    match (positional, file) {
+        (Some(p), Some(_)) if folder.is_none() => Err(UsageError(format!(
+            "{} is not a folder: with -f, the other argument is the context folder",
+            p.display()
+        ))),
+        (_, Some(file)) => Ok((
+            file.to_path_buf(),
+            folder.or(context).map(Path::to_path_buf),
+        )),
+        (Some(dir), None) if folder.is_some() => {
+            let found = DEFAULT_FILES
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|p| p.is_file());
+            match found {
+                Some(path) => Ok((path, Some(dir.to_path_buf()))),
+                None => Err(UsageError(format!(
+                    "{} has no {}: name the file with -f",
+                    dir.display(),
+                    DEFAULT_FILES.join(", ")
+                ))),
+            }
+        }
+        (Some(path), None) => Ok((path.to_path_buf(), context.map(Path::to_path_buf))),
+        (None, None) => Err(UsageError(
+            "no recipe, Dockerfile or context folder given".into(),
+        )),
+    }
+}
+
+/// What a context folder is searched for, in order.
+const DEFAULT_FILES: [&str; 3] = ["Dockerfile", "Containerfile", "xbake.yaml"];
+
+/// `-t app:1` → `1`; `-t 127.0.0.1:5000/app:1` → `1`; `-t 1.0` → `1.0` (xbake's own
+/// spelling: the tag alone). A name without a tag (`-t app`) means `app:latest`, as in
+/// docker, only when it has a `/`; a bare word stays a tag.
+fn tag_part(text: &str) -> &str {
+    let last = text.rsplit('/').next().unwrap_or(text);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => tag,
+        None if text.contains('/') => "latest",
+        None => text,
+    }
 }
 
 pub(super) fn parse_compression(text: &str) -> Result<crate::layer::LayerCompression, String> {
@@ -252,17 +309,19 @@ pub(super) fn source_date_epoch(flag: Option<i64>) -> Result<Option<i64>, UsageE
 }
 
 pub fn run(args: BuildArgs) -> Result<u8, Failure> {
-    let recipe_path = args
-        .file
-        .or(args.recipe)
-        .ok_or_else(|| UsageError("no recipe given".into()))?;
+    let (recipe_path, context_dir) = resolve_input(
+        args.recipe.as_deref(),
+        args.file.as_deref(),
+        args.context.as_deref(),
+    )?;
     let recipe = Recipe::load(&recipe_path)?;
-    let context = BuildContext::open(args.context.as_deref().unwrap_or(recipe.dir()))?;
-    let platforms = match &args.arch {
-        Some(list) => Platform::parse_list(list)?,
-        None if !recipe.platforms().is_empty() => recipe.platforms(),
-        None => vec![Platform::host()],
+    let context = BuildContext::open(context_dir.as_deref().unwrap_or(recipe.dir()))?;
+    let platforms = match args.arch.as_slice() {
+        [] if !recipe.platforms().is_empty() => recipe.platforms(),
+        [] => vec![Platform::host()],
+        lists => Platform::parse_list(&lists.join(","))?,
     };
+    let tag = args.tag.as_deref().map(tag_part);
     let stem = recipe_path
         .file_stem()
         .map(|s| s.to_string_lossy().to_lowercase())
@@ -270,7 +329,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     let output = args
         .output
         .as_deref()
-        .map(|o| parse_output(o, args.tag.as_deref(), &stem))
+        .map(|o| parse_output(o, tag, &stem))
         .transpose()?;
     if matches!(output, Some(Output::DockerArchive { .. })) && platforms.len() != 1 {
         return Err(UsageError(format!(
@@ -279,7 +338,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         ))
         .into());
     }
-    if output.is_none() && args.tag.is_some() {
+    if output.is_none() && tag.is_some() {
         return Err(UsageError("--tag needs --output".into()).into());
     }
     let build_args = parse_build_args(&args.build_args)?;
@@ -421,6 +480,76 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_a_file_or_both_as_docker_build_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path();
+        std::fs::write(ctx.join("Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(ctx.join("xbake.yaml"), "from: scratch\n").unwrap();
+        // A folder: its Containerfile (no Dockerfile there), the folder as context.
+        assert_eq!(
+            resolve_input(Some(ctx), None, None).unwrap(),
+            (ctx.join("Containerfile"), Some(ctx.to_path_buf()))
+        );
+        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
+        assert_eq!(
+            resolve_input(Some(ctx), None, None).unwrap().0,
+            ctx.join("Dockerfile")
+        );
+        // -f FILE DIR: that file, that context.
+        let other = Path::new("elsewhere/Containerfile");
+        assert_eq!(
+            resolve_input(Some(ctx), Some(other), None).unwrap(),
+            (other.to_path_buf(), Some(ctx.to_path_buf()))
+        );
+        // A file: its own folder unless --context says otherwise.
+        let recipe = ctx.join("xbake.yaml");
+        assert_eq!(
+            resolve_input(Some(&recipe), None, None).unwrap(),
+            (recipe.clone(), None)
+        );
+        assert_eq!(
+            resolve_input(Some(&recipe), None, Some(Path::new("c")))
+                .unwrap()
+                .1,
+            Some(PathBuf::from("c"))
+        );
+        let errors = [
+            resolve_input(Some(ctx), None, Some(Path::new("c")))
+                .unwrap_err()
+                .0,
+            resolve_input(Some(&recipe), Some(other), None)
+                .unwrap_err()
+                .0,
+            resolve_input(Some(&ctx.join("missing")), Some(other), None)
+                .unwrap_err()
+                .0,
+        ];
+        assert_eq!(
+            errors[0],
+            "the context is given twice: as the folder argument and as --context"
+        );
+        assert!(errors[1].ends_with(
+            "xbake.yaml is not a folder: with -f, the other argument is the context folder"
+        ));
+        assert!(errors[2].contains("is not a folder"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            resolve_input(Some(empty.path()), None, None)
+                .unwrap_err()
+                .0
+                .ends_with("has no Dockerfile, Containerfile, xbake.yaml: name the file with -f")
+        );
+    }
+
+    #[test]
+    fn docker_style_tags_give_their_tag_part() {
+        assert_eq!(tag_part("app:1"), "1");
+        assert_eq!(tag_part("127.0.0.1:5000/team/app:2.0"), "2.0");
+        assert_eq!(tag_part("127.0.0.1:5000/app"), "latest");
+        assert_eq!(tag_part("1.0"), "1.0");
+    }
 
     #[test]
     fn output_specs() {

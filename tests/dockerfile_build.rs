@@ -1,0 +1,224 @@
+//! Building from a Dockerfile (issue 12): the same engine as recipes, the Dockerfile's
+//! own semantics (ARG scoping, ENV over ARG, heredocs, WORKDIR-relative COPY), the
+//! docker spellings of the command line, and errors that name the line.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// Three emulated platforms, two stages; each file written says what the step saw.
+const APP: &str = r#"# syntax=docker/dockerfile:1
+ARG VERSION=1.0
+ARG BASE=rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+FROM ${BASE} AS build
+RUN echo "before: [$VERSION]" > /before
+ARG VERSION
+ARG TARGETARCH
+RUN echo "after: [$VERSION] arch=$TARGETARCH" > /after
+ENV MODE=env
+ARG MODE=arg
+RUN echo "$MODE" > /mode
+RUN cat <<EOF > /heredoc && sh <<'RAW'
+value=$VERSION
+EOF
+echo 'raw $VERSION' > /raw
+RAW
+
+FROM ${BASE} AS runtime
+WORKDIR /app
+COPY --from=build /before /after /mode /heredoc /raw ./
+COPY --chmod=0600 files/ conf/
+LABEL org.example.version="[$VERSION]"
+EXPOSE 8080
+USER 1000:1000
+ENTRYPOINT ["/bin/cat"]
+CMD ["/app/after"]
+"#;
+
+/// A context folder holding the Dockerfile (as `name`), the busybox bases and files/.
+fn context(scratch: &Scratch, folder: &str, name: &str, dockerfile: &str) -> PathBuf {
+    let recipe = scratch.recipe(
+        folder,
+        "",
+        &[(name, dockerfile), ("files/app.conf", "key = 1\n")],
+    );
+    let dir = recipe.parent().unwrap().to_path_buf();
+    // The folder holds a Dockerfile; no YAML recipe should be found in it.
+    std::fs::remove_file(&recipe).unwrap();
+    dir
+}
+
+fn image<'a>(images: &'a [ReadImage], platform: &str) -> &'a ReadImage {
+    images
+        .iter()
+        .find(|i| i.platform == platform)
+        .unwrap_or_else(|| panic!("no {platform} image"))
+}
+
+#[test]
+fn a_context_folder_builds_its_dockerfile_with_buildkit_semantics() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = context(&scratch, "app", "Dockerfile", APP);
+    let (digest, err) = xbake_ok(
+        &dir,
+        &[
+            "build",
+            ".",
+            "--platform",
+            "linux/arm/v7",
+            "--platform",
+            "linux/arm64,linux/ppc64le",
+            "-t",
+            "app:1",
+            "-o",
+            "oci:out/app",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("# syntax=docker/dockerfile:1 is not used"),
+        "{err}"
+    );
+    let (index, images) = read_layout(&dir.join("out/app"), "1");
+    assert_eq!(index, digest);
+    assert_eq!(images.len(), 3);
+    for (platform, arch) in [
+        ("linux/arm/v7", "arm"),
+        ("linux/arm64", "arm64"),
+        ("linux/ppc64le", "ppc64le"),
+    ] {
+        let img = image(&images, platform);
+        // An ARG is visible from its declaration; the global default needs redeclaring.
+        assert_eq!(file_text(img, "app/before"), "before: []\n");
+        assert_eq!(
+            file_text(img, "app/after"),
+            format!("after: [1.0] arch={arch}\n")
+        );
+        // ENV beats an ARG of the same name.
+        assert_eq!(file_text(img, "app/mode"), "env\n");
+        // Heredocs: expanded by the shell, and a quoted one kept as written.
+        assert_eq!(file_text(img, "app/heredoc"), "value=1.0\n");
+        assert_eq!(file_text(img, "app/raw"), "raw $VERSION\n");
+        assert_eq!(file_text(img, "app/conf/app.conf"), "key = 1\n");
+        assert_eq!(img.meta["app/conf/app.conf"].2 & 0o7777, 0o600);
+        let config = &img.config["config"];
+        assert_eq!(config["WorkingDir"], "/app");
+        assert_eq!(config["User"], "1000:1000");
+        assert_eq!(config["Entrypoint"], serde_json::json!(["/bin/cat"]));
+        assert_eq!(config["Cmd"], serde_json::json!(["/app/after"]));
+        assert_eq!(config["ExposedPorts"], serde_json::json!({"8080/tcp": {}}));
+        // VERSION is not declared in the runtime stage: empty there, as in BuildKit.
+        assert_eq!(config["Labels"]["org.example.version"], "[]");
+        // ARGs are for the build only: never in the config.
+        let env = config["Env"].to_string();
+        assert!(
+            !env.contains("VERSION") && !env.contains("TARGETARCH"),
+            "{env}"
+        );
+    }
+}
+
+#[test]
+fn dash_f_a_context_build_args_and_target_and_the_same_digest_every_time() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = context(&scratch, "ctx", "Containerfile.build", APP);
+    let build = |who: As, cache: &str, out: &str| {
+        let result = xbake(
+            who,
+            scratch.path(),
+            &[
+                "build",
+                "-f",
+                dir.join("Containerfile.build").to_str().unwrap(),
+                dir.to_str().unwrap(),
+                "--build-arg",
+                "VERSION=2",
+                "--target",
+                "build",
+                "--platform",
+                "arm64",
+                "--cache-dir",
+                scratch.path().join(cache).to_str().unwrap(),
+                "-o",
+                &format!("oci:{}", scratch.path().join(out).display()),
+            ],
+            &[],
+        );
+        assert_ok(&result);
+        String::from_utf8_lossy(&result.stdout).trim().to_string()
+    };
+    let first = build(As::Me, "c1", "o1");
+    let (_, images) = read_layout(&scratch.path().join("o1"), "latest");
+    assert_eq!(file_text(&images[0], "after"), "after: [2] arch=arm64\n");
+    assert!(
+        !images[0].files.contains_key("app/after"),
+        "--target build stops there"
+    );
+    // Another cache, and (when the tests run as root) another user: the same digest.
+    assert_eq!(build(As::Me, "c2", "o2"), first);
+    if is_root() && test_user().is_some() {
+        assert_eq!(build(As::TestUser, "c3", "o3"), first);
+    }
+}
+
+#[test]
+fn dockerfile_errors_name_the_line_and_write_nothing() {
+    let scratch = Scratch::new();
+    let cases = [
+        (
+            "FROM scratch\nCOPY --chown=app a /a\n",
+            "Dockerfile:2: COPY: not supported yet: --chown with a user or group name",
+        ),
+        (
+            "FROM scratch\nRUN --mount=type=cache,targt=/x true\n",
+            "Dockerfile:2: RUN: --mount type=cache: unknown field \"targt\"",
+        ),
+        (
+            "RUN true\n",
+            "Dockerfile:1: RUN: the first instruction must be FROM",
+        ),
+        (
+            "FROM scratch\nFOO bar\n",
+            "Dockerfile:2: FOO: unknown instruction `FOO`",
+        ),
+        (
+            "FROM scratch\nRUN <<EOF\nno end\n",
+            "Dockerfile:2: heredoc `EOF` is not terminated",
+        ),
+    ];
+    for (i, (text, message)) in cases.iter().enumerate() {
+        let dir = scratch.path().join(format!("bad{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Dockerfile"), text).unwrap();
+        let out = xbake(As::Me, &dir, &["build", ".", "-o", "oci:out"], &[]);
+        assert!(!out.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(message),
+            "{text}\nwanted: {message}\n{stderr}"
+        );
+        assert!(!dir.join("out").exists(), "no output after an error");
+    }
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = xbake(
+        As::Me,
+        Path::new("/"),
+        &["build", empty.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("has no Dockerfile, Containerfile, xbake.yaml: name the file with -f"),
+        "{}",
+        text(&out)
+    );
+}

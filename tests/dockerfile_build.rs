@@ -169,12 +169,64 @@ fn dash_f_a_context_build_args_and_target_and_the_same_digest_every_time() {
 }
 
 #[test]
+fn chown_by_name_is_looked_up_in_the_image() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dockerfile = "FROM rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+RUN echo 'app:x:1500:1500::/home/app:/bin/sh' >> /etc/passwd && printf 'app:x:1500:\\nops:x:1700:\\n' >> /etc/group && mkdir -p /home/app && chown app /home/app
+COPY --chown=app:ops files/app.conf /home/app/config.ini
+COPY --chown=app files/app.conf /home/app/user-only.ini
+COPY --chown=1600 files/app.conf /srv/numeric
+USER app
+RUN id > /home/app/whoami
+";
+    let dir = context(&scratch, "users", "Dockerfile", dockerfile);
+    xbake_ok(
+        &dir,
+        &["build", ".", "--platform", "arm64", "-o", "oci:out"],
+        &[],
+    );
+    let (_, images) = read_layout(&dir.join("out"), "latest");
+    let owner = |path: &str| {
+        let (uid, gid, _) = images[0].meta[path];
+        (uid, gid)
+    };
+    assert_eq!(owner("home/app/config.ini"), (1500, 1700));
+    // A user without a group: its uid is the gid too, as Docker documents.
+    assert_eq!(owner("home/app/user-only.ini"), (1500, 1500));
+    assert_eq!(owner("srv/numeric"), (1600, 1600));
+    assert!(file_text(&images[0], "home/app/whoami").starts_with("uid=1500(app) gid=1500(app)"));
+
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz\nCOPY --chown=ghost files/app.conf /x\n",
+    )
+    .unwrap();
+    let out = xbake(
+        As::Me,
+        &dir,
+        &["build", ".", "--platform", "arm64", "-o", "oci:out2"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--chown=ghost: user \"ghost\" is not in the image's /etc/passwd"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.join("out2").exists());
+}
+
+#[test]
 fn dockerfile_errors_name_the_line_and_write_nothing() {
     let scratch = Scratch::new();
     let cases = [
         (
-            "FROM scratch\nCOPY --chown=app a /a\n",
-            "Dockerfile:2: COPY: not supported yet: --chown with a user or group name",
+            "FROM scratch\nCOPY --chown='a b' a /a\n",
+            "Dockerfile:2: COPY: --chown=a b: expected user[:group], by name or number",
         ),
         (
             "FROM scratch\nRUN --mount=type=cache,targt=/x true\n",

@@ -24,8 +24,8 @@ use crate::layer::root::RootDir;
 use crate::layer::snapshot::Snapshotter;
 use crate::normalize::{self, RuleSet};
 use crate::recipe::{
-    CacheSharing, CopyFrom, Plan, PlanStep, RunCommand, RunMount, RunMountKind, StepKind,
-    resolve_copy_sources,
+    CacheSharing, CopyFrom, CopyOwner, Plan, PlanStep, RunCommand, RunMount, RunMountKind,
+    StepKind, resolve_copy_sources,
 };
 use crate::sandbox::{NetworkMode, run_step};
 use oci_spec::image::{Arch, MediaType, Os, PlatformBuilder};
@@ -152,7 +152,7 @@ enum Prepared {
         sources: Vec<PathBuf>,
         to: String,
         mode: Option<u32>,
-        owner: (u32, u32),
+        owner: CopyOwner,
         /// Content digests of the inputs, by source path (what the key was made of).
         expected: std::collections::HashMap<PathBuf, Digest>,
     },
@@ -162,7 +162,7 @@ enum Prepared {
         patterns: Vec<String>,
         to: String,
         mode: Option<u32>,
-        owner: (u32, u32),
+        owner: CopyOwner,
     },
 }
 
@@ -253,7 +253,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                     patterns: sources.clone(),
                     to: destination_in(state.workdir.as_deref(), to),
                     mode: *mode,
-                    owner: owner.unwrap_or((0, 0)),
+                    owner: owner.clone().unwrap_or(CopyOwner::Ids(0, 0)),
                 },
                 None,
             ),
@@ -271,7 +271,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                     sources: files,
                     to: destination_in(state.workdir.as_deref(), to),
                     mode: *mode,
-                    owner: owner.unwrap_or((0, 0)),
+                    owner: owner.clone().unwrap_or(CopyOwner::Ids(0, 0)),
                     expected: listed
                         .iter()
                         .filter(|f| !f.symlink && !f.path.ends_with('/'))
@@ -340,6 +340,29 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
     })
 }
 
+/// The owner in a copy step's key: numbers as `(uid, gid)` (the text keys had before
+/// names were possible, so existing cache entries stay valid), a name as written.
+fn owner_key(owner: &CopyOwner) -> String {
+    match owner {
+        CopyOwner::Ids(uid, gid) => format!("({uid}, {gid})"),
+        CopyOwner::Named(text) => format!("{text:?}"),
+    }
+}
+
+/// A copy step's owner as numbers, names looked up in the image the step writes to.
+fn owner_ids(
+    ctx: &Context,
+    step: &PlanStep,
+    root: &RootDir,
+    owner: &CopyOwner,
+) -> Result<(u32, u32), BuildError> {
+    match owner {
+        CopyOwner::Ids(uid, gid) => Ok((*uid, *gid)),
+        CopyOwner::Named(text) => super::users::resolve_chown(text, root)
+            .map_err(|e| ctx.step_err(step, format!("--chown={text}: {e}"))),
+    }
+}
+
 /// The build's variables a step sees: a Dockerfile's ARGs declared above it, then the
 /// plan's (and SOURCE_DATE_EPOCH unless one of those sets it). For a recipe, whose steps
 /// carry no ARGs, just the plan's, so its cache keys do not change.
@@ -387,7 +410,7 @@ fn step_key(
         Prepared::Copy {
             to, mode, owner, ..
         } => (
-            format!("COPY to={to} mode={mode:?} owner={owner:?}"),
+            format!("COPY to={to} mode={mode:?} owner={}", owner_key(owner)),
             "host",
         ),
         // The source's layer chain names its content; the patterns are in the step's
@@ -400,9 +423,10 @@ fn step_key(
             ..
         } => (
             format!(
-                "COPY from={} to={to} mode={mode:?} owner={owner:?}",
+                "COPY from={} to={to} mode={mode:?} owner={}",
                 from.chain_id()
-                    .map_or_else(|| "empty".to_string(), |c| c.to_string())
+                    .map_or_else(|| "empty".to_string(), |c| c.to_string()),
+                owner_key(owner)
             ),
             "host",
         ),
@@ -487,6 +511,7 @@ fn run_and_commit(
             owner,
             expected,
         } => {
+            let owner = owner_ids(ctx, step, &root, &owner)?;
             let warnings = copy_into(
                 &root,
                 &CopyRequest {
@@ -509,6 +534,7 @@ fn run_and_commit(
             mode,
             owner,
         } => {
+            let owner = owner_ids(ctx, step, &root, &owner)?;
             let tree = ctx.tree_of(&from)?;
             let sources = resolve_in_tree(&tree, &patterns, &from.name)
                 .map_err(|e| ctx.step_err(step, e.to_string()))?;

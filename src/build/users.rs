@@ -2,6 +2,9 @@
 //! image's own /etc/passwd and /etc/group, as docker and runc do.
 
 use std::fmt;
+use std::io::Read;
+
+use crate::layer::root::RootDir;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedUser {
@@ -90,6 +93,45 @@ pub fn resolve(
         None => "/".to_string(),
     };
     Ok(ResolvedUser { uid, gid, home })
+}
+
+/// A file of the image, as text, if it has it.
+fn image_text(root: &RootDir, path: &str) -> Option<String> {
+    let mut text = String::new();
+    root.open_file(std::path::Path::new(path))
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// A copy's `--chown=user[:group]` as numbers: names from the image's /etc/passwd and
+/// /etc/group; without a group, the user's uid is the gid too (Docker's documented rule
+/// for `--chown`, unlike a step's `user:`, which takes the passwd entry's group).
+pub fn resolve_chown(spec: &str, root: &RootDir) -> Result<(u32, u32), UserError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let passwd = image_text(root, "etc/passwd");
+    let groups = image_text(root, "etc/group");
+    let uid = match user.parse::<u32>() {
+        Ok(uid) => uid,
+        Err(_) => passwd_entries(passwd.as_deref().unwrap_or(""))
+            .find(|e| e.name == user)
+            .map(|e| e.uid)
+            .ok_or_else(|| UserError(format!("user {user:?} is not in the image's /etc/passwd")))?,
+    };
+    let gid = match group {
+        None => uid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group_gid(groups.as_deref().unwrap_or(""), g).ok_or_else(|| {
+                UserError(format!("group {g:?} is not in the image's /etc/group"))
+            })?,
+        },
+    };
+    Ok((uid, gid))
 }
 
 #[cfg(test)]

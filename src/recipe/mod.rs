@@ -49,8 +49,8 @@ pub use copy_sources::resolve_copy_sources;
 pub use error::{Location, Problem, RecipeError};
 pub use model::StagePlatform;
 pub use plan::{
-    CacheSharing, ConfigSpec, CopyFrom, Healthcheck, Network, Plan, PlanStep, RunCommand, RunMount,
-    RunMountKind, StepKind, UnknownNetwork,
+    CacheSharing, ConfigSpec, CopyFrom, CopyOwner, Healthcheck, Network, Plan, PlanStep,
+    RunCommand, RunMount, RunMountKind, StepKind, UnknownNetwork,
 };
 
 use crate::digest::Digest;

@@ -67,11 +67,30 @@ pub enum StepKind {
         sources: Vec<String>,
         to: String,
         mode: Option<u32>,
-        owner: Option<(u32, u32)>,
+        owner: Option<CopyOwner>,
     },
     Env(Vec<(String, String)>),
     Workdir(String),
     User(String),
+}
+
+/// Who owns what a copy step writes (default 0:0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyOwner {
+    Ids(u32, u32),
+    /// `user[:group]` naming a user or group (a Dockerfile's `--chown=app:app`),
+    /// resolved against the image's /etc/passwd and /etc/group when the step runs; a
+    /// user without a group gives its uid as the gid too, as Docker's documentation says.
+    Named(String),
+}
+
+impl fmt::Display for CopyOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CopyOwner::Ids(uid, gid) => write!(f, "{uid}:{gid}"),
+            CopyOwner::Named(text) => f.write_str(text),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -388,8 +407,8 @@ impl PlanStep {
                 if let Some(from) = from {
                     words.push(format!("--from={from}"));
                 }
-                if let Some((uid, gid)) = owner {
-                    words.push(format!("--chown={uid}:{gid}"));
+                if let Some(owner) = owner {
+                    words.push(format!("--chown={owner}"));
                 }
                 if let Some(mode) = mode {
                     words.push(format!("--chmod={mode:04o}"));
@@ -497,7 +516,7 @@ mod tests {
                     sources: strings(&["a", "b/*.txt"]),
                     to: "/opt/".into(),
                     mode: Some(0o644),
-                    owner: Some((1000, 1000)),
+                    owner: Some(CopyOwner::Ids(1000, 1000)),
                 },
                 "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
                 "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",

@@ -21,7 +21,9 @@ use super::fields::{is_absolute, is_valid_user, is_var_name, relative_inside};
 use super::model::{
     MountKindTemplate, MountTemplate, Spec, StagePlatform, StageSpec, StepTemplate, Template, Var,
 };
-use super::plan::{ConfigSpec, CopyFrom, Plan, PlanStep, RunMount, RunMountKind, StepKind};
+use super::plan::{
+    ConfigSpec, CopyFrom, CopyOwner, Plan, PlanStep, RunMount, RunMountKind, StepKind,
+};
 use crate::platform::Platform;
 
 /// Name-value pairs in a meaningful order.
@@ -358,7 +360,7 @@ fn expand_step(
                 from,
                 to: non_empty(expand(scope, to)?, to.at, Problem::EmptyCopyDestination)?,
                 mode: *mode,
-                owner: *owner,
+                owner: owner.map(|(uid, gid)| CopyOwner::Ids(uid, gid)),
             }
         }
         StepTemplate::Env(vars) => StepKind::Env(expand_vars(scope, vars)?),

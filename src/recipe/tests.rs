@@ -155,7 +155,7 @@ fn example_plans_for_arm_v7() {
                 sources: vec!["files/hello.txt".into()],
                 to: "/opt/hello.txt".into(),
                 mode: Some(0o644),
-                owner: Some((1000, 1000))
+                owner: Some(CopyOwner::Ids(1000, 1000))
             },
             &StepKind::Env(pairs(&[("STAGE", "two")])),
             &StepKind::Workdir("/srv".into()),
@@ -674,7 +674,7 @@ fn scalar_forms_are_read_as_written() {
             sources: vec!["0644".into()],
             to: "/x".into(),
             mode: Some(0o644),
-            owner: Some((1000, 1000))
+            owner: Some(CopyOwner::Ids(1000, 1000))
         }
     );
     assert!(matches!(

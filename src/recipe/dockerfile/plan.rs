@@ -30,8 +30,8 @@ use crate::recipe::fields::{
     is_valid_stop_signal, is_valid_user, normalize_port, parse_duration, parse_mode, parse_owner,
 };
 use crate::recipe::plan::{
-    CacheSharing, ConfigSpec, CopyFrom, DEFAULT_SHELL, Healthcheck, Network, Plan, PlanStep,
-    RunCommand, RunMount, RunMountKind, StepKind,
+    CacheSharing, ConfigSpec, CopyFrom, CopyOwner, DEFAULT_SHELL, Healthcheck, Network, Plan,
+    PlanStep, RunCommand, RunMount, RunMountKind, StepKind,
 };
 
 type Pairs = Vec<(String, String)>;
@@ -990,12 +990,15 @@ fn copy_step(
                 })?)
             }
             "chown" => {
-                owner = Some(parse_owner(&value).ok_or_else(|| {
-                    unsupported(
-                        instruction,
-                        "--chown with a user or group name (numeric uid:gid works)",
-                    )
-                })?)
+                owner = Some(match parse_owner(&value) {
+                    Some((uid, gid)) => CopyOwner::Ids(uid, gid),
+                    None if is_valid_user(&value) => CopyOwner::Named(value),
+                    None => {
+                        return Err(invalid(format!(
+                            "--chown={value}: expected user[:group], by name or number"
+                        )));
+                    }
+                })
             }
             // Every xbake COPY already makes a layer of its own files only.
             "link" => {}
@@ -1217,7 +1220,7 @@ mod tests {
                 sources: vec!["conf".into(), "x.conf".into()],
                 to: "/src/lib/".into(),
                 mode: Some(0o640),
-                owner: Some((10, 20)),
+                owner: Some(CopyOwner::Ids(10, 20)),
             }
         );
         assert!(matches!(&plan.steps[3].kind, StepKind::Copy { to, .. } if to == "/src/lib/b"));
@@ -1341,10 +1344,6 @@ mod tests {
             (
                 "FROM a\nADD v.tar.gz /opt/\n",
                 "2: ADD: not supported yet: ADD of a local archive (unpacking it)",
-            ),
-            (
-                "FROM a\nCOPY --chown=app a /a\n",
-                "2: COPY: not supported yet: --chown with a user or group name (numeric uid:gid works)",
             ),
         ];
         for (text, message) in cases {

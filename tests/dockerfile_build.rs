@@ -221,6 +221,58 @@ RUN id > /home/app/whoami
 }
 
 #[test]
+fn copy_heredocs_write_files_with_their_modes_and_owners() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dockerfile = "FROM rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+ARG PORT=8080
+COPY <<EOF /etc/app.conf
+listen = $PORT \\$kept
+EOF
+COPY --chmod=0755 --chown=1000:1000 <<-\"EOT\" /usr/local/bin/start
+\t#!/bin/sh
+\techo \"port $PORT\"
+\tEOT
+COPY <<one.txt <<two.txt /srv/
+first
+one.txt
+second
+two.txt
+RUN /usr/local/bin/start > /started && cat /srv/one.txt /srv/two.txt > /both
+";
+    let dir = context(&scratch, "heredocs", "Dockerfile", dockerfile);
+    xbake_ok(
+        &dir,
+        &[
+            "build",
+            ".",
+            "--platform",
+            "arm64",
+            "--build-arg",
+            "PORT=9000",
+            "-o",
+            "oci:out",
+        ],
+        &[],
+    );
+    let (_, images) = read_layout(&dir.join("out"), "latest");
+    let img = &images[0];
+    assert_eq!(file_text(img, "etc/app.conf"), "listen = 9000 $kept\n");
+    assert_eq!(
+        file_text(img, "usr/local/bin/start"),
+        "#!/bin/sh\necho \"port $PORT\"\n"
+    );
+    let (uid, gid, mode) = img.meta["usr/local/bin/start"];
+    assert_eq!((uid, gid, mode & 0o7777), (1000, 1000, 0o755));
+    assert_eq!(img.meta["etc/app.conf"].2 & 0o7777, 0o644);
+    // The script ran with the build's environment: the ARG is in it.
+    assert_eq!(file_text(img, "started"), "port 9000\n");
+    assert_eq!(file_text(img, "both"), "first\nsecond\n");
+}
+
+#[test]
 fn dockerfile_errors_name_the_line_and_write_nothing() {
     let scratch = Scratch::new();
     let cases = [

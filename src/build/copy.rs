@@ -90,6 +90,57 @@ pub fn copy_into(root: &RootDir, req: &CopyRequest) -> Result<Vec<String>, CopyE
     Ok(warnings)
 }
 
+/// Writes files given by their content (a Dockerfile's `COPY <<EOF`) with the same
+/// destination rules as a copy: named `name` inside `to` when it is a folder, else as
+/// `to` (one file only); mode 0644 unless given, mtime the build's epoch.
+pub fn write_inline(
+    root: &RootDir,
+    files: &[(String, String)],
+    to: &str,
+    mode: Option<u32>,
+    owner: (u32, u32),
+    epoch: i64,
+) -> Result<Vec<String>, CopyError> {
+    let mut warnings = Vec::new();
+    let to_dir_written = to.ends_with('/');
+    let trimmed = to.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let existing_dir = root
+        .lstat(Path::new(trimmed))
+        .map_err(|source| write_err(trimmed, source))?
+        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let into_folder = to_dir_written || existing_dir;
+    if files.len() > 1 && !into_folder {
+        return Err(CopyError::NeedsFolder {
+            count: files.len(),
+            to: to.to_string(),
+        });
+    }
+    for (name, content) in files {
+        let dest = if into_folder {
+            Path::new(trimmed).join(name)
+        } else {
+            PathBuf::from(trimmed)
+        };
+        if let Some(parent) = dest.parent() {
+            make_dirs(root, parent, 0o755, (0, 0), &mut warnings)?;
+        }
+        let meta = EntryMeta {
+            mode: mode.unwrap_or(0o644),
+            uid: owner.0,
+            gid: owner.1,
+            mtime: epoch,
+            xattrs: Vec::new(),
+        };
+        let dest_text = dest.display().to_string();
+        let w = root
+            .write_file(&dest, &mut content.as_bytes(), &meta)
+            .map_err(|s| write_err(&dest_text, s))?;
+        warnings.extend(w.into_vec());
+    }
+    Ok(warnings)
+}
+
 fn make_dirs(
     root: &RootDir,
     dir: &Path,

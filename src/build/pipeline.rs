@@ -156,6 +156,13 @@ enum Prepared {
         /// Content digests of the inputs, by source path (what the key was made of).
         expected: std::collections::HashMap<PathBuf, Digest>,
     },
+    /// Files from the plan's text (a Dockerfile's `COPY <<EOF`).
+    Write {
+        files: Vec<(String, String)>,
+        to: String,
+        mode: Option<u32>,
+        owner: CopyOwner,
+    },
     /// A copy from a stage's or an image's filesystem.
     CopyFrom {
         from: Arc<Filesystem>,
@@ -251,6 +258,20 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 Prepared::CopyFrom {
                     from: ctx.read(from)?,
                     patterns: sources.clone(),
+                    to: destination_in(state.workdir.as_deref(), to),
+                    mode: *mode,
+                    owner: owner.clone().unwrap_or(CopyOwner::Ids(0, 0)),
+                },
+                None,
+            ),
+            StepKind::Write {
+                files,
+                to,
+                mode,
+                owner,
+            } => (
+                Prepared::Write {
+                    files: files.clone(),
                     to: destination_in(state.workdir.as_deref(), to),
                     mode: *mode,
                     owner: owner.clone().unwrap_or(CopyOwner::Ids(0, 0)),
@@ -413,6 +434,27 @@ fn step_key(
             format!("COPY to={to} mode={mode:?} owner={}", owner_key(owner)),
             "host",
         ),
+        // The files' content, by digest; their names and the destination are in the
+        // step's text below too.
+        Prepared::Write {
+            files,
+            to,
+            mode,
+            owner,
+        } => {
+            let contents: Vec<String> = files
+                .iter()
+                .map(|(name, content)| format!("{name:?}={}", Digest::of(content.as_bytes())))
+                .collect();
+            (
+                format!(
+                    "WRITE to={to} mode={mode:?} owner={} files=[{}]",
+                    owner_key(owner),
+                    contents.join(",")
+                ),
+                "host",
+            )
+        }
         // The source's layer chain names its content; the patterns are in the step's
         // text below.
         Prepared::CopyFrom {
@@ -525,6 +567,17 @@ fn run_and_commit(
                 },
             )
             .map_err(|e| ctx.step_err(step, e.to_string()))?;
+            ctx.warn_all(warnings);
+        }
+        Prepared::Write {
+            files,
+            to,
+            mode,
+            owner,
+        } => {
+            let owner = owner_ids(ctx, step, &root, &owner)?;
+            let warnings = super::copy::write_inline(&root, &files, &to, mode, owner, ctx.epoch)
+                .map_err(|e| ctx.step_err(step, e.to_string()))?;
             ctx.warn_all(warnings);
         }
         Prepared::CopyFrom {

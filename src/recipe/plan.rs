@@ -69,6 +69,15 @@ pub enum StepKind {
         mode: Option<u32>,
         owner: Option<CopyOwner>,
     },
+    /// Files whose content the plan holds (a Dockerfile's `COPY <<EOF /path`), named
+    /// inside `to` when it is a folder (ends with `/`, or is one already), else `to`.
+    Write {
+        /// (name, content), in order.
+        files: Vec<(String, String)>,
+        to: String,
+        mode: Option<u32>,
+        owner: Option<CopyOwner>,
+    },
     Env(Vec<(String, String)>),
     Workdir(String),
     User(String),
@@ -414,6 +423,23 @@ impl PlanStep {
                     words.push(format!("--chmod={mode:04o}"));
                 }
                 words.extend(sources.iter().cloned());
+                words.push(to.clone());
+                words.join(" ")
+            }
+            StepKind::Write {
+                files,
+                to,
+                mode,
+                owner,
+            } => {
+                let mut words = vec!["COPY".to_string()];
+                if let Some(owner) = owner {
+                    words.push(format!("--chown={owner}"));
+                }
+                if let Some(mode) = mode {
+                    words.push(format!("--chmod={mode:04o}"));
+                }
+                words.extend(files.iter().map(|(name, _)| format!("<<{name}")));
                 words.push(to.clone());
                 words.join(" ")
             }

@@ -499,6 +499,13 @@ fn translate(
             state,
             context,
             &word,
+            &|text: &str| {
+                let body = Lexer {
+                    heredoc: true,
+                    ..*lexer
+                };
+                body.word(text, &scope).map_err(|e| err(e.into()))
+            },
         )?),
         Kind::Cmd(command) => {
             state.config.cmd = Some(config_command(command, &state.shell));
@@ -969,6 +976,7 @@ fn copy_step(
     state: &StageState,
     context: &Context,
     word: &dyn Fn(&str) -> Result<String, DockerfileError>,
+    body: &dyn Fn(&str) -> Result<String, DockerfileError>,
 ) -> Result<StepKind, DockerfileError> {
     let keyword = &instruction.keyword;
     let invalid = |message: String| {
@@ -1008,13 +1016,44 @@ fn copy_step(
             _ => return Err(unsupported(instruction, "ADD --keep-git-dir and --unpack")),
         }
     }
+    let docs: Vec<&Heredoc> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Heredoc(doc) => Some(doc),
+            Source::Path(_) => None,
+        })
+        .collect();
+    if !docs.is_empty() {
+        if docs.len() != sources.len() {
+            return Err(unsupported(
+                instruction,
+                "heredocs and paths as sources of one COPY",
+            ));
+        }
+        if from.is_some() {
+            return Err(invalid("--from cannot go with heredoc sources".into()));
+        }
+        let mut files = Vec::new();
+        for doc in docs {
+            let text = if doc.chomp {
+                chomp(&doc.body)
+            } else {
+                doc.body.clone()
+            };
+            let text = if doc.expand { body(&text)? } else { text };
+            files.push((doc.name.clone(), text));
+        }
+        return Ok(StepKind::Write {
+            files,
+            to: destination(state, &word(dest)?).map_err(invalid)?,
+            mode,
+            owner,
+        });
+    }
     let mut paths = Vec::new();
     for source in sources {
         let Source::Path(path) = source else {
-            return Err(unsupported(
-                instruction,
-                "a heredoc as a COPY or ADD source",
-            ));
+            unreachable!("heredoc sources are handled above");
         };
         let path = word(path)?;
         if add && (path.contains("://") || path.starts_with("git@")) {
@@ -1042,15 +1081,7 @@ fn copy_step(
             Some(_) => path,
         });
     }
-    let dest = word(dest)?;
-    if dest.is_empty() {
-        return Err(invalid("empty destination".into()));
-    }
-    let trailing = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
-    let mut to = join(&state.workdir, &dest);
-    if trailing && !to.ends_with('/') {
-        to.push('/');
-    }
+    let to = destination(state, &word(dest)?).map_err(invalid)?;
     Ok(StepKind::Copy {
         from,
         sources: paths,
@@ -1062,6 +1093,19 @@ fn copy_step(
 
 /// Names Docker's ADD would unpack (it decides by content; by name is what the plan,
 /// which reads no file, can tell).
+/// A COPY destination made absolute against the WORKDIR, a trailing `/` kept.
+fn destination(state: &StageState, dest: &str) -> Result<String, String> {
+    if dest.is_empty() {
+        return Err("empty destination".into());
+    }
+    let trailing = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
+    let mut to = join(&state.workdir, dest);
+    if trailing && !to.ends_with('/') {
+        to.push('/');
+    }
+    Ok(to)
+}
+
 fn is_archive_name(path: &str) -> bool {
     [
         ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst",
@@ -1255,6 +1299,52 @@ mod tests {
     }
 
     #[test]
+    fn heredoc_copies_write_their_bodies() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dockerfiles/heredoc-copy/Dockerfile"),
+        )
+        .unwrap();
+        let plan = plan_for(&text, 0, "linux/arm64", &[("PORT", "9000")]);
+        let writes: Vec<_> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Write {
+                    files, to, mode, ..
+                } => Some((files.clone(), to.clone(), *mode)),
+                _ => None,
+            })
+            .collect();
+        let file = |name: &str, body: &str| (name.to_string(), body.to_string());
+        assert_eq!(
+            writes,
+            [
+                (
+                    vec![file("EOF", "listen = 9000\n")],
+                    "/etc/app.conf".to_string(),
+                    None
+                ),
+                // Quoted delimiter: not expanded; <<-: tabs stripped.
+                (
+                    vec![file("EOT", "#!/bin/sh\nexec httpd -f -p \"$PORT\"\n")],
+                    "/usr/local/bin/start".to_string(),
+                    Some(0o755)
+                ),
+                (
+                    vec![file("one.txt", "first\n"), file("two.txt", "second\n")],
+                    "/srv/".to_string(),
+                    None
+                ),
+            ]
+        );
+        assert_eq!(plan.steps[0].describe(), "COPY <<EOF /etc/app.conf");
+        assert_eq!(
+            plan.steps[1].describe(),
+            "COPY --chmod=0755 <<EOT /usr/local/bin/start"
+        );
+    }
+
+    #[test]
     fn run_flags_become_mounts_and_networks() {
         let plan = plan_for(
             "FROM a AS assets\nFROM a\nWORKDIR /w\nRUN --network=none --mount=type=cache,target=cache,sharing=locked --mount=type=secret,id=tok,required --mount=type=bind,from=assets,source=/x,target=/mnt --mount=type=tmpfs,target=/t,size=1024 true\n",
@@ -1332,10 +1422,6 @@ mod tests {
             (
                 "FROM a\nONBUILD RUN x\n",
                 "2: ONBUILD: not supported yet: ONBUILD (recording triggers in the image config)",
-            ),
-            (
-                "FROM a\nCOPY <<EOF /x\nhi\nEOF\n",
-                "2: COPY: not supported yet: a heredoc as a COPY or ADD source",
             ),
             (
                 "FROM a\nADD https://example.org/x /x\n",

@@ -63,8 +63,10 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave `$NAME` of an unset name as written instead of making it empty.
     pub keep_unset: bool,
-    /// Treat quotes as ordinary characters (heredoc bodies keep theirs).
-    pub ignore_quotes: bool,
+    /// A heredoc body, as sh reads one whose delimiter is unquoted: quotes are
+    /// ordinary characters, and the escape character quotes only `$`, `` ` ``, itself
+    /// and a newline (which it removes); elsewhere it stays as written.
+    pub heredoc: bool,
 }
 
 impl Lexer {
@@ -74,7 +76,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             keep_unset: false,
-            ignore_quotes: false,
+            heredoc: false,
         }
     }
 
@@ -183,19 +185,28 @@ impl Scan<'_> {
                     result.push_str(&value);
                     words.push_str(&value);
                 }
-                '\'' if !self.lexer.ignore_quotes => {
+                '\'' if !self.lexer.heredoc => {
                     let value = self.single_quoted()?;
                     result.push_str(&value);
                     words.push_raw_str(&value);
                 }
-                '"' if !self.lexer.ignore_quotes => {
+                '"' if !self.lexer.heredoc => {
                     let value = self.double_quoted(raw_escapes)?;
                     result.push_str(&value);
                     words.push_raw_str(&value);
                 }
                 _ => {
                     self.at += 1;
-                    if ch == self.lexer.escape {
+                    let quotes_next = |next: Option<char>| matches!(next, Some(n) if n == '$' || n == '`' || n == '\n' || n == ch);
+                    if ch == self.lexer.escape && self.lexer.heredoc && !quotes_next(self.peek()) {
+                        words.push(ch);
+                        result.push(ch);
+                    } else if ch == self.lexer.escape
+                        && self.lexer.heredoc
+                        && self.peek() == Some('\n')
+                    {
+                        self.at += 1;
+                    } else if ch == self.lexer.escape {
                         if raw_escapes {
                             words.push_raw(ch);
                             result.push(ch);
@@ -579,12 +590,21 @@ mod tests {
             Ok(vec![r#"<<"EOF""#.to_string(), r"a\ b".into(), "'c'".into()])
         );
         let body = Lexer {
-            ignore_quotes: true,
+            heredoc: true,
             ..Lexer::new('\\')
         };
         assert_eq!(
             body.word("say \"$A\" it's", &vars()),
             Ok("say \"apple\" it's".into())
+        );
+        // As in sh: `\$` and `\\` are quoted, `\n` stays, a backslash-newline joins.
+        assert_eq!(
+            body.word(
+                r"printf 'a\n' \$A \\ $A\
+next",
+                &vars()
+            ),
+            Ok(r"printf 'a\n' $A \ applenext".to_string())
         );
     }
 }

@@ -272,6 +272,70 @@ RUN /usr/local/bin/start > /started && cat /srv/one.txt /srv/two.txt > /both
     assert_eq!(file_text(img, "both"), "first\nsecond\n");
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn add_unpacks_local_archives_and_copies_other_files() {
+    use common::hostile_tar::RawTar;
+    let scratch = Scratch::new();
+    let dir = scratch.path().join("add");
+    std::fs::create_dir_all(&dir).unwrap();
+    let vendor = gzip(
+        &RawTar::new()
+            .dir("lib/")
+            .file("lib/v.txt", b"vendored\n")
+            .finish(),
+    );
+    let not_a_tar = gzip(b"just text, gzipped\n");
+    std::fs::write(dir.join("vendor.tar.gz"), &vendor).unwrap();
+    std::fs::write(
+        dir.join("plain.tar"),
+        RawTar::new().file("p.txt", b"plain\n").finish(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.gz"), &not_a_tar).unwrap();
+    std::fs::write(
+        dir.join("escape.tar"),
+        RawTar::new().file("../../escaped", b"x").finish(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nADD vendor.tar.gz /opt/\nADD plain.tar notes.gz /srv/\nCOPY vendor.tar.gz /kept/\n",
+    )
+    .unwrap();
+    xbake_ok(&dir, &["build", ".", "-o", "oci:out"], &[]);
+    let (_, images) = read_layout(&dir.join("out"), "latest");
+    let img = &images[0];
+    assert_eq!(file_text(img, "opt/lib/v.txt"), "vendored\n");
+    assert_eq!(file_text(img, "srv/p.txt"), "plain\n");
+    // Not a tar inside: copied as it is, as Docker's ADD does; COPY never unpacks.
+    assert_eq!(img.files["srv/notes.gz"], not_a_tar);
+    assert_eq!(img.files["kept/vendor.tar.gz"], vendor);
+    let history = img.config["history"].to_string();
+    assert!(history.contains("ADD vendor.tar.gz /opt/"), "{history}");
+
+    // An archive whose entries climb out of the destination is refused, and nothing
+    // is written.
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nADD escape.tar /x/\n").unwrap();
+    let out = xbake(As::Me, &dir, &["build", ".", "-o", "oci:out2"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "copying to /x: layer entry \"../../escaped\": unsafe path \"../../escaped\": has a \"..\" component"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.join("out2").exists());
+    assert!(!scratch.path().join("escaped").exists());
+}
+
 #[test]
 fn dockerfile_errors_name_the_line_and_write_nothing() {
     let scratch = Scratch::new();

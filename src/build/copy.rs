@@ -6,6 +6,7 @@
 use crate::context::{BuildContext, ContextError};
 use crate::layer::LayerError;
 use crate::layer::root::{EntryMeta, RootDir};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,9 @@ pub struct CopyRequest<'a> {
     /// file must still have that content when it is copied, or the cache would record
     /// a layer under a key for other bytes.
     pub expected: &'a std::collections::HashMap<PathBuf, crate::digest::Digest>,
+    /// ADD: a source file that is a tar archive (plain or compressed) is unpacked into
+    /// the destination folder, writing at most this many bytes; None: COPY.
+    pub unpack_limit: Option<u64>,
 }
 
 /// Performs the copy; returns the warnings the rootfs layer produced.
@@ -69,6 +73,13 @@ pub fn copy_into(root: &RootDir, req: &CopyRequest) -> Result<Vec<String>, CopyE
     }
     for source in req.sources {
         let meta = std::fs::symlink_metadata(source).map_err(read_err(source))?;
+        if let Some(limit) = req.unpack_limit
+            && meta.is_file()
+            && is_tar_archive(source).map_err(read_err(source))?
+        {
+            unpack_archive(root, source, Path::new(to), limit, req, &mut warnings)?;
+            continue;
+        }
         if meta.is_dir() {
             // Docker copies a folder's contents, not the folder itself.
             let dir_mode = req.mode.unwrap_or(meta.permissions().mode() & 0o7777);
@@ -139,6 +150,61 @@ pub fn write_inline(
         warnings.extend(w.into_vec());
     }
     Ok(warnings)
+}
+
+/// Whether the file is a tar archive, plain or compressed (gzip, bzip2, xz, zstd): what
+/// Docker's ADD unpacks. Anything else, a lone `.gz` file included, is copied as it is.
+fn is_tar_archive(path: &Path) -> std::io::Result<bool> {
+    let file = std::fs::File::open(path)?;
+    let Ok(mut stream) = crate::layer::compress::decompressor(std::io::BufReader::new(file)) else {
+        return Ok(false);
+    };
+    let mut header = [0u8; 512];
+    let mut filled = 0;
+    while filled < header.len() {
+        match stream.read(&mut header[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            // Not decompressible after all: not an archive.
+            Err(_) => return Ok(false),
+        }
+    }
+    // POSIX ustar (`ustar\0`) and GNU (`ustar  `) headers both start so at 257.
+    Ok(filled == header.len() && &header[257..262] == b"ustar")
+}
+
+/// ADD of an archive: its entries written under `to` with the layer unpacker's
+/// safeguards (paths stay inside, links are not followed, a size limit), the file
+/// checked against the content the step's key was made of.
+fn unpack_archive(
+    root: &RootDir,
+    source: &Path,
+    to: &Path,
+    limit: u64,
+    req: &CopyRequest,
+    warnings: &mut Vec<String>,
+) -> Result<(), CopyError> {
+    let to_text = to.display().to_string();
+    make_dirs(root, to, 0o755, (0, 0), warnings)?;
+    let inside = root
+        .resolve(to)
+        .and_then(|path| RootDir::open(&path))
+        .map_err(|source| write_err(&to_text, source))?;
+    let file = std::fs::File::open(source).map_err(read_err(source))?;
+    let mut hashing = crate::digest::HashingReader::new(file);
+    let mut budget = crate::layer::unpack::UnpackBudget::new(limit);
+    let tar = crate::layer::compress::decompressor(std::io::BufReader::new(&mut hashing))
+        .map_err(|source| write_err(&to_text, source))?;
+    let report = crate::layer::apply_layer(&inside, tar, &mut budget)
+        .map_err(|source| write_err(&to_text, source))?;
+    let (actual, _) = hashing.drain_and_finish().map_err(read_err(source))?;
+    if req.expected.get(source).is_some_and(|want| *want != actual) {
+        return Err(CopyError::Changed {
+            path: source.to_path_buf(),
+        });
+    }
+    warnings.extend(report.warnings);
+    Ok(())
 }
 
 fn make_dirs(
@@ -304,6 +370,7 @@ mod tests {
             owner: (0, 0),
             epoch: 0,
             expected: &NOTHING_EXPECTED,
+            unpack_limit: None,
         }
     }
 
@@ -414,6 +481,7 @@ mod tests {
             owner: (0, 0),
             epoch: 0,
             expected: &NOTHING_EXPECTED,
+            unpack_limit: None,
         };
         copy_into(&root, &request).unwrap();
         let copied = |under: &str| -> Vec<String> {

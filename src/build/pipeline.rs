@@ -153,6 +153,8 @@ enum Prepared {
         to: String,
         mode: Option<u32>,
         owner: CopyOwner,
+        /// ADD: tar archives among the sources are unpacked.
+        unpack: bool,
         /// Content digests of the inputs, by source path (what the key was made of).
         expected: std::collections::HashMap<PathBuf, Digest>,
     },
@@ -254,6 +256,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 to,
                 mode,
                 owner,
+                ..
             } => (
                 Prepared::CopyFrom {
                     from: ctx.read(from)?,
@@ -284,6 +287,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 to,
                 mode,
                 owner,
+                unpack,
             } => {
                 let files = resolve_copy_sources(ctx.context, sources, &step.location)?;
                 let listed = input_files(ctx.context, &files)
@@ -293,6 +297,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                     to: destination_in(state.workdir.as_deref(), to),
                     mode: *mode,
                     owner: owner.clone().unwrap_or(CopyOwner::Ids(0, 0)),
+                    unpack: *unpack,
                     expected: listed
                         .iter()
                         .filter(|f| !f.symlink && !f.path.ends_with('/'))
@@ -359,6 +364,21 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         rootfs,
         inputs,
     })
+}
+
+/// An error and its causes on one line: a copy's error wraps what the rootfs refused
+/// (`copying to /x: layer entry "../a": …climbs out…`), and the step's message is text.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// The owner in a copy step's key: numbers as `(uid, gid)` (the text keys had before
@@ -429,9 +449,18 @@ fn step_key(
             (what, network.as_str())
         }
         Prepared::Copy {
-            to, mode, owner, ..
+            to,
+            mode,
+            owner,
+            unpack,
+            ..
         } => (
-            format!("COPY to={to} mode={mode:?} owner={}", owner_key(owner)),
+            // ` unpack` only for ADD, so COPY keys stay what they were.
+            format!(
+                "COPY to={to} mode={mode:?} owner={}{}",
+                owner_key(owner),
+                if *unpack { " unpack" } else { "" }
+            ),
             "host",
         ),
         // The files' content, by digest; their names and the destination are in the
@@ -551,6 +580,7 @@ fn run_and_commit(
             to,
             mode,
             owner,
+            unpack,
             expected,
         } => {
             let owner = owner_ids(ctx, step, &root, &owner)?;
@@ -564,9 +594,10 @@ fn run_and_commit(
                     owner,
                     epoch: ctx.epoch,
                     expected: &expected,
+                    unpack_limit: unpack.then_some(ctx.unpack_limit),
                 },
             )
-            .map_err(|e| ctx.step_err(step, e.to_string()))?;
+            .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
             ctx.warn_all(warnings);
         }
         Prepared::Write {
@@ -577,7 +608,7 @@ fn run_and_commit(
         } => {
             let owner = owner_ids(ctx, step, &root, &owner)?;
             let warnings = super::copy::write_inline(&root, &files, &to, mode, owner, ctx.epoch)
-                .map_err(|e| ctx.step_err(step, e.to_string()))?;
+                .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
             ctx.warn_all(warnings);
         }
         Prepared::CopyFrom {
@@ -590,7 +621,7 @@ fn run_and_commit(
             let owner = owner_ids(ctx, step, &root, &owner)?;
             let tree = ctx.tree_of(&from)?;
             let sources = resolve_in_tree(&tree, &patterns, &from.name)
-                .map_err(|e| ctx.step_err(step, e.to_string()))?;
+                .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
             let warnings = copy_into(
                 &root,
                 &CopyRequest {
@@ -602,9 +633,10 @@ fn run_and_commit(
                     owner,
                     epoch: ctx.epoch,
                     expected: &std::collections::HashMap::new(),
+                    unpack_limit: None,
                 },
             )
-            .map_err(|e| ctx.step_err(step, e.to_string()))?;
+            .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
             ctx.warn_all(warnings);
         }
     }

@@ -68,6 +68,9 @@ pub enum StepKind {
         to: String,
         mode: Option<u32>,
         owner: Option<CopyOwner>,
+        /// ADD's rule: a local source that is a tar archive (plain, gzip, bzip2, xz or
+        /// zstd) is unpacked into `to` instead of copied.
+        unpack: bool,
     },
     /// Files whose content the plan holds (a Dockerfile's `COPY <<EOF /path`), named
     /// inside `to` when it is a folder (ends with `/`, or is one already), else `to`.
@@ -411,8 +414,9 @@ impl PlanStep {
                 to,
                 mode,
                 owner,
+                unpack,
             } => {
-                let mut words = vec!["COPY".to_string()];
+                let mut words = vec![if *unpack { "ADD" } else { "COPY" }.to_string()];
                 if let Some(from) = from {
                     words.push(format!("--from={from}"));
                 }
@@ -532,6 +536,7 @@ mod tests {
                     to: "/opt/hello.txt".into(),
                     mode: None,
                     owner: None,
+                    unpack: false,
                 },
                 "COPY files/hello.txt /opt/hello.txt",
                 "COPY files/hello.txt /opt/hello.txt",
@@ -543,6 +548,7 @@ mod tests {
                     to: "/opt/".into(),
                     mode: Some(0o644),
                     owner: Some(CopyOwner::Ids(1000, 1000)),
+                    unpack: false,
                 },
                 "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
                 "COPY --chown=1000:1000 --chmod=0644 a b/*.txt /opt/",
@@ -554,6 +560,7 @@ mod tests {
                     to: "/usr/local/bin/hello".into(),
                     mode: None,
                     owner: None,
+                    unpack: false,
                 },
                 "COPY --from=build /out/hello /usr/local/bin/hello",
                 "COPY --from=build /out/hello /usr/local/bin/hello",

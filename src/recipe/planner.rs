@@ -361,6 +361,7 @@ fn expand_step(
                 to: non_empty(expand(scope, to)?, to.at, Problem::EmptyCopyDestination)?,
                 mode: *mode,
                 owner: owner.map(|(uid, gid)| CopyOwner::Ids(uid, gid)),
+                unpack: false,
             }
         }
         StepTemplate::Env(vars) => StepKind::Env(expand_vars(scope, vars)?),

@@ -155,7 +155,8 @@ fn example_plans_for_arm_v7() {
                 sources: vec!["files/hello.txt".into()],
                 to: "/opt/hello.txt".into(),
                 mode: Some(0o644),
-                owner: Some(CopyOwner::Ids(1000, 1000))
+                owner: Some(CopyOwner::Ids(1000, 1000)),
+                unpack: false,
             },
             &StepKind::Env(pairs(&[("STAGE", "two")])),
             &StepKind::Workdir("/srv".into()),
@@ -641,7 +642,8 @@ fn env_chains_in_order_across_env_steps() {
                 sources: vec!["files/two".into()],
                 to: "/opt/app/two-1+two".into(),
                 mode: None,
-                owner: None
+                owner: None,
+                unpack: false,
             },
             &StepKind::User("two".into()),
         ]
@@ -674,7 +676,8 @@ fn scalar_forms_are_read_as_written() {
             sources: vec!["0644".into()],
             to: "/x".into(),
             mode: Some(0o644),
-            owner: Some(CopyOwner::Ids(1000, 1000))
+            owner: Some(CopyOwner::Ids(1000, 1000)),
+            unpack: false,
         }
     );
     assert!(matches!(

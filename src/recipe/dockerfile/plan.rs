@@ -1059,12 +1059,6 @@ fn copy_step(
         if add && (path.contains("://") || path.starts_with("git@")) {
             return Err(unsupported(instruction, "ADD of a URL or git repository"));
         }
-        if add && from.is_none() && is_archive_name(&path) {
-            return Err(unsupported(
-                instruction,
-                "ADD of a local archive (unpacking it)",
-            ));
-        }
         if path.is_empty() {
             return Err(invalid("empty source".into()));
         }
@@ -1082,7 +1076,14 @@ fn copy_step(
         });
     }
     let to = destination(state, &word(dest)?).map_err(invalid)?;
+    if add && owner.is_some() {
+        return Err(unsupported(
+            instruction,
+            "ADD --chown (of what an archive unpacks)",
+        ));
+    }
     Ok(StepKind::Copy {
+        unpack: add && from.is_none(),
         from,
         sources: paths,
         to,
@@ -1091,8 +1092,6 @@ fn copy_step(
     })
 }
 
-/// Names Docker's ADD would unpack (it decides by content; by name is what the plan,
-/// which reads no file, can tell).
 /// A COPY destination made absolute against the WORKDIR, a trailing `/` kept.
 fn destination(state: &StageState, dest: &str) -> Result<String, String> {
     if dest.is_empty() {
@@ -1104,14 +1103,6 @@ fn destination(state: &StageState, dest: &str) -> Result<String, String> {
         to.push('/');
     }
     Ok(to)
-}
-
-fn is_archive_name(path: &str) -> bool {
-    [
-        ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst",
-    ]
-    .iter()
-    .any(|ext| path.ends_with(ext))
 }
 
 #[cfg(test)]
@@ -1265,6 +1256,7 @@ mod tests {
                 to: "/src/lib/".into(),
                 mode: Some(0o640),
                 owner: Some(CopyOwner::Ids(10, 20)),
+                unpack: false,
             }
         );
         assert!(matches!(&plan.steps[3].kind, StepKind::Copy { to, .. } if to == "/src/lib/b"));
@@ -1426,10 +1418,6 @@ mod tests {
             (
                 "FROM a\nADD https://example.org/x /x\n",
                 "2: ADD: not supported yet: ADD of a URL or git repository",
-            ),
-            (
-                "FROM a\nADD v.tar.gz /opt/\n",
-                "2: ADD: not supported yet: ADD of a local archive (unpacking it)",
             ),
         ];
         for (text, message) in cases {

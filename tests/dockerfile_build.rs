@@ -336,6 +336,85 @@ fn add_unpacks_local_archives_and_copies_other_files() {
     assert!(!scratch.path().join("escaped").exists());
 }
 
+/// Serves `body` for every request on loopback, for as long as the test runs.
+fn serve(body: &'static [u8]) -> String {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut stream = &stream;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn add_fetches_urls_and_checks_their_checksum() {
+    let scratch = Scratch::new();
+    let dir = scratch.path().join("fetch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = serve(b"asset\n");
+    let sum = sha256_hex(b"asset\n");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM scratch\nARG BASE={server}\nADD --checksum=sha256:{sum} ${{BASE}}/files/asset.txt /opt/\nADD --chmod=644 $BASE/files/asset.txt?v=1 /opt/named.txt\n"
+        ),
+    )
+    .unwrap();
+    let (first, err) = xbake_ok(&dir, &["build", ".", "-o", "oci:out"], &[]);
+    assert!(
+        err.contains(&format!("fetching {server}/files/asset.txt")),
+        "{err}"
+    );
+    let (_, images) = read_layout(&dir.join("out"), "latest");
+    let img = &images[0];
+    assert_eq!(file_text(img, "opt/asset.txt"), "asset\n");
+    assert_eq!(
+        img.meta["opt/asset.txt"].2 & 0o7777,
+        0o600,
+        "Docker's mode for a fetched file"
+    );
+    assert_eq!(file_text(img, "opt/named.txt"), "asset\n");
+    assert_eq!(img.meta["opt/named.txt"].2 & 0o7777, 0o644);
+    // Cached: the checksummed step is not fetched again; the other is, to know its content.
+    let (again, err) = xbake_ok(&dir, &["build", ".", "-o", "oci:out"], &[]);
+    assert_eq!(again, first);
+    assert_eq!(steps_line(&err), "1 platform: 0 steps run, 2 cached");
+    let fetches: Vec<&str> = err.lines().filter(|l| l.contains("fetching ")).collect();
+    assert_eq!(fetches.len(), 1, "{err}");
+    assert!(fetches[0].ends_with("/files/asset.txt?v=1"), "{err}");
+
+    let wrong = "0".repeat(64);
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM scratch\nADD --checksum=sha256:{wrong} {server}/asset.txt /x\n"),
+    )
+    .unwrap();
+    let out = xbake(As::Me, &dir, &["build", ".", "-o", "oci:out2"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{server}/asset.txt: --checksum=sha256:{wrong} was given, but the download is sha256:{sum}"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.join("out2").exists());
+}
+
 #[test]
 fn dockerfile_errors_name_the_line_and_write_nothing() {
     let scratch = Scratch::new();

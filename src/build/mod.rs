@@ -8,6 +8,7 @@
 pub mod annotations;
 mod copy;
 mod env;
+mod fetch;
 mod filesystem;
 mod graph;
 pub mod image_state;

@@ -165,6 +165,16 @@ enum Prepared {
         mode: Option<u32>,
         owner: CopyOwner,
     },
+    /// `ADD https://…`: fetched while preparing when the key needs the content (no
+    /// checksum given), else only when the step runs.
+    Fetch {
+        url: String,
+        checksum: Option<Digest>,
+        fetched: Option<(PathBuf, Digest)>,
+        to: String,
+        mode: Option<u32>,
+        owner: CopyOwner,
+    },
     /// A copy from a stage's or an image's filesystem.
     CopyFrom {
         from: Arc<Filesystem>,
@@ -281,6 +291,30 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 },
                 None,
             ),
+            StepKind::Fetch {
+                url,
+                checksum,
+                to,
+                mode,
+                owner,
+            } => {
+                // Without a checksum only the download tells the content the key needs.
+                let fetched = match checksum {
+                    Some(_) => None,
+                    None => Some(fetch_for(ctx, step, url, None)?),
+                };
+                (
+                    Prepared::Fetch {
+                        url: url.clone(),
+                        checksum: checksum.clone(),
+                        fetched,
+                        to: destination_in(state.workdir.as_deref(), to),
+                        mode: *mode,
+                        owner: owner.clone().unwrap_or(CopyOwner::Ids(0, 0)),
+                    },
+                    None,
+                )
+            }
             StepKind::Copy {
                 from: None,
                 sources,
@@ -364,6 +398,30 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         rootfs,
         inputs,
     })
+}
+
+/// Fetches an ADD step's URL into a folder of its own in the stage's scratch space,
+/// under the URL's file name (what a folder destination names it).
+fn fetch_for(
+    ctx: &Context,
+    step: &PlanStep,
+    url: &str,
+    checksum: Option<&Digest>,
+) -> Result<(PathBuf, Digest), BuildError> {
+    let dir = ctx.dir.join(format!("fetch-{}", step.number));
+    let io = |source| BuildError::Io {
+        what: format!("[{}] preparing {}", ctx.name(), dir.display()),
+        source,
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = dir.join(crate::recipe::url_file_name(url).unwrap_or("download"));
+    ctx.progress.info(&ctx.name(), &format!("fetching {url}"));
+    let digest = super::fetch::fetch(url, &file, ctx.unpack_limit, checksum)
+        .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
+    Ok((file, digest))
 }
 
 /// An error and its causes on one line: a copy's error wraps what the rootfs refused
@@ -463,6 +521,27 @@ fn step_key(
             ),
             "host",
         ),
+        // The URL and the content's digest (the checksum promised, or what came).
+        Prepared::Fetch {
+            url,
+            checksum,
+            fetched,
+            to,
+            mode,
+            owner,
+        } => {
+            let content = checksum
+                .as_ref()
+                .or(fetched.as_ref().map(|(_, digest)| digest))
+                .map_or_else(String::new, |d| d.to_string());
+            (
+                format!(
+                    "FETCH url={url} content={content} to={to} mode={mode:?} owner={}",
+                    owner_key(owner)
+                ),
+                "host",
+            )
+        }
         // The files' content, by digest; their names and the destination are in the
         // step's text below too.
         Prepared::Write {
@@ -609,6 +688,37 @@ fn run_and_commit(
             let owner = owner_ids(ctx, step, &root, &owner)?;
             let warnings = super::copy::write_inline(&root, &files, &to, mode, owner, ctx.epoch)
                 .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
+            ctx.warn_all(warnings);
+        }
+        Prepared::Fetch {
+            url,
+            checksum,
+            fetched,
+            to,
+            mode,
+            owner,
+        } => {
+            let (file, digest) = match fetched {
+                Some(done) => done,
+                None => fetch_for(ctx, step, &url, checksum.as_ref())?,
+            };
+            let owner = owner_ids(ctx, step, &root, &owner)?;
+            let expected = std::collections::HashMap::from([(file.clone(), digest)]);
+            let warnings = copy_into(
+                &root,
+                &CopyRequest {
+                    context: None,
+                    sources: std::slice::from_ref(&file),
+                    to: &to,
+                    // Docker's ADD gives a fetched file 0600.
+                    mode: Some(mode.unwrap_or(0o600)),
+                    owner,
+                    epoch: ctx.epoch,
+                    expected: &expected,
+                    unpack_limit: None,
+                },
+            )
+            .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
             ctx.warn_all(warnings);
         }
         Prepared::CopyFrom {

@@ -50,7 +50,7 @@ pub use error::{Location, Problem, RecipeError};
 pub use model::StagePlatform;
 pub use plan::{
     CacheSharing, ConfigSpec, CopyFrom, CopyOwner, Healthcheck, Network, Plan, PlanStep,
-    RunCommand, RunMount, RunMountKind, StepKind, UnknownNetwork,
+    RunCommand, RunMount, RunMountKind, StepKind, UnknownNetwork, url_file_name,
 };
 
 use crate::digest::Digest;

@@ -81,6 +81,16 @@ pub enum StepKind {
         mode: Option<u32>,
         owner: Option<CopyOwner>,
     },
+    /// A file fetched over HTTP(S) (a Dockerfile's `ADD https://…`), named after the
+    /// URL's last path segment inside `to` when it is a folder, else `to`; mode 0600
+    /// unless given, as Docker's ADD does. Checked against `checksum` when given.
+    Fetch {
+        url: String,
+        checksum: Option<crate::digest::Digest>,
+        to: String,
+        mode: Option<u32>,
+        owner: Option<CopyOwner>,
+    },
     Env(Vec<(String, String)>),
     Workdir(String),
     User(String),
@@ -347,6 +357,17 @@ pub struct Healthcheck {
     pub retries: u32,
 }
 
+/// The last path segment of a URL: the name a fetched file gets in a folder, as in
+/// Docker's ADD.
+pub fn url_file_name(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let (_, path) = path.split_once('/')?;
+    path.rsplit('/')
+        .next()
+        .filter(|name| !name.is_empty() && *name != "." && *name != "..")
+}
+
 /// Docker's default shell for shell-form commands on Linux.
 pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
@@ -444,6 +465,27 @@ impl PlanStep {
                     words.push(format!("--chmod={mode:04o}"));
                 }
                 words.extend(files.iter().map(|(name, _)| format!("<<{name}")));
+                words.push(to.clone());
+                words.join(" ")
+            }
+            StepKind::Fetch {
+                url,
+                checksum,
+                to,
+                mode,
+                owner,
+            } => {
+                let mut words = vec!["ADD".to_string()];
+                if let Some(checksum) = checksum {
+                    words.push(format!("--checksum={checksum}"));
+                }
+                if let Some(owner) = owner {
+                    words.push(format!("--chown={owner}"));
+                }
+                if let Some(mode) = mode {
+                    words.push(format!("--chmod={mode:04o}"));
+                }
+                words.push(url.clone());
                 words.push(to.clone());
                 words.join(" ")
             }

@@ -985,6 +985,7 @@ fn copy_step(
     let mut from = None;
     let mut mode = None;
     let mut owner = None;
+    let mut checksum = None;
     for flag in flags {
         let value = match &flag.value {
             Some(value) => word(value)?,
@@ -1010,7 +1011,13 @@ fn copy_step(
             }
             // Every xbake COPY already makes a layer of its own files only.
             "link" => {}
-            "checksum" => return Err(unsupported(instruction, "ADD --checksum")),
+            "checksum" => {
+                checksum = Some(value.parse::<crate::digest::Digest>().map_err(|_| {
+                    invalid(format!(
+                        "--checksum={value}: expected sha256: and 64 hex digits"
+                    ))
+                })?)
+            }
             "parents" => return Err(unsupported(instruction, "COPY --parents")),
             "exclude" => return Err(unsupported(instruction, "--exclude")),
             _ => return Err(unsupported(instruction, "ADD --keep-git-dir and --unpack")),
@@ -1050,14 +1057,65 @@ fn copy_step(
             owner,
         });
     }
+    let urls: Vec<String> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(path) => Some(path),
+            Source::Heredoc(_) => None,
+        })
+        .map(|path| word(path))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|path| is_remote(path))
+        .collect();
+    if add && !urls.is_empty() {
+        let [url] = urls.as_slice() else {
+            return Err(unsupported(
+                instruction,
+                "several URLs, or URLs and paths, in one ADD",
+            ));
+        };
+        if sources.len() != 1 {
+            return Err(unsupported(
+                instruction,
+                "several URLs, or URLs and paths, in one ADD",
+            ));
+        }
+        if url.starts_with("git@") || url.ends_with(".git") || !url.contains("://") {
+            return Err(unsupported(instruction, "ADD of a git repository"));
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(format!(
+                "{url}: ADD fetches http:// and https:// URLs"
+            )));
+        }
+        let to = destination(state, &word(dest)?).map_err(invalid)?;
+        if to.ends_with('/') && crate::recipe::plan::url_file_name(url).is_none() {
+            return Err(invalid(format!(
+                "{url}: no file name in the URL; give the destination as a file path"
+            )));
+        }
+        return Ok(StepKind::Fetch {
+            url: url.clone(),
+            checksum,
+            to,
+            mode,
+            owner,
+        });
+    }
+    if checksum.is_some() {
+        return Err(invalid("--checksum is for ADD of a URL".into()));
+    }
     let mut paths = Vec::new();
     for source in sources {
         let Source::Path(path) = source else {
             unreachable!("heredoc sources are handled above");
         };
         let path = word(path)?;
-        if add && (path.contains("://") || path.starts_with("git@")) {
-            return Err(unsupported(instruction, "ADD of a URL or git repository"));
+        if is_remote(&path) {
+            return Err(invalid(format!(
+                "{path}: COPY takes files of the context; ADD fetches URLs"
+            )));
         }
         if path.is_empty() {
             return Err(invalid("empty source".into()));
@@ -1090,6 +1148,11 @@ fn copy_step(
         mode,
         owner,
     })
+}
+
+/// A source BuildKit fetches rather than reads from the context.
+fn is_remote(path: &str) -> bool {
+    path.contains("://") || path.starts_with("git@")
 }
 
 /// A COPY destination made absolute against the WORKDIR, a trailing `/` kept.
@@ -1416,8 +1479,8 @@ mod tests {
                 "2: ONBUILD: not supported yet: ONBUILD (recording triggers in the image config)",
             ),
             (
-                "FROM a\nADD https://example.org/x /x\n",
-                "2: ADD: not supported yet: ADD of a URL or git repository",
+                "FROM a\nADD git@example.org:x/y.git /x\n",
+                "2: ADD: not supported yet: ADD of a git repository",
             ),
         ];
         for (text, message) in cases {

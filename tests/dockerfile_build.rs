@@ -416,6 +416,69 @@ fn add_fetches_urls_and_checks_their_checksum() {
 }
 
 #[test]
+fn onbuild_triggers_are_recorded_and_run_by_the_image_built_on_them() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let base = context(
+        &scratch,
+        "base",
+        "Dockerfile",
+        "FROM rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+WORKDIR /app
+ONBUILD COPY data.txt /app/
+ONBUILD RUN ls /app > /app/manifest.txt
+CMD [\"cat\", \"/app/manifest.txt\"]
+",
+    );
+    xbake_ok(
+        &base,
+        &["build", ".", "--platform", "arm64", "-o", "oci:out:1"],
+        &[],
+    );
+    let (_, images) = read_layout(&base.join("out"), "1");
+    assert_eq!(
+        images[0].config["config"]["OnBuild"],
+        serde_json::json!(["COPY data.txt /app/", "RUN ls /app > /app/manifest.txt"])
+    );
+    assert!(
+        !images[0].files.contains_key("app/manifest.txt"),
+        "a stage does not run its own triggers"
+    );
+
+    let child = scratch.path().join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(child.join("data.txt"), "the child's data\n").unwrap();
+    std::fs::write(
+        child.join("Dockerfile"),
+        format!(
+            "FROM oci:{}:1\nLABEL stage=child\n",
+            base.join("out").display()
+        ),
+    )
+    .unwrap();
+    let (_, err) = xbake_ok(
+        &child,
+        &["build", ".", "--platform", "arm64", "-o", "oci:out"],
+        &[],
+    );
+    assert!(err.contains("[arm64 1/2] COPY data.txt /app/"), "{err}");
+    let (_, images) = read_layout(&child.join("out"), "latest");
+    let img = &images[0];
+    assert_eq!(file_text(img, "app/data.txt"), "the child's data\n");
+    // The shell makes the file before ls runs, so ls lists it too.
+    assert_eq!(file_text(img, "app/manifest.txt"), "data.txt\nmanifest.txt\n");
+    // Run, so not handed on to grandchildren (as in Docker).
+    assert!(
+        img.config["config"].get("OnBuild").is_none(),
+        "{}",
+        img.config
+    );
+    assert_eq!(img.config["config"]["Labels"]["stage"], "child");
+}
+
+#[test]
 fn dockerfile_errors_name_the_line_and_write_nothing() {
     let scratch = Scratch::new();
     let cases = [

@@ -216,7 +216,9 @@ impl Walk<'_, '_> {
         self.open.push(key.clone());
         let (from, from_text) = d.recipe.stage_from(stage, &names, &d.host, d.build_args)?;
         let mut deps = Vec::new();
-        let (start, base_env, base_shell) = match &from {
+        // What the base leaves: its env and shell, and the ONBUILD triggers a Dockerfile
+        // built on it runs first.
+        let (start, base_env, base_shell, triggers) = match &from {
             BaseRef::Stage(name) => {
                 let parent = self.stage_index(name)?;
                 let parent = self.node(parent, target)?;
@@ -226,18 +228,20 @@ impl Walk<'_, '_> {
                     Start::Stage(parent),
                     parent_node.final_env.clone(),
                     parent_node.final_shell.clone(),
+                    parent_node.plan.config.onbuild.clone(),
                 )
             }
             base => {
                 let image = self.base(base, &from_text, &runs_on)?;
                 let env = image_env(&image);
                 let shell = image.docker.shell.clone();
-                (Start::Image(image), env, shell)
+                let triggers = image.docker.onbuild.clone();
+                (Start::Image(image), env, shell, triggers)
             }
         };
-        let mut plan = d
-            .recipe
-            .plan_stage(stage, &names, &d.host, d.build_args, &base_env)?;
+        let mut plan =
+            d.recipe
+                .plan_stage(stage, &names, &d.host, d.build_args, &base_env, &triggers)?;
         inherit_shell(&mut plan, &base_shell);
         let mut reads = HashMap::new();
         for from in reads_of(&plan) {

@@ -40,6 +40,9 @@ pub struct ImageState {
     /// (read apart from oci-spec's config: source/docker_config.rs).
     pub healthcheck: Option<Healthcheck>,
     pub shell: Option<Vec<String>>,
+    /// Docker's `OnBuild` (the ONBUILD triggers for images built on this one). A base's
+    /// are run by the Dockerfile built on it, not inherited, as in Docker.
+    pub onbuild: Vec<String>,
     /// On the image manifest.
     pub annotations: BTreeMap<String, String>,
     pub layers: Vec<Layer>,
@@ -55,6 +58,7 @@ pub struct ImageConfig {
     pub oci: ImageConfiguration,
     healthcheck: Option<Healthcheck>,
     shell: Option<Vec<String>>,
+    onbuild: Vec<String>,
 }
 
 impl ImageConfig {
@@ -83,6 +87,9 @@ impl ImageConfig {
         }
         if let Some(shell) = self.shell.as_ref().filter(|s| !s.is_empty()) {
             fields.insert("Shell".into(), json!(shell));
+        }
+        if !self.onbuild.is_empty() {
+            fields.insert("OnBuild".into(), json!(self.onbuild));
         }
         fields
     }
@@ -224,6 +231,7 @@ impl ImageState {
         if let Some(shell) = &spec.shell {
             self.shell = Some(shell.clone());
         }
+        self.onbuild.extend(spec.onbuild.iter().cloned());
         self.annotations
             .extend(spec.manifest_annotations.iter().cloned());
     }
@@ -314,6 +322,7 @@ impl ImageState {
             oci: config.build().map_err(invalid)?,
             healthcheck: self.healthcheck.clone(),
             shell: self.shell.clone(),
+            onbuild: self.onbuild.clone(),
         })
     }
 

@@ -272,22 +272,31 @@ impl Recipe {
         build: &Platform,
         build_args: &[(String, String)],
         base_env: &[(String, String)],
+        base_triggers: &[String],
     ) -> Result<Plan, RecipeError> {
         if let Some(file) = &self.dockerfile {
             planner::check_build_args(build_args)?;
-            return dockerfile::plan_stage(
-                file,
-                index,
-                &self.stage_request(target, build, build_args, base_env),
-            )
-            .map_err(|error| self.dockerfile_error(error));
+            let request = dockerfile::StageRequest {
+                base_triggers,
+                ..self.stage_request(target, build, build_args, base_env)
+            };
+            return dockerfile::plan_stage(file, index, &request)
+                .map_err(|error| self.dockerfile_error(error));
         }
-        planner::plan_stage(
+        let mut plan = planner::plan_stage(
             &self.spec,
             index,
             &self.request(target, build, build_args),
             base_env,
-        )
+        )?;
+        if !base_triggers.is_empty() {
+            plan.warnings.push(format!(
+                "the base of stage {} has ONBUILD triggers ({}); only Dockerfiles run them",
+                self.stage_label(index),
+                base_triggers.join("; ")
+            ));
+        }
+        Ok(plan)
     }
 
     /// Expands the final image's stage for `target` as if every image base had an empty
@@ -309,15 +318,16 @@ impl Recipe {
         build_args: &[(String, String)],
         depth: usize,
     ) -> Result<Plan, RecipeError> {
-        let base_env = match self.stage_from(index, target, build, build_args)?.0 {
+        let (base_env, triggers) = match self.stage_from(index, target, build, build_args)?.0 {
             BaseRef::Stage(name) if depth < self.spec.stages.len() => {
                 let parent = self.spec.stage_index(&name).unwrap_or(index);
-                self.plan_with_parents(parent, target, build, build_args, depth + 1)?
-                    .final_env(&[])
+                let parent =
+                    self.plan_with_parents(parent, target, build, build_args, depth + 1)?;
+                (parent.final_env(&[]), parent.config.onbuild)
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
-        self.plan_stage(index, target, build, build_args, &base_env)
+        self.plan_stage(index, target, build, build_args, &base_env, &triggers)
     }
 
     fn dockerfile_error(&self, error: dockerfile::DockerfileError) -> RecipeError {
@@ -341,6 +351,7 @@ impl Recipe {
             build,
             build_args,
             base_env,
+            base_triggers: &[],
         }
     }
 

@@ -313,6 +313,9 @@ pub struct ConfigSpec {
     pub healthcheck: Option<Healthcheck>,
     /// Docker's `Shell`: what shell-form run steps and config commands go through.
     pub shell: Option<Vec<String>>,
+    /// Docker's `OnBuild`: a Dockerfile's ONBUILD triggers, as written, for the images
+    /// built on this one.
+    pub onbuild: Vec<String>,
     /// Annotations on this platform's image manifest, sorted by key.
     pub manifest_annotations: Vec<(String, String)>,
     /// Annotations on the image index, sorted by key. Expanded per platform like every

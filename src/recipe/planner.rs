@@ -251,6 +251,7 @@ fn expand_plan(
             user,
             healthcheck: spec.config.healthcheck.clone(),
             shell: spec.config.shell.clone(),
+            onbuild: Vec::new(),
             manifest_annotations: expand_sorted(&scope, &spec.config.manifest_annotations)?,
             index_annotations: expand_sorted(&scope, &spec.config.index_annotations)?,
         }

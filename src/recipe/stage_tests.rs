@@ -76,6 +76,7 @@ fn a_build_stage_plan_sees_the_target_and_runs_with_go_variables_for_its_own_pla
             &amd64(),
             &[],
             &pairs(&[("PATH", "/usr/bin")]),
+            &[],
         )
         .unwrap();
     assert_eq!(plan.stage.as_deref(), Some("build"));
@@ -160,6 +161,7 @@ fn the_base_images_env_is_visible_after_from() {
             &amd64(),
             &[],
             &pairs(&[("PATH", "/usr/bin:/bin")]),
+            &[],
         )
         .unwrap();
     assert_eq!(
@@ -167,7 +169,7 @@ fn the_base_images_env_is_visible_after_from() {
         pairs(&[("PATH", "/opt/bin:/usr/bin:/bin"), ("D", "dflt")])
     );
     // Without it, PATH is unknown, as before.
-    let (_, _, message) = located(recipe.plan_stage(0, &amd64(), &amd64(), &[], &[]));
+    let (_, _, message) = located(recipe.plan_stage(0, &amd64(), &amd64(), &[], &[], &[]));
     assert!(message.contains("unknown variable ${PATH}"), "{message}");
 }
 

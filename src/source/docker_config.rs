@@ -11,6 +11,8 @@ pub struct DockerConfig {
     pub healthcheck: Option<Healthcheck>,
     /// The shell of shell-form commands, as docker's `SHELL` sets it.
     pub shell: Option<Vec<String>>,
+    /// `OnBuild`: the ONBUILD triggers a Dockerfile built on this image runs first.
+    pub onbuild: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -25,6 +27,8 @@ struct RawRuntime {
     healthcheck: Option<RawHealthcheck>,
     #[serde(rename = "Shell", default)]
     shell: Option<Vec<String>>,
+    #[serde(rename = "OnBuild", default)]
+    onbuild: Option<Vec<String>>,
 }
 
 /// Docker's field names and units: durations in integer nanoseconds, each optional.
@@ -59,6 +63,7 @@ impl<'de> Deserialize<'de> for DockerConfig {
             }),
             // An empty list is docker's "unset" (Go's omitempty writes none).
             shell: runtime.shell.filter(|s| !s.is_empty()),
+            onbuild: runtime.onbuild.unwrap_or_default(),
         })
     }
 }
@@ -89,6 +94,7 @@ mod tests {
                     ..Healthcheck::default()
                 }),
                 shell: Some(vec!["/bin/bash".into(), "-c".into()]),
+                onbuild: Vec::new(),
             }
         );
     }

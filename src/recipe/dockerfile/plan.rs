@@ -99,6 +99,9 @@ pub struct StageRequest<'a> {
     pub build_args: &'a [(String, String)],
     /// The environment the stage's base leaves (its image config's Env).
     pub base_env: &'a [(String, String)],
+    /// The base's ONBUILD triggers (its config's `OnBuild`): run before the stage's own
+    /// instructions, as Docker does.
+    pub base_triggers: &'a [String],
 }
 
 /// Where a stage runs, from its `FROM --platform=`.
@@ -309,7 +312,8 @@ pub fn plan_stage(
         cmd_set: false,
         steps: Vec::new(),
     };
-    for instruction in stage.body {
+    let triggers = base_triggers(file, stage.from, request.base_triggers)?;
+    for instruction in triggers.iter().chain(stage.body) {
         let step = translate(
             &lexer,
             instruction,
@@ -351,6 +355,41 @@ pub fn plan_stage(
         source_date_epoch: None,
         warnings: unused_build_args(file, request),
     })
+}
+
+/// The base's ONBUILD triggers as instructions, placed at the FROM line that runs them.
+/// They come from an image, so are read as untrusted as the Dockerfile itself.
+fn base_triggers(
+    file: &Dockerfile,
+    from: &Instruction,
+    triggers: &[String],
+) -> Result<Vec<Instruction>, DockerfileError> {
+    let mut out = Vec::with_capacity(triggers.len());
+    for trigger in triggers {
+        let bad = |problem: SyntaxProblem| {
+            DockerfileError::in_instruction(
+                from.line,
+                "FROM",
+                SyntaxProblem::Invalid(format!("the base's ONBUILD {trigger:?}: {problem}")),
+            )
+        };
+        let (keyword, flags, rest) = super::lines::split_instruction(trigger);
+        if matches!(
+            keyword.to_ascii_uppercase().as_str(),
+            "ONBUILD" | "FROM" | "MAINTAINER"
+        ) {
+            return Err(bad(SyntaxProblem::BadOnbuild(keyword.to_ascii_uppercase())));
+        }
+        let line = super::lines::LogicalLine {
+            line: from.line,
+            keyword,
+            flags,
+            rest,
+            heredocs: Vec::new(),
+        };
+        out.push(super::instructions::instruction(&line, file.escape).map_err(|e| bad(e.problem))?);
+    }
+    Ok(out)
 }
 
 /// `--build-arg`s no ARG anywhere declares: still used nowhere, with a warning, as
@@ -566,11 +605,9 @@ fn translate(
             state.config.healthcheck = Some(healthcheck(instruction, check)?);
             None
         }
-        Kind::Onbuild(_) => {
-            return Err(unsupported(
-                instruction,
-                "ONBUILD (recording triggers in the image config)",
-            ));
+        Kind::Onbuild(trigger) => {
+            state.config.onbuild.push(trigger.clone());
+            None
         }
     })
 }
@@ -1203,8 +1240,65 @@ mod tests {
                 build: &build,
                 build_args: &args,
                 base_env: &[("PATH".into(), "/usr/bin:/bin".into())],
+                base_triggers: &[],
             },
         )
+    }
+
+    #[test]
+    fn onbuild_is_recorded_and_a_bases_triggers_run_first() {
+        let plan = plan_for(
+            "FROM a\nONBUILD COPY . /app/\nONBUILD RUN make\n",
+            0,
+            "linux/amd64",
+            &[],
+        );
+        assert_eq!(plan.config.onbuild, ["COPY . /app/", "RUN make"]);
+        assert!(
+            plan.steps.is_empty(),
+            "a stage's own triggers do not run in it"
+        );
+
+        let file = Dockerfile::parse("FROM base\nRUN after\n").unwrap();
+        let target = platform("linux/amd64");
+        let triggers = ["COPY . /app/".to_string(), "RUN ls /app > /app/list".into()];
+        let request = StageRequest {
+            file: Path::new("Dockerfile"),
+            dir: Path::new("/ctx"),
+            target: &target,
+            build: &target,
+            build_args: &[],
+            base_env: &[],
+            base_triggers: &triggers,
+        };
+        let plan = plan_stage(&file, 0, &request).unwrap();
+        let described: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| (s.location.line, s.describe()))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (1, "COPY . /app/".to_string()),
+                (1, "RUN ls /app > /app/list".into()),
+                (2, "RUN after".into())
+            ]
+        );
+        let bad = ["FROM x".to_string()];
+        let err = plan_stage(
+            &file,
+            0,
+            &StageRequest {
+                base_triggers: &bad,
+                ..request
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "1: FROM: the base's ONBUILD \"FROM x\": ONBUILD cannot hold FROM"
+        );
     }
 
     /// Each RUN's ARG environment, in order.
@@ -1473,16 +1567,10 @@ mod tests {
 
     #[test]
     fn what_is_not_supported_yet_is_named_at_its_line() {
-        let cases = [
-            (
-                "FROM a\nONBUILD RUN x\n",
-                "2: ONBUILD: not supported yet: ONBUILD (recording triggers in the image config)",
-            ),
-            (
-                "FROM a\nADD git@example.org:x/y.git /x\n",
-                "2: ADD: not supported yet: ADD of a git repository",
-            ),
-        ];
+        let cases = [(
+            "FROM a\nADD git@example.org:x/y.git /x\n",
+            "2: ADD: not supported yet: ADD of a git repository",
+        )];
         for (text, message) in cases {
             assert_eq!(
                 try_plan(text, 0, "linux/amd64", &[])

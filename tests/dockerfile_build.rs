@@ -120,6 +120,14 @@ fn a_context_folder_builds_its_dockerfile_with_buildkit_semantics() {
             "{env}"
         );
     }
+    // An auditor rebuilds it from the context folder and gets the same bytes.
+    let (said, _) = xbake_ok(&dir, &["verify", ".", "--against", "oci:out/app:1"], &[]);
+    assert!(
+        said.contains(&format!(
+            "oci:out/app:1 ({digest}) is reproduced bit for bit from . (3 platforms)"
+        )),
+        "{said}"
+    );
 }
 
 #[test]
@@ -468,7 +476,10 @@ CMD [\"cat\", \"/app/manifest.txt\"]
     let img = &images[0];
     assert_eq!(file_text(img, "app/data.txt"), "the child's data\n");
     // The shell makes the file before ls runs, so ls lists it too.
-    assert_eq!(file_text(img, "app/manifest.txt"), "data.txt\nmanifest.txt\n");
+    assert_eq!(
+        file_text(img, "app/manifest.txt"),
+        "data.txt\nmanifest.txt\n"
+    );
     // Run, so not handed on to grandchildren (as in Docker).
     assert!(
         img.config["config"].get("OnBuild").is_none(),

@@ -117,7 +117,7 @@ pub struct BuildArgs {
 /// The file to build and the context folder (None: the file's folder), from the
 /// positional argument, `-f` and `--context`, as docker build reads them: a folder
 /// alone is the context and holds the file; `-f FILE DIR` builds FILE with context DIR.
-fn resolve_input(
+pub(super) fn resolve_input(
     positional: Option<&Path>,
     file: Option<&Path>,
     context: Option<&Path>,

@@ -15,9 +15,11 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The recipe the image was built from.
+    /// The recipe or Dockerfile the image was built from, or its context folder (as for
+    /// `build`: its Dockerfile, else Containerfile, else xbake.yaml).
+    #[arg(value_name = "RECIPE|DIR")]
     recipe: PathBuf,
-    /// As for `build` (default: the recipe's folder).
+    /// As for `build` (default: the folder given, else the recipe's folder).
     #[arg(long = "context", value_name = "DIR")]
     context: Option<PathBuf>,
     /// The stage the image was built from (`xbake build --target`), if not the final one.
@@ -64,10 +66,12 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
-    let recipe = Recipe::load(&args.recipe)?;
+    let (recipe_path, context_dir) =
+        super::build::resolve_input(Some(&args.recipe), None, args.context.as_deref())?;
+    let recipe = Recipe::load(&recipe_path)?;
     recipe.output_stage(args.target.as_deref())?;
     let context =
-        crate::context::BuildContext::open(args.context.as_deref().unwrap_or(recipe.dir()))?;
+        crate::context::BuildContext::open(context_dir.as_deref().unwrap_or(recipe.dir()))?;
     let reference = parse_image(&args.against)?;
     let published = load(&reference)?;
     let platforms = match &args.arch {

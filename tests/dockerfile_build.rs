@@ -490,6 +490,42 @@ CMD [\"cat\", \"/app/manifest.txt\"]
 }
 
 #[test]
+fn dockerignore_keeps_files_out_of_copy_dot_with_its_exceptions() {
+    let scratch = Scratch::new();
+    let dir = scratch.path().join("ignore");
+    for (path, text) in [
+        ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+        (
+            ".dockerignore",
+            "# logs and the build folder stay out, but keep.log and build/keep/ go in\n*.log\n!keep.log\nbuild\n!build/keep\nDockerfile\n",
+        ),
+        ("debug.log", "a\n"),
+        ("keep.log", "k\n"),
+        ("build/drop/x", "x\n"),
+        ("build/keep/y", "y\n"),
+        ("src/main.c", "int main;\n"),
+    ] {
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    xbake_ok(&dir, &["build", ".", "-o", "oci:out"], &[]);
+    let (_, images) = read_layout(&dir.join("out"), "latest");
+    let files: Vec<&str> = images[0].files.keys().map(String::as_str).collect();
+    // The Dockerfile is read even though the ignore file leaves it out of the context,
+    // and the build's own cache (here inside the context) is never part of it.
+    assert_eq!(
+        files,
+        [
+            "ctx/.dockerignore",
+            "ctx/build/keep/y",
+            "ctx/keep.log",
+            "ctx/src/main.c"
+        ]
+    );
+}
+
+#[test]
 fn dockerfile_errors_name_the_line_and_write_nothing() {
     let scratch = Scratch::new();
     let cases = [

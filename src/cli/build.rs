@@ -315,7 +315,10 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         args.context.as_deref(),
     )?;
     let recipe = Recipe::load(&recipe_path)?;
-    let context = BuildContext::open(context_dir.as_deref().unwrap_or(recipe.dir()))?;
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    // A cache inside the context is never part of it (`COPY .` must not take it in).
+    let context =
+        BuildContext::open(context_dir.as_deref().unwrap_or(recipe.dir()))?.excluding(&cache_dir);
     let platforms = match args.arch.as_slice() {
         [] if !recipe.platforms().is_empty() => recipe.platforms(),
         [] => vec![Platform::host()],
@@ -383,7 +386,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         network,
         seccomp: args.security_opt.unwrap_or_default(),
         source_date_epoch: epoch,
-        cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
+        cache_dir,
         no_cache: args.no_cache,
         no_normalize: args.no_normalize,
         registry: super::registry_options(args.tls_verify),

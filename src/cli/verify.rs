@@ -105,6 +105,8 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
 
     let cache_root = args.cache_dir.unwrap_or_else(default_cache_dir);
     std::fs::create_dir_all(&cache_root)?;
+    // As for build: a cache inside the context is not part of it.
+    let context = context.excluding(&cache_root);
     // A fresh cache and output of its own: nothing from earlier builds is reused.
     let scratch = tempfile::Builder::new()
         .prefix("verify-")

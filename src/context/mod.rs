@@ -66,6 +66,9 @@ pub struct BuildContext {
     dir: PathBuf,
     ignore_file: Option<PathBuf>,
     matcher: ignore::Matcher,
+    /// Folders inside the context that are never part of it, whatever the ignore file
+    /// says: xbake's own cache when it lies there (see [`BuildContext::excluding`]).
+    excluded: Vec<PathBuf>,
 }
 
 /// One entry of a copy source that the context lets through.
@@ -86,7 +89,24 @@ impl BuildContext {
             dir: self.dir.clone(),
             ignore_file: None,
             matcher: ignore::Matcher::default(),
+            excluded: self.excluded.clone(),
         }
+    }
+
+    /// The same context without `folder` (and everything in it) when it lies inside:
+    /// the build's cache, whose files (locks, the running build's own trees) must never
+    /// reach an image or a step's key. `folder` need not exist yet; it is compared by
+    /// its canonical form as far as it exists.
+    pub fn excluding(mut self, folder: &Path) -> BuildContext {
+        let canonical = canonical_prefix(folder);
+        if canonical.starts_with(&self.dir) && canonical != self.dir {
+            self.excluded.push(canonical);
+        }
+        self
+    }
+
+    fn is_excluded(&self, path: &Path) -> bool {
+        self.excluded.iter().any(|x| path.starts_with(x))
     }
 
     /// Opens `dir` and reads its ignore file, if it has one.
@@ -104,6 +124,7 @@ impl BuildContext {
             dir: canonical,
             ignore_file: None,
             matcher: ignore::Matcher::default(),
+            excluded: Vec::new(),
         };
         for name in IGNORE_FILES {
             let path = context.dir.join(name);
@@ -154,7 +175,8 @@ impl BuildContext {
     /// never is excluded). A folder that is excluded may still hold entries that an
     /// exception includes again: [`BuildContext::entries`] lists those.
     pub fn is_ignored(&self, path: &Path) -> Result<bool, ContextError> {
-        Ok(self.matcher.is_ignored(&self.relative(path)?))
+        let rel = self.relative(path)?;
+        Ok(self.is_excluded(path) || self.matcher.is_ignored(&rel))
     }
 
     /// `source` and everything under it that the ignore file lets through, in walk
@@ -168,7 +190,7 @@ impl BuildContext {
         let mut infos = vec![self.parents_of(&top)];
         // Without exceptions, nothing below an excluded folder can be included again.
         let prune = !self.matcher.has_exclusions();
-        walk(source, prune, |path, depth| {
+        walk(source, prune, &self.excluded, |path, depth| {
             let rel = self.relative(path)?;
             infos.truncate(depth + 1);
             let (ignored, info) = if rel == "." {
@@ -197,15 +219,16 @@ impl BuildContext {
 /// Everything under `source`, as [`BuildContext::entries`] lists it, for a tree that no
 /// ignore file applies to (a stage's or an image's filesystem).
 pub fn all_entries(source: &Path) -> Result<Vec<Entry>, ContextError> {
-    walk(source, false, |_, _| Ok(false))
+    walk(source, false, &[], |_, _| Ok(false))
 }
 
 /// Walks `source` in order, asking `ignored(path, depth)` about each entry; returns the
 /// entries not ignored and the folders above them. With `prune`, an ignored folder's
-/// contents are not visited.
+/// contents are not visited. `skip`: folders left out entirely, never visited.
 fn walk(
     source: &Path,
     prune: bool,
+    skip: &[PathBuf],
     mut ignored: impl FnMut(&Path, usize) -> Result<bool, ContextError>,
 ) -> Result<Vec<Entry>, ContextError> {
     let mut walked: Vec<(Entry, bool)> = Vec::new();
@@ -218,6 +241,12 @@ fn walk(
             source: e.into(),
         })?;
         let depth = entry.depth();
+        if skip.iter().any(|s| entry.path().starts_with(s)) {
+            if entry.file_type().is_dir() {
+                entries.skip_current_dir();
+            }
+            continue;
+        }
         let excluded = ignored(entry.path(), depth)?;
         let meta = entry.metadata().map_err(|e| ContextError::Read {
             path: entry.path().to_path_buf(),
@@ -230,6 +259,26 @@ fn walk(
         walked.push((Entry { path, depth, meta }, excluded));
     }
     Ok(keep_with_parents(walked))
+}
+
+/// `path` canonical as far as it exists, the rest appended as written (a folder that
+/// is yet to be made).
+fn canonical_prefix(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut head = absolute.as_path();
+    loop {
+        if let Ok(real) = head.canonicalize() {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (head.parent(), head.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                head = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// The entries not ignored, plus the folders above them (walk order: parents first).

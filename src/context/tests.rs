@@ -230,3 +230,31 @@ fn paths_outside_the_context_are_refused() {
     let b = other.path().canonicalize().unwrap().join("b");
     assert!(matches!(ctx.entries(&b), Err(ContextError::Outside { .. })));
 }
+
+#[test]
+fn the_cache_inside_the_context_is_never_part_of_it() {
+    let dir = context_with(&[
+        ("src/a.c", "a"),
+        ("cache/xbake/lock", ""),
+        ("cache/xbake/work/tree/f", "f"),
+        (".dockerignore", "*\n!cache\n!src\n"),
+    ]);
+    let ctx = BuildContext::open(dir.path())
+        .unwrap()
+        .excluding(&dir.path().join("cache/xbake"));
+    // Not even an exception in the ignore file brings it back.
+    assert_eq!(listed(&ctx, "."), ["/", "cache/", "src/", "src/a.c"]);
+    assert!(ignored(&ctx, "cache/xbake/lock"));
+    assert!(!ignored(&ctx, "src/a.c"));
+    // A cache that does not exist yet, and one outside the context, are fine too.
+    let later = BuildContext::open(dir.path())
+        .unwrap()
+        .excluding(&dir.path().join("not-yet/xbake"))
+        .excluding(Path::new("/var/cache/elsewhere"));
+    assert_eq!(
+        later.excluded,
+        [dir.path().canonicalize().unwrap().join("not-yet/xbake")]
+    );
+    // The unfiltered view (a bind mount's key) leaves it out as well.
+    assert_eq!(listed(&ctx.unfiltered(), "cache"), ["cache/"]);
+}

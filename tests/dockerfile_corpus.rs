@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use xbake::platform::Platform;
+use xbake::recipe::Recipe;
 use xbake::recipe::dockerfile::{ArgDecl, Command, Dockerfile, Instruction, Kind, Source};
 
 fn corpus() -> PathBuf {
@@ -359,4 +361,31 @@ fn copy_and_add_flags() {
         panic!("not an ADD");
     };
     assert_eq!(sources, &[Source::Path("${ASSET_URL}".into())]);
+}
+
+/// Every stage of every corpus Dockerfile plans for three platforms: what the build would
+/// run is settled without a refusal (the bases are not read, so their env is empty).
+#[test]
+fn every_corpus_dockerfile_plans_for_every_platform() {
+    let build: Platform = "linux/amd64".parse().unwrap();
+    let mut planned = 0;
+    for entry in std::fs::read_dir(corpus()).unwrap() {
+        let file = entry.unwrap().path().join("Dockerfile");
+        if !file.is_file() {
+            continue;
+        }
+        let recipe = Recipe::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let last = recipe.output_stage(None).unwrap();
+        for target in ["linux/arm/v7", "linux/arm64", "linux/ppc64le"] {
+            let target: Platform = target.parse().unwrap();
+            for stage in 0..=last {
+                let plan = recipe
+                    .plan_stage(stage, &target, &build, &[], &[], &[])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(!plan.from_text.is_empty(), "{}", file.display());
+                planned += 1;
+            }
+        }
+    }
+    assert!(planned >= 17 * 3, "{planned} stage plans");
 }

@@ -2,13 +2,9 @@
 //! on the way, bounded in size, and checked against `--checksum` when one is given, so
 //! the step's key can name its content and a wrong download never reaches a layer.
 
+use crate::digest::{Digest, HashingReader};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::Duration;
-
-use crate::digest::{Digest, HashingReader};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -40,20 +36,11 @@ pub enum FetchError {
 /// Whether `url` names this machine (no proxy for it, as for loopback registries).
 fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = match host.rsplit_once('@') {
-        Some((_, host)) => host,
-        None => host,
-    };
-    let host = if let Some(inner) = host.strip_prefix('[') {
-        inner.split(']').next().unwrap_or_default()
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    crate::registry::reference::is_loopback_host(host)
 }
 
 /// Fetches `url` into `file` (created, not there before), at most `limit` bytes; returns
@@ -64,17 +51,7 @@ pub fn fetch(
     limit: u64,
     checksum: Option<&Digest>,
 ) -> Result<Digest, FetchError> {
-    let proxy = if is_loopback(url) {
-        None
-    } else {
-        ureq::Proxy::try_from_env()
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(10)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .user_agent(format!("xbake/{}", env!("CARGO_PKG_VERSION")))
-        .proxy(proxy)
+    let agent: ureq::Agent = crate::registry::http_agent_config(is_loopback(url))
         .build()
         .into();
     let http = |source| FetchError::Http {

@@ -23,6 +23,8 @@ mod request_log;
 mod token;
 mod transport;
 
+pub(crate) use transport::http_agent_config;
+
 pub use auth::{AuthFiles, Credentials};
 pub use client::{Client, MANIFEST_SIZE_LIMIT, Manifest};
 pub use endpoint::{RegistryOptions, Scheme, scheme_for};

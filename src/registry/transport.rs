@@ -73,6 +73,25 @@ pub(crate) struct Transport {
     pub(crate) counters: RequestCounters,
 }
 
+/// How xbake talks HTTP (registries, `ADD https://…`): statuses are answers to
+/// interpret (401 → authenticate, 404 → unknown), not errors; ten redirects at most; a
+/// connect timeout; the proxy from the environment, except for loopback hosts.
+pub(crate) fn http_agent_config(
+    loopback: bool,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    let proxy = if loopback {
+        None
+    } else {
+        ureq::Proxy::try_from_env()
+    };
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(10)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .user_agent(format!("xbake/{}", env!("CARGO_PKG_VERSION")))
+        .proxy(proxy)
+}
+
 impl Transport {
     /// `base` is `scheme://host[:port]`; `loopback` registries bypass any proxy.
     pub fn new(
@@ -81,20 +100,8 @@ impl Transport {
         loopback: bool,
         credentials: Option<Credentials>,
     ) -> Transport {
-        let proxy = if loopback {
-            None
-        } else {
-            ureq::Proxy::try_from_env()
-        };
-        let agent: Agent = Agent::config_builder()
-            // Statuses are answers to interpret (401 → authenticate, 404 → unknown), not
-            // errors.
-            .http_status_as_error(false)
+        let agent: Agent = http_agent_config(loopback)
             .redirect_auth_headers(RedirectAuthHeaders::SameHost)
-            .max_redirects(10)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .user_agent(format!("xbake/{}", env!("CARGO_PKG_VERSION")))
-            .proxy(proxy)
             .build()
             .into();
         Transport {

@@ -360,6 +360,25 @@ pub struct Healthcheck {
     pub retries: u32,
 }
 
+/// `COPY [--from=…|--checksum=…] [--chown=…] [--chmod=…] SOURCES… TO`, as the history
+/// and progress lines show copy-like steps.
+fn copy_text(
+    keyword: &str,
+    first_flag: Option<String>,
+    owner: &Option<CopyOwner>,
+    mode: Option<u32>,
+    sources: impl IntoIterator<Item = String>,
+    to: &str,
+) -> String {
+    let mut words = vec![keyword.to_string()];
+    words.extend(first_flag);
+    words.extend(owner.as_ref().map(|owner| format!("--chown={owner}")));
+    words.extend(mode.map(|mode| format!("--chmod={mode:04o}")));
+    words.extend(sources);
+    words.push(to.to_string());
+    words.join(" ")
+}
+
 /// The last path segment of a URL: the name a fetched file gets in a folder, as in
 /// Docker's ADD.
 pub fn url_file_name(url: &str) -> Option<&str> {
@@ -440,19 +459,9 @@ impl PlanStep {
                 owner,
                 unpack,
             } => {
-                let mut words = vec![if *unpack { "ADD" } else { "COPY" }.to_string()];
-                if let Some(from) = from {
-                    words.push(format!("--from={from}"));
-                }
-                if let Some(owner) = owner {
-                    words.push(format!("--chown={owner}"));
-                }
-                if let Some(mode) = mode {
-                    words.push(format!("--chmod={mode:04o}"));
-                }
-                words.extend(sources.iter().cloned());
-                words.push(to.clone());
-                words.join(" ")
+                let keyword = if *unpack { "ADD" } else { "COPY" };
+                let from = from.as_ref().map(|from| format!("--from={from}"));
+                copy_text(keyword, from, owner, *mode, sources.iter().cloned(), to)
             }
             StepKind::Write {
                 files,
@@ -460,16 +469,8 @@ impl PlanStep {
                 mode,
                 owner,
             } => {
-                let mut words = vec!["COPY".to_string()];
-                if let Some(owner) = owner {
-                    words.push(format!("--chown={owner}"));
-                }
-                if let Some(mode) = mode {
-                    words.push(format!("--chmod={mode:04o}"));
-                }
-                words.extend(files.iter().map(|(name, _)| format!("<<{name}")));
-                words.push(to.clone());
-                words.join(" ")
+                let names = files.iter().map(|(name, _)| format!("<<{name}"));
+                copy_text("COPY", None, owner, *mode, names, to)
             }
             StepKind::Fetch {
                 url,
@@ -478,19 +479,8 @@ impl PlanStep {
                 mode,
                 owner,
             } => {
-                let mut words = vec!["ADD".to_string()];
-                if let Some(checksum) = checksum {
-                    words.push(format!("--checksum={checksum}"));
-                }
-                if let Some(owner) = owner {
-                    words.push(format!("--chown={owner}"));
-                }
-                if let Some(mode) = mode {
-                    words.push(format!("--chmod={mode:04o}"));
-                }
-                words.push(url.clone());
-                words.push(to.clone());
-                words.join(" ")
+                let checksum = checksum.as_ref().map(|c| format!("--checksum={c}"));
+                copy_text("ADD", checksum, owner, *mode, [url.clone()], to)
             }
             StepKind::Env(vars) => {
                 let pairs: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -278,3 +278,17 @@ fn unknown_targets_are_named_with_the_stages() {
             .ends_with("its stages: none")
     );
 }
+
+#[test]
+fn a_recipe_on_a_base_with_onbuild_triggers_says_it_does_not_run_them() {
+    let recipe = parse("from: scratch\nsteps:\n  - run: \"true\"\n").unwrap();
+    let triggers = ["RUN make".to_string()];
+    let plan = recipe
+        .plan_stage(0, &amd64(), &amd64(), &[], &[], &triggers)
+        .unwrap();
+    assert_eq!(
+        plan.warnings,
+        ["the base of stage final has ONBUILD triggers (RUN make); only Dockerfiles run them"]
+    );
+    assert_eq!(plan.steps.len(), 1, "the trigger is not run");
+}

@@ -1094,30 +1094,21 @@ fn copy_step(
             owner,
         });
     }
-    let urls: Vec<String> = sources
+    // No heredocs past this point: every source is a path (or URL), expanded once.
+    let expanded = sources
         .iter()
         .filter_map(|s| match s {
-            Source::Path(path) => Some(path),
+            Source::Path(path) => Some(word(path)),
             Source::Heredoc(_) => None,
         })
-        .map(|path| word(path))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|path| is_remote(path))
-        .collect();
-    if add && !urls.is_empty() {
-        let [url] = urls.as_slice() else {
+        .collect::<Result<Vec<_>, _>>()?;
+    if add && expanded.iter().any(|path| is_remote(path)) {
+        let [url] = expanded.as_slice() else {
             return Err(unsupported(
                 instruction,
                 "several URLs, or URLs and paths, in one ADD",
             ));
         };
-        if sources.len() != 1 {
-            return Err(unsupported(
-                instruction,
-                "several URLs, or URLs and paths, in one ADD",
-            ));
-        }
         if url.starts_with("git@") || url.ends_with(".git") || !url.contains("://") {
             return Err(unsupported(instruction, "ADD of a git repository"));
         }
@@ -1144,11 +1135,7 @@ fn copy_step(
         return Err(invalid("--checksum is for ADD of a URL".into()));
     }
     let mut paths = Vec::new();
-    for source in sources {
-        let Source::Path(path) = source else {
-            unreachable!("heredoc sources are handled above");
-        };
-        let path = word(path)?;
+    for path in expanded {
         if is_remote(&path) {
             return Err(invalid(format!(
                 "{path}: COPY takes files of the context; ADD fetches URLs"

@@ -57,7 +57,7 @@ pub enum SyntaxProblem {
         found: String,
     },
     #[error("unknown flag --{flag}; it takes {known}")]
-    UnknownFlag { flag: String, known: &'static str },
+    UnknownFlag { flag: String, known: String },
     #[error("flag --{0} needs a value (--{0}=VALUE)")]
     FlagNeedsValue(String),
     #[error("flag --{0} is given twice")]

@@ -107,14 +107,15 @@ fn known_flags(keyword: &str) -> &'static [&'static str] {
     }
 }
 
-fn known_flags_text(keyword: &str) -> &'static str {
-    match keyword {
-        "FROM" => "--platform",
-        "RUN" => "--mount, --network, --security",
-        "COPY" => "--from, --chown, --chmod, --link, --parents, --exclude",
-        "ADD" => "--chown, --chmod, --link, --checksum, --keep-git-dir, --exclude, --unpack",
-        "HEALTHCHECK" => "--interval, --timeout, --start-period, --start-interval, --retries",
-        _ => "no flags",
+/// The flags an instruction takes, as its error message lists them.
+fn known_flags_text(keyword: &str) -> String {
+    match known_flags(keyword) {
+        [] => "no flags".to_string(),
+        known => known
+            .iter()
+            .map(|flag| format!("--{flag}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

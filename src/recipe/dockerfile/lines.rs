@@ -379,7 +379,7 @@ fn heredoc_capable(keyword: &str, rest: &str) -> bool {
     takes_heredocs(keyword) && !is_json_array(rest)
 }
 
-/// Whether the text is a JSON array of strings (the exec form).
+/// Whether the text is a JSON array (the exec form; its items are checked later).
 fn is_json_array(text: &str) -> bool {
     text.trim_start().starts_with('[')
         && serde_json::from_str::<Vec<serde_json::Value>>(text.trim()).is_ok()

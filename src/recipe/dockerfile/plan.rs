@@ -387,7 +387,20 @@ fn base_triggers(
             rest,
             heredocs: Vec::new(),
         };
-        out.push(super::instructions::instruction(&line, file.escape).map_err(|e| bad(e.problem))?);
+        let instruction =
+            super::instructions::instruction(&line, file.escape).map_err(|e| bad(e.problem))?;
+        // `--allow network.host` is granted before any base is read, for the RUN steps
+        // the Dockerfile itself shows; a base image cannot ask for the host's network.
+        if let Kind::Run { flags, .. } = &instruction.kind
+            && flags
+                .iter()
+                .any(|f| f.name == "network" && f.value.as_deref() == Some("host"))
+        {
+            return Err(bad(SyntaxProblem::Invalid(
+                "a base image's trigger may not ask for the host's network".into(),
+            )));
+        }
+        out.push(instruction);
     }
     Ok(out)
 }
@@ -1271,6 +1284,21 @@ mod tests {
                 (1, "RUN ls /app > /app/list".into()),
                 (2, "RUN after".into())
             ]
+        );
+        let host = ["RUN --network=host curl http://127.0.0.1/".to_string()];
+        let err = plan_stage(
+            &file,
+            0,
+            &StageRequest {
+                base_triggers: &host,
+                ..request
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("a base image's trigger may not ask for the host's network"),
+            "{err}"
         );
         let bad = ["FROM x".to_string()];
         let err = plan_stage(

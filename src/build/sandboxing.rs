@@ -63,6 +63,7 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         cwd: req.workdir.to_string(),
         uid: user.uid,
         gid: user.gid,
+        groups: user.groups,
         network: req.network,
         hostname: "xbake".into(),
         hosts_file: req.scratch.join("hosts"),

@@ -12,6 +12,9 @@ pub struct ResolvedUser {
     pub gid: u32,
     /// The home directory from passwd, for HOME.
     pub home: String,
+    /// Supplementary groups: those /etc/group lists the user as a member of, when the
+    /// spec names no group (runc's rule, so BuildKit's; an explicit group sets none).
+    pub groups: Vec<u32>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +50,21 @@ fn group_gid(text: &str, name: &str) -> Option<u32> {
         let f: Vec<&str> = line.split(':').collect();
         (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok())?
     })
+}
+
+/// The gids of the groups whose member list names `user`, in file order, once each.
+fn member_gids(text: &str, user: &str) -> Vec<u32> {
+    let mut gids = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        let (Some(gid), Some(members)) = (f.get(2).and_then(|g| g.parse().ok()), f.get(3)) else {
+            continue;
+        };
+        if members.split(',').any(|m| m.trim() == user) && !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    gids
 }
 
 /// `spec` is the `user:` value (None: root). `passwd`/`group` are the image's files, if
@@ -92,7 +110,25 @@ pub fn resolve(
         None if uid == 0 => "/root".to_string(),
         None => "/".to_string(),
     };
-    Ok(ResolvedUser { uid, gid, home })
+    let groups = match (grp, &entry) {
+        (None, Some(e)) => member_gids(group.unwrap_or(""), e.name),
+        _ => Vec::new(),
+    };
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        home,
+        groups,
+    })
+}
+
+/// A step's `user:` resolved against the image's own /etc/passwd and /etc/group.
+pub fn resolve_in(spec: Option<&str>, root: &RootDir) -> Result<ResolvedUser, UserError> {
+    resolve(
+        spec,
+        image_text(root, "etc/passwd").as_deref(),
+        image_text(root, "etc/group").as_deref(),
+    )
 }
 
 /// A file of the image, as text, if it has it.
@@ -139,7 +175,7 @@ mod tests {
     use super::*;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1001:u:/home/user:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nstaff:x:50:\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:\nwheel:x:10:root,user\naudio:x:29:other, user\n";
 
     fn r(spec: Option<&str>) -> Result<ResolvedUser, UserError> {
         resolve(spec, Some(PASSWD), Some(GROUP))
@@ -152,7 +188,8 @@ mod tests {
             ResolvedUser {
                 uid: 0,
                 gid: 0,
-                home: "/root".into()
+                home: "/root".into(),
+                groups: vec![10],
             }
         );
         assert_eq!(
@@ -160,18 +197,25 @@ mod tests {
             ResolvedUser {
                 uid: 1000,
                 gid: 1001,
-                home: "/home/user".into()
+                home: "/home/user".into(),
+                groups: vec![10, 29],
             }
         );
         assert_eq!(r(Some("1000")).unwrap().gid, 1001);
+        // A uid with a passwd entry is that entry's user, memberships included.
+        assert_eq!(r(Some("1000")).unwrap().groups, [10, 29]);
         assert_eq!(r(Some("1000:1000")).unwrap().gid, 1000);
         assert_eq!(r(Some("user:staff")).unwrap().gid, 50);
+        // An explicit group: that group only, as runc does.
+        assert!(r(Some("user:staff")).unwrap().groups.is_empty());
+        assert!(r(Some("1000:1000")).unwrap().groups.is_empty());
         assert_eq!(
             r(Some("4242")).unwrap(),
             ResolvedUser {
                 uid: 4242,
                 gid: 0,
-                home: "/".into()
+                home: "/".into(),
+                groups: Vec::new(),
             }
         );
         assert!(r(Some("ghost")).unwrap_err().0.contains("ghost"));

@@ -261,7 +261,7 @@ fn command(spec: &StepSpec) -> Result<(), String> {
     // CAP_SYS_ADMIN (see seccomp.rs).
     super::seccomp::apply(spec.seccomp).map_err(|e| e.to_string())?;
     super::privileges::restrict_capabilities()?;
-    set_identity(spec.uid, spec.gid)?;
+    set_identity(spec.uid, spec.gid, &spec.groups)?;
     nix::unistd::chdir(spec.cwd.as_str())
         .map_err(|e| format!("working directory {}: {}", spec.cwd, e.desc()))?;
     // Last, as the identity counts for RLIMIT_NPROC: the limits no cgroup enforces.
@@ -269,7 +269,7 @@ fn command(spec: &StepSpec) -> Result<(), String> {
     exec(spec)
 }
 
-fn set_identity(uid: u32, gid: u32) -> Result<(), String> {
+fn set_identity(uid: u32, gid: u32, groups: &[u32]) -> Result<(), String> {
     let unmapped = |what: &str, e: nix::errno::Errno| {
         format!(
             "switching to {what} {uid}:{gid}: {} (an id not mapped in this build's user \
@@ -277,10 +277,17 @@ fn set_identity(uid: u32, gid: u32) -> Result<(), String> {
             e.desc()
         )
     };
-    // setgroups(2) is denied in namespaces that map only the caller; no supplementary
-    // groups exist there anyway.
-    match nix::unistd::setgroups(&[]) {
+    // setgroups(2) is denied in namespaces that map only the caller, where no other
+    // group exists: the memberships are dropped there, as runc does.
+    let groups: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    match nix::unistd::setgroups(&groups) {
         Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(nix::errno::Errno::EINVAL) => {
+            return Err(format!(
+                "setting the supplementary groups {groups:?}: a gid not mapped in this \
+                 build's user namespace (rootless builds need a range in /etc/subgid)"
+            ));
+        }
         Err(e) => return Err(format!("setgroups: {e}")),
     }
     let g = Gid::from_raw(gid);

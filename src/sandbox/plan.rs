@@ -214,6 +214,7 @@ mod tests {
             cwd: "/".into(),
             uid: 0,
             gid: 0,
+            groups: vec![],
             network: NetworkMode::Host,
             hostname: "xbake".into(),
             hosts_file: "/work/hosts".into(),

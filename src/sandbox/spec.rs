@@ -48,6 +48,9 @@ pub struct StepSpec {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (the user's memberships in the image's /etc/group).
+    #[serde(default)]
+    pub groups: Vec<u32>,
     pub network: NetworkMode,
     pub hostname: String,
     /// Generated /etc/hosts and /etc/hostname, bound read-only over the rootfs's.

@@ -207,6 +207,18 @@ fn unpack_archive(
     Ok(())
 }
 
+/// A Dockerfile WORKDIR's folder: made with its parents when missing, 0755, `owner`'s;
+/// an existing one is left as it is.
+pub fn make_workdir(
+    root: &RootDir,
+    dir: &str,
+    owner: (u32, u32),
+) -> Result<Vec<String>, CopyError> {
+    let mut warnings = Vec::new();
+    make_dirs(root, Path::new(dir), 0o755, owner, &mut warnings)?;
+    Ok(warnings)
+}
+
 fn make_dirs(
     root: &RootDir,
     dir: &Path,

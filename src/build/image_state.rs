@@ -36,6 +36,8 @@ pub struct ImageState {
     pub exposed_ports: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub stop_signal: Option<String>,
+    /// The config's `author`, inherited from the base as docker does.
+    pub author: Option<String>,
     /// Docker's extensions of the config, inherited from a base image as docker does
     /// (read apart from oci-spec's config: source/docker_config.rs).
     pub healthcheck: Option<Healthcheck>,
@@ -154,6 +156,7 @@ impl ImageState {
             state.volumes = c.volumes().iter().flatten().cloned().collect();
             state.stop_signal = c.stop_signal().clone();
         }
+        state.author = config.author().clone().filter(|a| !a.is_empty());
         state.history = config
             .history()
             .iter()
@@ -230,6 +233,9 @@ impl ImageState {
         }
         if let Some(shell) = &spec.shell {
             self.shell = Some(shell.clone());
+        }
+        if let Some(author) = &spec.author {
+            self.author = Some(author.clone());
         }
         self.onbuild.extend(spec.onbuild.iter().cloned());
         self.annotations
@@ -317,6 +323,9 @@ impl ImageState {
             .history(history);
         if let Some(variant) = platform.oci_variant() {
             config = config.variant(variant);
+        }
+        if let Some(author) = &self.author {
+            config = config.author(author.clone());
         }
         Ok(ImageConfig {
             oci: config.build().map_err(invalid)?,

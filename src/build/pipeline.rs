@@ -165,6 +165,8 @@ enum Prepared {
         mode: Option<u32>,
         owner: CopyOwner,
     },
+    /// A Dockerfile's WORKDIR folder, made for `user` (the USER in effect) if missing.
+    MakeWorkdir { dir: String, user: Option<String> },
     /// `ADD https://…`: fetched while preparing when the key needs the content (no
     /// checksum given), else only when the step runs.
     Fetch {
@@ -277,6 +279,16 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 },
                 None,
             ),
+            StepKind::MakeWorkdir(dir) => {
+                state.workdir = Some(dir.clone());
+                (
+                    Prepared::MakeWorkdir {
+                        dir: dir.clone(),
+                        user: state.user.clone(),
+                    },
+                    None,
+                )
+            }
             StepKind::Write {
                 files,
                 to,
@@ -542,6 +554,7 @@ fn step_key(
                 "host",
             )
         }
+        Prepared::MakeWorkdir { dir, user } => (format!("MKDIR dir={dir} user={user:?}"), "host"),
         // The files' content, by digest; their names and the destination are in the
         // step's text below too.
         Prepared::Write {
@@ -687,6 +700,17 @@ fn run_and_commit(
         } => {
             let owner = owner_ids(ctx, step, &root, &owner)?;
             let warnings = super::copy::write_inline(&root, &files, &to, mode, owner, ctx.epoch)
+                .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
+            ctx.warn_all(warnings);
+        }
+        Prepared::MakeWorkdir { dir, user } => {
+            let owner = super::users::resolve_in(user.as_deref(), &root).map_err(|e| {
+                ctx.step_err(
+                    step,
+                    format!("USER {}: {e}", user.as_deref().unwrap_or("0")),
+                )
+            })?;
+            let warnings = super::copy::make_workdir(&root, &dir, (owner.uid, owner.gid))
                 .map_err(|e| ctx.step_err(step, with_causes(&e)))?;
             ctx.warn_all(warnings);
         }

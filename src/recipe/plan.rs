@@ -93,6 +93,9 @@ pub enum StepKind {
     },
     Env(Vec<(String, String)>),
     Workdir(String),
+    /// A Dockerfile's WORKDIR: the working directory, made when missing (with its
+    /// parents, 0755, owned by the USER in effect) as BuildKit does; a layer when it was.
+    MakeWorkdir(String),
     User(String),
 }
 
@@ -316,6 +319,8 @@ pub struct ConfigSpec {
     /// Docker's `OnBuild`: a Dockerfile's ONBUILD triggers, as written, for the images
     /// built on this one.
     pub onbuild: Vec<String>,
+    /// The image's `author` (a Dockerfile's MAINTAINER, as docker and buildah record it).
+    pub author: Option<String>,
     /// Annotations on this platform's image manifest, sorted by key.
     pub manifest_annotations: Vec<(String, String)>,
     /// Annotations on the image index, sorted by key. Expanded per platform like every
@@ -486,7 +491,7 @@ impl PlanStep {
                 let pairs: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("ENV {}", pairs.join(" "))
             }
-            StepKind::Workdir(dir) => format!("WORKDIR {dir}"),
+            StepKind::Workdir(dir) | StepKind::MakeWorkdir(dir) => format!("WORKDIR {dir}"),
             StepKind::User(user) => format!("USER {user}"),
         }
     }

@@ -252,6 +252,7 @@ fn expand_plan(
             healthcheck: spec.config.healthcheck.clone(),
             shell: spec.config.shell.clone(),
             onbuild: Vec::new(),
+            author: None,
             manifest_annotations: expand_sorted(&scope, &spec.config.manifest_annotations)?,
             index_annotations: expand_sorted(&scope, &spec.config.index_annotations)?,
         }

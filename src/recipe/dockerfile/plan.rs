@@ -303,8 +303,15 @@ pub fn plan_stage(
         StagePlatform::Fixed(p) => p,
     };
     let lexer = Lexer::new(file.escape);
+    // As BuildKit (and buildah): a stage whose base sets no PATH (scratch among them)
+    // gets the default one, in its steps and in its image's config.
+    let default_path: Vec<(String, String)> = if request.base_env.iter().any(|(k, _)| k == "PATH") {
+        Vec::new()
+    } else {
+        vec![("PATH".into(), crate::sandbox::init::DEFAULT_PATH.into())]
+    };
     let mut state = StageState {
-        env: request.base_env.to_vec(),
+        env: [request.base_env, &default_path].concat(),
         args: Pairs::new(),
         workdir: "/".into(),
         shell: None,
@@ -348,7 +355,7 @@ pub fn plan_stage(
         from_text: from.text,
         args: state.args.clone(),
         build_env: Vec::new(),
-        env: Vec::new(),
+        env: default_path,
         workdir: None,
         steps: state.steps,
         config: state.config,
@@ -504,14 +511,22 @@ fn translate(
             }
             None
         }
+        // The image's author, as BuildKit and buildah record it, and the `maintainer`
+        // label that docker's documentation gives as MAINTAINER's replacement, for the
+        // tools that read only labels.
         Kind::Maintainer(name) => {
+            state.config.author = Some(name.clone());
             set(&mut state.config.labels, "maintainer", name.clone());
             None
         }
         Kind::Workdir(dir) => {
             let dir = word(dir)?;
             state.workdir = join(&state.workdir, &dir);
-            Some(StepKind::Workdir(state.workdir.clone()))
+            Some(if state.workdir == "/" {
+                StepKind::Workdir(state.workdir.clone())
+            } else {
+                StepKind::MakeWorkdir(state.workdir.clone())
+            })
         }
         Kind::User(user) => {
             let user = word(user)?;
@@ -1419,7 +1434,7 @@ mod tests {
             "linux/amd64",
             &[],
         );
-        assert_eq!(plan.steps[1].kind, StepKind::Workdir("/src/lib".into()));
+        assert_eq!(plan.steps[1].kind, StepKind::MakeWorkdir("/src/lib".into()));
         assert_eq!(
             plan.steps[2].kind,
             StepKind::Copy {
@@ -1561,6 +1576,10 @@ mod tests {
                 ("org.opencontainers.image.title", "config demo"),
                 ("org.opencontainers.image.version", "1.0")
             ])
+        );
+        assert_eq!(
+            config.author.as_deref(),
+            Some("Jo Maintainer <jo@example.org>")
         );
         assert_eq!(config.exposed_ports, ["8080/tcp", "9090/udp"]);
         assert_eq!(config.volumes, ["/data", "/logs"]);

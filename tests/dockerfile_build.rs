@@ -177,18 +177,22 @@ fn dash_f_a_context_build_args_and_target_and_the_same_digest_every_time() {
 }
 
 #[test]
-fn chown_by_name_is_looked_up_in_the_image() {
+fn users_by_name_their_groups_and_workdirs_are_looked_up_in_the_image() {
     if !emulation_ready() {
         return;
     }
     let scratch = Scratch::new();
     let dockerfile = "FROM rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
-RUN echo 'app:x:1500:1500::/home/app:/bin/sh' >> /etc/passwd && printf 'app:x:1500:\\nops:x:1700:\\n' >> /etc/group && mkdir -p /home/app && chown app /home/app
+RUN echo 'app:x:1500:1500::/home/app:/bin/sh' >> /etc/passwd && printf 'app:x:1500:\\nops:x:1700:\\ntools:x:1800:root,app\\n' >> /etc/group && mkdir -p /home/app && chown app /home/app
 COPY --chown=app:ops files/app.conf /home/app/config.ini
 COPY --chown=app files/app.conf /home/app/user-only.ini
 COPY --chown=1600 files/app.conf /srv/numeric
 USER app
 RUN id > /home/app/whoami
+WORKDIR /srv/work/app
+RUN pwd > /home/app/pwd
+USER app:ops
+RUN id > /home/app/whoami-ops
 ";
     let dir = context(&scratch, "users", "Dockerfile", dockerfile);
     xbake_ok(
@@ -205,7 +209,26 @@ RUN id > /home/app/whoami
     // A user without a group: its uid is the gid too, as Docker documents.
     assert_eq!(owner("home/app/user-only.ini"), (1500, 1500));
     assert_eq!(owner("srv/numeric"), (1600, 1600));
-    assert!(file_text(&images[0], "home/app/whoami").starts_with("uid=1500(app) gid=1500(app)"));
+    // The passwd entry's group, and the user's memberships as supplementary groups
+    // (runc's rule); an explicit group alone sets none.
+    assert_eq!(
+        file_text(&images[0], "home/app/whoami"),
+        "uid=1500(app) gid=1500(app) groups=1800(tools)\n"
+    );
+    assert_eq!(
+        file_text(&images[0], "home/app/whoami-ops"),
+        "uid=1500(app) gid=1700(ops)\n"
+    );
+    // WORKDIR made its folder and the missing parents, for the USER in effect.
+    assert_eq!(file_text(&images[0], "home/app/pwd"), "/srv/work/app\n");
+    for folder in ["srv/work", "srv/work/app"] {
+        assert_eq!(images[0].meta[folder], (1500, 1500, 0o755), "{folder}");
+    }
+    // The rootfs base sets no PATH: the config gets BuildKit's default.
+    assert_eq!(
+        images[0].config["config"]["Env"],
+        serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    );
 
     std::fs::write(
         dir.join("Dockerfile"),

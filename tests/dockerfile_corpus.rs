@@ -273,22 +273,29 @@ fn the_escape_directive_changes_continuations_and_escapes() {
 
 #[test]
 fn mounts_and_network_flags() {
-    let file = parse("mounts");
-    let flags: Vec<Vec<String>> = file
-        .instructions
-        .iter()
-        .filter(|i| i.keyword == "RUN")
-        .map(|i| run_parts(i).0)
-        .collect();
+    let run_flags = |name: &str| -> Vec<Vec<String>> {
+        parse(name)
+            .instructions
+            .iter()
+            .filter(|i| i.keyword == "RUN")
+            .map(|i| run_parts(i).0)
+            .collect()
+    };
     assert_eq!(
-        flags,
+        run_flags("mounts"),
         [
             vec![],
             vec!["mount=type=cache,target=/var/cache/app,id=app-cache".to_string()],
             vec!["mount=type=secret,id=token,required=true".into()],
             vec!["mount=type=bind,from=assets,source=/assets,target=/mnt/assets".into()],
             vec!["mount=type=tmpfs,target=/scratch".into()],
-            vec!["network=none".into()],
+        ]
+    );
+    assert_eq!(
+        run_flags("network-none"),
+        [
+            vec!["network=none".to_string()],
+            vec!["network=default".into()]
         ]
     );
 }
@@ -345,7 +352,7 @@ fn onbuild_triggers_are_kept_as_written() {
 #[test]
 fn copy_and_add_flags() {
     let file = parse("user-by-name");
-    let Kind::Copy { flags, .. } = &at(&file, 5).kind else {
+    let Kind::Copy { flags, .. } = &at(&file, 9).kind else {
         panic!("not a COPY");
     };
     let flags: Vec<_> = flags
@@ -361,6 +368,17 @@ fn copy_and_add_flags() {
         panic!("not an ADD");
     };
     assert_eq!(sources, &[Source::Path("${ASSET_URL}".into())]);
+    let pinned = parse("add-checksum");
+    let Kind::Copy {
+        add: true, flags, ..
+    } = &at(&pinned, 5).kind
+    else {
+        panic!("not an ADD");
+    };
+    assert_eq!(
+        flags[0].value.as_deref(),
+        Some("sha256:38e2f84393baeb97ad9debdb0b096d4cceb12d9fc4204df0f351eb4fe919962f")
+    );
 }
 
 /// Every stage of every corpus Dockerfile plans for three platforms: what the build would
@@ -387,5 +405,5 @@ fn every_corpus_dockerfile_plans_for_every_platform() {
             }
         }
     }
-    assert!(planned >= 17 * 3, "{planned} stage plans");
+    assert!(planned >= 19 * 3, "{planned} stage plans");
 }

@@ -3,6 +3,7 @@
 //! docker spellings of the command line, and errors that name the line.
 
 mod common;
+mod registry_harness;
 
 use common::*;
 use std::path::{Path, PathBuf};
@@ -137,30 +138,32 @@ fn dash_f_a_context_build_args_and_target_and_the_same_digest_every_time() {
     }
     let scratch = Scratch::new();
     let dir = context(&scratch, "ctx", "Containerfile.build", APP);
-    let build = |who: As, cache: &str, out: &str| {
-        let result = xbake(
-            who,
-            scratch.path(),
-            &[
-                "build",
-                "-f",
-                dir.join("Containerfile.build").to_str().unwrap(),
-                dir.to_str().unwrap(),
-                "--build-arg",
-                "VERSION=2",
-                "--target",
-                "build",
-                "--platform",
-                "arm64",
-                "--cache-dir",
-                scratch.path().join(cache).to_str().unwrap(),
-                "-o",
-                &format!("oci:{}", scratch.path().join(out).display()),
-            ],
-            &[],
-        );
+    let file = dir.join("Containerfile.build");
+    let cache_of = |name: &str| scratch.path().join(name).display().to_string();
+    let build_f = ["build", "-f", file.to_str().unwrap(), dir.to_str().unwrap()];
+    // `head` names the command and the file; `rest` the output and the cache.
+    let xbake_on_file = |who: As, head: &[&str], rest: &[&str]| {
+        let mut args = head.to_vec();
+        args.extend([
+            "--build-arg",
+            "VERSION=2",
+            "--target",
+            "build",
+            "--platform",
+            "arm64",
+        ]);
+        args.extend(rest);
+        let result = xbake(who, scratch.path(), &args, &[]);
         assert_ok(&result);
         String::from_utf8_lossy(&result.stdout).trim().to_string()
+    };
+    let build = |who: As, cache: &str, out: &str| {
+        let out = format!("oci:{}", scratch.path().join(out).display());
+        xbake_on_file(
+            who,
+            &build_f,
+            &["--cache-dir", &cache_of(cache), "-o", &out],
+        )
     };
     let first = build(As::Me, "c1", "o1");
     let (_, images) = read_layout(&scratch.path().join("o1"), "latest");
@@ -174,6 +177,40 @@ fn dash_f_a_context_build_args_and_target_and_the_same_digest_every_time() {
     if is_root() && test_user().is_some() {
         assert_eq!(build(As::TestUser, "c3", "o3"), first);
     }
+    // The command: the same build pushed to a registry gives the same digest,
+    // which the registry then serves.
+    let Some(registry) = registry_harness::registry_process::RegistryProcess::start() else {
+        return;
+    };
+    let reference = format!("{}/app:1", registry.addr);
+    let pushed = xbake_on_file(
+        As::Me,
+        &build_f,
+        &["--cache-dir", &cache_of("c1"), "--push", &reference],
+    );
+    assert_eq!(pushed, first);
+    let Some(served) = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ]) else {
+        return;
+    };
+    assert_eq!(format!("sha256:{}", sha256_hex(&served)), first);
+    // `xbake verify FILE` rebuilds from the file (its context given) and agrees.
+    let against = format!("oci:{}:latest", scratch.path().join("o1").display());
+    let verify = [
+        "verify",
+        file.to_str().unwrap(),
+        "--context",
+        dir.to_str().unwrap(),
+    ];
+    xbake_on_file(
+        As::Me,
+        &verify,
+        &["--cache-dir", &cache_of("c4"), "--against", &against],
+    );
 }
 
 #[test]

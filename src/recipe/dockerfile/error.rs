@@ -70,6 +70,4 @@ pub enum SyntaxProblem {
     Unsupported(&'static str),
     #[error("{0}")]
     Invalid(String),
-    #[error("a heredoc `<<{0}` in an exec-form (JSON) command is not a heredoc")]
-    HeredocInExec(String),
 }

@@ -372,9 +372,6 @@ pub fn instruction(line: &LogicalLine, escape: char) -> Result<Instruction, Dock
         "RUN" => {
             let flags = flags(line, &keyword, &line.flags)?;
             let command = command(line, &keyword)?;
-            if let (Command::Exec(_), Some(doc)) = (&command, line.heredocs.first()) {
-                return Err(err(SyntaxProblem::HeredocInExec(doc.name.clone())));
-            }
             if matches!(&command, Command::Shell(text) if text.trim().is_empty()) {
                 return Err(err(SyntaxProblem::MissingArguments("a command")));
             }
@@ -809,6 +806,14 @@ mod tests {
         assert_eq!(
             error("FROM a\nCOPPY a b\n"),
             "2: COPPY: unknown instruction `COPPY`"
+        );
+    }
+
+    #[test]
+    fn a_platform_flag_needs_a_value() {
+        assert_eq!(
+            error("FROM --platform a\n"),
+            "1: FROM: flag --platform needs a value (--platform=VALUE)"
         );
     }
 }

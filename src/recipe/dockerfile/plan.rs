@@ -1559,6 +1559,11 @@ mod tests {
             err.to_string(),
             "2: RUN: --mount type=cache: unknown field \"targt\""
         );
+        let err = try_plan("FROM a\nRUN --network true\n", 0, "linux/amd64", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2: RUN: flag --network needs a value (--network=VALUE)"
+        );
     }
 
     #[test]

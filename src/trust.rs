@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// First word of every record; a new layout of the line gets a new version.
-const MAGIC: &str = "xbake-trust-v1";
+const MAGIC: &str = "xbake-trust-v2";
 
 /// How close to its verification a timestamp may be and still be trusted: git's "racy"
 /// problem (Documentation/technical/racy-git.txt). The kernel stamps files from a coarse
@@ -43,6 +43,9 @@ pub struct Stamp {
     pub mode: u32,
     pub mtime_ns: i128,
     pub ctime_ns: i128,
+    /// The link count: kept so that a ctime moved by a link or an unlink elsewhere (an
+    /// output layout removed with `rm -rf`) can be told from one moved by anything else.
+    pub nlink: u64,
 }
 
 impl Stamp {
@@ -55,17 +58,28 @@ impl Stamp {
             mode: meta.mode(),
             mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
             ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+            nlink: meta.nlink(),
         }
     }
 
-    /// Whether `later` differs from this stamp only in its ctime, moved forward (what a
-    /// hard link or an unlink of another name does).
+    /// Whether `later` differs from this stamp at most in its link count and its ctime,
+    /// moved forward (what a hard link, an unlink of another name, or a chown to the
+    /// same owner does). Any write moves the mtime too, which must still match.
     fn only_ctime_moved(&self, later: &Stamp) -> bool {
         later.ctime_ns >= self.ctime_ns
             && Stamp {
                 ctime_ns: self.ctime_ns,
+                nlink: self.nlink,
                 ..*later
             } == *self
+    }
+
+    /// Whether `later` differs from this stamp by its link count, with nothing else
+    /// changed but a ctime moved forward: somebody (xbake, or `rm -rf` of an output
+    /// layout that shared the file by hard link) added or removed another name of the
+    /// same inode.
+    fn only_links_changed(&self, later: &Stamp) -> bool {
+        later.nlink != self.nlink && self.only_ctime_moved(later)
     }
 }
 
@@ -90,11 +104,16 @@ pub struct Record {
 }
 
 impl Record {
-    /// Whether the record vouches for a file that shows `now`: same stamp, and no
+    /// Whether the record vouches for a file that shows `now`: same stamp (or the same
+    /// but for links added or removed, see [`Stamp::only_links_changed`]), and no
     /// timestamp so close to the hashing that a change in the same tick could hide.
+    /// The cost of trusting a link-count change, as git's `core.trustctime=false` pays
+    /// for all of them: an in-place rewrite of the same size that also restores the
+    /// mtime (utimensat) and adds or removes a name goes unseen until
+    /// `xbake cache verify`; no ordinary write does all three.
     pub fn vouches_for(&self, now: &Stamp) -> bool {
         let settled = |t: i128| t + racy_window(t) < self.verified_at_ns;
-        self.stamp == *now
+        (self.stamp == *now || self.stamp.only_links_changed(now))
             && settled(self.stamp.mtime_ns)
             && (self.carried || settled(self.stamp.ctime_ns))
     }
@@ -102,7 +121,7 @@ impl Record {
     fn body(&self) -> String {
         let s = &self.stamp;
         format!(
-            "{MAGIC} {} {} {} {} {:o} {} {} {} {}",
+            "{MAGIC} {} {} {} {} {:o} {} {} {} {} {}",
             self.digest,
             s.dev,
             s.ino,
@@ -110,6 +129,7 @@ impl Record {
             s.mode,
             s.mtime_ns,
             s.ctime_ns,
+            s.nlink,
             self.verified_at_ns,
             u8::from(self.carried)
         )
@@ -137,6 +157,7 @@ impl Record {
             mode,
             mtime,
             ctime,
+            nlink,
             at,
             carried,
         ] = f[..]
@@ -155,6 +176,7 @@ impl Record {
                 mode: u32::from_str_radix(mode, 8).ok()?,
                 mtime_ns: mtime.parse().ok()?,
                 ctime_ns: ctime.parse().ok()?,
+                nlink: nlink.parse().ok()?,
             },
             verified_at_ns: at.parse().ok()?,
             carried: match carried {
@@ -235,10 +257,15 @@ impl Records {
 
     /// The record under `name` if it vouches for `file` as it is now (and holds
     /// `expected`, when given).
+    /// A record trusted across a change of links is carried to the stamp seen now, so
+    /// that the next check compares exactly again.
     pub fn vouched(&self, name: &str, file: &File, expected: Option<&Digest>) -> Option<Record> {
         let now = Stamp::of(&file.metadata().ok()?);
-        self.get(name)
-            .filter(|r| r.vouches_for(&now) && expected.is_none_or(|e| *e == r.digest))
+        let record = self
+            .get(name)
+            .filter(|r| r.vouches_for(&now) && expected.is_none_or(|e| *e == r.digest))?;
+        self.carry(name, &record, &now);
+        Some(record)
     }
 
     /// The one trusted-digest check: the sha256 of the open `file`, from its record when
@@ -307,6 +334,7 @@ mod tests {
             mode: 0o100644,
             mtime_ns: 1_700_000_000_123_456_789,
             ctime_ns: 1_700_000_000_223_456_789,
+            nlink: 1,
         }
     }
 
@@ -355,6 +383,38 @@ mod tests {
             Stamp {
                 ctime_ns: s.ctime_ns + 1,
                 ..s
+            },
+        ] {
+            assert!(!record(long_after).vouches_for(&changed), "{changed:?}");
+        }
+        // Another name added or removed (ctime forward, link count changed): trusted,
+        // but not with any other change besides, nor with a ctime that went back.
+        let relinked = Stamp {
+            ctime_ns: s.ctime_ns + 1,
+            nlink: 2,
+            ..s
+        };
+        assert!(record(long_after).vouches_for(&relinked));
+        for changed in [
+            Stamp {
+                mtime_ns: s.mtime_ns + 1,
+                ..relinked
+            },
+            Stamp {
+                size: 6,
+                ..relinked
+            },
+            Stamp {
+                ino: 78,
+                ..relinked
+            },
+            Stamp {
+                mode: 0o100755,
+                ..relinked
+            },
+            Stamp {
+                ctime_ns: s.ctime_ns - 1,
+                ..relinked
             },
         ] {
             assert!(!record(long_after).vouches_for(&changed), "{changed:?}");
@@ -441,6 +501,35 @@ mod tests {
         let real = Records::open(&dir.path().join("r2")).unwrap();
         assert_eq!(digest(&real).1, Check::Hashed);
         assert_eq!(digest(&real).1, Check::Hashed, "racy: hashed again");
+    }
+
+    #[test]
+    fn a_file_stays_trusted_when_another_name_of_it_comes_and_goes_but_not_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(&dir.path().join("r"))
+            .unwrap()
+            .with_clock(later);
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"layer bytes").unwrap();
+        let digest = || {
+            let file = File::open(&path).unwrap();
+            records.digest("blob", &file, None, &file).unwrap()
+        };
+        assert_eq!(digest().1, Check::Hashed);
+        // An output layout shares the blob by hard link, then `rm -rf` removes it.
+        let link = dir.path().join("out-blob");
+        std::fs::hard_link(&path, &link).unwrap();
+        assert_eq!(digest(), (Digest::of(b"layer bytes"), Check::Trusted));
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(digest(), (Digest::of(b"layer bytes"), Check::Trusted));
+        // The record followed the link count: it matches exactly again.
+        let now = Stamp::of(&std::fs::metadata(&path).unwrap());
+        assert_eq!(records.get("blob").unwrap().stamp, now);
+        // A write through the other name, same size, moves the mtime: hashed again.
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        std::fs::hard_link(&path, &link).unwrap();
+        std::fs::write(&link, b"LAYER BYTES").unwrap();
+        assert_eq!(digest(), (Digest::of(b"LAYER BYTES"), Check::Hashed));
     }
 
     #[test]

@@ -547,9 +547,16 @@ mod tests {
             store.check(&e, m).is_err(),
             "a written blob is hashed, refused"
         );
-        // Without a hold, a link makes the record stale: hashed once more.
+        // Without a hold: the output layout removed by somebody else (`rm -rf`) only
+        // changes the link count, and the record still vouches for the blob...
         next_tick();
         std::fs::remove_file(dir.path().join("out-link")).unwrap();
+        assert_eq!(store.check(&d, n).unwrap(), Check::Trusted);
+        // ...but a ctime moved with the link count unchanged (a chown or chmod, or a
+        // write whose mtime was put back) makes it stale: hashed once more.
+        next_tick();
+        let mode = std::fs::metadata(store.path(&d)).unwrap().permissions();
+        std::fs::set_permissions(store.path(&d), mode).unwrap();
         assert_eq!(store.check(&d, n).unwrap(), Check::Hashed);
     }
 

@@ -632,10 +632,15 @@ fn run_and_commit(
     total: usize,
 ) -> Result<Option<Layer>, BuildError> {
     let path = rootfs.path().to_path_buf();
-    rootfs
+    // A RUN step's sandbox waits for the baseline to settle just before its command
+    // starts, hidden behind its own set-up; every other kind changes the tree at once.
+    let settled_at_ns = rootfs
         .snapshotter()
-        .begin()
+        .begin_deferred()
         .map_err(ctx.layer_err("snapshotting the rootfs"))?;
+    if !matches!(prepared, Prepared::Run { .. }) {
+        crate::layer::snapshot::wait_until(settled_at_ns);
+    }
     let root = RootDir::open(&path).map_err(ctx.layer_err("opening the rootfs"))?;
     let rules = step_rules(ctx, step, &prepared);
     let mut normalizing = None;
@@ -665,6 +670,7 @@ fn run_and_commit(
                 command,
                 prefix,
                 total,
+                settled_at_ns,
             )?;
         }
         Prepared::Copy {
@@ -828,6 +834,7 @@ fn run(
     command: Command,
     prefix: &str,
     total: usize,
+    settled_at_ns: i128,
 ) -> Result<(), BuildError> {
     let Command {
         argv,
@@ -835,7 +842,16 @@ fn run(
         mounts,
     } = command;
     let workdir = state.workdir.clone().unwrap_or_else(|| "/".into());
-    // Docker creates a missing WORKDIR; it lands in this step's layer.
+    // Docker creates a missing WORKDIR; it lands in this step's layer, so it is made
+    // only once a change gets a timestamp the baseline can tell apart.
+    let workdir_exists = root
+        .lstat(Path::new(&workdir))
+        .ok()
+        .flatten()
+        .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    if !workdir_exists {
+        crate::layer::snapshot::wait_until(settled_at_ns);
+    }
     let w = root
         .create_dir_all(Path::new(&workdir), 0o755, (0, 0))
         .map_err(ctx.layer_err(format!("creating the working directory {workdir}")))?;
@@ -857,6 +873,7 @@ fn run(
         limits: ctx.limits,
     })
     .map_err(|message| ctx.step_err(step, message))?;
+    spec.not_before_unix_ns = u64::try_from(settled_at_ns).ok();
     // Mounts: prepared (cache leases, secret files), their missing mount points made,
     // and after the step the mount points removed before the layer is read, so none of
     // it is ever in a layer.

@@ -82,6 +82,8 @@ pub fn sandbox_spec(req: SandboxRequest) -> Result<StepSpec, String> {
         limits: req.limits,
         // The caller's to fill (see build/mounts.rs): they need the step's leases.
         mounts: Vec::new(),
+        // The build's to set (pipeline.rs), from its snapshot baseline.
+        not_before_unix_ns: None,
     };
     let hosts =
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\txbake\n";

@@ -15,7 +15,7 @@
 
 use super::error::LayerError;
 use super::snapshot::{
-    Change, ChangeKind, ChangeSet, EntryState, Snapshotter, TIMESTAMP_GRANULARITY, wait_until,
+    Change, ChangeKind, ChangeSet, EntryState, Snapshotter, TIMESTAMP_GRANULARITY,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -288,20 +288,20 @@ fn upper_entries(upper: &Path) -> Result<Vec<(PathBuf, UpperEntry)>, LayerError>
 }
 
 impl Snapshotter for OverlaySnapshotter {
-    fn begin(&mut self) -> Result<(), LayerError> {
-        if self.begun.is_none() {
-            let entries = upper_entries(&self.upper)?;
-            // As the walk does (snapshot.rs): a change must get a later timestamp than
-            // any recorded here.
-            let newest = entries
-                .iter()
-                .map(|(_, e)| e.state.last_change_ns())
-                .max()
-                .unwrap_or(0);
-            wait_until(newest + TIMESTAMP_GRANULARITY.as_nanos() as i128);
-            self.begun = Some(entries.into_iter().collect());
-        }
-        Ok(())
+    fn begin_deferred(&mut self) -> Result<i128, LayerError> {
+        let begun = match self.begun.take() {
+            Some(begun) => begun,
+            None => upper_entries(&self.upper)?.into_iter().collect(),
+        };
+        // As the walk does (snapshot.rs): a change must get a later timestamp than any
+        // recorded here.
+        let newest = begun
+            .values()
+            .map(|e| e.state.last_change_ns())
+            .max()
+            .unwrap_or(0);
+        self.begun = Some(begun);
+        Ok(newest + TIMESTAMP_GRANULARITY.as_nanos() as i128)
     }
 
     fn changes(&mut self) -> Result<ChangeSet, LayerError> {

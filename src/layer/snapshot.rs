@@ -11,8 +11,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Finds the changes a step makes to a rootfs.
 pub trait Snapshotter: Send {
-    /// Called before a step runs; the step then runs in the root.
-    fn begin(&mut self) -> Result<(), LayerError>;
+    /// Called before a step runs; the step then runs in the root. Returns once a change
+    /// is sure to get a later timestamp than any the baseline recorded.
+    fn begin(&mut self) -> Result<(), LayerError> {
+        let settled_at_ns = self.begin_deferred()?;
+        wait_until(settled_at_ns);
+        Ok(())
+    }
+    /// [`Snapshotter::begin`] without the wait: returns the wall-clock time (ns since the
+    /// epoch) before which the step must not change anything, for a caller that has
+    /// other work to do first. A RUN step's sandbox waits for it just before the
+    /// command starts (sandbox/init.rs), so its own set-up hides the wait.
+    fn begin_deferred(&mut self) -> Result<i128, LayerError>;
     /// Called after the step: the changes since `begin`. Also the baseline for the next
     /// step, so consecutive steps cost one look at the tree each.
     fn changes(&mut self) -> Result<ChangeSet, LayerError>;
@@ -172,14 +182,14 @@ impl WalkSnapshotter {
 }
 
 impl Snapshotter for WalkSnapshotter {
-    fn begin(&mut self) -> Result<(), LayerError> {
-        if self.baseline.is_none() {
-            self.baseline = Some(self.walk()?);
-        }
-        if let Some(baseline) = &self.baseline {
-            wait_until(baseline.settled_at_ns);
-        }
-        Ok(())
+    fn begin_deferred(&mut self) -> Result<i128, LayerError> {
+        let baseline = match self.baseline.take() {
+            Some(baseline) => baseline,
+            None => self.walk()?,
+        };
+        let settled_at_ns = baseline.settled_at_ns;
+        self.baseline = Some(baseline);
+        Ok(settled_at_ns)
     }
 
     fn changes(&mut self) -> Result<ChangeSet, LayerError> {
@@ -208,7 +218,7 @@ impl Snapshotter for WalkSnapshotter {
 
 /// Sleeps until the wall clock passes `settled_at_ns` (ns since the epoch), for at most
 /// [`TIMESTAMP_GRANULARITY`]: a file dated in the future must not stall the build.
-pub(super) fn wait_until(settled_at_ns: i128) {
+pub fn wait_until(settled_at_ns: i128) {
     let wait_ns = settled_at_ns - now_ns();
     if wait_ns > 0 {
         std::thread::sleep(Duration::from_nanos(wait_ns as u64).min(TIMESTAMP_GRANULARITY));

@@ -259,6 +259,9 @@ fn command(spec: &StepSpec) -> Result<(), String> {
     }
     // Before the capabilities go: loading a filter without no_new_privs takes
     // CAP_SYS_ADMIN (see seccomp.rs).
+    if let Some(at) = spec.not_before_unix_ns {
+        crate::layer::snapshot::wait_until(i128::from(at));
+    }
     super::seccomp::apply(spec.seccomp).map_err(|e| e.to_string())?;
     super::privileges::restrict_capabilities()?;
     set_identity(spec.uid, spec.gid, &spec.groups)?;

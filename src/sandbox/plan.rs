@@ -226,6 +226,7 @@ mod tests {
             seccomp: Default::default(),
             limits: Default::default(),
             mounts: vec![],
+            not_before_unix_ns: None,
         }
     }
 

@@ -72,6 +72,12 @@ pub struct StepSpec {
     /// The step's own mounts (a RUN step's `mounts:`), made in this order after the
     /// standard ones. Their targets must exist in the rootfs (see `stubs.rs`).
     pub mounts: Vec<StepMount>,
+    /// The wall clock (ns since the epoch) before which the command must not start: a
+    /// build step's snapshot baseline tells its changes apart from what was there only
+    /// by timestamps later than this (layer/snapshot.rs). The sandbox waits for it last,
+    /// so its own set-up overlaps the wait.
+    #[serde(default)]
+    pub not_before_unix_ns: Option<u64>,
 }
 
 /// One of a step's own mounts: something bound or mounted at `target` for the duration

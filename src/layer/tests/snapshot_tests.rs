@@ -124,6 +124,31 @@ fn a_same_size_rewrite_right_after_begin_is_seen() {
 }
 
 #[test]
+fn a_deferred_begin_names_a_moment_after_which_a_same_size_rewrite_is_seen() {
+    // What a RUN step does: the baseline now, the wait in the sandbox just before the
+    // command starts (sandbox/init.rs); a change after that moment is always seen.
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for round in 0..5u8 {
+        write(&r.join("f"), &[round; 8]);
+        let written = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        let mut snap = WalkSnapshotter::new(r.to_path_buf());
+        let settled = snap.begin_deferred().unwrap();
+        assert!(settled > written, "round {round}: {settled} <= {written}");
+        crate::layer::snapshot::wait_until(settled);
+        write(&r.join("f"), &[round + 100; 8]);
+        assert_eq!(
+            summary(&snap.changes().unwrap()),
+            expect(&[("f", Modified)]),
+            "round {round}"
+        );
+    }
+}
+
+#[test]
 fn changes_before_begin_is_an_error_and_invalidate_forces_a_new_baseline() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();

@@ -239,7 +239,10 @@ fn pasta_args(netns: &Path, pid_file: &Path) -> Vec<OsString> {
     args
 }
 
-/// A running helper; ended and reaped when dropped, on every path out of the step.
+/// A running helper; ended when dropped, on every path out of the step, and reaped by a
+/// thread of its own: a helper takes one RCU grace period or more to exit (its tap
+/// device and namespace go with it), 10 to 20 ms here, which the step's commit need not
+/// wait for.
 pub struct Running {
     child: Option<Child>,
     /// slirp4netns: closing our end of the exit pipe tells it to quit.
@@ -256,7 +259,11 @@ impl Drop for Running {
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
-            let _ = child.wait();
+            // Without a thread to spare, the killed helper stays a zombie until this
+            // process exits: nothing else depends on its being reaped.
+            let _ = std::thread::Builder::new()
+                .name("network-helper-reaper".into())
+                .spawn(move || child.wait());
         }
     }
 }

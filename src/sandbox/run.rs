@@ -114,17 +114,30 @@ pub fn run_step(
         let status = child.wait().map_err(io("waiting for the step process"))?;
         return Err(setup_failure(&line, &status.to_string()));
     }
-    // Into the step's cgroup before anything runs: all its processes follow.
-    let cgroup = BuildCgroups::current()
-        .enter_step(&RealFs, &spec.limits, pid.as_raw())
-        .map_err(|message| SandboxError::StepSetup { message })?;
-    write_nested_maps(pid)?;
-    // Connects the step's network namespace before the step starts; the helper ends
-    // when this function returns, whichever way.
-    let _network = match spec.network {
-        NetworkMode::Private => Some(super::network::start(pid)?),
-        NetworkMode::Host | NetworkMode::None => None,
-    };
+    // Into the step's cgroup before anything runs: all its processes follow. Moving a
+    // process between cgroups waits for an RCU grace period (10 to 15 ms here, on
+    // cgroup v1 and v2 alike), so the network helper starts meanwhile, in a thread: it
+    // connects the step's network namespace before the step starts, and ends when this
+    // function returns, whichever way.
+    let (cgroup, maps, network) = std::thread::scope(|scope| {
+        let network = (spec.network == NetworkMode::Private)
+            .then(|| scope.spawn(|| super::network::start(pid)));
+        let cgroup = BuildCgroups::current().enter_step(&RealFs, &spec.limits, pid.as_raw());
+        let maps = write_nested_maps(pid);
+        let network = network.map(|started| {
+            started.join().unwrap_or_else(|_| {
+                Err(super::network::NetworkError::Failed {
+                    helper: "the network helper".into(),
+                    why: "its starting thread panicked".into(),
+                    output: String::new(),
+                })
+            })
+        });
+        (cgroup, maps, network)
+    });
+    let _network = network.transpose()?;
+    let cgroup = cgroup.map_err(|message| SandboxError::StepSetup { message })?;
+    maps?;
     ours.write_all(format!("{GO}\n").as_bytes())
         .map_err(io("releasing the step"))?;
     ours.shutdown(std::net::Shutdown::Write)

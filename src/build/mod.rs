@@ -280,18 +280,28 @@ impl Session {
             force_host_binfmt,
         )?;
         // Each emulator's digest is part of its steps' keys; the cache's trust records
-        // spare re-reading a 5-20 MB binary on every build until it is replaced.
-        let emulator_digests = emulators
-            .iter()
-            .map(|e| {
-                let (d, _, _) = cache.file_digest(&e.interpreter)?;
-                Ok((e.platform.qemu_name().to_string(), d))
-            })
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|source| BuildError::Io {
-                what: "reading the QEMU emulators".into(),
-                source,
-            })?;
+        // spare re-reading a 5-20 MB binary on every build until it is replaced. A
+        // fresh cache hashes them all, side by side (one thread each).
+        let emulator_digests = std::thread::scope(|scope| {
+            let hashing: Vec<_> = emulators
+                .iter()
+                .map(|e| scope.spawn(|| cache.file_digest(&e.interpreter)))
+                .collect();
+            emulators
+                .iter()
+                .zip(hashing)
+                .map(|(e, hashed)| {
+                    let (d, _, _) = hashed
+                        .join()
+                        .map_err(|_| std::io::Error::other("the hashing thread panicked"))??;
+                    Ok((e.platform.qemu_name().to_string(), d))
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .map_err(|source| BuildError::Io {
+            what: "reading the QEMU emulators".into(),
+            source,
+        })?;
         let backend = snapshots::Backend::choose(&cache, workspace.path())?;
         Ok(Session {
             workspace,

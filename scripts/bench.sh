@@ -120,7 +120,7 @@ $X build multi.yaml --cache-dir "$work/c" -o "oci:$work/out:1" --progress quiet 
 # buildah's emulated RUN steps go through host binfmt entries, there for its row alone.
 binfmt_on
 bmulti=$(run bmulti 5 "$B rmi -a -f >/dev/null 2>&1 || true; rm -rf $work/boutm" \
-  "$B bud --isolation chroot -q --layers --jobs $(nproc) --platform linux/arm/v7,linux/arm64,linux/ppc64le --manifest multi -f Containerfile.multi . >/dev/null && $B manifest push -q --all multi oci:$work/boutm:1")
+  "$B bud --isolation chroot -q --layers --jobs 3 --platform linux/arm/v7,linux/arm64,linux/ppc64le --manifest multi -f Containerfile.multi . >/dev/null && $B manifest push -q --all multi oci:$work/boutm:1")
 binfmt_off
 $B rmi -a -f >/dev/null 2>&1 || true
 cached=$(run cached 10 "true" "$X build multi.yaml --cache-dir $work/c -o oci:$work/out:1 --progress quiet")
@@ -280,9 +280,10 @@ done
 
 # buildah at its best, as above: overlay storage, chroot isolation (no OCI runtime
 # start; its RUN steps share the host's network, where xbake's go through its private
-# network helper, slirp4netns), --layers for its step cache. xbake builds one stage per
-# platform at a time up to the CPUs by default (-j); buildah's --jobs (default 1, which
-# also builds the platforms of a --platform list one after the other) gets the same limit.
+# network helper, slirp4netns), --layers for its step cache. xbake builds every
+# platform side by side by default (-j: one per platform, up to four per CPU);
+# buildah's --jobs (default 1, which also builds the platforms of a --platform list one
+# after the other) gets the same: 3, one per platform.
 BD="buildah --root $deb/buildah/root --runroot $deb/buildah/run --storage-driver overlay"
 BPLAT=linux/arm/v7,linux/arm64,linux/ppc64le
 b_import() { # SUFFIX ARCH [VARIANT]
@@ -301,7 +302,7 @@ b_import_all() { # the three side by side (xbake's base imports run in its paral
 }
 b_build() { # CONTAINERFILE [BUILD_FLAGS...]
   local file=$1; shift
-  $BD build -q --layers --pull=never --isolation chroot --jobs "$(nproc)" --platform "$BPLAT" --manifest xbake-bench-deb \
+  $BD build -q --layers --pull=never --isolation chroot --jobs 3 --platform "$BPLAT" --manifest xbake-bench-deb \
     -f "$file" "$@" . >/dev/null
 }
 b_push() { $BD manifest push -q --all xbake-bench-deb "oci:$deb/bout:1"; }

@@ -1386,6 +1386,42 @@ fn is_size(text: &str) -> bool {
 }
 
 #[test]
+fn platforms_build_side_by_side_unless_jobs_says_otherwise() {
+    if !emulation_ready() {
+        return;
+    }
+    // Three platforms on a machine of any size (two CPUs in CI): no platform waits for a
+    // slot, and every one has started before the first is done.
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("default", TWO_STEPS, &[]);
+    let dir = recipe.parent().unwrap();
+    let args = [
+        "build",
+        "recipe.yaml",
+        "--arch",
+        "arm64,ppc64le,s390x",
+        "--progress",
+        "plain",
+        "-o",
+        "oci:out/app",
+    ];
+    let (_, err) = xbake_ok(dir, &args, &[]);
+    assert!(!err.contains("queued:"), "{err}");
+    let first_done = err
+        .find("] manifest sha256:")
+        .unwrap_or_else(|| panic!("no manifest line in:\n{err}"));
+    for arch in ["arm64", "ppc64le", "s390x"] {
+        let from = err
+            .find(&format!("[{arch}] FROM "))
+            .unwrap_or_else(|| panic!("no FROM line for {arch} in:\n{err}"));
+        assert!(
+            from < first_done,
+            "{arch} started after a platform was done:\n{err}"
+        );
+    }
+}
+
+#[test]
 fn plain_progress_reports_every_phase_and_quiet_none() {
     if !emulation_ready() {
         return;

@@ -114,11 +114,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
     let out_dir = scratch.path().join("out");
     let count = platforms.len();
     let request = BuildRequest {
-        jobs: count.min(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-        ),
+        jobs: super::build::default_jobs(count),
         recipe,
         target: args.target.clone(),
         context,

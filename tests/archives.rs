@@ -76,6 +76,27 @@ fn archives_round_trip_through_skopeo_and_serve_as_bases() {
     );
     assert_eq!(inspected["Architecture"], "arm64");
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2);
+    // xbake inspect reads it too, with the same layers skopeo lists.
+    let out = xbake(
+        As::Me,
+        dir,
+        &["inspect", "docker-archive:d.tar", "--json"],
+        &[],
+    );
+    assert_ok(&out);
+    let summary = json(&out.stdout);
+    assert_eq!(
+        summary["platforms"][0]["platform"], "linux/arm64",
+        "{summary}"
+    );
+    assert_eq!(summary["platforms"][0]["layers"], 2, "{summary}");
+    let out = xbake(As::Me, dir, &["inspect", "docker-archive:missing.tar"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("docker-archive:missing.tar"),
+        "{}",
+        text(&out)
+    );
     let manifest = {
         let f = std::fs::File::open(dir.join("d.tar")).unwrap();
         let mut a = tar::Archive::new(f);

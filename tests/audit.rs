@@ -184,4 +184,25 @@ fn diff_shows_the_first_differing_lines_and_the_first_differing_byte() {
         "{report}"
     );
     assert!(!report.contains("normalisation"), "{report}");
+
+    // Verifying the image built with --build-arg against the recipe alone: the report
+    // says the rebuild took the recipe's defaults.
+    let (code, report) = run(dir, &["verify", "recipe.yaml", "--against", "oci:x:2"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("note: the rebuild used the recipe's defaults for WORD=one"),
+        "{report}"
+    );
+    let (code, report) = run(
+        dir,
+        &[
+            "verify",
+            "recipe.yaml",
+            "--against",
+            "oci:x:2",
+            "--build-arg",
+            "WORD=three",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
 }

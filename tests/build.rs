@@ -1605,3 +1605,193 @@ fn a_cached_rebuild_leaves_every_blob_trusted_despite_the_output_write() {
     let repaired = std::fs::read(&blob).unwrap();
     assert_eq!(sha256_hex(&repaired), hex, "the damaged blob was replaced");
 }
+
+#[test]
+fn build_help_names_every_output_form() {
+    let scratch = Scratch::new();
+    let out = xbake(As::Me, scratch.path(), &["build", "--help"], &[]);
+    assert_ok(&out);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for form in [
+        "oci:DIR[:TAG]",
+        "oci-archive:FILE[:TAG]",
+        "docker-archive:FILE[:NAME:TAG]",
+        "--push REF",
+    ] {
+        assert!(help.contains(form), "no {form} in:\n{help}");
+    }
+}
+
+#[test]
+fn an_unknown_xbake_binfmt_value_is_refused_before_any_work() {
+    if fixtures().is_none() && skip("needs the busybox fixtures") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "binfmt",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: \"true\"\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out"],
+        &[("XBAKE_BINFMT", "hots")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("XBAKE_BINFMT=\"hots\": expected host"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists(), "an output was written");
+}
+
+#[test]
+fn a_script_on_scratch_names_its_missing_interpreter() {
+    if fixtures().is_none() && skip("needs the fixtures (a machine set up for the sandbox)") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "script",
+        "from: scratch\nsteps:\n  - copy: hello.sh\n    to: /hello.sh\n    mode: \"0755\"\n  - run: [\"/hello.sh\"]\n",
+        &[("hello.sh", "#!/bin/sh\necho hello\n")],
+    );
+    let dir = recipe.parent().unwrap();
+    let out = xbake(As::Me, dir, &["build", "recipe.yaml", "-o", "oci:out"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("executing /hello.sh: No such file or directory")
+            && err.contains("its #! line names /bin/sh, which is not in the image"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists(), "an output was written");
+}
+
+#[test]
+fn the_1970_created_time_is_explained_once_per_cache() {
+    if fixtures().is_none() && skip("needs the busybox fixtures") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "epoch",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: echo hi > /hi\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let note = "note: the image's created time is 1970-01-01T00:00:00Z";
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "recipe.yaml", "--cache-dir", "c", "-o", "oci:out"];
+        args.extend_from_slice(extra);
+        xbake_ok(dir, &args, &[]).1
+    };
+    // A dated image says nothing, and does not use the note up.
+    assert!(!build(&["--source-date-epoch", "1700000000"]).contains(note));
+    let first = build(&[]);
+    assert!(first.contains(note), "{first}");
+    assert!(first.contains("said once per cache"), "{first}");
+    let again = build(&[]);
+    assert!(!again.contains(note), "{again}");
+}
+
+#[test]
+fn an_image_user_missing_from_its_passwd_is_warned_of() {
+    if fixtures().is_none() && skip("needs the busybox fixtures") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "user",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - user: nosuch\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let args = ["build", "recipe.yaml", "--cache-dir", "c", "-o", "oci:out"];
+    let warning = "warning: the image's user \"nosuch\": user \"nosuch\" is not in the image's /etc/passwd; `docker run` and `podman run` will refuse to start it";
+    // The image is built (docker builds it too), with the warning, cold and cached.
+    for round in ["cold", "cached"] {
+        let (digest, err) = xbake_ok(dir, &args, &[]);
+        assert!(digest.starts_with("sha256:"), "{round}: {digest}");
+        assert!(err.contains(warning), "{round}:\n{err}");
+    }
+    // Numeric ids and accounts the image has: no warning.
+    for user in ["\"1000:1000\"", "root", "root:root"] {
+        let recipe = scratch.recipe(
+            &format!("user-{}", user.replace(['"', ':'], "")),
+            &format!("from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - user: {user}\n"),
+            &[],
+        );
+        let (_, err) = xbake_ok(recipe.parent().unwrap(), &args, &[]);
+        assert!(!err.contains("warning:"), "{user}:\n{err}");
+    }
+}
+
+#[test]
+fn build_without_a_recipe_argument_builds_the_folders_xbake_yaml() {
+    if fixtures().is_none() && skip("needs the busybox fixtures") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "default",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: echo hi > /hi\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    std::fs::rename(&recipe, dir.join("xbake.yaml")).unwrap();
+    let (named, _) = xbake_ok(dir, &["build", "xbake.yaml", "-o", "oci:named"], &[]);
+    let (default, _) = xbake_ok(dir, &["build", "-o", "oci:out"], &[]);
+    assert_eq!(default, named);
+    // No xbake.yaml here: a usage error that says what was looked for.
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = xbake(As::Me, &empty, &["build", "-o", "oci:out"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("this folder has no xbake.yaml"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definitions() {
+    let scratch = Scratch::new();
+    for (shell, marker, flag) in [
+        ("bash", "complete -F", "--source-date-epoch"),
+        ("zsh", "#compdef xbake", "--source-date-epoch"),
+        ("fish", "complete -c xbake", "-l source-date-epoch"),
+    ] {
+        let out = xbake(As::Me, scratch.path(), &["completions", shell], &[]);
+        assert_ok(&out);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        assert!(script.contains(flag), "{shell}: build's flags missing");
+    }
+    let out = xbake(As::Me, scratch.path(), &["completions", "tcsh"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = xbake(As::Me, scratch.path(), &["man"], &[]);
+    assert_ok(&out);
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "not roff:\n{page}");
+    assert!(page.contains(".TH xbake 1"), "{page}");
+    let pages = scratch.path().join("man");
+    let out = xbake(
+        As::Me,
+        scratch.path(),
+        &["man", "--output-dir", pages.to_str().unwrap()],
+        &[],
+    );
+    assert_ok(&out);
+    for page in ["xbake.1", "xbake-build.1", "xbake-verify.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    let build_page = std::fs::read_to_string(pages.join("xbake-build.1")).unwrap();
+    assert!(build_page.contains("source\\-date\\-epoch"), "{build_page}");
+}

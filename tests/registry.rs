@@ -177,6 +177,9 @@ fn login_stores_credentials_a_wrong_password_is_refused_and_push_uses_them() {
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
     assert!(t.contains(&registry.addr) && t.contains("401"), "{t}");
+    // Named by the reference given, not by the blob or manifest digest it was sending.
+    assert!(t.contains(&format!("{target} (pushing sha256:")), "{t}");
+    assert!(!t.contains("/private/app@sha256:"), "{t}");
 
     let out = xbake(
         As::Me,
@@ -186,7 +189,9 @@ fn login_stores_credentials_a_wrong_password_is_refused_and_push_uses_them() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("401") && !text(&out).contains("wrong"),
+        text(&out).contains("401")
+            && text(&out).contains("rejected the user name \"builder\" or its password")
+            && !text(&out).contains("wrong"),
         "{}",
         text(&out)
     );

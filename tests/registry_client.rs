@@ -378,6 +378,12 @@ fn basic_auth_wrong_password_is_a_401_naming_the_registry_and_the_right_one_work
             !message.contains("wrong"),
             "never print a password: {message}"
         );
+        // Credentials refused are told from credentials missing.
+        let advice = match &creds {
+            None => "if it needs credentials, run `xbake login".to_string(),
+            Some(_) => "it rejected the user name \"xbake\" or its password".to_string(),
+        };
+        assert!(message.contains(&advice), "{message}");
     }
 
     let ping = |creds: Option<Credentials>| Client::new(&target, &opts(), creds).unwrap().ping();

@@ -18,7 +18,7 @@ pub mod output;
 mod pipeline;
 pub mod progress;
 pub mod progress_lines;
-mod rootfs;
+pub(crate) mod rootfs;
 pub mod run_image;
 mod sandboxing;
 mod schedule;

@@ -405,11 +405,56 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         ctx.progress
             .info(&name, &progress_lines::base_reused(base_layers));
     }
+    warn_of_unknown_user(ctx, &state, &mut rootfs)?;
     Ok(Built {
         state,
         rootfs,
         inputs,
     })
+}
+
+/// An image whose user is a name its /etc/passwd lacks builds, but `docker run` and
+/// `podman run` refuse to start it ("unable to find user"): say so at build time. Read
+/// from the stage's tree when a step unpacked it, else from an overlay of the layers'
+/// snapshots (a mount once they are unpacked); the walk backend would unpack the whole
+/// image for it, so a fully cached walk build does not look.
+fn warn_of_unknown_user(
+    ctx: &Context,
+    state: &ImageState,
+    rootfs: &mut LazyRootfs,
+) -> Result<(), BuildError> {
+    let Some(user) = state.user.as_deref() else {
+        return Ok(());
+    };
+    let (name_part, group_part) = user.split_once(':').unwrap_or((user, ""));
+    let numeric = |t: &str| t.is_empty() || t.parse::<u32>().is_ok();
+    if numeric(name_part) && numeric(group_part) {
+        return Ok(());
+    }
+    if !rootfs.is_unpacked() {
+        if !matches!(ctx.backend, super::snapshots::Backend::Overlay(_)) {
+            return Ok(());
+        }
+        let name = ctx.name();
+        rootfs.materialize(
+            &state.layers,
+            ctx.cache.store(),
+            ctx.activation,
+            &ctx.plan.platform,
+            &mut |w| ctx.progress.warn(&name, &w),
+        )?;
+    }
+    let root = RootDir::open(rootfs.path()).map_err(ctx.layer_err("opening the rootfs"))?;
+    if let Err(e) = super::users::resolve_in(Some(user), &root) {
+        ctx.progress.warn(
+            &ctx.name(),
+            &format!(
+                "the image's user {user:?}: {e}; `docker run` and `podman run` will refuse \
+                 to start it (add the account in a step before `user:`, or give numeric ids)"
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Fetches an ADD step's URL into a folder of its own in the stage's scratch space,

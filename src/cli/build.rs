@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// The recipe (YAML) or Dockerfile, or a context folder: its Dockerfile, else
-    /// Containerfile, else xbake.yaml is built.
-    #[arg(value_name = "RECIPE|DIR", required_unless_present = "file")]
+    /// Containerfile, else xbake.yaml is built. Default: ./xbake.yaml.
+    #[arg(value_name = "RECIPE|DIR")]
     recipe: Option<PathBuf>,
     /// The recipe or Dockerfile, docker-style; a folder given as well is the context
     /// (`-f Containerfile ./context`).
@@ -32,7 +32,9 @@ pub struct BuildArgs {
     /// linux/arm/v7, … Default: the recipe's `platforms:`, else this machine's platform.
     #[arg(long = "arch", visible_alias = "platform", value_name = "LIST", action = clap::ArgAction::Append)]
     arch: Vec<String>,
-    /// Where to write the image: `oci:DIR` or `oci:DIR:TAG`.
+    /// Where to write the image: `oci:DIR[:TAG]` (an OCI layout), `oci-archive:FILE[:TAG]`
+    /// (a tar of one), or `docker-archive:FILE[:NAME:TAG]` (one platform, for `docker
+    /// load`). `--push REF` sends it to a registry instead or as well.
     #[arg(short = 'o', long = "output", value_name = "DEST")]
     output: Option<String>,
     /// Build this stage of the recipe (a name under `stages:`) as the output, instead of
@@ -152,11 +154,19 @@ pub(super) fn resolve_input(
             }
         }
         (Some(path), None) => Ok((path.to_path_buf(), context.map(Path::to_path_buf))),
-        (None, None) => Err(UsageError(
-            "no recipe, Dockerfile or context folder given".into(),
+        (None, None) if Path::new(DEFAULT_RECIPE).is_file() => Ok((
+            PathBuf::from(DEFAULT_RECIPE),
+            context.map(Path::to_path_buf),
         )),
+        (None, None) => Err(UsageError(format!(
+            "no recipe given, and this folder has no {DEFAULT_RECIPE}: name a recipe, a \
+             Dockerfile or a context folder"
+        ))),
     }
 }
+
+/// What `xbake build` with no recipe argument builds, from the current folder.
+const DEFAULT_RECIPE: &str = "xbake.yaml";
 
 /// What a context folder is searched for, in order.
 const DEFAULT_FILES: [&str; 3] = ["Dockerfile", "Containerfile", "xbake.yaml"];
@@ -389,7 +399,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         registry: super::registry_options(args.tls_verify),
         push,
         max_unpack_size: args.max_unpack_size,
-        force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+        force_host_binfmt: super::force_host_binfmt()?,
         limits: args.limits.limits(),
         labels: args.labels,
         annotations: args.annotations.into_iter().flatten().collect(),
@@ -398,6 +408,9 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         gzip_threads,
     };
     let outcome = crate::build::run(&request)?;
+    if epoch.is_none() && request.recipe.source_date_epoch().is_none() {
+        note_epoch_default_once(&request.cache_dir, args.progress);
+    }
     let image_name = output.as_ref().map(Output::to_string);
     if let Some(path) = &args.metadata_file {
         let facts = BuildFacts {
@@ -475,6 +488,45 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure>
         .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// How many stage builds run at once unless `--jobs` says: every platform side by side,
+/// as BuildKit does, up to four per CPU. A platform's emulated steps are mostly one
+/// process at a time, waiting on QEMU's translation of each new program and on the
+/// kernel; with one slot per CPU, three platforms on two CPUs run in two rounds and the
+/// second leaves a CPU idle (2 × T against 1.5 × T side by side). The cap bounds
+/// memory when many platforms are built on a small machine.
+pub(super) fn default_jobs(platforms: usize) -> usize {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    platforms.clamp(1, 4 * cpus)
+}
+
+/// Where the cache remembers that the 1970 note was given.
+const EPOCH_NOTE_MARK: &str = "notes/created-1970";
+
+/// The first build of a cache that dates its image by the default SOURCE_DATE_EPOCH (0)
+/// says so, once: `podman images` then shows "56 years ago", which looks like a bug.
+fn note_epoch_default_once(cache_dir: &std::path::Path, progress: ProgressMode) {
+    if progress == ProgressMode::Quiet {
+        return;
+    }
+    let mark = cache_dir.join(EPOCH_NOTE_MARK);
+    if mark.exists() {
+        return;
+    }
+    eprintln!(
+        "note: the image's created time is 1970-01-01T00:00:00Z, SOURCE_DATE_EPOCH's \
+         default of 0, so that every rebuild gives the same digest (`podman images` shows it \
+         as decades ago); --source-date-epoch, $SOURCE_DATE_EPOCH or the recipe's \
+         source_date_epoch: date it (said once per cache)"
+    );
+    // Failing to remember only means saying it again.
+    if let Some(dir) = mark.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(&mark, b"");
 }
 
 #[cfg(test)]
@@ -605,17 +657,4 @@ mod tests {
             [("A".into(), "1=2".into())]
         );
     }
-}
-
-/// How many stage builds run at once unless `--jobs` says: every platform side by side,
-/// as BuildKit does, up to four per CPU. A platform's emulated steps are mostly one
-/// process at a time, waiting on QEMU's translation of each new program and on the
-/// kernel; with one slot per CPU, three platforms on two CPUs run in two rounds and the
-/// second leaves a CPU idle (2 × T against 1.5 × T side by side). The cap bounds
-/// memory when many platforms are built on a small machine.
-pub(super) fn default_jobs(platforms: usize) -> usize {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    platforms.clamp(1, 4 * cpus)
 }

@@ -73,14 +73,14 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
                     "{:<14} {:<16} {:>10}  {:<20} {step}",
                     &e.key.hex()[..12],
                     e.platform,
-                    e.layer_bytes,
+                    size(e.layer_bytes),
                     crate::build::timefmt::rfc3339(i64::try_from(e.last_used).unwrap_or(0)),
                 );
             }
             println!(
-                "{} steps, {} bytes of blobs in {}",
+                "{} steps, {} of blobs in {}",
                 entries.len(),
-                blob_bytes(&dir),
+                size(blob_bytes(&dir)),
                 dir.display()
             );
             let mounts = list_mounts(&dir)?;
@@ -106,8 +106,11 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
             }
             let report = prune(&dir, keep, keep_mounts)?;
             println!(
-                "removed {} steps and {} blobs ({} bytes); {} bytes kept",
-                report.steps_removed, report.blobs_removed, report.bytes_removed, report.bytes_kept
+                "removed {} steps and {} blobs ({}); {} kept",
+                report.steps_removed,
+                report.blobs_removed,
+                size(report.bytes_removed),
+                size(report.bytes_kept)
             );
             if report.snapshots_removed > 0 {
                 println!(
@@ -117,8 +120,9 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
             }
             if report.mounts_removed > 0 {
                 println!(
-                    "removed {} cache mounts ({} bytes)",
-                    report.mounts_removed, report.mount_bytes_removed
+                    "removed {} cache mounts ({})",
+                    report.mounts_removed,
+                    size(report.mount_bytes_removed)
                 );
             }
             Ok(0)
@@ -133,9 +137,9 @@ pub fn run(args: CacheArgs) -> Result<u8, Failure> {
                 println!("removed damaged blob {digest}");
             }
             println!(
-                "{} blobs checked, {} bytes intact, {} damaged blobs removed",
+                "{} blobs checked, {} intact, {} damaged blobs removed",
                 report.blobs,
-                report.bytes,
+                size(report.bytes),
                 report.removed.len()
             );
             if report.snapshots_dropped > 0 {
@@ -157,17 +161,22 @@ fn list_mounts(dir: &std::path::Path) -> Result<Vec<MountEntry>, Failure> {
 fn print_mounts(mounts: &[MountEntry]) {
     println!(
         "{:<30} {:<16} {:>12}  {:<20}",
-        "CACHE MOUNT", "PLATFORM", "BYTES", "LAST USED"
+        "CACHE MOUNT", "PLATFORM", "SIZE", "LAST USED"
     );
     for m in mounts {
         let id: String = m.id.chars().take(30).collect();
         println!(
             "{id:<30} {:<16} {:>12}  {:<20}",
             m.platform,
-            m.bytes,
+            size(m.bytes),
             crate::build::timefmt::rfc3339(i64::try_from(m.last_used).unwrap_or(0)),
         );
     }
     let total: u64 = mounts.iter().map(|m| m.bytes).sum();
-    println!("{} cache mounts, {total} bytes", mounts.len());
+    println!("{} cache mounts, {}", mounts.len(), size(total));
+}
+
+/// `4.2 MiB`, `512 bytes`: sizes as the progress lines give them (`--json` keeps bytes).
+fn size(bytes: u64) -> String {
+    crate::layer::error::rounded_size(bytes)
 }

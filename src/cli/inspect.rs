@@ -10,7 +10,8 @@ use std::io::Write;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, or a registry reference.
+    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, or a registry
+    /// reference.
     image: String,
     /// Machine-readable summary.
     #[arg(long, conflicts_with = "raw")]

@@ -295,7 +295,7 @@ fn merge_local(
             )?;
             eprintln!("pushed {reference}");
         }
-        ImageRef::OciArchive(_) => {
+        ImageRef::OciArchive(_) | ImageRef::DockerArchive(_) => {
             return Err(UsageError("write the index to oci:DIR:TAG or a registry".into()).into());
         }
     }

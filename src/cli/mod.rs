@@ -5,6 +5,7 @@
 mod build;
 mod cache;
 mod diff;
+mod docs;
 mod inspect;
 mod limits;
 mod login;
@@ -52,6 +53,10 @@ enum Command {
     Login(login::LoginArgs),
     /// Remove saved credentials for a registry.
     Logout(login::LogoutArgs),
+    /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(docs::CompletionsArgs),
+    /// Write the man page (roff) to stdout, or every command's page to a folder.
+    Man(docs::ManArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -110,6 +115,25 @@ fn security_opt(value: &str) -> Result<crate::sandbox::SeccompMode, String> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// `XBAKE_BINFMT`: unset, empty or `auto` (a private binfmt_misc instance where the
+/// kernel allows one, else the host's entries), or `host` (the host's entries always).
+/// Anything else is refused, so a typo does not silently pick the default.
+pub(crate) fn force_host_binfmt() -> Result<bool, UsageError> {
+    binfmt_choice(std::env::var_os("XBAKE_BINFMT").as_deref())
+}
+
+fn binfmt_choice(value: Option<&std::ffi::OsStr>) -> Result<bool, UsageError> {
+    match value.map(|v| v.to_str()) {
+        None | Some(Some("" | "auto")) => Ok(false),
+        Some(Some("host")) => Ok(true),
+        Some(other) => Err(UsageError(format!(
+            "XBAKE_BINFMT={}: expected host (the host's binfmt_misc entries) or auto \
+             (a private instance where the kernel allows one; the default)",
+            other.map_or_else(|| "(not UTF-8)".to_string(), |v| format!("{v:?}"))
+        ))),
+    }
+}
+
 pub fn main() -> ExitCode {
     if let Err(e) = crate::sandbox::hidden_entry() {
         render(&e.into());
@@ -132,6 +156,8 @@ pub fn main() -> ExitCode {
         Command::Manifest(args) => manifest::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -274,4 +300,25 @@ fn default_cache_dir() -> std::path::PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
     std::path::PathBuf::from(home).join(".cache/xbake")
+}
+
+#[cfg(test)]
+mod binfmt_choice_tests {
+    use super::binfmt_choice;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn xbake_binfmt_takes_host_or_auto_and_refuses_the_rest() {
+        assert!(!binfmt_choice(None).unwrap());
+        assert!(!binfmt_choice(Some(OsStr::new(""))).unwrap());
+        assert!(!binfmt_choice(Some(OsStr::new("auto"))).unwrap());
+        assert!(binfmt_choice(Some(OsStr::new("host"))).unwrap());
+        for typo in ["hots", "HOST", "private", "1"] {
+            let err = binfmt_choice(Some(OsStr::new(typo)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("XBAKE_BINFMT={typo:?}")), "{err}");
+            assert!(err.contains("expected host"), "{err}");
+        }
+    }
 }

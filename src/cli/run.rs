@@ -105,7 +105,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         stdin: args.interactive,
         seccomp: args.security_opt.unwrap_or_default(),
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
-        force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+        force_host_binfmt: super::force_host_binfmt()?,
         progress: Progress::new(ProgressMode::Plain),
         registry: super::registry_options(true),
         limits: args.limits.limits(),

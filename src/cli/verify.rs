@@ -69,6 +69,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
     let (recipe_path, context_dir) =
         super::build::resolve_input(Some(&args.recipe), None, args.context.as_deref())?;
     let recipe = Recipe::load(&recipe_path)?;
+    let declared_args = recipe.declared_args();
     recipe.output_stage(args.target.as_deref())?;
     let context =
         crate::context::BuildContext::open(context_dir.as_deref().unwrap_or(recipe.dir()))?;
@@ -134,7 +135,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         registry: super::registry_options(true),
         push: None,
         max_unpack_size: None,
-        force_host_binfmt: std::env::var("XBAKE_BINFMT").is_ok_and(|v| v == "host"),
+        force_host_binfmt: super::force_host_binfmt()?,
         limits: super::limits::defaults(),
         labels: args.labels,
         annotations: args.annotations.into_iter().flatten().collect(),
@@ -170,6 +171,9 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         );
     } else {
         print!("{}", report.render());
+        if let Some(note) = default_args_note(&declared_args, &args.build_args) {
+            println!("{note}");
+        }
     }
     Ok(if report.identical { 0 } else { EXIT_FAILURE })
 }
@@ -188,4 +192,49 @@ fn guess_compression(published: &crate::audit::load::LoadedImage) -> LayerCompre
         _ => "gzip",
     };
     spec.parse().unwrap_or_default()
+}
+
+/// After differences: the rebuild took the recipe's defaults for the build args nobody
+/// gave, and an image built with `--build-arg` differs for that reason alone. (The
+/// image does not record its build args; provenance will.)
+fn default_args_note(declared: &[(String, String)], given: &[String]) -> Option<String> {
+    let given: Vec<&str> = given
+        .iter()
+        .map(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k))
+        .collect();
+    let defaults: Vec<String> = declared
+        .iter()
+        .filter(|(name, _)| !given.contains(&name.as_str()))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    (!defaults.is_empty()).then(|| {
+        format!(
+            "note: the rebuild used the recipe's defaults for {}; if the image was built \
+             with --build-arg, give verify the same --build-arg values",
+            defaults.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_args_note;
+
+    #[test]
+    fn the_note_names_the_defaults_the_rebuild_took() {
+        let declared = vec![
+            ("VERSION".to_string(), "1.0".to_string()),
+            ("FLAVOR".to_string(), String::new()),
+        ];
+        let note = default_args_note(&declared, &[]).unwrap();
+        assert!(note.contains("defaults for VERSION=1.0, FLAVOR="), "{note}");
+        let note = default_args_note(&declared, &["VERSION=2".into()]).unwrap();
+        assert!(note.contains("defaults for FLAVOR="), "{note}");
+        assert!(!note.contains("VERSION"), "{note}");
+        assert_eq!(
+            default_args_note(&declared, &["VERSION=2".into(), "FLAVOR=x".into()]),
+            None
+        );
+        assert_eq!(default_args_note(&[], &[]), None);
+    }
 }

@@ -41,13 +41,14 @@ pub enum EmulationError {
     },
     #[error(
         "cannot run {platform} steps: {why}, and the host has no enabled binfmt_misc entry \
-         for {emulator}. Either build on Linux 6.7 or newer, or register the emulators \
-         host-wide once as root: `apt-get install qemu-user-static binfmt-support`"
+         for {emulator}. {remedy}"
     )]
     Unavailable {
         platform: Platform,
         why: String,
         emulator: String,
+        /// What to do, which depends on why the private instance was not used.
+        remedy: String,
     },
 }
 
@@ -122,8 +123,22 @@ pub fn activate(
     if emulators.is_empty() {
         return Ok(Activation::default());
     }
-    let why = if force_host {
-        "XBAKE_BINFMT=host asks for the host's entries".to_string()
+    let host_wide = "register the emulators host-wide once as root: \
+                     `apt-get install qemu-user-static binfmt-support`";
+    let (why, remedy) = if force_host {
+        (
+            "XBAKE_BINFMT=host asks for the host's entries".to_string(),
+            format!(
+                "Unset XBAKE_BINFMT to use a private binfmt_misc instance (this kernel, {}, \
+                 {}), or {host_wide}",
+                kernel_release(),
+                if allows_private_instance(&kernel_release()) {
+                    "allows one"
+                } else {
+                    "is older than Linux 6.7 and refuses one"
+                }
+            ),
+        )
     } else {
         match binfmt::mount_private_instance(private_dir) {
             Ok(()) => {
@@ -135,15 +150,18 @@ pub fn activate(
                     private_instance: true,
                 });
             }
-            Err(errno) => format!(
-                "this kernel ({}) refused a binfmt_misc instance in the build's user \
-                 namespace ({}; Linux 6.7 is the first to allow it)",
-                kernel_release(),
-                errno.desc()
+            Err(errno) => (
+                format!(
+                    "this kernel ({}) refused a binfmt_misc instance in the build's user \
+                     namespace ({}; Linux 6.7 is the first to allow it)",
+                    kernel_release(),
+                    errno.desc()
+                ),
+                format!("Either build on Linux 6.7 or newer, or {host_wide}"),
             ),
         }
     };
-    use_host_entries(emulators, &binfmt::host_entries(host_dir), &why)
+    use_host_entries(emulators, &binfmt::host_entries(host_dir), &why, &remedy)
 }
 
 /// The fallback: find a host entry claiming each emulator's executables.
@@ -151,6 +169,7 @@ fn use_host_entries(
     emulators: &[Emulator],
     host: &[binfmt::HostEntry],
     why: &str,
+    remedy: &str,
 ) -> Result<Activation, EmulationError> {
     let mut binds = BTreeMap::new();
     for e in emulators {
@@ -159,6 +178,7 @@ fn use_host_entries(
                 platform: e.platform,
                 why: why.to_string(),
                 emulator: format!("qemu-{}", e.entry.name),
+                remedy: remedy.to_string(),
             });
         };
         if found.needs_interpreter_in_rootfs() {
@@ -177,9 +197,35 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
+/// Whether a kernel of this release (`uname -r`: `6.18.3-amd64`) lets a user namespace
+/// mount its own binfmt_misc instance: Linux 6.7 and later. An unreadable release says no.
+fn allows_private_instance(release: &str) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok());
+    match (number(parts.next()), number(parts.next())) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 7),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_instances_are_known_from_linux_6_7_on() {
+        for (release, allows) in [
+            ("6.18.3-amd64", true),
+            ("6.7.0", true),
+            ("7.0.1", true),
+            ("6.6.58-cloud", false),
+            ("5.15.0-91-generic", false),
+            ("", false),
+            ("unknown", false),
+        ] {
+            assert_eq!(allows_private_instance(release), allows, "{release}");
+        }
+    }
 
     fn emulator(name: &str) -> Emulator {
         let platform: Platform = name.parse().unwrap();
@@ -244,6 +290,7 @@ mod tests {
             &[emulator("arm64"), emulator("arm")],
             &[with_f.clone(), without_f],
             "test",
+            "remedy",
         )
         .unwrap();
         assert!(!act.private_instance);
@@ -253,8 +300,13 @@ mod tests {
             Some(Path::new("/usr/local/bin/qemu-arm"))
         );
 
-        let err =
-            use_host_entries(&[emulator("ppc64le")], &[with_f], "kernel too old").unwrap_err();
+        let err = use_host_entries(
+            &[emulator("ppc64le")],
+            &[with_f],
+            "kernel too old",
+            "upgrade",
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("linux/ppc64le") && msg.contains("qemu-ppc64le"),
@@ -267,7 +319,11 @@ mod tests {
     fn forced_host_mode_without_entries_is_a_clear_error() {
         let empty = tempfile::tempdir().unwrap();
         let err = activate(&[emulator("s390x")], empty.path(), empty.path(), true).unwrap_err();
-        assert!(err.to_string().contains("XBAKE_BINFMT=host"), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("XBAKE_BINFMT=host"), "{msg}");
+        // The remedy fits the cause: unset the variable, never "upgrade the kernel".
+        assert!(msg.contains("Unset XBAKE_BINFMT"), "{msg}");
+        assert!(!msg.contains("build on Linux 6.7 or newer"), "{msg}");
         assert_eq!(
             activate(&[], empty.path(), empty.path(), false).unwrap(),
             Activation::default()

@@ -53,6 +53,8 @@ pub enum ImageRef {
     Layout(LayoutRef),
     /// `oci-archive:FILE[:TAG]` (the file in `dir`).
     OciArchive(LayoutRef),
+    /// `docker-archive:FILE`: a `docker save` archive (its first image).
+    DockerArchive(std::path::PathBuf),
     Registry(String),
 }
 
@@ -66,10 +68,16 @@ impl ImageRef {
                 .map(ImageRef::OciArchive)
                 .map_err(|e| e.replacen("oci:", "oci-archive:", 1));
         }
+        if let Some(file) = text.strip_prefix("docker-archive:") {
+            if file.is_empty() {
+                return Err(format!("{text:?}: docker-archive: needs a file"));
+            }
+            return Ok(ImageRef::DockerArchive(file.into()));
+        }
         let name = text.strip_prefix("docker://").unwrap_or(text);
         if name.is_empty() || name.chars().any(char::is_whitespace) || name.contains("://") {
             return Err(format!(
-                "{text:?} is not an image reference (oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry name)"
+                "{text:?} is not an image reference (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or a registry name)"
             ));
         }
         Ok(ImageRef::Registry(name.to_string()))
@@ -85,6 +93,7 @@ impl fmt::Display for ImageRef {
                 "oci-archive:{}",
                 l.to_string().trim_start_matches("oci:")
             ),
+            ImageRef::DockerArchive(file) => write!(f, "docker-archive:{}", file.display()),
             ImageRef::Registry(r) => write!(f, "{r}"),
         }
     }
@@ -126,6 +135,17 @@ mod tests {
     #[test]
     fn image_refs() {
         assert_eq!(ImageRef::parse("oci:a:1").unwrap().to_string(), "oci:a:1");
+        assert_eq!(
+            ImageRef::parse("docker-archive:saved.tar").unwrap(),
+            ImageRef::DockerArchive("saved.tar".into())
+        );
+        assert_eq!(
+            ImageRef::parse("docker-archive:d/saved.tar")
+                .unwrap()
+                .to_string(),
+            "docker-archive:d/saved.tar"
+        );
+        assert!(ImageRef::parse("docker-archive:").is_err());
         assert_eq!(
             ImageRef::parse("oci-archive:x.tar:2").unwrap().to_string(),
             "oci-archive:x.tar:2"

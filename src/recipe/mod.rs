@@ -163,6 +163,19 @@ impl Recipe {
     }
 
     /// The recipe's `source_date_epoch:`.
+    /// Every build arg the recipe declares, with its default (`""` when none), the top
+    /// level's first, then each stage's; a name declared twice is listed once.
+    pub fn declared_args(&self) -> Vec<(String, String)> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.spec
+            .args
+            .iter()
+            .chain(self.spec.stages.iter().flat_map(|stage| &stage.args))
+            .filter(|(name, _)| seen.insert(name.clone()))
+            .cloned()
+            .collect()
+    }
+
     pub fn source_date_epoch(&self) -> Option<i64> {
         self.spec.source_date_epoch
     }
@@ -422,6 +435,29 @@ fn parser_options() -> serde_saphyr::Options {
     options
 }
 
+/// `config: {user: …}` (and env, workdir): what Dockerfile users write first. In a
+/// recipe they are steps, which set the image's value too, so the refusal says where
+/// they go. The config's own refusal is told apart by its list of fields.
+fn config_field_hint(message: &str) -> Option<&'static str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    if !expected.contains("expected one of entrypoint") {
+        return None;
+    }
+    Some(match field {
+        "user" => {
+            "; `user` is a step (`- user: NAME`): it applies to the steps after it and is the image's user"
+        }
+        "env" => {
+            "; `env` is a step (`- env: {KEY: VALUE}`) or top-level key: it applies to the steps after it and is in the image's environment"
+        }
+        "workdir" => {
+            "; `workdir` is a step (`- workdir: /dir`) or top-level key: it applies to the steps after it and is the image's working directory"
+        }
+        _ => return None,
+    })
+}
+
 fn yaml_error(error: &serde_saphyr::Error, file: &Path) -> RecipeError {
     use serde_saphyr::MessageFormatter as _;
     let inner = error.without_snippet();
@@ -437,6 +473,9 @@ fn yaml_error(error: &serde_saphyr::Error, file: &Path) -> RecipeError {
         } else {
             message.push(c);
         }
+    }
+    if let Some(hint) = config_field_hint(&message) {
+        message.push_str(hint);
     }
     match error.location() {
         Some(location) if location.line() > 0 => RecipeError::Yaml {

@@ -281,6 +281,32 @@ fn unknown_top_level_key_is_located_and_the_expected_keys_listed() {
 }
 
 #[test]
+fn user_env_and_workdir_under_config_are_said_to_be_steps() {
+    for (field, step) in [
+        ("user", "`- user: NAME`"),
+        ("env", "`- env: {KEY: VALUE}`"),
+        ("workdir", "`- workdir: /dir`"),
+    ] {
+        let text = format!("from: scratch\nconfig:\n  {field}: x\n");
+        let (line, column, message) = parse_error(&text);
+        assert_eq!((line, column), (3, 3), "{message}");
+        assert!(
+            message.contains(&format!("unknown field `{field}`")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("`{field}` is a step ({step})")),
+            "{message}"
+        );
+    }
+    // Other unknown config fields get no such hint, nor does `user` elsewhere.
+    let (_, _, message) = parse_error("from: scratch\nconfig:\n  entry: [x]\n");
+    assert!(!message.contains("is a step"), "{message}");
+    let (_, _, message) = parse_error("from: scratch\nuser: x\n");
+    assert!(!message.contains("is a step"), "{message}");
+}
+
+#[test]
 fn unknown_step_key_is_located() {
     let text = "from: scratch\nsteps:\n  - run: make\n    netwrk: none\n";
     let (line, column, message) = parse_error(text);

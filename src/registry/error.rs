@@ -12,13 +12,15 @@ pub enum RegistryError {
     InvalidReference { reference: String, reason: String },
 
     #[error(
-        "{reference}: registry {registry} answered 401 Unauthorized{detail}; if it needs \
-         credentials, run `xbake login {registry}`"
+        "{reference}: registry {registry} answered 401 Unauthorized{detail}; {}",
+        unauthorized_advice(.registry, .user.as_deref())
     )]
     Unauthorized {
         registry: String,
         reference: String,
         detail: String,
+        /// The user name xbake sent credentials for, if it sent any.
+        user: Option<String>,
     },
 
     #[error("{reference}: registry {registry} answered 404: manifest unknown{detail}")]
@@ -157,4 +159,86 @@ pub enum RegistryError {
          the auth file"
     )]
     NoAuthFile,
+}
+
+impl RegistryError {
+    /// The same error, naming `reference` (what the user gave) instead of the object a
+    /// request was about: a push's blobs and platform manifests are sent by digest, and
+    /// `127.0.0.1:5000/app@sha256:…` in an error says less than `127.0.0.1:5000/app:1`.
+    pub fn pushing_to(self, reference: &str) -> RegistryError {
+        use RegistryError::*;
+        let mut this = self;
+        match &mut this {
+            Unauthorized { reference: r, .. }
+            | ManifestUnknown { reference: r, .. }
+            | BlobUnknown { reference: r, .. }
+            | Status { reference: r, .. }
+            | DigestMismatch { reference: r, .. }
+            | StoredDigestMismatch { reference: r, .. }
+            | SizeMismatch { reference: r, .. }
+            | UnsupportedMediaType { reference: r, .. }
+            | TooLarge { reference: r, .. }
+            | PlatformNotFound { reference: r, .. }
+            | InvalidResponse { reference: r, .. }
+            | ConnectionRefused { reference: r, .. }
+            | Tls { reference: r, .. }
+            | Transport { reference: r, .. }
+            | Store { reference: r, .. } => {
+                if r != reference {
+                    // What the request was about stays, after the name given.
+                    let about = r.rsplit_once('@').map_or(r.as_str(), |(_, d)| d);
+                    *r = format!("{reference} (pushing {about})");
+                }
+            }
+            InvalidReference { .. } | AuthFile { .. } | AuthFileIo { .. } | NoAuthFile => {}
+        }
+        this
+    }
+}
+
+/// With no credentials sent, the way to give some; with credentials sent, that the
+/// registry refused them (a login would not help until they are right).
+fn unauthorized_advice(registry: &str, user: Option<&str>) -> String {
+    match user {
+        None => format!("if it needs credentials, run `xbake login {registry}`"),
+        Some(user) => format!(
+            "it rejected the user name {user:?} or its password: check them (`xbake login \
+             {registry}` replaces the stored ones)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RegistryError;
+
+    #[test]
+    fn a_push_error_names_the_reference_given_then_what_it_was_sending() {
+        let blob = RegistryError::Unauthorized {
+            registry: "127.0.0.1:5000".into(),
+            reference: "127.0.0.1:5000/app@sha256:ab12".into(),
+            detail: String::new(),
+            user: None,
+        };
+        let message = blob.pushing_to("127.0.0.1:5000/app:1").to_string();
+        assert!(
+            message.starts_with(
+                "127.0.0.1:5000/app:1 (pushing sha256:ab12): registry 127.0.0.1:5000 answered 401"
+            ),
+            "{message}"
+        );
+        // The tag itself: named once.
+        let top = RegistryError::Status {
+            registry: "127.0.0.1:5000".into(),
+            reference: "127.0.0.1:5000/app:1".into(),
+            operation: "PUT manifest".into(),
+            status: 500,
+            detail: String::new(),
+        };
+        let message = top.pushing_to("127.0.0.1:5000/app:1").to_string();
+        assert!(
+            message.starts_with("127.0.0.1:5000/app:1: registry"),
+            "{message}"
+        );
+    }
 }

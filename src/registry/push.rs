@@ -54,6 +54,26 @@ pub fn push_with(
     mount_from: Option<&str>,
 ) -> Result<Digest, RegistryError> {
     let name = client.describe(tag_or_digest);
+    push_all(
+        client,
+        store,
+        top_media_type,
+        top_digest,
+        tag_or_digest,
+        mount_from,
+    )
+    .map_err(|e| e.pushing_to(&name))
+}
+
+fn push_all(
+    client: &Client,
+    store: &BlobStore,
+    top_media_type: &str,
+    top_digest: &Digest,
+    tag_or_digest: &str,
+    mount_from: Option<&str>,
+) -> Result<Digest, RegistryError> {
+    let name = client.describe(tag_or_digest);
     let top = store
         .read_bytes(top_digest)
         .map_err(|source| store_error(&name, source))?;

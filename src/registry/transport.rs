@@ -253,6 +253,7 @@ impl Transport {
                     server.realm,
                     status.as_u16()
                 ),
+                user: self.credentials.as_ref().map(|c| c.username.clone()),
             });
         }
         if !status.is_success() {
@@ -390,6 +391,7 @@ impl Transport {
                 registry,
                 reference,
                 detail,
+                user: self.credentials.as_ref().map(|c| c.username.clone()),
             },
             (StatusCode::NOT_FOUND, Subject::Manifest) => RegistryError::ManifestUnknown {
                 registry,

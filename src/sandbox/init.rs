@@ -22,6 +22,7 @@ use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 /// The hidden first argument that selects this mode.
 pub const STEP_ARG: &str = "__step";
@@ -332,12 +333,53 @@ fn exec(spec: &StepSpec) -> Result<(), String> {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let hint = if errno == nix::errno::Errno::ENOEXEC {
-        " (exec format error: no emulator handled this architecture)"
-    } else {
-        ""
+    let hint = match errno {
+        nix::errno::Errno::ENOEXEC => {
+            " (exec format error: no emulator handled this architecture)".to_string()
+        }
+        // The program is there (it was found), so what is missing is what it needs.
+        nix::errno::Errno::ENOENT if Path::new(&resolved).exists() => {
+            missing_interpreter_hint(&file_head(&resolved), |p| Path::new(p).exists())
+        }
+        _ => String::new(),
     };
     Err(format!("executing {resolved}: {}{hint}", errno.desc()))
+}
+
+/// The first bytes of a file: enough for a `#!` line.
+fn file_head(path: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(256).read_to_end(&mut head);
+    }
+    head
+}
+
+/// Why exec said "No such file or directory" for a file that exists: a script whose
+/// `#!` interpreter is not in the image (a script copied onto `scratch`), else a
+/// dynamically linked program whose loader is missing.
+fn missing_interpreter_hint(head: &[u8], exists: impl Fn(&str) -> bool) -> String {
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        if let Some(interpreter) = line.split_whitespace().next()
+            && !exists(interpreter)
+        {
+            return format!(
+                " (its #! line names {interpreter}, which is not in the image: a script \
+                 needs its interpreter in the image, e.g. a base with a shell instead of \
+                 scratch)"
+            );
+        }
+        return String::new();
+    }
+    if head.starts_with(b"\x7fELF") {
+        return " (the program is there: it is dynamically linked and its loader or a \
+                library it needs is not in the image; build it statically for scratch)"
+            .to_string();
+    }
+    String::new()
 }
 
 /// Docker's default PATH for a step whose image sets none.
@@ -362,6 +404,17 @@ fn resolve_program(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_interpreter_is_named() {
+        let exists = |p: &str| p == "/bin/sh";
+        let hint = missing_interpreter_hint(b"#!/bin/bash -e\necho hi\n", exists);
+        assert!(hint.contains("its #! line names /bin/bash"), "{hint}");
+        assert!(missing_interpreter_hint(b"#!/bin/sh\n", exists).is_empty());
+        let hint = missing_interpreter_hint(b"\x7fELF\x02\x01\x01", exists);
+        assert!(hint.contains("dynamically linked"), "{hint}");
+        assert!(missing_interpreter_hint(b"plain text", exists).is_empty());
+    }
 
     #[test]
     fn program_lookup_follows_the_step_path() {

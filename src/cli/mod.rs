@@ -6,6 +6,7 @@ mod build;
 mod cache;
 mod diff;
 mod docs;
+mod doctor;
 mod inspect;
 mod limits;
 mod login;
@@ -53,6 +54,8 @@ enum Command {
     Login(login::LoginArgs),
     /// Remove saved credentials for a registry.
     Logout(login::LogoutArgs),
+    /// What this machine can build, and the remedy for each thing it cannot.
+    Doctor(doctor::DoctorArgs),
     /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(docs::CompletionsArgs),
     /// Write the man page (roff) to stdout, or every command's page to a folder.
@@ -156,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Manifest(args) => manifest::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     };

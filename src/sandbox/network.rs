@@ -83,13 +83,13 @@ pub enum Helper {
 }
 
 impl Helper {
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         match self {
             Helper::Slirp4netns(p) | Helper::Pasta(p) => p,
         }
     }
 
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         self.path().display().to_string()
     }
 }

@@ -375,3 +375,28 @@ pub fn hand_back_to_caller(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `xbake doctor`: whether this process may create a user namespace, tried for real in a
+/// child (`/proc/self/exe --version` after unshare), so sysctls, AppArmor and seccomp
+/// policies all have their say.
+pub fn probe_user_namespace() -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let mut probe = std::process::Command::new("/proc/self/exe");
+    probe
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the hook runs between fork and exec and only calls unshare(2), a plain
+    // system call, touching no memory of the parent.
+    unsafe {
+        probe.pre_exec(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(std::io::Error::from)
+        });
+    }
+    match probe.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("the probe exited with {status}")),
+        Err(e) => Err(format!("unshare(CLONE_NEWUSER): {e}")),
+    }
+}

@@ -1795,3 +1795,137 @@ fn completions_and_the_man_page_come_from_the_command_line_definitions() {
     let build_page = std::fs::read_to_string(pages.join("xbake-build.1")).unwrap();
     assert!(build_page.contains("source\\-date\\-epoch"), "{build_page}");
 }
+
+/// The events of a `--progress rawjson` build's stderr, each line parsed.
+fn rawjson_events(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{stderr}"))
+        })
+        .collect()
+}
+
+/// (step, state) of every step event of `platform`, in order.
+fn step_states(events: &[serde_json::Value], platform: &str) -> Vec<(u64, String)> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "step" && e["platform"] == platform)
+        .map(|e| {
+            (
+                e["step"].as_u64().unwrap(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn rawjson_progress_is_one_json_event_per_line_and_says_what_ran() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("rawjson", TWO_STEPS, &[]);
+    let dir = recipe.parent().unwrap();
+    let args = [
+        "build",
+        "recipe.yaml",
+        "--arch",
+        "arm64",
+        "--cache-dir",
+        "c",
+        "--progress",
+        "rawjson",
+        "-o",
+        "oci:out",
+    ];
+    let (digest, err) = xbake_ok(dir, &args, &[]);
+    let events = rawjson_events(&err);
+    let started_done = |n| [(n, "started".to_string()), (n, "done".to_string())];
+    let expected: Vec<(u64, String)> = (1..=3).flat_map(started_done).collect();
+    assert_eq!(step_states(&events, "arm64"), expected, "{err}");
+    // A RUN step's done event has its duration and its layer's size.
+    let done = events
+        .iter()
+        .find(|e| e["kind"] == "step" && e["step"] == 1 && e["state"] == "done")
+        .unwrap();
+    assert!(done["duration"].as_f64().unwrap() > 0.0, "{done}");
+    assert!(done["bytes"].as_u64().unwrap() > 0, "{done}");
+    // The step's output line is a log event of that step.
+    assert!(
+        events.iter().any(|e| e["kind"] == "log" && e["step"] == 1),
+        "{err}"
+    );
+    let result = events.last().unwrap();
+    assert_eq!(result["kind"], "result", "{result}");
+    assert_eq!(result["digest"], digest.as_str(), "{result}");
+    assert_eq!(result["steps_run"], 2, "{result}");
+
+    // Cached: the RUN steps say so (the env step is config only: started, done).
+    let (again, err) = xbake_ok(dir, &args, &[]);
+    assert_eq!(again, digest);
+    let events = rawjson_events(&err);
+    assert_eq!(
+        step_states(&events, "arm64"),
+        vec![
+            (1, "cached".to_string()),
+            (2, "started".to_string()),
+            (2, "done".to_string()),
+            (3, "cached".to_string()),
+        ],
+        "{err}"
+    );
+    assert_eq!(events.last().unwrap()["steps_cached"], 2);
+
+    // Quiet: nothing on stderr, the digest on stdout.
+    let quiet = [
+        "build",
+        "recipe.yaml",
+        "--arch",
+        "arm64",
+        "--cache-dir",
+        "c",
+        "--progress",
+        "quiet",
+        "-o",
+        "oci:out",
+    ];
+    let (same, err) = xbake_ok(dir, &quiet, &[]);
+    assert_eq!(same, digest);
+    assert_eq!(err, "", "quiet printed something");
+}
+
+#[test]
+fn tty_progress_redraws_one_line_per_platform_in_place() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe("tty", TWO_STEPS, &[]);
+    let dir = recipe.parent().unwrap();
+    open_up(dir);
+    // script(1) gives xbake a terminal; `auto` picks tty there.
+    let command = format!(
+        "{} build recipe.yaml --arch arm64,s390x --cache-dir c -o oci:out",
+        shared_binary().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join(".cache"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // Lines are cleared and drawn again (ESC[2K), the cursor moved back over them
+    // (ESC[nF), and each platform has its line.
+    assert!(screen.contains("\x1b[2K[arm64"), "{screen:?}");
+    assert!(screen.contains("\x1b[2K[s390x"), "{screen:?}");
+    assert!(screen.contains("\x1b[2F"), "{screen:?}");
+    assert!(
+        screen.contains("2 platforms: 4 steps run, 0 cached"),
+        "{screen:?}"
+    );
+}

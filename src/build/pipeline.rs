@@ -7,7 +7,7 @@ use super::copy::{CopyRequest, copy_into};
 use super::env::with_source_date_epoch;
 use super::filesystem::Filesystem;
 use super::image_state::{ImageState, Layer};
-use super::progress::Progress;
+use super::progress::{Progress, StepState};
 use super::progress_lines;
 use super::rootfs::{LazyRootfs, Unpacked};
 use super::sandboxing::{SandboxRequest, sandbox_spec, step_network};
@@ -221,9 +221,19 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
             return Err(BuildError::Cancelled);
         }
         let prefix = format!("{name} {}/{total}", step.number);
+        let at = (step.number, total);
+        // Config steps change the image state only: started and done at once.
+        let config_step = |ctx: &Context| {
+            let describe = step.describe();
+            ctx.progress.info(&prefix, &describe);
+            ctx.progress
+                .step(&name, at, StepState::Started, None, None, Some(&describe));
+            ctx.progress
+                .step(&name, at, StepState::Done, Some(Duration::ZERO), None, None);
+        };
         let (prepared, step_inputs) = match &step.kind {
             StepKind::Env(vars) => {
-                ctx.progress.info(&prefix, &step.describe());
+                config_step(ctx);
                 for (k, v) in vars {
                     state.set_env(k, v);
                 }
@@ -231,13 +241,13 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 continue;
             }
             StepKind::Workdir(dir) => {
-                ctx.progress.info(&prefix, &step.describe());
+                config_step(ctx);
                 state.workdir = Some(dir.clone());
                 state.push_empty(step.created_by(), ctx.epoch);
                 continue;
             }
             StepKind::User(user) => {
-                ctx.progress.info(&prefix, &step.describe());
+                config_step(ctx);
                 state.user = Some(user.clone());
                 state.push_empty(step.created_by(), ctx.epoch);
                 continue;
@@ -362,6 +372,14 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         {
             ctx.progress
                 .info(&prefix, &format!("{} (cached)", step.describe()));
+            ctx.progress.step(
+                &name,
+                at,
+                StepState::Cached,
+                None,
+                record.layer.as_ref().map(|l| l.size),
+                Some(&step.describe()),
+            );
             ctx.steps_cached.fetch_add(1, Ordering::Relaxed);
             cached_here += 1;
             match record.layer {
@@ -371,17 +389,52 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
             continue;
         }
         ctx.progress.info(&prefix, &step.describe());
+        ctx.progress.step(
+            &name,
+            at,
+            StepState::Started,
+            None,
+            None,
+            Some(&step.describe()),
+        );
         ctx.steps_run.fetch_add(1, Ordering::Relaxed);
-        let unpacking = Instant::now();
-        let unpacked = rootfs.materialize(
-            &state.layers,
-            ctx.cache.store(),
-            ctx.activation,
-            &ctx.plan.platform,
-            &mut |w| ctx.progress.warn(&name, &w),
-        )?;
-        ctx.report_unpacked("base", unpacked, unpacking.elapsed());
-        let layer = run_and_commit(ctx, &mut rootfs, &state, step, prepared, &prefix, total)?;
+        let running = Instant::now();
+        let ran = (|| {
+            let unpacking = Instant::now();
+            let unpacked = rootfs.materialize(
+                &state.layers,
+                ctx.cache.store(),
+                ctx.activation,
+                &ctx.plan.platform,
+                &mut |w| ctx.progress.warn(&name, &w),
+            )?;
+            ctx.report_unpacked("base", unpacked, unpacking.elapsed());
+            run_and_commit(ctx, &mut rootfs, &state, step, prepared, &prefix, total)
+        })();
+        let layer = match ran {
+            Ok(layer) => {
+                ctx.progress.step(
+                    &name,
+                    at,
+                    StepState::Done,
+                    Some(running.elapsed()),
+                    layer.as_ref().map(|l| l.size),
+                    None,
+                );
+                layer
+            }
+            Err(e) => {
+                ctx.progress.step(
+                    &name,
+                    at,
+                    StepState::Error,
+                    Some(running.elapsed()),
+                    None,
+                    Some(&e.to_string()),
+                );
+                return Err(e);
+            }
+        };
         let record = StepRecord {
             layer: layer.clone(),
             platform: ctx.plan.platform.to_string(),

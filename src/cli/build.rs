@@ -55,8 +55,10 @@ pub struct BuildArgs {
     /// platform, up to four per CPU).
     #[arg(short = 'j', long = "jobs")]
     jobs: Option<usize>,
-    /// plain: every step and its output; quiet: warnings and errors only.
-    #[arg(long = "progress", default_value = "plain")]
+    /// plain: every step and its output; tty: one live line per platform; rawjson: one
+    /// JSON event per line; quiet: warnings, errors and the digest; auto (default): tty
+    /// on a terminal, else plain.
+    #[arg(long = "progress", default_value = "auto")]
     progress: ProgressMode,
     /// The network of RUN steps without their own `network:`. private (the default):
     /// their own network namespace, online through slirp4netns or pasta, without the
@@ -409,7 +411,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     };
     let outcome = crate::build::run(&request)?;
     if epoch.is_none() && request.recipe.source_date_epoch().is_none() {
-        note_epoch_default_once(&request.cache_dir, args.progress);
+        note_epoch_default_once(&request.cache_dir, &request.progress);
     }
     let image_name = output.as_ref().map(Output::to_string);
     if let Some(path) = &args.metadata_file {
@@ -437,7 +439,10 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         write_atomically(path, outcome.index_digest.to_string().as_bytes())?;
         hand_back(path)?;
     }
-    eprintln!(
+    // The last lines, in the progress mode's form: none under quiet (the digest on
+    // stdout says it all), events under rawjson.
+    let progress = &request.progress;
+    progress.note(&format!(
         "{} platform{}: {} step{} run, {} cached",
         outcome.platforms.len(),
         if outcome.platforms.len() == 1 {
@@ -448,12 +453,17 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         outcome.steps_run,
         if outcome.steps_run == 1 { "" } else { "s" },
         outcome.steps_cached
-    );
+    ));
     match (&image_name, &args.push) {
-        (Some(name), _) => eprintln!("wrote {name}"),
+        (Some(name), _) => progress.note(&format!("wrote {name}")),
         (None, Some(_)) => {}
-        (None, None) => eprintln!("built; nothing written (no --output or --push given)"),
+        (None, None) => progress.note("built; nothing written (no --output or --push given)"),
     }
+    progress.result(
+        &outcome.index_digest.to_string(),
+        outcome.steps_run,
+        outcome.steps_cached,
+    );
     println!("{}", outcome.index_digest);
     Ok(0)
 }
@@ -508,19 +518,19 @@ const EPOCH_NOTE_MARK: &str = "notes/created-1970";
 
 /// The first build of a cache that dates its image by the default SOURCE_DATE_EPOCH (0)
 /// says so, once: `podman images` then shows "56 years ago", which looks like a bug.
-fn note_epoch_default_once(cache_dir: &std::path::Path, progress: ProgressMode) {
-    if progress == ProgressMode::Quiet {
+fn note_epoch_default_once(cache_dir: &std::path::Path, progress: &Progress) {
+    if !progress.is_plain() {
         return;
     }
     let mark = cache_dir.join(EPOCH_NOTE_MARK);
     if mark.exists() {
         return;
     }
-    eprintln!(
+    progress.note(
         "note: the image's created time is 1970-01-01T00:00:00Z, SOURCE_DATE_EPOCH's \
          default of 0, so that every rebuild gives the same digest (`podman images` shows it \
          as decades ago); --source-date-epoch, $SOURCE_DATE_EPOCH or the recipe's \
-         source_date_epoch: date it (said once per cache)"
+         source_date_epoch: date it (said once per cache)",
     );
     // Failing to remember only means saying it again.
     if let Some(dir) = mark.parent() {

@@ -177,9 +177,17 @@ fn login_stores_credentials_a_wrong_password_is_refused_and_push_uses_them() {
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
     assert!(t.contains(&registry.addr) && t.contains("401"), "{t}");
-    // Named by the reference given, not by the blob or manifest digest it was sending.
-    assert!(t.contains(&format!("{target} (pushing sha256:")), "{t}");
+    // Refused before the build (the push access is checked first), named by the
+    // reference given, with the advice for missing credentials.
+    assert!(
+        t.contains(&format!(
+            "{target}: registry {} answered 401",
+            registry.addr
+        )),
+        "{t}"
+    );
     assert!(!t.contains("/private/app@sha256:"), "{t}");
+    assert!(!t.contains("steps run"), "{t}");
 
     let out = xbake(
         As::Me,
@@ -443,4 +451,42 @@ fn a_registry_serving_a_blob_that_does_not_match_its_digest_is_rejected_and_noth
         "the bad blob was cached"
     );
     assert!(!dir.join("never").exists());
+}
+
+#[test]
+fn a_push_to_a_stopped_registry_fails_before_any_step() {
+    if !emulation_ready() {
+        return;
+    }
+    // A port nothing listens on: taken from the kernel, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scratch = Scratch::new();
+    // Thirty seconds of steps, if they ran.
+    let recipe = scratch.recipe(
+        "stopped",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: sleep 30\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let target = format!("127.0.0.1:{port}/app:1");
+    let started = std::time::Instant::now();
+    let out = xbake(
+        As::Me,
+        dir,
+        &["build", "recipe.yaml", "--arch", "arm64", "--push", &target],
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&format!("{target}: cannot connect to")), "{t}");
+    assert!(!t.contains("RUN sleep 30"), "a step started: {t}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {t}"
+    );
 }

@@ -376,6 +376,13 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     }
     // Inside the build's namespace, once: files and variables are read before any work.
     let secrets = crate::build::secrets::Secrets::read(&secret_sources)?;
+    // A push that cannot succeed (registry down, no or wrong credentials, no right to
+    // push there) fails now, not after the whole build.
+    if let Some(target) = &push {
+        let creds = crate::registry::auth::credentials_for(&target.registry)?;
+        crate::registry::Client::new(target, &super::registry_options(args.tls_verify), creds)?
+            .check_push_access(&target.to_string())?;
+    }
 
     // Refused before the namespace is entered, so the error is plain.
     recipe.output_stage(args.target.as_deref())?;

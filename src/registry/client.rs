@@ -414,6 +414,44 @@ impl Client {
         }
     }
 
+    /// Checks, before a build, that a push here can succeed: the registry answers and
+    /// these credentials may push to the repository. Opens an upload session (the first
+    /// request of every blob push, so the same authentication and permission checks) and
+    /// cancels it; nothing is stored. Errors name `reference` (what the user gave).
+    pub fn check_push_access(&self, reference: &str) -> Result<(), RegistryError> {
+        let scopes = self.push_scopes();
+        let start = Call {
+            method: Method::POST,
+            url: self.endpoints.uploads(),
+            headers: Vec::new(),
+            scopes: &scopes,
+            reference,
+            follow_redirects: false,
+        };
+        let mut response = self.transport.send(&start, Payload::Bytes(&[]))?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.transport.status_error(
+                &mut response,
+                "POST to start an upload (checking push access before the build)",
+                Subject::Other,
+                reference,
+            ));
+        }
+        // Cancelling is a courtesy: an abandoned session expires on the registry.
+        if let Some(location) = self.location(&response) {
+            let cancel = Call {
+                method: Method::DELETE,
+                url: location,
+                headers: Vec::new(),
+                scopes: &scopes,
+                reference,
+                follow_redirects: false,
+            };
+            let _ = self.transport.send(&cancel, Payload::None);
+        }
+        Ok(())
+    }
+
     /// Uploads a blob in one request: POST to open an upload session, then PUT all
     /// `size` bytes of `body` with `?digest=` (spec "Monolithic upload", POST then PUT).
     pub fn upload_blob(

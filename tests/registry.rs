@@ -490,3 +490,142 @@ fn a_push_to_a_stopped_registry_fails_before_any_step() {
         "took {took:?}: {t}"
     );
 }
+
+const RUNNERS: &str = "from: rootfs:bases/busybox-${TARGETARCH}.tar.gz
+steps:
+  - run: uname -m > /arch
+";
+
+#[test]
+fn three_runners_push_by_digest_and_a_fourth_merges_what_one_machine_builds() {
+    if !emulation_ready() {
+        return;
+    }
+    let Some(registry) = RegistryProcess::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let repo = format!("{}/ci/app", registry.addr);
+    // Three runners: separate folders and caches, one of them the unprivileged user.
+    let runners = [
+        ("arm64", As::Me),
+        (
+            "s390x",
+            if is_root() && tun_ready(As::TestUser) {
+                As::TestUser
+            } else {
+                As::Me
+            },
+        ),
+        ("ppc64le", As::Me),
+    ];
+    let mut digests = Vec::new();
+    for (arch, who) in runners {
+        let recipe = scratch.recipe(&format!("runner-{arch}"), RUNNERS, &[]);
+        let dir = recipe.parent().unwrap();
+        if who == As::TestUser {
+            open_up(dir);
+        }
+        let out = xbake(
+            who,
+            dir,
+            &[
+                "build",
+                "recipe.yaml",
+                "--arch",
+                arch,
+                "--push-by-digest",
+                &repo,
+                "--metadata-file",
+                "meta.json",
+            ],
+            &[],
+        );
+        assert_ok(&out);
+        let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            text(&out).contains(&format!("pushed {repo}@{digest}")),
+            "{}",
+            text(&out)
+        );
+        let meta = json(&std::fs::read(dir.join("meta.json")).unwrap());
+        assert_eq!(meta["containerimage.digest"], digest.as_str(), "{meta}");
+        digests.push(digest);
+    }
+    // Nothing was tagged: the registry's tag list (distribution spec) is empty.
+    let listed = {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&registry.addr).unwrap();
+        write!(
+            conn,
+            "GET /v2/ci/app/tags/list HTTP/1.0\r\nHost: {}\r\n\r\n",
+            registry.addr
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let body = listed.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let tags = json(body.as_bytes());
+    assert!(
+        tags["tags"].is_null() || tags["tags"] == serde_json::json!([]),
+        "{listed}"
+    );
+    // The fourth job merges them.
+    let merged = format!("{repo}:1");
+    let sources: Vec<String> = digests.iter().map(|d| format!("{repo}@{d}")).collect();
+    let mut args = vec!["manifest", "create", "--target", merged.as_str()];
+    args.extend(sources.iter().map(String::as_str));
+    let (merged_digest, _) = xbake_ok(scratch.path(), &args, &[]);
+    let Some(raw) = skopeo_raw(&merged) else {
+        return;
+    };
+    let index = json(&raw);
+    let platforms: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["arm64", "s390x", "ppc64le"], "{index}");
+    assert_eq!(
+        sha256_hex(&raw),
+        merged_digest.trim_start_matches("sha256:")
+    );
+    // One machine building all three gives the same index, digest for digest.
+    let recipe = scratch.recipe("one-machine", RUNNERS, &[]);
+    let single = build_ok(
+        recipe.parent().unwrap(),
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64,s390x,ppc64le",
+            "-o",
+            "oci:out",
+        ],
+        &[],
+    );
+    assert_eq!(merged_digest, single);
+    // A tag or digest in the repository is refused.
+    let out = xbake(
+        As::Me,
+        recipe.parent().unwrap(),
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--push-by-digest",
+            &merged,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("give a repository without a tag"),
+        "{}",
+        text(&out)
+    );
+}

@@ -84,6 +84,9 @@ pub struct BuildRequest {
     pub registry: crate::registry::RegistryOptions,
     /// `--push REF`: push the index and every platform there after building.
     pub push: Option<crate::registry::Reference>,
+    /// `--push-by-digest REPO`: `push` names a repository, and the index goes there
+    /// under its digest, with no tag (buildx's `push-by-digest=true`).
+    pub push_by_digest: bool,
     /// `--max-unpack-size`: apparent bytes a base may unpack to, per platform (None: the
     /// default, see `layer::unpack::default_unpack_limit`).
     pub max_unpack_size: Option<u64>,
@@ -698,6 +701,17 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                     .map(|r| r.repository),
                 _ => None,
             });
+        let by_digest;
+        let target = if req.push_by_digest {
+            by_digest = crate::registry::Reference {
+                tag: None,
+                digest: Some(index_digest.clone()),
+                ..target.clone()
+            };
+            &by_digest
+        } else {
+            target
+        };
         let pushed = crate::registry::push(
             store,
             MediaType::ImageIndex.as_ref(),

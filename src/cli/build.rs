@@ -91,6 +91,11 @@ pub struct BuildArgs {
     /// Push the image (every platform and the index) to a registry: `host[:port]/name:tag`.
     #[arg(long = "push", value_name = "REF")]
     push: Option<String>,
+    /// Push to this repository (`host[:port]/name`) without a tag, the image known by
+    /// its digest alone (printed, and in --metadata-file), for merging per-platform
+    /// builds with `xbake manifest create` (buildx's `push-by-digest=true`).
+    #[arg(long = "push-by-digest", value_name = "REPO", conflicts_with = "push")]
+    push_by_digest: Option<String>,
     /// `false`: plain HTTP, no certificate check, for the registries this build uses.
     #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
@@ -367,6 +372,29 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         })
         .transpose()
         .map_err(|e| UsageError(format!("--push: {e}")))?;
+    let push_repo = args
+        .push_by_digest
+        .as_deref()
+        .map(|r| {
+            let text = r.strip_prefix("docker://").unwrap_or(r);
+            let mut parsed = text
+                .parse::<crate::registry::Reference>()
+                .map_err(|e| UsageError(format!("--push-by-digest: {e}")))?;
+            // The parser fills in `latest`; a tag written by the user is in the last
+            // path component (a port is in the first).
+            let last = text.rsplit('/').next().unwrap_or(text);
+            if text.contains('/') && last.contains(':') || text.contains('@') {
+                return Err(UsageError(format!(
+                    "--push-by-digest {r}: give a repository without a tag or digest \
+                     (the image is pushed under its own digest)"
+                )));
+            }
+            parsed.tag = None;
+            Ok(parsed)
+        })
+        .transpose()?;
+    let push_by_digest = push_repo.is_some();
+    let push = push.or(push_repo);
     let epoch = source_date_epoch(args.source_date_epoch)?;
     let network = args.network.map(NetworkMode::from);
     let secret_sources = parse_secrets(&args.secrets)?;
@@ -407,6 +435,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         no_normalize: args.no_normalize,
         registry: super::registry_options(args.tls_verify),
         push,
+        push_by_digest,
         max_unpack_size: args.max_unpack_size,
         force_host_binfmt: super::force_host_binfmt()?,
         limits: args.limits.limits(),
@@ -461,8 +490,13 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         if outcome.steps_run == 1 { "" } else { "s" },
         outcome.steps_cached
     ));
-    match (&image_name, &args.push) {
+    match (&image_name, &request.push) {
         (Some(name), _) => progress.note(&format!("wrote {name}")),
+        (None, Some(target)) if request.push_by_digest => progress.note(&format!(
+            "pushed {}@{}",
+            target.name(),
+            outcome.index_digest
+        )),
         (None, Some(_)) => {}
         (None, None) => progress.note("built; nothing written (no --output or --push given)"),
     }

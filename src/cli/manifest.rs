@@ -85,6 +85,8 @@ struct Entry {
     digest: Digest,
     size: u64,
     media_type: String,
+    /// The annotations of its descriptor in the index it came from, kept.
+    annotations: Option<std::collections::HashMap<String, String>>,
 }
 
 fn index_bytes(entries: &[Entry]) -> Result<(Vec<u8>, &'static str), Failure> {
@@ -100,6 +102,7 @@ fn index_bytes(entries: &[Entry]) -> Result<(Vec<u8>, &'static str), Failure> {
         .map(|e| {
             let mut d = descriptor(MediaType::from(e.media_type.as_str()), &e.digest, e.size)?;
             d.set_platform(Some(oci_platform(&e.platform)?));
+            d.set_annotations(e.annotations.clone());
             Ok(d)
         })
         .collect::<Result<Vec<Descriptor>, Failure>>()?;
@@ -124,7 +127,19 @@ fn create(args: CreateArgs) -> Result<u8, Failure> {
             let platforms = Platform::parse_list(platforms)?;
             from_template(template, &platforms, &target, &opts, args.ignore_missing)
         }
-        _ if !args.sources.is_empty() => merge_local(&args.sources, &target, &opts),
+        _ if !args.sources.is_empty() => match &target {
+            // Registry to registry: manifests and blobs go across (mounted where they
+            // share a registry), nothing is pulled that the target has.
+            ImageRef::Registry(name)
+                if args
+                    .sources
+                    .iter()
+                    .all(|s| matches!(ImageRef::parse(s), Ok(ImageRef::Registry(_)))) =>
+            {
+                merge_registry(&args.sources, &name.parse()?, &opts)
+            }
+            _ => merge_local(&args.sources, &target, &opts),
+        },
         _ => Err(
             UsageError("give --platforms and --template, or local images to merge".into()).into(),
         ),
@@ -167,32 +182,14 @@ fn from_template(
             let chosen = select_manifest(&index, platform, &name)?.descriptor;
             manifest = client.get_manifest_sized(&descriptor_digest(&chosen)?, chosen.size())?;
         }
-        let parsed: ImageManifest = parse_json(&manifest.bytes, "image manifest")?;
-        let blobs = std::iter::once(parsed.config().clone()).chain(parsed.layers().iter().cloned());
-        for d in blobs {
-            let digest = descriptor_digest(&d)?;
-            if target_client.blob_exists(&digest)? {
-                continue;
-            }
-            // Same registry: mount across repositories; otherwise copy through here.
-            let mounted = source.registry == target.registry
-                && target_client.mount_blob(&digest, &source.repository)?;
-            if !mounted {
-                client.fetch_blob(&digest, d.size(), &store)?;
-                target_client.upload_blob(&digest, d.size(), store.open_blob(&digest)?)?;
-            }
-        }
-        target_client.put_manifest(
-            &manifest.digest.to_string(),
-            &manifest.media_type,
-            &manifest.bytes,
-        )?;
+        copy_manifest(&client, &source, &target_client, target, &manifest, &store)?;
         eprintln!("{platform}: {name} ({})", manifest.digest);
         entries.push(Entry {
             platform: *platform,
             digest: manifest.digest,
             size: manifest.bytes.len() as u64,
             media_type: manifest.media_type,
+            annotations: None,
         });
     }
     if entries.is_empty() {
@@ -201,6 +198,130 @@ fn from_template(
     let (bytes, media_type) = index_bytes(&entries)?;
     let tag = target.tag_or_digest();
     target_client.put_manifest(&tag, media_type, &bytes)?;
+    eprintln!("pushed {target}");
+    println!("{}", Digest::of(&bytes));
+    Ok(0)
+}
+
+/// Puts one platform manifest (from `client`'s repository) into the target repository:
+/// its config and layers first (skipped where the target has them, mounted across
+/// repositories of one registry, else copied through `store`), then the manifest under
+/// its digest.
+fn copy_manifest(
+    client: &Client,
+    source: &Reference,
+    target_client: &Client,
+    target: &Reference,
+    manifest: &registry::Manifest,
+    store: &BlobStore,
+) -> Result<(), Failure> {
+    let parsed: ImageManifest = parse_json(&manifest.bytes, "image manifest")?;
+    let blobs = std::iter::once(parsed.config().clone()).chain(parsed.layers().iter().cloned());
+    for d in blobs {
+        let digest = descriptor_digest(&d)?;
+        if target_client.blob_exists(&digest)? {
+            continue;
+        }
+        // Same registry: mount across repositories; otherwise copy through here.
+        let mounted = source.registry == target.registry
+            && source.repository != target.repository
+            && target_client.mount_blob(&digest, &source.repository)?;
+        if !mounted {
+            client.fetch_blob(&digest, d.size(), store)?;
+            target_client.upload_blob(&digest, d.size(), store.open_blob(&digest)?)?;
+        }
+    }
+    target_client.put_manifest(
+        &manifest.digest.to_string(),
+        &manifest.media_type,
+        &manifest.bytes,
+    )?;
+    Ok(())
+}
+
+/// The platform a lone manifest is for, from its config.
+fn platform_of_manifest(
+    client: &Client,
+    manifest: &registry::Manifest,
+    store: &BlobStore,
+) -> Result<Platform, Failure> {
+    let parsed: ImageManifest = parse_json(&manifest.bytes, "image manifest")?;
+    let config = parsed.config();
+    let digest = descriptor_digest(config)?;
+    client.fetch_blob(&digest, config.size(), store)?;
+    let bytes = store.read_bytes(&digest)?;
+    let value: serde_json::Value = parse_json(&bytes, "image config")?;
+    Ok(crate::audit::load::platform_name(&value).parse()?)
+}
+
+/// `xbake manifest create --target REF SOURCE…` with every source in a registry: the
+/// CI merge of per-platform pushes (`--push-by-digest`), as `docker buildx imagetools
+/// create` does. A source may be a platform manifest or an index (its platform
+/// manifests are taken, with their annotations); a platform in two sources is an error.
+fn merge_registry(
+    sources: &[String],
+    target: &Reference,
+    opts: &RegistryOptions,
+) -> Result<u8, Failure> {
+    let target_client = Client::new(
+        target,
+        opts,
+        registry::auth::credentials_for(&target.registry)?,
+    )?;
+    let scratch = crate::build::Workspace::create(&default_cache_dir())?;
+    let store = BlobStore::open(scratch.path())?;
+    let mut entries: Vec<Entry> = Vec::new();
+    for name in sources {
+        let source: Reference = name.strip_prefix("docker://").unwrap_or(name).parse()?;
+        let client = Client::new(
+            &source,
+            opts,
+            registry::auth::credentials_for(&source.registry)?,
+        )?;
+        let top = client.get_manifest(&source.tag_or_digest())?;
+        let mut found: Vec<(registry::Manifest, Platform, Option<_>)> = Vec::new();
+        if top.media_type == OCI_INDEX || top.media_type == DOCKER_MANIFEST_LIST {
+            let index: ImageIndex = parse_json(&top.bytes, "image index")?;
+            for d in index.manifests() {
+                // Attestation manifests (platform unknown/unknown) belong to the
+                // index they came with, not to a new one.
+                let Some(p) = d.platform() else { continue };
+                let text = match p.variant() {
+                    Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+                    None => format!("{}/{}", p.os(), p.architecture()),
+                };
+                let Ok(platform) = text.parse::<Platform>() else {
+                    continue;
+                };
+                let manifest = client.get_manifest_sized(&descriptor_digest(d)?, d.size())?;
+                found.push((manifest, platform, d.annotations().clone()));
+            }
+        } else {
+            let platform = platform_of_manifest(&client, &top, &store)?;
+            found.push((top, platform, None));
+        }
+        for (manifest, platform, annotations) in found {
+            if entries.iter().any(|e| e.platform == platform) {
+                return Err(
+                    UsageError(format!("{platform} appears in more than one source")).into(),
+                );
+            }
+            copy_manifest(&client, &source, &target_client, target, &manifest, &store)?;
+            eprintln!("{platform}: {name} ({})", manifest.digest);
+            entries.push(Entry {
+                platform,
+                size: manifest.bytes.len() as u64,
+                digest: manifest.digest,
+                media_type: manifest.media_type,
+                annotations,
+            });
+        }
+    }
+    if entries.is_empty() {
+        return Err(UsageError("the sources hold no platform images".into()).into());
+    }
+    let (bytes, media_type) = index_bytes(&entries)?;
+    target_client.put_manifest(&target.tag_or_digest(), media_type, &bytes)?;
     eprintln!("pushed {target}");
     println!("{}", Digest::of(&bytes));
     Ok(0)
@@ -256,11 +377,22 @@ fn merge_local(
                 .ok()
                 .and_then(|v| v["mediaType"].as_str().map(String::from))
                 .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+            // The source index's annotations for this manifest, if it is an index.
+            let annotations = serde_json::from_slice::<ImageIndex>(&image.raw)
+                .ok()
+                .and_then(|index| {
+                    index
+                        .manifests()
+                        .iter()
+                        .find(|d| d.digest().to_string() == p.manifest_digest.to_string())
+                        .and_then(|d| d.annotations().clone())
+                });
             entries.push(Entry {
                 platform,
                 digest: p.manifest_digest.clone(),
                 size: manifest_bytes.len() as u64,
                 media_type,
+                annotations,
             });
         }
     }

@@ -134,6 +134,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         no_normalize: false,
         registry: super::registry_options(true),
         push: None,
+        push_by_digest: false,
         max_unpack_size: None,
         force_host_binfmt: super::force_host_binfmt()?,
         limits: super::limits::defaults(),

@@ -1929,3 +1929,84 @@ fn tty_progress_redraws_one_line_per_platform_in_place() {
         "{screen:?}"
     );
 }
+
+#[test]
+fn xbake_run_takes_env_volumes_a_user_and_archives() {
+    if fixtures().is_none() && skip("needs the busybox fixtures") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "run",
+        "from: rootfs:bases/busybox-amd64.tar.gz\nsteps:\n  - run: echo built > /built\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    xbake_ok(dir, &["build", "recipe.yaml", "-o", "oci:img:1"], &[]);
+    xbake_ok(
+        dir,
+        &["build", "recipe.yaml", "-o", "docker-archive:img.tar"],
+        &[],
+    );
+    // The command's writes reach the host through -v (as the step's ids: open to them).
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("in.txt"), "from the host\n").unwrap();
+    open_up(&shared);
+    let run = |args: &[&str]| {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        xbake(As::Me, dir, &all, &[])
+    };
+    let out = run(&[
+        "oci:img:1",
+        "-e",
+        "GREETING=hello",
+        "-v",
+        "shared:/data",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING $(cat /data/in.txt)\"; echo from the image > /data/out.txt",
+    ]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the host\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("out.txt")).unwrap(),
+        "from the image\n"
+    );
+    // :ro refuses writes; --user replaces the image's user.
+    let out = run(&[
+        "oci:img:1",
+        "--user",
+        "1000:1000",
+        "-v",
+        "shared:/data:ro",
+        "--",
+        "sh",
+        "-c",
+        "id -u; echo x > /data/ro.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // (The command's stderr comes out on stdout too, as every step's output does.)
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("1000\n"), "{said}");
+    assert!(said.contains("Read-only file system"), "{said}");
+    assert!(!shared.join("ro.txt").exists());
+    // An archive is an image too.
+    let out = run(&["docker-archive:img.tar", "--", "cat", "/built"]);
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "built\n");
+    // Bad flags are usage errors.
+    for bad in [
+        vec!["oci:img:1", "-e", "NOEQUALS", "--", "true"],
+        vec!["oci:img:1", "-v", "missing:/x", "--", "true"],
+        vec!["oci:img:1", "-v", "shared:relative", "--", "true"],
+    ] {
+        let out = run(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+    }
+}

@@ -64,6 +64,14 @@ pub enum MountRequest {
         /// Bytes; None or 0: the kernel's default (half of the RAM).
         size: Option<u64>,
     },
+    /// `xbake run -v HOST:CONTAINER[:ro]`: a host folder or file bound as docker's `-v`
+    /// does, the command's writes going to the host (never offered to build steps,
+    /// whose writes outside the rootfs are always thrown away).
+    Volume {
+        target: String,
+        source: PathBuf,
+        read_only: bool,
+    },
 }
 
 impl MountRequest {
@@ -114,6 +122,14 @@ impl MountRequest {
             MountRequest::Tmpfs { target, size } => {
                 format!("type=tmpfs,target={target},size={}", size.unwrap_or(0))
             }
+            MountRequest::Volume {
+                target,
+                source,
+                read_only,
+            } => format!(
+                "volume,target={target},source={},ro={read_only}",
+                source.display()
+            ),
         }
     }
 }
@@ -191,6 +207,7 @@ pub fn prepare(requests: &[MountRequest], env: &MountEnv) -> Result<PreparedMoun
         let written = match request {
             MountRequest::Cache { target, .. }
             | MountRequest::Bind { target, .. }
+            | MountRequest::Volume { target, .. }
             | MountRequest::Tmpfs { target, .. } => target.clone(),
             MountRequest::Secret { id, target, .. } => target
                 .clone()
@@ -293,6 +310,12 @@ pub fn prepare(requests: &[MountRequest], env: &MountEnv) -> Result<PreparedMoun
                 }
             }
             MountRequest::Tmpfs { size, .. } => MountKind::Tmpfs { size: *size },
+            MountRequest::Volume {
+                source, read_only, ..
+            } => MountKind::Bind {
+                source: MountSource::Host(source.clone()),
+                read_only: *read_only,
+            },
         };
         prepared.mounts.push(StepMount { target, kind });
     }
@@ -843,4 +866,29 @@ mod tests {
             );
         }
     }
+}
+
+/// `xbake run -v HOST:CONTAINER[:ro|:rw]`, docker's syntax: HOST relative to `cwd`, and
+/// it must exist (docker would make a folder; a typo should not become an empty one).
+pub fn parse_volume_flag(text: &str, cwd: &Path) -> Result<MountRequest, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, target, read_only) = match parts[..] {
+        [host, target] => (host, target, false),
+        [host, target, "ro"] => (host, target, true),
+        [host, target, "rw"] => (host, target, false),
+        [_, _, other] => return Err(format!("unknown option {other:?} (ro or rw)")),
+        _ => return Err("expected HOST:CONTAINER[:ro]".into()),
+    };
+    if host.is_empty() || !target.starts_with('/') {
+        return Err("expected HOST:CONTAINER[:ro], CONTAINER an absolute path".into());
+    }
+    let source = cwd.join(host);
+    if !source.exists() {
+        return Err(format!("{} does not exist", source.display()));
+    }
+    Ok(MountRequest::Volume {
+        target: target.to_string(),
+        source,
+        read_only,
+    })
 }

@@ -17,8 +17,14 @@ use oci_spec::image::ImageIndex;
 use std::path::{Path, PathBuf};
 
 pub struct RunRequest {
-    pub dir: PathBuf,
-    pub tag: Option<String>,
+    /// The image: a layout, an archive or a registry reference.
+    pub image: BaseRef,
+    /// As the user wrote it, for messages.
+    pub reference: String,
+    /// `-e KEY=VALUE`: after the image's environment, replacing its values.
+    pub env: Vec<(String, String)>,
+    /// `--user`: instead of the image's user.
+    pub user: Option<String>,
     pub platform: Platform,
     /// Replaces the image's CMD (the entrypoint stays), as `docker run IMAGE ARGS…`.
     pub args: Vec<String>,
@@ -69,13 +75,10 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
     let name = req.platform.short_name();
     let session = Session::open(&req.cache_dir, &[req.platform], req.force_host_binfmt)?;
     let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
-    let reference = format!("oci:{}", req.dir.display());
+    let reference = req.reference.clone();
     let unpack_limit = super::rootfs::unpack_limit(None, &req.cache_dir);
     let base = crate::source::resolve(
-        &BaseRef::OciLayout {
-            dir: req.dir.clone(),
-            tag: req.tag.clone(),
-        },
+        &req.image,
         &reference,
         &req.platform,
         &crate::source::SourceContext {
@@ -111,7 +114,13 @@ pub fn run_image(req: &RunRequest) -> Result<StepExit, BuildError> {
         what: "opening the rootfs".into(),
         source,
     })?;
-    let state = super::image_state::ImageState::from_base_config(base.config.as_ref());
+    let mut state = super::image_state::ImageState::from_base_config(base.config.as_ref());
+    for (k, v) in &req.env {
+        state.set_env(k, v);
+    }
+    if let Some(user) = &req.user {
+        state.user = Some(user.clone());
+    }
     let mut argv = state.entrypoint.clone().unwrap_or_default();
     if req.args.is_empty() {
         argv.extend(state.cmd.clone().unwrap_or_default());

@@ -1,12 +1,12 @@
 //! `xbake run`.
 
 use super::{Failure, UsageError, default_cache_dir, reexec_in_namespace};
-use crate::build::mounts::parse_mount_flag;
+use crate::build::mounts::{parse_mount_flag, parse_volume_flag};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::run_image::{RunRequest, image_platforms, run_image};
 use crate::emulation;
-use crate::image::reference::LayoutRef;
 use crate::platform::Platform;
+use crate::recipe::BaseRef;
 use crate::recipe::Network;
 use crate::sandbox::StepExit;
 use clap::Args;
@@ -14,8 +14,22 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The image: `oci:DIR` or `oci:DIR:TAG`.
+    /// The image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, or a
+    /// registry reference (`debian:bookworm`, `host:5000/app@sha256:…`).
     image: String,
+    /// Set an environment variable for the command (repeatable): `KEY=VALUE`.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Bind a host folder or file (repeatable), docker's `-v HOST:CONTAINER[:ro]`: the
+    /// command's writes go to the host unless `:ro`.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    volumes: Vec<String>,
+    /// Run as this user instead of the image's (`name`, `uid`, `uid:gid`, `name:group`).
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    user: Option<String>,
+    /// `false`: plain HTTP, no certificate check, for a registry image.
+    #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
     /// Which platform of the image to run (default: this machine's if the image has it,
     /// else its only platform).
     #[arg(long = "platform", visible_alias = "arch")]
@@ -54,15 +68,26 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
-    let LayoutRef { dir, tag } = LayoutRef::parse(&args.image)
-        .ok_or_else(|| {
-            UsageError(format!(
-                "unsupported image {:?}; use oci:DIR[:TAG]",
-                args.image
-            ))
-        })?
-        .map_err(UsageError)?;
-    let offered = image_platforms(&dir, tag.as_deref())?;
+    let here = std::env::current_dir()?;
+    let image = BaseRef::parse(&args.image, &here)
+        .map_err(|e| UsageError(format!("{}: {e}", args.image)))?;
+    if matches!(
+        image,
+        BaseRef::Scratch | BaseRef::Rootfs(_) | BaseRef::Stage(_)
+    ) {
+        return Err(UsageError(format!(
+            "{}: xbake run takes an image (oci:DIR[:TAG], oci-archive:, docker-archive: or \
+             a registry reference)",
+            args.image
+        ))
+        .into());
+    }
+    // A layout says which platforms it has; other images are asked for this machine's
+    // unless --platform says otherwise (a missing one is an error listing theirs).
+    let offered = match &image {
+        BaseRef::OciLayout { dir, tag } => image_platforms(dir, tag.as_deref())?,
+        _ => vec![Platform::host()],
+    };
     let platform = match &args.platform {
         Some(p) => p.parse::<Platform>()?,
         None if offered.contains(&Platform::host()) => Platform::host(),
@@ -82,11 +107,21 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         &Platform::host(),
         &emulation::qemu::search_path(),
     )?;
-    let here = std::env::current_dir()?;
-    let mounts = args
+    let mut mounts = args
         .mounts
         .iter()
         .map(|m| parse_mount_flag(m, &here).map_err(|e| UsageError(format!("--mount {m:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    for v in &args.volumes {
+        mounts.push(parse_volume_flag(v, &here).map_err(|e| UsageError(format!("-v {v:?}: {e}")))?);
+    }
+    let env = args
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(UsageError(format!("-e {kv:?}: expected KEY=VALUE"))),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let secret_sources = super::build::parse_secrets(&args.secrets)?;
     if args.network == Network::Private {
@@ -97,8 +132,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
     let secrets = crate::build::secrets::Secrets::read(&secret_sources)?;
     let exit = run_image(&RunRequest {
-        dir,
-        tag,
+        image,
+        reference: args.image.clone(),
+        env,
+        user: args.user.clone(),
         platform,
         args: args.args,
         network: args.network.into(),
@@ -107,7 +144,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
         force_host_binfmt: super::force_host_binfmt()?,
         progress: Progress::new(ProgressMode::Plain),
-        registry: super::registry_options(true),
+        registry: super::registry_options(args.tls_verify),
         limits: args.limits.limits(),
         mounts,
         secrets,

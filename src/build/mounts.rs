@@ -567,6 +567,31 @@ pub fn parse_mount_flag(text: &str, bind_root: &Path) -> Result<MountRequest, St
     })
 }
 
+/// `xbake run -v HOST:CONTAINER[:ro|:rw]`, docker's syntax: HOST relative to `cwd`, and
+/// it must exist (docker would make a folder; a typo should not become an empty one).
+pub fn parse_volume_flag(text: &str, cwd: &Path) -> Result<MountRequest, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, target, read_only) = match parts[..] {
+        [host, target] => (host, target, false),
+        [host, target, "ro"] => (host, target, true),
+        [host, target, "rw"] => (host, target, false),
+        [_, _, other] => return Err(format!("unknown option {other:?} (ro or rw)")),
+        _ => return Err("expected HOST:CONTAINER[:ro]".into()),
+    };
+    if host.is_empty() || !target.starts_with('/') {
+        return Err("expected HOST:CONTAINER[:ro], CONTAINER an absolute path".into());
+    }
+    let source = cwd.join(host);
+    if !source.exists() {
+        return Err(format!("{} does not exist", source.display()));
+    }
+    Ok(MountRequest::Volume {
+        target: target.to_string(),
+        source,
+        read_only,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -866,29 +891,4 @@ mod tests {
             );
         }
     }
-}
-
-/// `xbake run -v HOST:CONTAINER[:ro|:rw]`, docker's syntax: HOST relative to `cwd`, and
-/// it must exist (docker would make a folder; a typo should not become an empty one).
-pub fn parse_volume_flag(text: &str, cwd: &Path) -> Result<MountRequest, String> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let (host, target, read_only) = match parts[..] {
-        [host, target] => (host, target, false),
-        [host, target, "ro"] => (host, target, true),
-        [host, target, "rw"] => (host, target, false),
-        [_, _, other] => return Err(format!("unknown option {other:?} (ro or rw)")),
-        _ => return Err("expected HOST:CONTAINER[:ro]".into()),
-    };
-    if host.is_empty() || !target.starts_with('/') {
-        return Err("expected HOST:CONTAINER[:ro], CONTAINER an absolute path".into());
-    }
-    let source = cwd.join(host);
-    if !source.exists() {
-        return Err(format!("{} does not exist", source.display()));
-    }
-    Ok(MountRequest::Volume {
-        target: target.to_string(),
-        source,
-        read_only,
-    })
 }

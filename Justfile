@@ -48,7 +48,8 @@ demo: fixtures
     fi
 
 # Every test: unit tests, then integration tests (as root and as a test user when root).
-test: fixtures
+# `package` first: tests/package.rs checks the Debian package and xbake's own image.
+test: fixtures package
     #!/usr/bin/env bash
     set -euo pipefail
     # RUN steps get a private network by default; its helper (slirp4netns) opens
@@ -62,6 +63,25 @@ test: fixtures
     fi
     trap '[ -z "$restore" ] || chmod "$restore" /dev/net/tun' EXIT
     XBAKE_FIXTURES={{fixtures}} cargo test --all-targets -- --test-threads=2
+
+# The Debian package (target/package/xbake_VERSION_amd64.deb, with man pages and shell
+# completions; installs cargo-deb if missing) and xbake's own amd64 image, built by
+# xbake from ./xbake.yaml (target/package/xbake-image-amd64.tar, an OCI archive).
+package: fixtures
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    command -v cargo-deb >/dev/null || cargo install --quiet --locked cargo-deb@3.8.0
+    cargo build --release --quiet
+    rm -rf target/package && mkdir -p target/package/man target/package/completions
+    ./target/release/xbake man --output-dir target/package/man
+    ./target/release/xbake completions bash > target/package/completions/xbake.bash
+    ./target/release/xbake completions zsh > target/package/completions/_xbake
+    ./target/release/xbake completions fish > target/package/completions/xbake.fish
+    cargo deb --no-build --quiet --output target/package/
+    ./target/release/xbake build --progress quiet --cache-dir target/package-cache \
+        -o oci-archive:target/package/xbake-image-amd64.tar:$(./target/release/xbake --version | cut -d' ' -f2)
+    ls -l target/package/*.deb target/package/*.tar
 
 # Formatting and lints, as CI wants them.
 lint:

@@ -70,7 +70,7 @@ fn the_debian_package_holds_xbake_its_pages_and_what_it_runs() {
             .arg(&deb)
             .arg(root.path()),
     );
-    let version = output_of(&mut Command::new(root.path().join("usr/bin/xbake")).arg("--version"));
+    let version = output_of(Command::new(root.path().join("usr/bin/xbake")).arg("--version"));
     assert_eq!(version, format!("xbake {}\n", env!("CARGO_PKG_VERSION")));
 }
 

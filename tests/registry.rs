@@ -489,6 +489,30 @@ fn a_push_to_a_stopped_registry_fails_before_any_step() {
         took < std::time::Duration::from_secs(10),
         "took {took:?}: {t}"
     );
+
+    // A base in that registry, in a later stage than a slow one: resolved before any
+    // step too, and named.
+    let text_of_recipe = format!(
+        "stages:\n  first:\n    from: rootfs:bases/busybox-arm64.tar.gz\n    steps:\n      - run: sleep 30\nfrom: 127.0.0.1:{port}/base:1\nsteps:\n  - copy: /etc/hostname\n    from: first\n    to: /copied\n"
+    );
+    let recipe = scratch.recipe("stopped-base", &text_of_recipe, &[]);
+    let started = std::time::Instant::now();
+    let out = xbake(
+        As::Me,
+        recipe.parent().unwrap(),
+        &["build", "recipe.yaml", "--arch", "arm64", "-o", "oci:out"],
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains(&format!("base 127.0.0.1:{port}/base:1")), "{t}");
+    assert!(t.contains("cannot connect to"), "{t}");
+    assert!(!t.contains("RUN sleep 30"), "a step started: {t}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {t}"
+    );
 }
 
 const RUNNERS: &str = "from: rootfs:bases/busybox-${TARGETARCH}.tar.gz

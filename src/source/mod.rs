@@ -42,7 +42,8 @@ pub enum SourceError {
     },
     #[error("base {reference}: {message}")]
     Invalid { reference: String, message: String },
-    #[error("base {reference}: {source}")]
+    /// The registry's error names the reference already.
+    #[error("base {source}")]
     Registry {
         reference: String,
         #[source]

@@ -513,6 +513,40 @@ fn a_push_to_a_stopped_registry_fails_before_any_step() {
         took < std::time::Duration::from_secs(10),
         "took {took:?}: {t}"
     );
+
+    // A registry cache to write there: refused before any step too.
+    let recipe = scratch.recipe(
+        "stopped-cache",
+        "from: rootfs:bases/busybox-arm64.tar.gz\nsteps:\n  - run: sleep 30\n",
+        &[],
+    );
+    let cache_ref = format!("127.0.0.1:{port}/app:cache");
+    let started = std::time::Instant::now();
+    let out = xbake(
+        As::Me,
+        recipe.parent().unwrap(),
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--cache-to",
+            &format!("type=registry,ref={cache_ref}"),
+        ],
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains(&format!("{cache_ref}: cannot connect to")),
+        "{t}"
+    );
+    assert!(!t.contains("RUN sleep 30"), "a step started: {t}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {t}"
+    );
 }
 
 const RUNNERS: &str = "from: rootfs:bases/busybox-${TARGETARCH}.tar.gz
@@ -652,4 +686,106 @@ fn three_runners_push_by_digest_and_a_fourth_merges_what_one_machine_builds() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn a_registry_cache_from_one_user_runs_nothing_for_another() {
+    if !emulation_ready() {
+        return;
+    }
+    let Some(registry) = RegistryProcess::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "registry-cache",
+        "from: rootfs:bases/busybox-${TARGETARCH}.tar.gz\nsteps:\n  - run: uname -m > /arch\n  - run: echo two > /two\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let cache_ref = format!("{}/cache/app:buildcache", registry.addr);
+    let to = format!("type=registry,ref={cache_ref},mode=max");
+    let from = format!("type=registry,ref={cache_ref}");
+    let (digest, err) = xbake_ok(
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64,s390x",
+            "--cache-dir",
+            "c1",
+            "-o",
+            "oci:one",
+            "--cache-to",
+            &to,
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("cache: wrote 4 steps to --cache-to type=registry"),
+        "{err}"
+    );
+    // The cache is an index of cache manifests that the registry serves.
+    let Some(raw) = skopeo_raw(&cache_ref) else {
+        return;
+    };
+    let index = json(&raw);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/vnd.xbake.cache.config.v1+json"
+    );
+    // Another user, a fresh cache: no step runs, the same digest.
+    let rootless = is_root() && tun_ready(As::TestUser);
+    let who = if rootless { As::TestUser } else { As::Me };
+    if rootless {
+        open_up(dir);
+    }
+    let out = xbake(
+        who,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64,s390x",
+            "--cache-dir",
+            "c2",
+            "-o",
+            "oci:two",
+            "--cache-from",
+            &from,
+            "--progress",
+            "plain",
+        ],
+        &[],
+    );
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    assert_eq!(
+        steps_line(&text(&out)),
+        "2 platforms: 0 steps run, 4 cached"
+    );
+    // A cache reference with nothing behind it: said, and the build runs its steps.
+    let (_, err) = xbake_ok(
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64",
+            "--cache-dir",
+            "c3",
+            "-o",
+            "oci:three",
+            "--cache-from",
+            &format!("type=registry,ref={}/cache/none:x", registry.addr),
+            "--progress",
+            "plain",
+        ],
+        &[],
+    );
+    assert!(err.contains("is refused (building without it)"), "{err}");
+    assert_eq!(steps_line(&err), "1 platform: 2 steps run, 0 cached");
 }

@@ -13,8 +13,9 @@ case ${1:-} in
     platform=${2:?build needs a platform, e.g. linux/arm64}
     xbake doctor --arch "$platform"
     mkdir -p digests
-    xbake build xbake.yaml --arch "$platform" --push-by-digest "$IMAGE" --progress plain \
-      > "digests/$(echo "$platform" | tr / -)"
+    cache="type=registry,ref=$IMAGE:buildcache-$(echo "$platform" | tr / -)"
+    xbake build xbake.yaml --arch "$platform" --cache-from "$cache" --cache-to "$cache,mode=max" \
+      --push-by-digest "$IMAGE" --progress plain > "digests/$(echo "$platform" | tr / -)"
     echo "digest of $platform: $(cat "digests/$(echo "$platform" | tr / -)")"
     ;;
   merge)

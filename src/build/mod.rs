@@ -103,6 +103,10 @@ pub struct BuildRequest {
     pub compression: crate::layer::LayerCompression,
     /// `XBAKE_GZIP_THREADS` (0: one per CPU); changes the speed, never the bytes.
     pub gzip_threads: usize,
+    /// `--cache-from type=local,src=DIR`: shared caches a missed step is looked up in.
+    pub cache_from: Vec<crate::cache::shared::CacheLocation>,
+    /// `--cache-to type=local,dest=DIR[,mode=max]`: where this build's steps are written.
+    pub cache_to: Option<crate::cache::shared::CacheTo>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +378,38 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     }
     let session = Session::open(&req.cache_dir, &platforms, req.force_host_binfmt)?;
     let (workspace, activation, cache) = (&session.workspace, &session.activation, &session.cache);
+    // A shared cache that cannot be read is left out, said once: the build runs its
+    // steps as without it.
+    let shared_from: Vec<crate::cache::shared::Imported> = req
+        .cache_from
+        .iter()
+        .filter_map(|location| {
+            match crate::cache::shared::Imported::open(location, cache, &req.registry) {
+                Ok(imported) => {
+                    req.progress.info(
+                        "build",
+                        &format!(
+                            "cache: {} steps in --cache-from {}",
+                            imported.len(),
+                            imported.what
+                        ),
+                    );
+                    Some(imported)
+                }
+                Err(e) => {
+                    req.progress.warn(
+                        "build",
+                        &format!(
+                            "--cache-from {} is refused (building without it): {e}",
+                            location.describe(false)
+                        ),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let shared_to = std::sync::Mutex::new(Vec::new());
     let store = cache.store();
     let steps_run = AtomicUsize::new(0);
     let steps_cached = AtomicUsize::new(0);
@@ -548,6 +584,13 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                 backend: &session.backend,
                 compression: req.compression,
                 gzip_threads: req.gzip_threads,
+                shared_from: &shared_from,
+                // mode=min: the steps of the stages the output is made of; max: all.
+                shared_to: req
+                    .cache_to
+                    .as_ref()
+                    .filter(|to| to.max || graph.outputs.contains(&i))
+                    .map(|_| &shared_to),
             };
             let built = pipeline::build_stage(&ctx, state)?;
             inputs.extend(built.inputs);
@@ -639,6 +682,22 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         message: e.to_string(),
     })?;
     let (index_digest, index_size) = store.put_bytes(&canonical_json(&index, "image index")?)?;
+    if let Some(to) = &req.cache_to {
+        let steps = shared_to.into_inner().unwrap_or_else(|p| p.into_inner());
+        let exported = crate::cache::shared::export(cache, &to.location, &steps, &req.registry)
+            .map_err(|message| BuildError::Command {
+                what: format!("--cache-to {}", to.location.describe(true)),
+                message,
+            })?;
+        req.progress.info(
+            "build",
+            &format!(
+                "cache: wrote {} steps to --cache-to {} ({exported})",
+                steps.len(),
+                to.location.describe(true)
+            ),
+        );
+    }
     if let Some(out) = &req.output {
         let mut blobs: Vec<Digest> = images
             .iter()

@@ -75,6 +75,11 @@ pub(crate) struct Context<'a> {
     pub compression: crate::layer::LayerCompression,
     /// Threads gzip uses (0: one per CPU); not in the key, the bytes do not depend on it.
     pub gzip_threads: usize,
+    /// `--cache-from`: where a step the local cache misses is looked up next.
+    pub shared_from: &'a [crate::cache::shared::Imported],
+    /// `--cache-to`: where this stage's steps are collected for export (None: not
+    /// exported, with mode=min for a stage the output is not made of).
+    pub shared_to: Option<&'a std::sync::Mutex<Vec<(Digest, StepRecord)>>>,
 }
 
 impl Context<'_> {
@@ -368,8 +373,12 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
             inputs.extend(files);
         }
         if !ctx.no_cache
-            && let Some(record) = ctx.cache.lookup_step(&key)
+            && let Some(record) = ctx
+                .cache
+                .lookup_step(&key)
+                .or_else(|| from_shared_cache(ctx, &key, step))
         {
+            collect_for_export(ctx, &key, &record);
             ctx.progress
                 .info(&prefix, &format!("{} (cached)", step.describe()));
             ctx.progress.step(
@@ -453,6 +462,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
                 what: format!("[{name}] recording step {} in the cache", step.number),
                 source: std::io::Error::other(e.to_string()),
             })?;
+        collect_for_export(ctx, &key, &record);
     }
     if cached_here > 0 && !rootfs.is_unpacked() {
         ctx.progress
@@ -464,6 +474,34 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         rootfs,
         inputs,
     })
+}
+
+/// A step the local cache does not have, from the first `--cache-from` that has it (its
+/// layer brought in and verified); a damaged entry is said and skipped.
+fn from_shared_cache(ctx: &Context, key: &Digest, step: &PlanStep) -> Option<StepRecord> {
+    for shared in ctx.shared_from {
+        match shared.adopt(key, ctx.cache) {
+            Ok(Some(record)) => return Some(record),
+            Ok(None) => {}
+            Err(e) => ctx.progress.warn(
+                &ctx.name(),
+                &format!(
+                    "step {}: the entry in --cache-from {} is refused (the step is run instead): {e}",
+                    step.number, shared.what
+                ),
+            ),
+        }
+    }
+    None
+}
+
+/// For `--cache-to`: this step's record, if this stage is exported.
+fn collect_for_export(ctx: &Context, key: &Digest, record: &StepRecord) {
+    if let Some(out) = ctx.shared_to {
+        out.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.clone(), record.clone()));
+    }
 }
 
 /// An image whose user is a name its /etc/passwd lacks builds, but `docker run` and

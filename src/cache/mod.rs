@@ -14,6 +14,7 @@ pub mod key;
 pub mod mounts;
 pub mod private_dir;
 pub mod prune;
+pub mod shared;
 pub mod snapshots;
 pub mod verify;
 pub mod workspace;

@@ -96,6 +96,14 @@ pub struct BuildArgs {
     /// builds with `xbake manifest create` (buildx's `push-by-digest=true`).
     #[arg(long = "push-by-digest", value_name = "REPO", conflicts_with = "push")]
     push_by_digest: Option<String>,
+    /// Write this build's steps and their layers to a shared cache, BuildKit's spelling:
+    /// `type=local,dest=DIR[,mode=min|max]` (min, the default: the output's stages only).
+    #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
+    cache_to: Option<String>,
+    /// Look steps the local cache misses up in a shared cache (repeatable):
+    /// `type=local,src=DIR`.
+    #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+    cache_from: Vec<String>,
     /// `false`: plain HTTP, no certificate check, for the registries this build uses.
     #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
@@ -395,6 +403,24 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         .transpose()?;
     let push_by_digest = push_repo.is_some();
     let push = push.or(push_repo);
+    let cache_to = args
+        .cache_to
+        .as_deref()
+        .map(|t| {
+            crate::cache::shared::parse_flag(t, true)
+                .map(|(location, max)| crate::cache::shared::CacheTo { location, max })
+                .map_err(|e| UsageError(format!("--cache-to {t}: {e}")))
+        })
+        .transpose()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|f| {
+            crate::cache::shared::parse_flag(f, false)
+                .map(|(location, _)| location)
+                .map_err(|e| UsageError(format!("--cache-from {f}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let epoch = source_date_epoch(args.source_date_epoch)?;
     let network = args.network.map(NetworkMode::from);
     let secret_sources = parse_secrets(&args.secrets)?;
@@ -410,6 +436,20 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         let creds = crate::registry::auth::credentials_for(&target.registry)?;
         crate::registry::Client::new(target, &super::registry_options(args.tls_verify), creds)?
             .check_push_access(&target.to_string())?;
+    }
+    // The same for a registry cache to write (a cache to read that fails is left out
+    // with a warning: the build still works without it).
+    if let Some(crate::cache::shared::CacheTo {
+        location: crate::cache::shared::CacheLocation::Registry { reference },
+        ..
+    }) = &cache_to
+    {
+        let target: crate::registry::Reference = reference
+            .parse()
+            .map_err(|e| UsageError(format!("--cache-to: {e}")))?;
+        let creds = crate::registry::auth::credentials_for(&target.registry)?;
+        crate::registry::Client::new(&target, &super::registry_options(args.tls_verify), creds)?
+            .check_push_access(reference)?;
     }
 
     // Refused before the namespace is entered, so the error is plain.
@@ -436,6 +476,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         registry: super::registry_options(args.tls_verify),
         push,
         push_by_digest,
+        cache_from,
+        cache_to,
         max_unpack_size: args.max_unpack_size,
         force_host_binfmt: super::force_host_binfmt()?,
         limits: args.limits.limits(),

@@ -135,6 +135,9 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         registry: super::registry_options(true),
         push: None,
         push_by_digest: false,
+        // An audit rebuilds from nothing: no shared cache in, none out.
+        cache_from: Vec::new(),
+        cache_to: None,
         max_unpack_size: None,
         force_host_binfmt: super::force_host_binfmt()?,
         limits: super::limits::defaults(),

@@ -91,7 +91,7 @@ lint:
 # Timings: xbake cold/cached/verify on 3 emulated platforms, beside buildah, umoci and
 # skopeo, a Go program compiled emulated vs cross-compiled, and issue 11's Debian apt
 # workload on 3 emulated platforms against buildah (installs hyperfine, buildah, umoci,
-# skopeo, jq, pigz and time if missing; root). XBAKE_BENCH_ONLY=busybox|go|debian runs one section,
+# skopeo, jq, pigz and time if missing; root). XBAKE_BENCH_ONLY=busybox|go|debian|ci runs one section,
 # XBAKE_BENCH_RUNS=N sets the run count of every row (Debian rows: 3 by default).
 bench: bench-fixtures
     #!/usr/bin/env bash

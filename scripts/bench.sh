@@ -4,7 +4,8 @@
 # the same run, reported as ratios: absolute times on shared machines mean little.
 # Sections: busybox (the 3-platform busybox recipe and the native rows), go (the Go
 # program emulated vs cross-compiled), debian (issue 11's apt workload on 3 emulated
-# platforms, xbake vs buildah). XBAKE_BENCH_ONLY=busybox|go|debian runs one of them
+# platforms, xbake vs buildah), ci (a cold CI build from a registry cache, xbake vs
+# buildah's --cache-from). XBAKE_BENCH_ONLY=busybox|go|debian|ci runs one of them
 # (default: all); XBAKE_BENCH_RUNS=N sets every row's run count (default: 3 for the
 # Debian rows, the figure each row names for the others).
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 fixtures=${1:?usage: bench.sh FIXTURES_DIR}
 only=${XBAKE_BENCH_ONLY:-}
-case $only in ""|busybox|go|debian) ;; *) echo "bench: XBAKE_BENCH_ONLY is busybox, go or debian (or unset: all)" >&2; exit 2 ;; esac
+case $only in ""|busybox|go|debian|ci) ;; *) echo "bench: XBAKE_BENCH_ONLY is busybox, go, debian or ci (or unset: all)" >&2; exit 2 ;; esac
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 deb_runs=${XBAKE_BENCH_RUNS:-3}
 case $deb_runs in ""|0|*[!0-9]*) echo "bench: XBAKE_BENCH_RUNS is a number of runs (>= 1)" >&2; exit 2 ;; esac
@@ -20,6 +21,7 @@ tools=()
 if want busybox; then tools+=(hyperfine buildah umoci skopeo qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
 if want go; then tools+=(hyperfine); fi
 if want debian; then tools+=(buildah umoci skopeo jq pigz /usr/bin/time qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
+if want ci; then tools+=(hyperfine buildah docker-registry qemu-arm-static qemu-aarch64-static qemu-ppc64le-static); fi
 for tool in "${tools[@]}"; do
   case $tool in /usr/bin/time) pkg=time ;; qemu-*) pkg=qemu-user-static ;; *) pkg=$tool ;; esac
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing: apt-get install $pkg" >&2; exit 1; }
@@ -70,6 +72,8 @@ cleanup() {
   if [ -n "$binfmt_mounted" ]; then umount "$binfmt" || echo "bench: could not unmount $binfmt" >&2; fi
   ${B:-true} rmi -a -f >/dev/null 2>&1 || true
   if [ -n "${BD:-}" ]; then $BD rm -a >/dev/null 2>&1 || true; $BD rmi -a -f >/dev/null 2>&1 || true; fi
+  if [ -n "${BC:-}" ]; then $BC rmi -a -f >/dev/null 2>&1 || true; fi
+  if [ -n "${registry_pid:-}" ]; then kill "$registry_pid" 2>/dev/null || true; fi
   awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
   rm -rf "$work" 2>/dev/null || { sleep 2; rm -rf "$work" || echo "bench: could not remove $work" >&2; }
   exit "$status"
@@ -452,10 +456,70 @@ for i in $(seq 1 "$deb_runs"); do
 done
 fi
 
+if want ci; then
+# A CI runner starts empty: a cold build with --cache-from a registry cache (written
+# once by an earlier job) against a cold build without it, and buildah's --cache-from
+# of the same registry (its --layers cache, pushed with --cache-to), on the 3-platform
+# busybox recipe with a step that takes a while (what a cache saves).
+echo "== CI: a cold build from a registry cache (--cache-from), xbake vs buildah =="
+ci=$work/ci
+mkdir -p "$ci/r/bases" "$ci/registry"
+cp "$fixtures"/busybox-{arm64,armv7,ppc64le}.tar.gz "$ci/r/bases/"
+ci_steps='
+  - run: for i in $(seq 1 40); do seq 1 3000 > /f$i; done
+  - run: cat /f* | md5sum > /sum'
+printf 'from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz\nplatforms: [arm, arm64, ppc64le]\nsteps:%s\n' "$ci_steps" > "$ci/r/ci.yaml"
+cat > "$ci/r/Containerfile" <<'CF'
+FROM scratch
+ARG TARGETARCH
+ARG TARGETVARIANT
+ADD bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz /
+RUN for i in $(seq 1 40); do seq 1 3000 > /f$i; done
+RUN cat /f* | md5sum > /sum
+CF
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$ci/registry.yml" <<YML
+version: 0.1
+storage: {filesystem: {rootdirectory: $ci/registry}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port}
+YML
+docker-registry serve "$ci/registry.yml" > "$ci/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+reg=127.0.0.1:$port
+cd "$ci/r"
+# The cache, as an earlier CI job leaves it.
+$X build ci.yaml --cache-dir "$ci/seed" -o "oci:$ci/seed-out:1" --progress quiet \
+  --cache-to "type=registry,ref=$reg/bench/app:buildcache,mode=max" >/dev/null
+xcinone=$(run xcinone 3 "rm -rf $ci/c $ci/out" "$X build ci.yaml --cache-dir $ci/c -o oci:$ci/out:1 --progress quiet")
+xcifrom=$(run xcifrom 3 "rm -rf $ci/c $ci/out" "$X build ci.yaml --cache-dir $ci/c -o oci:$ci/out:1 --progress quiet --cache-from type=registry,ref=$reg/bench/app:buildcache")
+BC="buildah --root $ci/buildah/root --runroot $ci/buildah/run --storage-driver overlay"
+binfmt_on
+$BC bud --isolation chroot -q --layers --jobs 3 --tls-verify=false --cache-to "$reg/bench/bcache" \
+  --platform linux/arm/v7,linux/arm64,linux/ppc64le --manifest seed -f Containerfile . >/dev/null
+bcinone=$(run bcinone 3 "$BC rmi -a -f >/dev/null 2>&1 || true; rm -rf $ci/bout" \
+  "$BC bud --isolation chroot -q --layers --jobs 3 --platform linux/arm/v7,linux/arm64,linux/ppc64le --manifest m -f Containerfile . >/dev/null && $BC manifest push -q --all m oci:$ci/bout:1")
+bcifrom=$(run bcifrom 3 "$BC rmi -a -f >/dev/null 2>&1 || true; rm -rf $ci/bout" \
+  "$BC bud --isolation chroot -q --layers --jobs 3 --tls-verify=false --cache-from $reg/bench/bcache --platform linux/arm/v7,linux/arm64,linux/ppc64le --manifest m -f Containerfile . >/dev/null && $BC manifest push -q --all m oci:$ci/bout:1")
+binfmt_off
+$BC rmi -a -f >/dev/null 2>&1 || true
+kill "$registry_pid" 2>/dev/null || true
+cd "$repo"
+fi   # ci
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 ms() { awk -v s="$1" 'BEGIN { printf "%8.0f ms", s * 1000 }'; }
 echo
 echo "results (medians; this machine: $(nproc) cores)"
+if want ci; then
+cat <<REPORT
+  cold CI build, 3 emulated platforms + layout write, fresh cache each run:
+    xbake without a cache                    $(ms "$xcinone")
+    xbake --cache-from a registry cache      $(ms "$xcifrom")   from/none = $(ratio "$xcifrom" "$xcinone")
+    buildah (overlay) without a cache        $(ms "$bcinone")
+    buildah --cache-from the same registry   $(ms "$bcifrom")   from/none = $(ratio "$bcifrom" "$bcinone")   xbake/buildah (both from the cache) = $(ratio "$xcifrom" "$bcifrom")
+REPORT
+fi
 if want busybox; then
 cat <<REPORT
   xbake cold build, 3 emulated platforms      $(ms "$cold")

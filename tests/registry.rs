@@ -767,6 +767,51 @@ fn a_registry_cache_from_one_user_runs_nothing_for_another() {
         steps_line(&text(&out)),
         "2 platforms: 0 steps run, 4 cached"
     );
+    // The registry serving a damaged layer (a byte flipped in its storage): that step's
+    // entry is refused, the step runs, the image is the same.
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest =
+        json(&skopeo_raw(&format!("{}/cache/app@{manifest_digest}", registry.addr)).unwrap());
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = registry.blob_file(&layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    let (damaged, err) = xbake_ok(
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            "arm64,s390x",
+            "--cache-dir",
+            "c4",
+            "-o",
+            "oci:four",
+            "--cache-from",
+            &from,
+            "--progress",
+            "plain",
+        ],
+        &[],
+    );
+    assert_eq!(damaged, digest);
+    // One refusal per step whose layer that was (an identical layer of two platforms
+    // is one blob): exactly those steps run.
+    let refused = err.matches("is refused (the step is run instead)").count();
+    assert!(refused >= 1, "{err}");
+    let run = if refused == 1 { "step" } else { "steps" };
+    assert_eq!(
+        steps_line(&err),
+        format!("2 platforms: {refused} {run} run, {} cached", 4 - refused)
+    );
     // A cache reference with nothing behind it: said, and the build runs its steps.
     let (_, err) = xbake_ok(
         dir,

@@ -17,6 +17,19 @@ pub struct RegistryProcess {
 }
 
 impl RegistryProcess {
+    /// The blob data file the registry keeps for `digest` (`sha256:…`), for tests that
+    /// damage what it serves.
+    #[allow(dead_code)]
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self._dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// None (after saying why) when the registry binary is missing.
     pub fn start() -> Option<RegistryProcess> {
         RegistryProcess::start_with_auth(None)

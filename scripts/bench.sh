@@ -48,7 +48,7 @@ binfmt_off() {
   binfmt_ours=()
 }
 # buildah runs foreign binaries through the host's binfmt_misc: qemu-user-static's
-# emulators (magic and mask from qemu/binfmt.conf, as xbake uses them) with the F flag,
+# emulators (magic and mask from qemu/binfmt.conf, as xbake uses them) with xbake's flags,
 # so they work inside its chroot, registered right before each of its runs and removed
 # right after (xbake's runs never see them: it registers its own in its namespace).
 # An entry already there for the same magic, whatever its name, is used and left alone.
@@ -58,7 +58,10 @@ binfmt_on() {
   for qemu in arm aarch64 ppc64le; do
     read -r name magic mask < <(awk -v n="$qemu" '$1 == n' "$repo/qemu/binfmt.conf")
     if grep -qsx "magic ${magic//\\x/}" "$binfmt"/*; then continue; fi
-    printf ':xbake-bench-%s:M::%s:%s:/usr/bin/qemu-%s-static:F\n' "$name" "$magic" "$mask" "$name" > "$binfmt/register"
+    # xbake's own flags (qemu/README.md): without P, a busybox applet run through its
+    # symlink loses its name and busybox runs another applet (`cat /f*` ran /f1 as a
+    # shell script), so buildah's steps would not do what xbake's do.
+    printf ':xbake-bench-%s:M::%s:%s:/usr/bin/qemu-%s-static:POCF\n' "$name" "$magic" "$mask" "$name" > "$binfmt/register"
     binfmt_ours+=("xbake-bench-$name")
   done
 }

@@ -596,6 +596,9 @@ fn three_runners_push_by_digest_and_a_fourth_merges_what_one_machine_builds() {
                 &repo,
                 "--metadata-file",
                 "meta.json",
+                // Kept by the merge: the index entry's annotation is part of the digest.
+                "--annotation",
+                "manifest-descriptor:org.example.built-by=runner",
             ],
             &[],
         );
@@ -647,6 +650,12 @@ fn three_runners_push_by_digest_and_a_fourth_merges_what_one_machine_builds() {
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(platforms, ["arm64", "s390x", "ppc64le"], "{index}");
+    for m in index["manifests"].as_array().unwrap() {
+        assert_eq!(
+            m["annotations"]["org.example.built-by"], "runner",
+            "{index}"
+        );
+    }
     assert_eq!(
         sha256_hex(&raw),
         merged_digest.trim_start_matches("sha256:")
@@ -660,6 +669,8 @@ fn three_runners_push_by_digest_and_a_fourth_merges_what_one_machine_builds() {
             "recipe.yaml",
             "--arch",
             "arm64,s390x,ppc64le",
+            "--annotation",
+            "manifest-descriptor:org.example.built-by=runner",
             "-o",
             "oci:out",
         ],

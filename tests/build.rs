@@ -1379,12 +1379,6 @@ fn lines_starting<'a>(stderr: &'a str, prefix: &str) -> Vec<&'a str> {
     stderr.lines().filter(|l| l.starts_with(prefix)).collect()
 }
 
-/// `4.2 MiB`, `89 bytes`: a figure, then a unit.
-fn is_size(text: &str) -> bool {
-    let (figure, unit) = text.split_once(' ').unwrap_or(("", ""));
-    figure.parse::<f64>().is_ok() && ["bytes", "KiB", "MiB", "GiB"].contains(&unit)
-}
-
 #[test]
 fn platforms_build_side_by_side_unless_jobs_says_otherwise() {
     if !emulation_ready() {

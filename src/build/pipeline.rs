@@ -410,13 +410,7 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
         let running = Instant::now();
         let ran = (|| {
             let unpacking = Instant::now();
-            let unpacked = rootfs.materialize(
-                &state.layers,
-                ctx.cache.store(),
-                ctx.activation,
-                &ctx.plan.platform,
-                &mut |w| ctx.progress.warn(&name, &w),
-            )?;
+            let unpacked = materialize(ctx, &mut rootfs, &state)?;
             ctx.report_unpacked("base", unpacked, unpacking.elapsed());
             run_and_commit(ctx, &mut rootfs, &state, step, prepared, &prefix, total)
         })();
@@ -476,6 +470,22 @@ pub(crate) fn build_stage(ctx: &Context, mut state: ImageState) -> Result<Built,
     })
 }
 
+/// The stage's tree as `state`'s layers make it (unpacked or mounted as needed).
+fn materialize(
+    ctx: &Context,
+    rootfs: &mut LazyRootfs,
+    state: &ImageState,
+) -> Result<Option<super::rootfs::Unpacked>, BuildError> {
+    let name = ctx.name();
+    rootfs.materialize(
+        &state.layers,
+        ctx.cache.store(),
+        ctx.activation,
+        &ctx.plan.platform,
+        &mut |w| ctx.progress.warn(&name, &w),
+    )
+}
+
 /// A step the local cache does not have, from the first `--cache-from` that has it (its
 /// layer brought in and verified); a damaged entry is said and skipped.
 fn from_shared_cache(ctx: &Context, key: &Digest, step: &PlanStep) -> Option<StepRecord> {
@@ -526,14 +536,7 @@ fn warn_of_unknown_user(
         if !matches!(ctx.backend, super::snapshots::Backend::Overlay(_)) {
             return Ok(());
         }
-        let name = ctx.name();
-        rootfs.materialize(
-            &state.layers,
-            ctx.cache.store(),
-            ctx.activation,
-            &ctx.plan.platform,
-            &mut |w| ctx.progress.warn(&name, &w),
-        )?;
+        materialize(ctx, rootfs, state)?;
     }
     let root = RootDir::open(rootfs.path()).map_err(ctx.layer_err("opening the rootfs"))?;
     if let Err(e) = super::users::resolve_in(Some(user), &root) {

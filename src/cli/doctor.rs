@@ -115,18 +115,10 @@ fn line(check: &str, status: Status, detail: String, remedy: &str) -> Line {
     }
 }
 
-/// Linux (major, minor) of a release string (`6.18.3-amd64`).
-fn kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 /// The verdicts on `facts`, in the order a person fixes them.
 pub fn assess(facts: &Facts) -> Report {
     let mut lines = Vec::new();
-    let version = kernel_version(&facts.kernel);
+    let version = crate::emulation::kernel_version(&facts.kernel);
     let at_least = |want: (u32, u32)| version.is_some_and(|v| v >= want);
     let overlay = at_least((5, 11));
     let private_binfmt = at_least((6, 7));
@@ -406,11 +398,9 @@ pub fn gather(platforms: &[Platform]) -> Facts {
 }
 
 fn self_only_reason(user: &str) -> String {
-    let has_helpers = ["newuidmap", "newgidmap"].iter().all(|p| {
-        ["/usr/bin", "/usr/sbin", "/bin"]
-            .iter()
-            .any(|d| std::path::Path::new(d).join(p).is_file())
-    });
+    let has_helpers = ["newuidmap", "newgidmap"]
+        .iter()
+        .all(|p| crate::sandbox::userns::find_program(p).is_some());
     if !has_helpers {
         return "newuidmap/newgidmap are missing".into();
     }
@@ -429,20 +419,7 @@ fn self_only_reason(user: &str) -> String {
 
 /// The first line of `PROGRAM --version`, or empty.
 fn emulator_version(path: &std::path::Path) -> String {
-    std::process::Command::new(path)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
+    crate::emulation::qemu::version_of(path).unwrap_or_default()
 }
 
 /// The host's binfmt_misc entry for the platform's emulator: None if none claims it,

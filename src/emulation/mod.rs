@@ -197,15 +197,18 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// Whether a kernel of this release (`uname -r`: `6.18.3-amd64`) lets a user namespace
-/// mount its own binfmt_misc instance: Linux 6.7 and later. An unreadable release says no.
-fn allows_private_instance(release: &str) -> bool {
+/// Linux (major, minor) of a release string (`uname -r`: `6.18.3-amd64`).
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok());
-    match (number(parts.next()), number(parts.next())) {
-        (Some(major), Some(minor)) => (major, minor) >= (6, 7),
-        _ => false,
-    }
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether a kernel of this release lets a user namespace mount its own binfmt_misc
+/// instance: Linux 6.7 and later. An unreadable release says no.
+pub fn allows_private_instance(release: &str) -> bool {
+    kernel_version(release).is_some_and(|v| v >= (6, 7))
 }
 
 #[cfg(test)]

@@ -195,16 +195,23 @@ pub struct EmulatorIdentity {
 /// `sha256` is the digest the build already computed for its step keys: the very bytes
 /// that ran, not a second read that could see a replaced file.
 pub fn identify(path: &Path, sha256: crate::digest::Digest) -> std::io::Result<EmulatorIdentity> {
-    let out = std::process::Command::new(path).arg("--version").output()?;
-    let version = String::from_utf8_lossy(&out.stdout)
+    Ok(EmulatorIdentity {
+        path: path.to_path_buf(),
+        version: version_of(path)?,
+        sha256,
+    })
+}
+
+/// The first line of `PROGRAM --version` (QEMU's, a network helper's), trimmed.
+pub fn version_of(path: &Path) -> std::io::Result<String> {
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .unwrap_or("")
         .trim()
-        .to_string();
-    Ok(EmulatorIdentity {
-        path: path.to_path_buf(),
-        version,
-        sha256,
-    })
+        .to_string())
 }

@@ -390,18 +390,9 @@ impl Client {
                 Ok(true)
             }
             StatusCode::ACCEPTED => {
-                // An upload session we will not use; cancelling is a courtesy, and a
-                // failure to cancel changes nothing for the caller.
+                // An upload session we will not use.
                 if let Some(location) = self.location(&response) {
-                    let cancel = Call {
-                        method: Method::DELETE,
-                        url: location,
-                        headers: Vec::new(),
-                        scopes: &scopes,
-                        reference: &reference,
-                        follow_redirects: false,
-                    };
-                    let _ = self.transport.send(&cancel, Payload::None);
+                    self.cancel_upload(location, &scopes, &reference);
                 }
                 Ok(false)
             }
@@ -420,11 +411,30 @@ impl Client {
     /// cancels it; nothing is stored. Errors name `reference` (what the user gave).
     pub fn check_push_access(&self, reference: &str) -> Result<(), RegistryError> {
         let scopes = self.push_scopes();
+        let location = self.start_upload(
+            &scopes,
+            reference,
+            "POST to start an upload (checking push access before the build)",
+        )?;
+        if let Some(location) = location {
+            self.cancel_upload(location, &scopes, reference);
+        }
+        Ok(())
+    }
+
+    /// POST to open an upload session (spec "Pushing blobs"): the session's Location,
+    /// if the registry gave a usable one. `operation` names the request in an error.
+    fn start_upload(
+        &self,
+        scopes: &[String],
+        reference: &str,
+        operation: &str,
+    ) -> Result<Option<String>, RegistryError> {
         let start = Call {
             method: Method::POST,
             url: self.endpoints.uploads(),
             headers: Vec::new(),
-            scopes: &scopes,
+            scopes,
             reference,
             follow_redirects: false,
         };
@@ -432,24 +442,26 @@ impl Client {
         if response.status() != StatusCode::ACCEPTED {
             return Err(self.transport.status_error(
                 &mut response,
-                "POST to start an upload (checking push access before the build)",
+                operation,
                 Subject::Other,
                 reference,
             ));
         }
-        // Cancelling is a courtesy: an abandoned session expires on the registry.
-        if let Some(location) = self.location(&response) {
-            let cancel = Call {
-                method: Method::DELETE,
-                url: location,
-                headers: Vec::new(),
-                scopes: &scopes,
-                reference,
-                follow_redirects: false,
-            };
-            let _ = self.transport.send(&cancel, Payload::None);
-        }
-        Ok(())
+        Ok(self.location(&response))
+    }
+
+    /// Ends an upload session xbake will not use. A courtesy: an abandoned session
+    /// expires on the registry, so a failure changes nothing for the caller.
+    fn cancel_upload(&self, location: String, scopes: &[String], reference: &str) {
+        let cancel = Call {
+            method: Method::DELETE,
+            url: location,
+            headers: Vec::new(),
+            scopes,
+            reference,
+            follow_redirects: false,
+        };
+        let _ = self.transport.send(&cancel, Payload::None);
     }
 
     /// Uploads a blob in one request: POST to open an upload session, then PUT all
@@ -465,25 +477,8 @@ impl Client {
         let scopes = self.push_scopes();
         // The POST authenticates (it can be retried after a 401); the PUT's streamed body
         // cannot, so it reuses what the POST obtained.
-        let start = Call {
-            method: Method::POST,
-            url: self.endpoints.uploads(),
-            headers: Vec::new(),
-            scopes: &scopes,
-            reference: &reference,
-            follow_redirects: false,
-        };
-        let mut response = self.transport.send(&start, Payload::Bytes(&[]))?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(self.transport.status_error(
-                &mut response,
-                "POST to start an upload",
-                Subject::Other,
-                &reference,
-            ));
-        }
         let location = self
-            .location(&response)
+            .start_upload(&scopes, &reference, "POST to start an upload")?
             .ok_or_else(|| RegistryError::InvalidResponse {
                 registry: self.registry().to_string(),
                 reference: reference.clone(),

@@ -75,7 +75,8 @@ pub fn current_plan() -> Result<IdMapPlan, SandboxError> {
     })
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+/// `name` in PATH, then /usr/bin and /usr/sbin (where Debian's uidmap puts them).
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])

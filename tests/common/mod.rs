@@ -395,6 +395,12 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
 }
 
 /// The build's `N platforms: R steps run, C cached` line.
+/// `4.2 MiB`, `89 bytes`: a figure, then a unit, as xbake prints sizes.
+pub fn is_size(text: &str) -> bool {
+    let (figure, unit) = text.split_once(' ').unwrap_or(("", ""));
+    figure.parse::<f64>().is_ok() && ["bytes", "KiB", "MiB", "GiB"].contains(&unit)
+}
+
 pub fn steps_line(stderr: &str) -> &str {
     stderr
         .lines()

@@ -62,6 +62,14 @@ test: fixtures package
         if [ "$mode" != 666 ]; then chmod 0666 /dev/net/tun; restore=$mode; fi
     fi
     trap '[ -z "$restore" ] || chmod "$restore" /dev/net/tun' EXIT
+    # The suite needs room: the test binaries, the fixtures unpacked, images built in
+    # /tmp. Say how much there is, so "No space left on device" is explained up front.
+    for d in target "${TMPDIR:-/tmp}"; do
+        free=$(df -Pk "$d" | awk 'NR==2 {print int($4/1048576)}')
+        if [ "$free" -lt 8 ]; then
+            echo "test: warning: only ${free} GiB free in $d; the suite needs about 8 GiB there" >&2
+        fi
+    done
     XBAKE_FIXTURES={{fixtures}} cargo test --all-targets -- --test-threads=2
 
 # The Debian package (target/package/xbake_VERSION_amd64.deb, with man pages and shell
@@ -81,6 +89,9 @@ package: fixtures
     cargo deb --no-build --quiet --output target/package/
     ./target/release/xbake build --progress quiet --cache-dir target/package-cache \
         -o oci-archive:target/package/xbake-image-amd64.tar:$(./target/release/xbake --version | cut -d' ' -f2)
+    # Its cache (the unpacked Debian base's snapshots, ~1 GB) is of no use after: the
+    # archive holds the image.
+    rm -rf target/package-cache
     ls -l target/package/*.deb target/package/*.tar
 
 # Formatting and lints, as CI wants them.

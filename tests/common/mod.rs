@@ -200,16 +200,32 @@ pub fn test_user() -> Option<(u32, u32, PathBuf)> {
 }
 
 /// A copy of the xbake binary that any user can execute (the build tree may sit in a
-/// folder only root can enter).
+/// folder only root can enter). One copy per build of the binary, shared by every test
+/// process of a run: a copy per process filled /tmp (30 test binaries × the debug
+/// binary) until a CI machine ran out of space.
 pub fn shared_binary() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        let dir = Path::new("/tmp").join(format!("xbake-it-bin-{}", std::process::id()));
+        let source = xbake_bin();
+        let meta = std::fs::metadata(&source).expect("the xbake binary");
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let dir = Path::new("/tmp").join(format!("xbake-it-bin-{}-{mtime}", meta.len()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let copy = dir.join("xbake");
-        std::fs::copy(xbake_bin(), &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if std::fs::metadata(&copy).is_ok_and(|m| m.len() == meta.len()) {
+            return copy;
+        }
+        // Copied under a private name, then renamed: another test process never runs
+        // a half-written copy.
+        let partial = dir.join(format!(".xbake-{}", std::process::id()));
+        std::fs::copy(&source, &partial).unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&partial, &copy).unwrap();
         copy
     })
     .clone()

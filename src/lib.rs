@@ -1,6 +1,7 @@
 //! xbake: build multi-architecture OCI images from a declarative recipe, rootless and
 //! without a container daemon. See DESIGN.md (shared) and README.md.
 
+pub mod attest;
 pub mod audit;
 pub mod build;
 pub mod cache;

@@ -109,16 +109,29 @@ fn read_layer<T>(
         path: path.to_path_buf(),
         source,
     })?;
-    let mut blob = HashingReader::new(file);
     let mut budget = UnpackBudget::new(unpack_limit);
+    read_layer_blob(file, &path.display().to_string(), digest, &mut budget, read)
+}
+
+/// [`read_layer`] on an opened blob (`what` names it in a digest mismatch), counting
+/// against `budget`, which the caller may share between the layers of one image. The
+/// digest is checked after `read` returns and every byte of the blob was hashed.
+pub(crate) fn read_layer_blob<T>(
+    blob: impl Read,
+    what: &str,
+    digest: &Digest,
+    budget: &mut UnpackBudget,
+    read: impl FnOnce(&mut dyn Read, &mut UnpackBudget) -> Result<T, LayerError>,
+) -> Result<T, LayerError> {
+    let mut blob = HashingReader::new(blob);
     let out = {
         let tar = compress::decompressor(BufReader::new(&mut blob))?;
         let mut bounded = BoundedStream::new(tar, budget.stream_limit());
-        let result = read(&mut bounded, &mut budget);
+        let result = read(&mut bounded, budget);
         bounded.explain(result)?
     };
     let (actual, _) = blob.drain_and_finish().map_err(tar_err)?;
-    digest.verify(&actual, &path.display().to_string())?;
+    digest.verify(&actual, what)?;
     Ok(out)
 }
 
@@ -228,7 +241,7 @@ fn file_content(entry: &TarEntry, data: &mut dyn Read) -> std::io::Result<Digest
 }
 
 /// Writes the file's bytes as unpacking writes them: a sparse entry's holes as zeros.
-fn unpacked_content(
+pub(crate) fn unpacked_content(
     entry: &TarEntry,
     data: &mut dyn Read,
     out: &mut dyn Write,

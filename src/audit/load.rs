@@ -60,6 +60,7 @@ pub fn load(reference: &LayoutRef) -> Result<LoadedImage, AuditError> {
             .manifests()
             .iter()
             .filter(|d| manifest_kind(d.media_type().as_ref()) == Some(ManifestKind::Image))
+            .filter(|d| !crate::attest::manifest::is_attestation_entry(d))
             .cloned()
             .collect()
     } else {

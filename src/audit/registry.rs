@@ -45,7 +45,11 @@ pub fn open(
     let platform_manifests: Vec<Descriptor> =
         if top.media_type.contains("index") || top.media_type.contains("list") {
             let index: ImageIndex = parse_json(&top.bytes, "image index").map_err(img(name))?;
-            index.manifests().clone()
+            // Attestation manifests describe the images; they are not platforms.
+            (index.manifests().iter())
+                .filter(|d| !crate::attest::manifest::is_attestation_entry(d))
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };

@@ -62,6 +62,17 @@ impl Annotation {
     }
 }
 
+/// As `--annotation` takes it back: `TYPE[PLATFORM]:KEY=VALUE`.
+impl std::fmt::Display for Annotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.level.name())?;
+        if let Some(p) = &self.platform {
+            write!(f, "[{p}]")?;
+        }
+        write!(f, ":{}={}", self.key, self.value)
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("--annotation {text:?}: {reason}")]
 pub struct BadAnnotation {

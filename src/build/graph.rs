@@ -74,6 +74,51 @@ pub(crate) struct Graph {
     pub outputs: Vec<usize>,
 }
 
+impl Graph {
+    /// Every image `node` and the nodes it needs start from or read, once each, as
+    /// (the reference as written, the platform it was resolved for, what it resolved
+    /// to), in build order: what its provenance names as bases.
+    pub fn bases_of(&self, node: usize) -> Vec<(String, Platform, Arc<BaseImage>)> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![node];
+        let mut reached = Vec::new();
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut seen[n], true) {
+                continue;
+            }
+            reached.push(n);
+            stack.extend(self.nodes[n].deps.iter().copied());
+        }
+        reached.sort_unstable();
+        let mut bases: Vec<(String, Platform, Arc<BaseImage>)> = Vec::new();
+        let mut add = |text: &str, platform: Platform, base: &Arc<BaseImage>| {
+            if !bases.iter().any(|(t, p, _)| t == text && *p == platform) {
+                bases.push((text.to_string(), platform, base.clone()));
+            }
+        };
+        for n in reached {
+            let node = &self.nodes[n];
+            if let Start::Image(base) = &node.start {
+                add(&node.plan.from_text, node.plan.platform, base);
+            }
+            let mut reads: Vec<usize> = node
+                .reads
+                .values()
+                .filter_map(|r| match r {
+                    Reads::Image(k) => Some(*k),
+                    Reads::Stage(_) => None,
+                })
+                .collect();
+            reads.sort_unstable();
+            for k in reads {
+                let image = &self.images[k];
+                add(&image.text, image.platform, &image.base);
+            }
+        }
+        bases
+    }
+}
+
 type Resolved = Result<Arc<BaseImage>, BuildError>;
 
 /// Brings a base into the store: `(reference, its text, platform)`.

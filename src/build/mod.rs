@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod annotations;
+mod attestations;
 mod copy;
 mod env;
 mod fetch;
@@ -107,6 +108,12 @@ pub struct BuildRequest {
     pub cache_from: Vec<crate::cache::shared::CacheLocation>,
     /// `--cache-to type=local,dest=DIR[,mode=max]`: where this build's steps are written.
     pub cache_to: Option<crate::cache::shared::CacheTo>,
+    /// `--provenance`, `--sbom`, `--attest-referrers`: statements attached to each
+    /// platform image (src/attest/).
+    pub attest: crate::attest::AttestOptions,
+    /// `xbake verify REF`: the bases its provenance records. A registry base is fetched
+    /// by that digest, and any base that resolves to other bytes is an error.
+    pub base_pins: Vec<crate::attest::provenance::BaseFact>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +351,11 @@ impl Drop for Session {
 }
 
 /// The SOURCE_DATE_EPOCH a build uses: request (CLI/environment), recipe, else 0.
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 pub fn effective_epoch(requested: Option<i64>, plan: &Plan) -> i64 {
     requested.or(plan.source_date_epoch).unwrap_or(0)
 }
@@ -364,6 +376,8 @@ struct NodeResult {
 /// Runs the whole build. Must run inside the build's user namespace.
 pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
     let build_started = Instant::now();
+    // For `--provenance timestamps=true` only: every other output is free of the clock.
+    let started_on = std::time::SystemTime::now();
     let host = Platform::host();
     for w in req.recipe.warnings() {
         req.progress.warn("recipe", w);
@@ -432,8 +446,21 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             }
         })?;
         let started = Instant::now();
+        let pin = req
+            .base_pins
+            .iter()
+            .find(|p| p.reference == text && p.platform == platform.to_string());
+        // The text stays as written (it is in the image's history); only the fetch is
+        // by digest.
+        let pinned = match (base, pin.and_then(|p| p.manifest.as_ref())) {
+            (BaseRef::Registry(name), Some(digest)) => {
+                let name = name.split_once('@').map_or(name.as_str(), |(n, _)| n);
+                Some(BaseRef::Registry(format!("{name}@{digest}")))
+            }
+            _ => None,
+        };
         let resolved = crate::source::resolve(
-            base,
+            pinned.as_ref().unwrap_or(base),
             text,
             platform,
             &crate::source::SourceContext {
@@ -448,6 +475,28 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             platform: platform.short_name(),
             source,
         })?;
+        if let Some(pin) = pin {
+            let layers: Vec<Digest> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
+            let manifest_differs =
+                pin.manifest.is_some() && resolved.manifest_digest != pin.manifest;
+            if manifest_differs || layers != pin.layers {
+                return Err(BuildError::Command {
+                    what: format!("[{}] base {text}", platform.short_name()),
+                    message: format!(
+                        "it is not the base the provenance records: {} here, {} recorded",
+                        resolved
+                            .manifest_digest
+                            .as_ref()
+                            .or(layers.first())
+                            .map_or("nothing".into(), |d| d.to_string()),
+                        pin.manifest
+                            .as_ref()
+                            .or(pin.layers.first())
+                            .map_or("nothing".into(), |d| d.to_string()),
+                    ),
+                });
+            }
+        }
         let bytes = resolved.layers.iter().map(|l| l.size).sum();
         req.progress.info(
             &platform.short_name(),
@@ -646,29 +695,68 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
 
     // One manifest per output; a stage shared by every target (`--target` of a stage
     // that does not depend on it) is listed once.
-    let images: Vec<PlatformImage> = output_nodes
+    let outputs: Vec<(usize, PlatformImage)> = output_nodes
         .iter()
-        .filter_map(|&node| results[node].image.clone())
+        .filter_map(|&node| results[node].image.clone().map(|image| (node, image)))
         .collect();
+    let images: Vec<PlatformImage> = outputs.iter().map(|(_, i)| i.clone()).collect();
+    let emulator_for = |p: &Platform| {
+        let path = session
+            .emulators
+            .iter()
+            .find(|e| e.platform.qemu_name() == p.qemu_name())
+            .map(|e| e.interpreter.clone())?;
+        Some((path, session.emulator_digest(p)?))
+    };
+    let attached = if req.attest.any() {
+        let attesting = Instant::now();
+        let outputs: Vec<(usize, &PlatformImage)> = outputs.iter().map(|(n, i)| (*n, i)).collect();
+        let image_name =
+            (req.attest.image_name.clone()).or_else(|| req.push.as_ref().map(|r| r.to_string()));
+        let times = (
+            timefmt::rfc3339(unix_seconds(started_on)),
+            timefmt::rfc3339(unix_seconds(std::time::SystemTime::now())),
+        );
+        let attached = attestations::attach(
+            req,
+            store,
+            &graph,
+            &outputs,
+            &emulator_for,
+            image_name.as_deref(),
+            Some(times),
+            unpack_limit,
+        )?;
+        after.push(("attestations", attesting.elapsed()));
+        Some(attached)
+    } else {
+        None
+    };
 
     // The index lists platforms in the order they were asked for (DESIGN decision 4).
+    // Attestation manifests follow the platform manifests, as BuildKit lists them.
+    let mut entries: Vec<oci_spec::image::Descriptor> = images
+        .iter()
+        .map(|i| {
+            let mut entry = i.manifest.clone();
+            annotations::annotate_manifest_descriptor(&mut entry, &i.platform, &req.annotations);
+            entry
+        })
+        .collect();
+    for written in attached.iter().flat_map(|a| &a.manifests) {
+        entries.push(
+            serde_json::from_value(written.descriptor.clone()).map_err(|e| {
+                ImageError::Invalid {
+                    what: "attestation manifest descriptor".into(),
+                    message: e.to_string(),
+                }
+            })?,
+        );
+    }
     let mut index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)
-        .manifests(
-            images
-                .iter()
-                .map(|i| {
-                    let mut entry = i.manifest.clone();
-                    annotations::annotate_manifest_descriptor(
-                        &mut entry,
-                        &i.platform,
-                        &req.annotations,
-                    );
-                    entry
-                })
-                .collect::<Vec<_>>(),
-        );
+        .manifests(entries);
     if !index_annotations.is_empty() {
         // A HashMap in oci-spec; canonical_json sorts the keys when it is written.
         index = index.annotations(
@@ -704,11 +792,19 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             .flat_map(|i| i.blobs.iter().cloned())
             .collect();
         blobs.push(index_digest.clone());
+        if let Some(a) = &attached {
+            blobs.extend(a.blobs());
+        }
         blobs.sort();
         blobs.dedup();
         let mut top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
         annotations::annotate_index_descriptor(&mut top, &req.annotations);
         let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
+        let extra = attached
+            .as_ref()
+            .map(|a| a.referrer_entries())
+            .transpose()?
+            .unwrap_or_default();
         // Writing a layout hard-links the cache's blobs into it and unlinks the old
         // layout's names, and the hand-back chowns them: each moves their ctime. The
         // trust records that hold now are carried past these (src/trust.rs), or every
@@ -720,6 +816,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             top: &top,
             blobs: &blobs,
             manifests: &manifests,
+            extra: &extra,
         };
         let new_bytes = if req.progress.is_plain() {
             output::new_blob_bytes(out, &finished)
@@ -780,6 +877,33 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             creds,
             mount_from.as_deref(),
         )?;
+        if let Some(a) = attached.as_ref().filter(|a| !a.referrers.is_empty()) {
+            let client = crate::registry::Client::new(
+                target,
+                &req.registry,
+                crate::registry::auth::credentials_for(&target.registry)?,
+            )?;
+            let mut fallback = false;
+            for (subject, list) in &a.referrers {
+                let list: Vec<(Digest, serde_json::Value)> = list
+                    .iter()
+                    .map(|w| (w.digest.clone(), w.descriptor.clone()))
+                    .collect();
+                fallback |= crate::registry::referrers::attach(&client, store, subject, &list)?;
+            }
+            let count: usize = a.referrers.iter().map(|(_, l)| l.len()).sum();
+            req.progress.info(
+                "push",
+                &format!(
+                    "attached {count} referrers{}",
+                    if fallback {
+                        " (the registry has no referrers API: listed under each manifest's sha256-HEX tag)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
         let took = pushing.elapsed();
         req.progress.info(
             "push",
@@ -787,14 +911,6 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         );
         after.push(("push", took));
     }
-    let emulator_for = |p: &Platform| {
-        let path = session
-            .emulators
-            .iter()
-            .find(|e| e.platform.qemu_name() == p.qemu_name())
-            .map(|e| e.interpreter.clone())?;
-        Some((path, session.emulator_digest(p)?))
-    };
     let outcome = BuildOutcome {
         index_digest,
         index_size,

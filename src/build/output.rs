@@ -47,6 +47,9 @@ pub struct Finished<'a> {
     pub top: &'a Descriptor,
     pub blobs: &'a [Digest],
     pub manifests: &'a [Digest],
+    /// Entries beside the tag in a layout's index.json: OCI 1.1 referrers (untagged)
+    /// and signatures (under cosign's `sha256-HEX.sig`); a docker-archive has no room.
+    pub extra: &'a [Descriptor],
 }
 
 /// Bytes of the blobs writing `image` adds to `output`: for a layout, those it does not
@@ -68,10 +71,10 @@ pub fn new_blob_bytes(output: &Output, image: &Finished) -> u64 {
 pub fn write(output: &Output, image: &Finished) -> Result<(), ImageError> {
     match output {
         Output::OciLayout { dir, tag } => {
-            layout::write_tag(dir, image.store, image.blobs, tag, image.top)
+            layout::write_entries(dir, image.store, image.blobs, tag, image.top, image.extra)
         }
         Output::OciArchive { file, tag } => {
-            write_oci_archive(file, image.store, image.blobs, tag, image.top)
+            write_oci_archive(file, image.store, image.blobs, tag, image.top, image.extra)
         }
         Output::DockerArchive { file, repo_tag } => match image.manifests {
             [one] => write_docker_archive(file, image.store, one, std::slice::from_ref(repo_tag)),

@@ -117,6 +117,11 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// The ids given, sorted; never the values (what provenance records).
+    pub fn ids(&self) -> Vec<String> {
+        self.values.keys().cloned().collect()
+    }
+
     /// Reads every secret (each at most [`MAX_SECRET_BYTES`]). Errors name the id and
     /// the file or variable, never the value.
     pub fn read(sources: &[SecretSource]) -> Result<Secrets, SecretError> {

@@ -100,6 +100,22 @@ pub struct BuildArgs {
     /// `type=local,dest=DIR[,mode=min|max]` (min, the default: the output's stages only).
     #[arg(long = "cache-to", value_name = "type=local,dest=DIR")]
     cache_to: Option<String>,
+    /// Attach SLSA v1 provenance to each platform image, as BuildKit does:
+    /// `--provenance` (mode=min), `--provenance=mode=max[,timestamps=true]` (max adds
+    /// the output stage's steps; timestamps add the build's start and finish, so the
+    /// attestation then differs on every build), `--provenance=false`.
+    #[arg(long = "provenance", value_name = "OPTS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = parse_provenance)]
+    provenance: Option<ProvenanceArg>,
+    /// Attach an SPDX 2.3 SBOM of each platform image (dpkg, apk and Go modules found in
+    /// its final filesystem): `--sbom`, `--sbom=false`.
+    #[arg(long = "sbom", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    sbom: Option<bool>,
+    /// Also attach each statement as an OCI 1.1 referrer of its platform manifest
+    /// (`subject`), which `oras discover` lists.
+    #[arg(long = "attest-referrers")]
+    attest_referrers: bool,
     /// Look steps the local cache misses up in a shared cache (repeatable):
     /// `type=local,src=DIR`.
     #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
@@ -457,6 +473,22 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     let effective_epoch = epoch.or(recipe.source_date_epoch()).unwrap_or(0);
     let recipe_path = recipe_path.display().to_string();
     let recipe_digest = recipe.digest();
+    let attest = crate::attest::AttestOptions {
+        provenance: args.provenance.and_then(|p| p.0),
+        sbom: args.sbom.unwrap_or(false),
+        referrers: args.attest_referrers,
+        image_name: None,
+    };
+    if attest.referrers && !attest.any() {
+        return Err(UsageError("--attest-referrers needs --provenance or --sbom".into()).into());
+    }
+    if attest.any() && matches!(output, Some(Output::DockerArchive { .. })) {
+        return Err(UsageError(
+            "a docker-archive has no room for attestations; write oci: or oci-archive:, or --push"
+                .into(),
+        )
+        .into());
+    }
     let progress = Progress::new(args.progress);
     let request = BuildRequest {
         jobs: args.jobs.unwrap_or_else(|| default_jobs(platforms.len())),
@@ -486,6 +518,8 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         secrets,
         compression: args.compression,
         gzip_threads,
+        attest,
+        base_pins: Vec::new(),
     };
     let outcome = crate::build::run(&request)?;
     if epoch.is_none() && request.recipe.source_date_epoch().is_none() {
@@ -750,4 +784,12 @@ mod tests {
             [("A".into(), "1=2".into())]
         );
     }
+}
+
+/// `--provenance`'s value: a mode, or off (`false`).
+#[derive(Clone, Debug)]
+struct ProvenanceArg(Option<crate::attest::ProvenanceMode>);
+
+fn parse_provenance(text: &str) -> Result<ProvenanceArg, String> {
+    crate::attest::ProvenanceMode::parse(text).map(ProvenanceArg)
 }

@@ -2,6 +2,7 @@
 //! print). Errors are rendered once, here, with their causes, and mapped to the exit
 //! codes documented in README.
 
+mod attest;
 mod build;
 mod cache;
 mod diff;
@@ -56,6 +57,8 @@ enum Command {
     Logout(login::LogoutArgs),
     /// What this machine can build, and the remedy for each thing it cannot.
     Doctor(doctor::DoctorArgs),
+    /// Read the provenance and SBOMs attached to an image.
+    Attest(attest::AttestArgs),
     /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(docs::CompletionsArgs),
     /// Write the man page (roff) to stdout, or every command's page to a folder.
@@ -160,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Attest(args) => attest::run(args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     };

@@ -1,12 +1,13 @@
-//! `xbake verify RECIPE --against IMAGE`: rebuild without the cache, in a temporary
-//! place, and compare with a published image.
+//! `xbake verify RECIPE --against IMAGE`, or `xbake verify IMAGE` from its provenance:
+//! rebuild without the cache, in a temporary place, and compare with the published image.
 
-use super::diff::parse_image;
 use super::{EXIT_FAILURE, Failure, UsageError, default_cache_dir};
-use crate::audit::{compare, load};
+use crate::audit::open::open;
+use crate::audit::{LoadedImage, compare, load};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::timefmt::parse_rfc3339;
 use crate::build::{BuildRequest, Output};
+use crate::image::reference::ImageRef;
 use crate::layer::LayerCompression;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
@@ -15,19 +16,23 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The recipe or Dockerfile the image was built from, or its context folder (as for
-    /// `build`: its Dockerfile, else Containerfile, else xbake.yaml).
-    #[arg(value_name = "RECIPE|DIR")]
-    recipe: PathBuf,
-    /// As for `build` (default: the folder given, else the recipe's folder).
+    /// With `--against`: the recipe or Dockerfile the image was built from, or its
+    /// context folder (as for `build`). Without: the published image itself
+    /// (`oci:DIR[:TAG]`, `oci-archive:FILE`, a registry reference), rebuilt from what its
+    /// provenance records (`xbake build --provenance`).
+    #[arg(value_name = "RECIPE|DIR|IMAGE")]
+    input: String,
+    /// As for `build` (default: the folder given, else the recipe's folder; from a
+    /// provenance: the current folder).
     #[arg(long = "context", value_name = "DIR")]
     context: Option<PathBuf>,
     /// The stage the image was built from (`xbake build --target`), if not the final one.
     #[arg(long = "target", value_name = "STAGE")]
     target: Option<String>,
-    /// The published image: `oci:DIR[:TAG]`.
+    /// The published image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, or a registry
+    /// reference.
     #[arg(long = "against", value_name = "IMAGE")]
-    against: String,
+    against: Option<String>,
     /// Platforms to rebuild (default: every platform of the image).
     #[arg(long = "arch", visible_alias = "platform", value_name = "LIST")]
     arch: Option<String>,
@@ -63,32 +68,76 @@ pub struct VerifyArgs {
     /// level, since an image does not record the level.
     #[arg(long = "compression", value_name = "ALGO[:LEVEL]", value_parser = super::build::parse_compression)]
     compression: Option<crate::layer::LayerCompression>,
+    /// Plain HTTP / no certificate check for the registries involved.
+    #[arg(long = "tls-verify", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+}
+
+/// What the rebuild is given, from the command line or from a provenance.
+struct Rebuild {
+    recipe: Recipe,
+    recipe_name: String,
+    context: crate::context::BuildContext,
+    target: Option<String>,
+    platforms: Vec<Platform>,
+    build_args: Vec<(String, String)>,
+    epoch: Option<i64>,
+    labels: Vec<(String, String)>,
+    annotations: Vec<crate::build::annotations::Annotation>,
+    compression: LayerCompression,
+    no_normalize: bool,
+    base_pins: Vec<crate::attest::provenance::BaseFact>,
+    /// The statements to attach again, so the rebuilt index can equal the published.
+    attest: crate::attest::AttestOptions,
+    /// Scope the comparison to these platforms (None: the whole index).
+    scope: Option<Vec<String>>,
 }
 
 pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
+    let cache_root = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    std::fs::create_dir_all(&cache_root)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("verify-")
+        .tempdir_in(&cache_root)?;
+    let against = args.against.clone().unwrap_or_else(|| args.input.clone());
+    let reference = ImageRef::parse(&against).map_err(UsageError)?;
+    let opened = open(
+        &reference,
+        scratch.path(),
+        &super::registry_options(args.tls_verify),
+        true,
+    )?;
+    let published = &opened.image;
+    let rebuild = match &args.against {
+        Some(_) => from_recipe(&args, published)?,
+        None => match from_provenance(&args, &against, published)? {
+            Ok(rebuild) => rebuild,
+            Err(code) => return Ok(code),
+        },
+    };
+    rebuild_and_compare(
+        &args,
+        &against,
+        rebuild,
+        published,
+        &cache_root,
+        scratch.path(),
+    )
+}
+
+/// `verify RECIPE --against IMAGE`: the recipe and options as given.
+fn from_recipe(args: &VerifyArgs, published: &LoadedImage) -> Result<Rebuild, Failure> {
+    let input = PathBuf::from(&args.input);
     let (recipe_path, context_dir) =
-        super::build::resolve_input(Some(&args.recipe), None, args.context.as_deref())?;
+        super::build::resolve_input(Some(&input), None, args.context.as_deref())?;
     let recipe = Recipe::load(&recipe_path)?;
-    let declared_args = recipe.declared_args();
     recipe.output_stage(args.target.as_deref())?;
     let context =
         crate::context::BuildContext::open(context_dir.as_deref().unwrap_or(recipe.dir()))?;
-    let reference = parse_image(&args.against)?;
-    let published = load(&reference)?;
     let platforms = match &args.arch {
         Some(list) => Platform::parse_list(list)?,
-        None => published
-            .platforms
-            .iter()
-            .map(|p| p.platform.parse::<Platform>())
-            .collect::<Result<Vec<_>, _>>()?,
+        None => published_platforms(published)?,
     };
-    let scope_names: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
-    if platforms.is_empty() {
-        return Err(UsageError(format!("{} holds no image", args.against)).into());
-    }
-    let build_args = super::build::parse_build_args(&args.build_args)?;
-    let gzip_threads = super::build::gzip_threads()?;
     let epoch = match super::build::source_date_epoch(args.source_date_epoch)? {
         Some(e) => Some(e),
         None => published
@@ -98,29 +147,241 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
             .and_then(parse_rfc3339)
             .filter(|e| *e >= 0),
     };
+    let single = !published.media_type.contains("index") && !published.media_type.contains("list");
+    let scope =
+        (single || args.arch.is_some()).then(|| platforms.iter().map(|p| p.to_string()).collect());
+    Ok(Rebuild {
+        recipe,
+        recipe_name: args.input.clone(),
+        context,
+        target: args.target.clone(),
+        platforms,
+        build_args: super::build::parse_build_args(&args.build_args)?,
+        epoch,
+        labels: args.labels.clone(),
+        annotations: args.annotations.iter().flatten().cloned().collect(),
+        compression: args
+            .compression
+            .unwrap_or_else(|| guess_compression(published)),
+        no_normalize: false,
+        base_pins: Vec::new(),
+        attest: Default::default(),
+        scope,
+    })
+}
+
+fn published_platforms(published: &LoadedImage) -> Result<Vec<Platform>, Failure> {
+    Ok(published
+        .platforms
+        .iter()
+        .map(|p| p.platform.parse::<Platform>())
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `verify IMAGE`: the recipe, context, bases and options its provenance records. The
+/// recipe and every copy input are checked against their recorded digests before
+/// anything is rebuilt; a difference is named and ends the verification (exit 1).
+fn from_provenance(
+    args: &VerifyArgs,
+    image: &str,
+    published: &LoadedImage,
+) -> Result<Result<Rebuild, u8>, Failure> {
+    use crate::attest::provenance;
+    let found = super::attest::read_all(image, args.tls_verify)?;
+    let mut recorded: Vec<(String, provenance::Recorded)> = Vec::new();
+    for f in found
+        .iter()
+        .filter(|f| f.predicate_type == crate::attest::SLSA_PROVENANCE_V1)
+    {
+        let Some(platform) = &f.platform else {
+            continue;
+        };
+        if recorded.iter().any(|(p, _)| p == platform) {
+            continue;
+        }
+        let r = provenance::read(&f.statement["predicate"])
+            .map_err(|e| UsageError(format!("{image}: the provenance of {platform}: {e}")))?;
+        recorded.push((platform.clone(), r));
+    }
+    let Some((_, first)) = recorded.first() else {
+        return Err(UsageError(format!(
+            "{image} carries no xbake provenance (build it with --provenance); \
+             or give the recipe: xbake verify RECIPE --against {image}"
+        ))
+        .into());
+    };
+    let p = first.parameters.clone();
+    let context_dir = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
+    let recipe_path = context_dir.join(&p.recipe);
+    let recipe = Recipe::load(&recipe_path)?;
+    if recipe.digest() != p.recipe_sha256 {
+        println!(
+            "differs: {} is not the recipe the provenance records ({} here, {} recorded)",
+            recipe_path.display(),
+            recipe.digest(),
+            p.recipe_sha256
+        );
+        return Ok(Err(EXIT_FAILURE));
+    }
+    // Every platform's copy inputs, once per path.
+    let mut inputs: Vec<&provenance::InputFact> = Vec::new();
+    for (_, r) in &recorded {
+        for i in &r.inputs {
+            if !inputs.iter().any(|k| k.path == i.path) {
+                inputs.push(i);
+            }
+        }
+    }
+    let mut differing = 0;
+    for input in &inputs {
+        if let Some(why) = input_differs(&context_dir, input) {
+            println!("differs: context file {}: {why}", input.path);
+            differing += 1;
+        }
+    }
+    if differing > 0 {
+        println!(
+            "not rebuilt: {differing} of the {} context files the provenance records differ in {}",
+            inputs.len(),
+            context_dir.display()
+        );
+        return Ok(Err(EXIT_FAILURE));
+    }
+    let platforms: Vec<Platform> = match &args.arch {
+        Some(list) => Platform::parse_list(list)?,
+        None => {
+            let mut ps = Vec::new();
+            for name in &p.platforms {
+                ps.push(name.parse::<Platform>()?);
+            }
+            ps
+        }
+    };
+    let annotations = p
+        .annotations
+        .iter()
+        .map(|a| super::build::parse_annotation(a).map_err(UsageError))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let compression = super::build::parse_compression(&p.compression).map_err(UsageError)?;
+    let context = crate::context::BuildContext::open(&context_dir)?;
+    // The rebuild attaches what the image carries, named as it is named, so the whole
+    // index can be compared; wall-clock timestamps never repeat, so an image that has
+    // them is compared platform by platform.
+    let has = |t: &str| found.iter().any(|f| f.predicate_type == t);
+    let provenance_of = found
+        .iter()
+        .find(|f| f.predicate_type == crate::attest::SLSA_PROVENANCE_V1);
+    let timestamps = provenance_of.is_some_and(|f| {
+        f.statement["predicate"]["runDetails"]["metadata"]["startedOn"].is_string()
+    });
+    let attest = crate::attest::AttestOptions {
+        provenance: Some(crate::attest::ProvenanceMode {
+            max: provenance_of.is_some_and(|f| {
+                f.statement["predicate"]["buildDefinition"]["externalParameters"]["steps"]
+                    .is_array()
+            }),
+            timestamps: false,
+        }),
+        sbom: has(crate::attest::SPDX_DOCUMENT),
+        referrers: found
+            .iter()
+            .any(|f| f.attached == crate::attest::read::Attached::Referrer),
+        image_name: provenance_of.and_then(|f| {
+            crate::attest::statement::image_name_of(f.statement["subject"][0]["name"].as_str()?)
+        }),
+    };
+    let single = !published.media_type.contains("index") && !published.media_type.contains("list");
+    let scope = (args.arch.is_some() || timestamps || single)
+        .then(|| platforms.iter().map(|p| p.to_string()).collect());
+    Ok(Ok(Rebuild {
+        recipe,
+        recipe_name: format!(
+            "the recipe and context its provenance records ({})",
+            p.recipe
+        ),
+        context,
+        target: p.target.clone(),
+        platforms,
+        build_args: p.build_args.clone(),
+        epoch: Some(p.source_date_epoch),
+        labels: p.labels.clone(),
+        annotations,
+        compression,
+        no_normalize: !p.normalize,
+        base_pins: recorded.iter().flat_map(|(_, r)| r.bases.clone()).collect(),
+        attest,
+        scope,
+    }))
+}
+
+/// Why a context file is not the one recorded, if it is not.
+fn input_differs(
+    dir: &std::path::Path,
+    input: &crate::attest::provenance::InputFact,
+) -> Option<String> {
+    let path = dir.join(&input.path);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot read it here ({e})")),
+    };
+    let here = if meta.file_type().is_symlink() {
+        match std::fs::read_link(&path) {
+            Ok(target) => crate::digest::Digest::of(target.as_os_str().as_encoded_bytes()),
+            Err(e) => return Some(format!("cannot read the link ({e})")),
+        }
+    } else {
+        match std::fs::File::open(&path)
+            .and_then(|f| crate::digest::HashingReader::new(f).drain_and_finish())
+        {
+            Ok((digest, _)) => digest,
+            Err(e) => return Some(format!("cannot read it here ({e})")),
+        }
+    };
+    if here != input.sha256 {
+        return Some(format!("{here} here, {} recorded", input.sha256));
+    }
+    None
+}
+
+fn rebuild_and_compare(
+    args: &VerifyArgs,
+    against: &str,
+    rebuild: Rebuild,
+    published: &LoadedImage,
+    cache_root: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<u8, Failure> {
+    let declared_args = rebuild.recipe.declared_args();
+    let count = rebuild.platforms.len();
+    if count == 0 {
+        return Err(UsageError(format!("{against} holds no image")).into());
+    }
+    let gzip_threads = super::build::gzip_threads()?;
     let secret_sources = super::build::parse_secrets(&args.secrets)?;
-    if let Some(code) = super::preflight(&recipe, &platforms, &build_args, None, &args.allow)? {
+    if let Some(code) = super::preflight(
+        &rebuild.recipe,
+        &rebuild.platforms,
+        &rebuild.build_args,
+        None,
+        &args.allow,
+    )? {
         return Ok(code);
     }
     let secrets = crate::build::secrets::Secrets::read(&secret_sources)?;
-
-    let cache_root = args.cache_dir.unwrap_or_else(default_cache_dir);
-    std::fs::create_dir_all(&cache_root)?;
     // As for build: a cache inside the context is not part of it.
-    let context = context.excluding(&cache_root);
+    let context = rebuild.context.excluding(cache_root);
     // A fresh cache and output of its own: nothing from earlier builds is reused.
-    let scratch = tempfile::Builder::new()
-        .prefix("verify-")
-        .tempdir_in(&cache_root)?;
-    let out_dir = scratch.path().join("out");
-    let count = platforms.len();
+    let out_dir = scratch.join("out");
     let request = BuildRequest {
         jobs: super::build::default_jobs(count),
-        recipe,
-        target: args.target.clone(),
+        recipe: rebuild.recipe,
+        target: rebuild.target,
         context,
-        platforms,
-        build_args,
+        platforms: rebuild.platforms,
+        build_args: rebuild.build_args,
         output: Some(Output::OciLayout {
             dir: out_dir.clone(),
             tag: "rebuilt".into(),
@@ -128,11 +389,11 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         progress: Progress::new(args.progress),
         network: None,
         seccomp: Default::default(),
-        source_date_epoch: epoch,
-        cache_dir: scratch.path().join("cache"),
+        source_date_epoch: rebuild.epoch,
+        cache_dir: scratch.join("cache"),
         no_cache: true,
-        no_normalize: false,
-        registry: super::registry_options(true),
+        no_normalize: rebuild.no_normalize,
+        registry: super::registry_options(args.tls_verify),
         push: None,
         push_by_digest: false,
         // An audit rebuilds from nothing: no shared cache in, none out.
@@ -141,41 +402,35 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
         max_unpack_size: None,
         force_host_binfmt: super::force_host_binfmt()?,
         limits: super::limits::defaults(),
-        labels: args.labels,
-        annotations: args.annotations.into_iter().flatten().collect(),
+        labels: rebuild.labels,
+        annotations: rebuild.annotations,
         secrets,
-        compression: args
-            .compression
-            .unwrap_or_else(|| guess_compression(&published)),
+        compression: rebuild.compression,
         gzip_threads,
+        attest: rebuild.attest,
+        base_pins: rebuild.base_pins,
     };
     crate::build::run(&request)?;
     let mut rebuilt = load(&crate::image::reference::LayoutRef {
         dir: out_dir,
         tag: Some("rebuilt".into()),
     })?;
-    rebuilt.name = format!("rebuild of {}", args.recipe.display());
-    // A single published manifest, or --arch: compare those platforms only.
-    let single = !published.media_type.contains("index") && !published.media_type.contains("list");
-    let scope: Option<Vec<String>> = if single || args.arch.is_some() {
-        Some(scope_names)
-    } else {
-        None
-    };
-    let report = compare(&published, &rebuilt, scope.as_deref())?;
+    rebuilt.name = format!("rebuild of {}", rebuild.recipe_name);
+    let report = compare(published, &rebuilt, rebuild.scope.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.identical {
         println!(
-            "verified: {} ({}) is reproduced bit for bit from {} ({count} platform{})",
-            args.against,
+            "verified: {against} ({}) is reproduced bit for bit from {} ({count} platform{})",
             report.a_digest,
-            args.recipe.display(),
+            rebuild.recipe_name,
             if count == 1 { "" } else { "s" }
         );
     } else {
         print!("{}", report.render());
-        if let Some(note) = default_args_note(&declared_args, &args.build_args) {
+        if args.against.is_some()
+            && let Some(note) = default_args_note(&declared_args, &args.build_args)
+        {
             println!("{note}");
         }
     }

@@ -3,7 +3,7 @@
 //! Written deterministically and atomically; read defensively (only the entries the
 //! format defines, every blob verified against its digest).
 
-use super::layout::{Layout, OCI_LAYOUT_FILE, write_tag};
+use super::layout::{Layout, OCI_LAYOUT_FILE, write_entries};
 use super::{BlobStore, ImageError, canonical_json, descriptor_digest, parse_json};
 use crate::digest::{Digest, HashingReader};
 use crate::layer::compress;
@@ -22,6 +22,7 @@ pub fn write_oci_archive(
     blobs: &[Digest],
     tag: &str,
     top: &Descriptor,
+    extra: &[Descriptor],
 ) -> Result<(), ImageError> {
     // Assemble the layout in a scratch folder (hard links, no copies), then tar it.
     let dir = parent_of(file);
@@ -30,7 +31,7 @@ pub fn write_oci_archive(
         .tempdir_in(dir)
         .map_err(ImageError::io(dir))?;
     let layout_dir = scratch.path().join("layout");
-    write_tag(&layout_dir, source, blobs, tag, top)?;
+    write_entries(&layout_dir, source, blobs, tag, top, extra)?;
     let mut entries: Vec<(String, PathBuf)> = vec![
         (OCI_LAYOUT_FILE.into(), layout_dir.join(OCI_LAYOUT_FILE)),
         ("index.json".into(), layout_dir.join("index.json")),
@@ -533,8 +534,8 @@ mod tests {
         let top = descriptor(MediaType::ImageManifest, &m, size).unwrap();
         let a = tmp.path().join("a.tar");
         let b = tmp.path().join("b.tar");
-        write_oci_archive(&a, &store, &blobs, "1.0", &top).unwrap();
-        write_oci_archive(&b, &store, &blobs, "1.0", &top).unwrap();
+        write_oci_archive(&a, &store, &blobs, "1.0", &top, &[]).unwrap();
+        write_oci_archive(&b, &store, &blobs, "1.0", &top, &[]).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let opened = open_oci_archive(&a, tmp.path()).unwrap();
         let d = opened.layout.resolve(Some("1.0")).unwrap();
@@ -551,7 +552,7 @@ mod tests {
         let (m, blobs) = image(&store);
         let top = descriptor(MediaType::ImageManifest, &m, 1).unwrap();
         let a = tmp.path().join("a.tar");
-        write_oci_archive(&a, &store, &blobs, "x", &top).unwrap();
+        write_oci_archive(&a, &store, &blobs, "x", &top, &[]).unwrap();
         let mut bytes = std::fs::read(&a).unwrap();
         // Change a letter inside the config blob's content.
         let pos = bytes

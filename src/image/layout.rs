@@ -113,10 +113,13 @@ impl Layout {
     /// `ref.name` outside the image-layout grammar is never taken for a tag.
     pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor, ImageError> {
         let index = self.index()?;
+        // OCI 1.1 referrers listed beside an image (untagged, with an artifactType)
+        // are not images of their own.
         let images: Vec<&Descriptor> = index
             .manifests()
             .iter()
             .filter(|d| manifest_kind(d.media_type().as_ref()).is_some())
+            .filter(|d| d.artifact_type().is_none() || ref_name(d).is_some())
             .collect();
         let tags = tags_of(&index);
         let found = match tag {
@@ -184,6 +187,20 @@ pub fn write_tag(
     tag: &str,
     top: &Descriptor,
 ) -> Result<(), ImageError> {
+    write_entries(dir, source, blobs, tag, top, &[])
+}
+
+/// [`write_tag`], and `extra` entries beside it: one with a `ref.name` replaces the
+/// entry of that name (a signature's `sha256-HEX.sig`), one without replaces the entry
+/// of its digest (an OCI 1.1 referrer, which a layout lists untagged).
+pub fn write_entries(
+    dir: &Path,
+    source: &BlobStore,
+    blobs: &[Digest],
+    tag: &str,
+    top: &Descriptor,
+    extra: &[Descriptor],
+) -> Result<(), ImageError> {
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -223,6 +240,12 @@ pub fn write_tag(
             .manifests()
             .iter()
             .filter(|d| ref_name(d) != Some(tag))
+            .filter(|d| {
+                !extra.iter().any(|e| match ref_name(e) {
+                    Some(name) => ref_name(d) == Some(name),
+                    None => ref_name(d).is_none() && e.digest() == d.digest(),
+                })
+            })
             .cloned()
             .collect();
     }
@@ -234,6 +257,7 @@ pub fn write_tag(
     annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
     entry.set_annotations(Some(annotations));
     manifests.push(entry);
+    manifests.extend(extra.iter().cloned());
     let index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)

@@ -144,6 +144,11 @@ impl Recipe {
     }
 
     /// The folder relative paths in the recipe start from.
+    /// Whether it was read from a Dockerfile (else a YAML recipe).
+    pub fn is_dockerfile(&self) -> bool {
+        self.dockerfile.is_some()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

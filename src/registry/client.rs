@@ -327,6 +327,50 @@ impl Client {
         }
     }
 
+    /// The referrers list of `digest` (an image index of descriptors), or None when the
+    /// registry has no referrers API (a 404: distribution 2.x; clients then use the
+    /// `sha256-HEX` tag the spec names as the fallback).
+    pub fn get_referrers(&self, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError> {
+        let reference = self.describe(&digest.to_string());
+        self.transport.count(Counted::ManifestGet);
+        let scopes = self.pull_scopes();
+        let url = self.endpoints.referrers(digest);
+        let call = Call {
+            method: Method::GET,
+            url: url.clone(),
+            headers: vec![(
+                header::ACCEPT,
+                "application/vnd.oci.image.index.v1+json".into(),
+            )],
+            scopes: &scopes,
+            reference: &reference,
+            follow_redirects: true,
+        };
+        let mut response = self.transport.send(&call, Payload::None)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => {
+                return Err(self.transport.status_error(
+                    &mut response,
+                    "GET referrers",
+                    Subject::Other,
+                    &reference,
+                ));
+            }
+        }
+        // Distribution 2.x answers unknown paths with 404, but a registry that serves
+        // something else there (an HTML page) has no referrers API either.
+        let is_index = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/vnd.oci.image.index.v1+json"));
+        let bytes = read_limited(&mut response, MANIFEST_SIZE_LIMIT)
+            .map_err(|e| self.transport.transport_error(e, &reference, &url))?;
+        Ok(is_index.then_some(bytes))
+    }
+
     /// Whether the repository has the blob (HEAD; spec "Checking if content exists").
     pub fn blob_exists(&self, digest: &Digest) -> Result<bool, RegistryError> {
         let reference = self.describe(&digest.to_string());

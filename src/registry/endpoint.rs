@@ -95,6 +95,11 @@ impl Endpoints {
         format!("{}/v2/{}/blobs/{}", self.base, self.repository, digest)
     }
 
+    /// The referrers list of a manifest (distribution spec 1.1, "Listing Referrers").
+    pub fn referrers(&self, digest: &impl std::fmt::Display) -> String {
+        format!("{}/v2/{}/referrers/{}", self.base, self.repository, digest)
+    }
+
     /// Where uploads (and cross-repository mounts) start: spec "Pushing blobs".
     pub fn uploads(&self) -> String {
         format!("{}/v2/{}/blobs/uploads/", self.base, self.repository)

@@ -19,6 +19,7 @@ pub mod media_types;
 mod pull;
 mod push;
 pub mod reference;
+pub mod referrers;
 mod request_log;
 mod token;
 mod transport;

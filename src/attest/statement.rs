@@ -1,0 +1,89 @@
+//! An in-toto Statement v1 (https://in-toto.io/Statement/v1): the envelope both the
+//! provenance and the SBOM travel in, naming the platform manifest they describe.
+
+use crate::digest::Digest;
+use crate::platform::Platform;
+use serde_json::{Value, json};
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+
+/// The subject's name as BuildKit writes it: `pkg:docker/NAME@TAG?platform=linux%2Farm64`,
+/// or `_` when the image has no name (an unnamed layout output).
+pub fn subject_name(image_name: Option<&str>, platform: &Platform) -> String {
+    let Some(name) = image_name else {
+        return "_".into();
+    };
+    // A purl separates the version with @; a tag's colon is the image's version.
+    let (repo, version) = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (name, "latest"),
+    };
+    format!(
+        "pkg:docker/{repo}@{version}?platform={}",
+        platform.to_string().replace('/', "%2F")
+    )
+}
+
+/// The image name a subject carries: the inverse of [`subject_name`] (None for `_`).
+pub fn image_name_of(subject: &str) -> Option<String> {
+    let purl = subject.strip_prefix("pkg:docker/")?;
+    let purl = purl.split_once('?').map_or(purl, |(p, _)| p);
+    let (name, version) = purl.rsplit_once('@')?;
+    Some(format!("{name}:{version}"))
+}
+
+/// The statement about one platform manifest.
+pub fn statement(
+    subject: &str,
+    manifest: &Digest,
+    predicate_type: &str,
+    predicate: Value,
+) -> Value {
+    json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": subject, "digest": {"sha256": manifest.hex()}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    })
+}
+
+/// The statement's bytes: serde_json's, whose maps are sorted (no `preserve_order`), so
+/// the same statement is the same bytes on every build.
+pub fn to_bytes(statement: &Value) -> Vec<u8> {
+    // A Value always serialises; the fallback is never taken.
+    serde_json::to_vec(statement).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_named_as_buildkit_names_them() {
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(
+            subject_name(Some("127.0.0.1:5000/app:1"), &arm64),
+            "pkg:docker/127.0.0.1:5000/app@1?platform=linux%2Farm64"
+        );
+        assert_eq!(
+            subject_name(Some("127.0.0.1:5000/app"), &arm64),
+            "pkg:docker/127.0.0.1:5000/app@latest?platform=linux%2Farm64"
+        );
+        assert_eq!(subject_name(None, &arm64), "_");
+        let name = subject_name(Some("127.0.0.1:5000/app:1"), &arm64);
+        assert_eq!(
+            image_name_of(&name).as_deref(),
+            Some("127.0.0.1:5000/app:1")
+        );
+        assert_eq!(image_name_of("_"), None);
+    }
+
+    #[test]
+    fn a_statement_names_its_subject_by_sha256() {
+        let d = Digest::of(b"manifest");
+        let s = statement("_", &d, "https://slsa.dev/provenance/v1", json!({}));
+        assert_eq!(s["subject"][0]["digest"]["sha256"], d.hex());
+        assert_eq!(s["_type"], STATEMENT_TYPE);
+        assert_eq!(to_bytes(&s), to_bytes(&s.clone()));
+    }
+}

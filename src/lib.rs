@@ -16,5 +16,6 @@ pub mod platform;
 pub mod recipe;
 pub mod registry;
 pub mod sandbox;
+pub mod sign;
 pub mod source;
 pub mod trust;

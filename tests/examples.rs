@@ -10,34 +10,13 @@ use std::process::Command;
 
 /// A virtualenv with the validators, made once per machine (outside the clone).
 fn validators() -> Option<PathBuf> {
-    static VENV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    VENV.get_or_init(|| {
-        let venv = std::env::temp_dir().join("xbake-test-validators");
-        let ready = |v: &Path| {
-            v.join("bin/check-jsonschema").is_file() && v.join("bin/kubernetes-validate").is_file()
-        };
-        if !ready(&venv) {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .is_ok_and(|s| s.success())
-                && Command::new(venv.join("bin/pip"))
-                    .args([
-                        "install",
-                        "-q",
-                        "check-jsonschema==0.39.0",
-                        "kubernetes-validate==1.37.0",
-                    ])
-                    .status()
-                    .is_ok_and(|s| s.success());
-            if !made {
-                return None;
-            }
-        }
-        ready(&venv).then_some(venv)
-    })
-    .clone()
+    let venv = python_venv(
+        "xbake-test-validators",
+        &["check-jsonschema==0.39.0", "kubernetes-validate==1.37.0"],
+    )?;
+    let ready = venv.join("bin/check-jsonschema").is_file()
+        && venv.join("bin/kubernetes-validate").is_file();
+    ready.then_some(venv)
 }
 
 fn repo() -> PathBuf {

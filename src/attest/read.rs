@@ -20,6 +20,8 @@ pub trait Source {
     fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, String>;
     /// The referrers list of `digest` (an image index), if the source has one.
     fn referrers(&self, digest: &Digest) -> Result<Option<Vec<u8>>, String>;
+    /// The document under `tag`, if there is one (a signature's `sha256-HEX.sig`).
+    fn tagged(&self, tag: &str) -> Result<Option<Vec<u8>>, String>;
 }
 
 /// How a statement was attached.

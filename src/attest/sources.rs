@@ -44,6 +44,16 @@ impl Source for LayoutSource {
             .map_err(|e| e.to_string())
     }
 
+    fn tagged(&self, tag: &str) -> Result<Option<Vec<u8>>, String> {
+        let top = match self.layout.resolve(Some(tag)) {
+            Ok(top) => top,
+            Err(crate::image::ImageError::TagNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let digest = descriptor_digest(&top).map_err(|e| e.to_string())?;
+        self.document(&digest, top.size()).map(Some)
+    }
+
     /// A layout has no referrers API: its index.json's untagged entries that name the
     /// subject are its referrers (as `oras discover --oci-layout` finds them).
     fn referrers(&self, subject: &Digest) -> Result<Option<Vec<u8>>, String> {
@@ -99,6 +109,14 @@ impl Source for RegistrySource {
 
     fn referrers(&self, subject: &Digest) -> Result<Option<Vec<u8>>, String> {
         registry::referrers::list(&self.client, subject).map_err(|e| e.to_string())
+    }
+
+    fn tagged(&self, tag: &str) -> Result<Option<Vec<u8>>, String> {
+        match self.client.get_manifest(tag) {
+            Ok(m) => Ok(Some(m.bytes)),
+            Err(registry::RegistryError::ManifestUnknown { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

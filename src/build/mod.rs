@@ -24,6 +24,7 @@ pub mod run_image;
 mod sandboxing;
 mod schedule;
 pub mod secrets;
+mod signing;
 pub(crate) mod snapshots;
 mod tree_paths;
 pub use sandboxing::step_network;
@@ -114,6 +115,8 @@ pub struct BuildRequest {
     /// `xbake verify REF`: the bases its provenance records. A registry base is fetched
     /// by that digest, and any base that resolves to other bytes is an error.
     pub base_pins: Vec<crate::attest::provenance::BaseFact>,
+    /// `--sign-key`: sign the index digest as cosign does (build/signing.rs).
+    pub sign: Option<std::sync::Arc<crate::sign::SigningKey>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -800,11 +803,24 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let mut top = descriptor(MediaType::ImageIndex, &index_digest, index_size)?;
         annotations::annotate_index_descriptor(&mut top, &req.annotations);
         let manifests: Vec<Digest> = images.iter().map(|i| i.manifest_digest.clone()).collect();
-        let extra = attached
+        let mut extra = attached
             .as_ref()
             .map(|a| a.referrer_entries())
             .transpose()?
             .unwrap_or_default();
+        // A layout keeps the signature beside the image, under cosign's tag; it names
+        // the repository the image is pushed to, if it is.
+        if let Some(key) = &req.sign {
+            let name = match &req.push {
+                Some(target) => target.name(),
+                None => out.path().display().to_string(),
+            };
+            let signed = signing::sign_into(store, key, &name, &index_digest, &[])?;
+            blobs.extend(signed.blobs.iter().cloned());
+            blobs.sort();
+            blobs.dedup();
+            extra.push(signing::layout_entry(&signed)?);
+        }
         // Writing a layout hard-links the cache's blobs into it and unlinks the old
         // layout's names, and the hand-back chowns them: each moves their ctime. The
         // trust records that hold now are carried past these (src/trust.rs), or every
@@ -901,6 +917,25 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                     } else {
                         ""
                     }
+                ),
+            );
+        }
+        if let Some(key) = &req.sign {
+            let client = crate::registry::Client::new(
+                target,
+                &req.registry,
+                crate::registry::auth::credentials_for(&target.registry)?,
+            )?;
+            let earlier = signing::earlier_in_registry(&client, &index_digest)?;
+            let signed = signing::sign_into(store, key, &target.name(), &index_digest, &earlier)?;
+            signing::push(&client, store, &signed)?;
+            req.progress.info(
+                "push",
+                &format!(
+                    "signed {index_digest}: {} ({} signature{} under the tag)",
+                    client.describe(&signed.tag),
+                    signed.count,
+                    if signed.count == 1 { "" } else { "s" }
                 ),
             );
         }

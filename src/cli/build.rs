@@ -112,6 +112,12 @@ pub struct BuildArgs {
     #[arg(long = "sbom", value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     sbom: Option<bool>,
+    /// Sign the image (its index digest) as `cosign sign --key FILE` does: an ECDSA
+    /// P-256 key in cosign's format (`xbake key generate`, or cosign's own), its
+    /// password in COSIGN_PASSWORD. The signature goes under cosign's `sha256-HEX.sig`
+    /// tag, in the registry (`--push`) and in an oci: layout.
+    #[arg(long = "sign-key", value_name = "FILE")]
+    sign_key: Option<PathBuf>,
     /// Also attach each statement as an OCI 1.1 referrer of its platform manifest
     /// (`subject`), which `oras discover` lists.
     #[arg(long = "attest-referrers")]
@@ -489,6 +495,18 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         )
         .into());
     }
+    let sign = match &args.sign_key {
+        Some(path) => {
+            if matches!(output, Some(Output::DockerArchive { .. })) && push.is_none() {
+                return Err(UsageError(
+                    "a docker-archive has no room for a signature; write oci: or --push".into(),
+                )
+                .into());
+            }
+            Some(std::sync::Arc::new(load_sign_key(path)?))
+        }
+        None => None,
+    };
     let progress = Progress::new(args.progress);
     let request = BuildRequest {
         jobs: args.jobs.unwrap_or_else(|| default_jobs(platforms.len())),
@@ -520,6 +538,7 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
         gzip_threads,
         attest,
         base_pins: Vec::new(),
+        sign,
     };
     let outcome = crate::build::run(&request)?;
     if epoch.is_none() && request.recipe.source_date_epoch().is_none() {
@@ -792,4 +811,13 @@ struct ProvenanceArg(Option<crate::attest::ProvenanceMode>);
 
 fn parse_provenance(text: &str) -> Result<ProvenanceArg, String> {
     crate::attest::ProvenanceMode::parse(text).map(ProvenanceArg)
+}
+
+/// The `--sign-key` file, decrypted with COSIGN_PASSWORD (cosign's variable).
+pub(super) fn load_sign_key(path: &std::path::Path) -> Result<crate::sign::SigningKey, Failure> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("--sign-key {}: {e}", path.display())))?;
+    let password = std::env::var_os("COSIGN_PASSWORD").map(|p| p.into_encoded_bytes());
+    crate::sign::load_signing_key(&pem, password.as_deref())
+        .map_err(|e| UsageError(format!("--sign-key {}: {e}", path.display())).into())
 }

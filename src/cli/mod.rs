@@ -9,10 +9,12 @@ mod diff;
 mod docs;
 mod doctor;
 mod inspect;
+mod key;
 mod limits;
 mod login;
 mod manifest;
 mod run;
+mod signature;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Make or show multi-platform image indexes (manifest lists).
     Manifest(manifest::ManifestArgs),
+    /// Make a cosign-compatible signing key pair, or show a private key's public key.
+    Key(key::KeyArgs),
+    /// Check an image's cosign signatures with a public key.
+    VerifySignature(signature::VerifySignatureArgs),
     /// Save credentials for a registry.
     Login(login::LoginArgs),
     /// Remove saved credentials for a registry.
@@ -160,6 +166,8 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Manifest(args) => manifest::run(args),
+        Command::Key(args) => key::run(args),
+        Command::VerifySignature(args) => signature::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
         Command::Doctor(args) => doctor::run(args),

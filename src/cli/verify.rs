@@ -409,6 +409,7 @@ fn rebuild_and_compare(
         gzip_threads,
         attest: rebuild.attest,
         base_pins: rebuild.base_pins,
+        sign: None,
     };
     crate::build::run(&request)?;
     let mut rebuilt = load(&crate::image::reference::LayoutRef {

@@ -372,6 +372,39 @@ pub fn static_program(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
     }
 }
 
+/// A Python virtualenv with `requirements` (pinned `name==version`) from PyPI, made once
+/// per machine under the temporary folder (outside the clone) as `name` and reused while
+/// it holds the same list; None when python3 or PyPI is unavailable (the caller skips,
+/// saying which packages it needed). Tests of one binary share it safely.
+pub fn python_venv(name: &str, requirements: &[&str]) -> Option<PathBuf> {
+    static MADE: std::sync::Mutex<BTreeMap<String, Option<PathBuf>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = made.get(name) {
+        return known.clone();
+    }
+    let venv = std::env::temp_dir().join(name);
+    // Written last, so a venv whose install was interrupted is made again.
+    let marker = venv.join(".xbake-requirements");
+    let wanted = requirements.join("\n");
+    let ready = std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted);
+    let ok = ready
+        || (Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "--disable-pip-version-check"])
+                .args(requirements)
+                .status()
+                .is_ok_and(|s| s.success())
+            && std::fs::write(&marker, &wanted).is_ok());
+    let result = ok.then_some(venv);
+    made.insert(name.to_string(), result.clone());
+    result
+}
+
 /// skopeo's stdout; None (after saying why) when skopeo is not installed.
 pub fn skopeo(args: &[&str]) -> Option<Vec<u8>> {
     match Command::new("skopeo").args(args).output() {

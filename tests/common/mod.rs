@@ -541,6 +541,10 @@ pub fn read_layout(dir: &Path, tag: &str) -> (String, Vec<ReadImage>) {
     let index = json(&index_bytes);
     let mut images = Vec::new();
     for m in index["manifests"].as_array().unwrap() {
+        // Attestation manifests (BuildKit's layout) describe images; they are not one.
+        if m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+            continue;
+        }
         let p = &m["platform"];
         let platform = match p["variant"].as_str() {
             Some(v) => format!(

@@ -1,0 +1,423 @@
+//! Provenance, SBOMs and signatures (issue 14): statements valid under the in-toto,
+//! SLSA v1 and SPDX 2.3 schemas (PyPI's in-toto-attestation and spdx-tools), attached in
+//! BuildKit's layout and as OCI 1.1 referrers, byte-identical across builds, leaving the
+//! platform manifests alone; a cosign signature an independent implementation (Python's
+//! `cryptography`) accepts; `xbake verify REF` from the provenance alone.
+
+mod common;
+mod registry_harness;
+
+use common::*;
+use registry_harness::registry_process::RegistryProcess;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RECIPE: &str = "from: rootfs:bases/busybox-${TARGETARCH}${TARGETVARIANT}.tar.gz
+platforms: [arm/v7, arm64, ppc64le]
+args: {GREETING: hello}
+steps:
+  - copy: files/hello.txt
+    to: /hello.txt
+  - run: echo \"${GREETING} from $(uname -m)\" > /greeting
+";
+
+fn project(scratch: &Scratch) -> PathBuf {
+    let recipe = scratch.recipe("supply", RECIPE, &[("files/hello.txt", "hello, auditor\n")]);
+    recipe.parent().unwrap().to_path_buf()
+}
+
+/// The validators, in a virtualenv outside the clone.
+fn validators() -> Option<PathBuf> {
+    let venv = python_venv(
+        "xbake-test-attestations",
+        &[
+            "in-toto-attestation==0.9.3",
+            "spdx-tools==0.8.5",
+            "cryptography==50.0.2",
+        ],
+    );
+    if venv.is_none() {
+        skip(
+            "no virtualenv with in-toto-attestation, spdx-tools and cryptography (python3-venv, PyPI)",
+        );
+    }
+    venv
+}
+
+fn helper(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers")
+        .join(name)
+}
+
+/// Every statement `attest inspect --json` finds on `image`.
+fn attestations(dir: &Path, image: &str) -> Vec<Value> {
+    let (out, _) = xbake_ok(dir, &["attest", "inspect", image, "--json"], &[]);
+    json(out.as_bytes()).as_array().unwrap().clone()
+}
+
+/// Runs the schema validators over every statement; panics naming the invalid one.
+fn assert_valid_statements(venv: &Path, dir: &Path, found: &[Value]) {
+    let mut files = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        let path = dir.join(format!("statement-{i}.json"));
+        std::fs::write(&path, serde_json::to_vec(&f["statement"]).unwrap()).unwrap();
+        files.push(path);
+    }
+    let out = Command::new(venv.join("bin/python"))
+        .arg(helper("check_attestations.py"))
+        .args(&files)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(said.matches("valid: ").count(), files.len(), "{said}");
+}
+
+fn key_pair(dir: &Path) {
+    xbake_ok(
+        dir,
+        &["key", "generate"],
+        &[("COSIGN_PASSWORD", "correct horse")],
+    );
+}
+
+#[test]
+fn a_pushed_image_carries_checked_provenance_sboms_and_a_signature() {
+    if !emulation_ready() {
+        return;
+    }
+    let Some(venv) = validators() else { return };
+    let Some(registry) = RegistryProcess::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let dir = project(&scratch);
+    key_pair(&dir);
+    let target = format!("{}/app:1", registry.addr);
+    let (digest, err) = xbake_ok(
+        &dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--build-arg",
+            "GREETING=hi",
+            "--push",
+            &target,
+            "--provenance",
+            "--sbom",
+            "--attest-referrers",
+            "--sign-key",
+            "cosign.key",
+        ],
+        &[("COSIGN_PASSWORD", "correct horse")],
+    );
+    assert!(
+        err.contains("sha256-HEX tag"),
+        "Debian's registry has no referrers API: {err}"
+    );
+    assert!(err.contains("1 signature under the tag"), "{err}");
+
+    // The index as BuildKit lays it out: the platforms, then one attestation manifest
+    // each, platform unknown/unknown, pointing at its manifest.
+    let index = json(
+        &skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{target}"),
+        ])
+        .unwrap(),
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 6, "{index}");
+    for (image, attestation) in entries[..3].iter().zip(&entries[3..]) {
+        assert_eq!(attestation["platform"]["os"], "unknown");
+        assert_eq!(attestation["platform"]["architecture"], "unknown");
+        let notes = &attestation["annotations"];
+        assert_eq!(notes["vnd.docker.reference.type"], "attestation-manifest");
+        assert_eq!(notes["vnd.docker.reference.digest"], image["digest"]);
+    }
+
+    // Each platform: provenance and SBOM, in the index and as referrers, all valid.
+    let found = attestations(&dir, &target);
+    assert_eq!(
+        found.len(),
+        12,
+        "3 platforms × 2 statements × 2 attachments"
+    );
+    assert_valid_statements(&venv, &dir, &found);
+    let provenance = found
+        .iter()
+        .find(|f| {
+            f["platform"] == "linux/arm64" && f["predicateType"] == "https://slsa.dev/provenance/v1"
+        })
+        .unwrap();
+    let predicate = &provenance["statement"]["predicate"];
+    let external = &predicate["buildDefinition"]["externalParameters"];
+    assert_eq!(external["args"]["GREETING"], "hi");
+    assert_eq!(external["recipe"]["path"], "recipe.yaml");
+    assert_eq!(
+        external["recipe"]["digest"]["sha256"],
+        sha256_hex(&std::fs::read(dir.join("recipe.yaml")).unwrap())
+    );
+    let deps = predicate["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let kinds: Vec<&str> = deps
+        .iter()
+        .map(|d| d["annotations"]["xbake.kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["base", "copy-input", "emulator"], "{predicate}");
+    assert_eq!(deps[1]["digest"]["sha256"], sha256_hex(b"hello, auditor\n"));
+    assert_eq!(deps[2]["uri"], "file:///usr/bin/qemu-aarch64-static");
+    assert_eq!(
+        deps[2]["digest"]["sha256"],
+        sha256_hex(&std::fs::read("/usr/bin/qemu-aarch64-static").unwrap())
+    );
+
+    // The signature, checked by Python's cryptography against the simple-signing
+    // payload; one byte of the payload or of the index changed, and it fails.
+    let out = Command::new(venv.join("bin/python"))
+        .arg(helper("check_signature.py"))
+        .args([
+            &registry.addr,
+            "app",
+            digest.as_str(),
+            dir.join("cosign.pub").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("signature verifies"), "{said}");
+    assert!(said.contains("a changed payload byte: refused"), "{said}");
+    assert!(said.contains("a changed index byte: refused"), "{said}");
+    let (said, _) = xbake_ok(
+        &dir,
+        &["verify-signature", &target, "--key", "cosign.pub"],
+        &[],
+    );
+    assert!(
+        said.contains(&format!(
+            "is signed by cosign.pub for {}/app",
+            registry.addr
+        )),
+        "{said}"
+    );
+    xbake_ok(
+        &dir,
+        &["key", "generate", "--output", "other"],
+        &[("COSIGN_PASSWORD", "")],
+    );
+    let out = xbake(
+        As::Me,
+        &dir,
+        &["verify-signature", &target, "--key", "other.pub"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // verify from the reference alone: the provenance gives recipe, args, bases.
+    let (said, _) = xbake_ok(&dir, &["verify", &target], &[]);
+    assert!(
+        said.starts_with(&format!("verified: {target} ({digest})")),
+        "{said}"
+    );
+    // A copy input changed in the context: named, and nothing is rebuilt.
+    std::fs::write(dir.join("files/hello.txt"), "hello, forger\n").unwrap();
+    let out = xbake(As::Me, &dir, &["verify", &target], &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "differs: context file files/hello.txt: sha256:{} here, sha256:{} recorded",
+            sha256_hex(b"hello, forger\n"),
+            sha256_hex(b"hello, auditor\n")
+        )),
+        "{said}"
+    );
+    assert!(said.contains("not rebuilt"), "{said}");
+}
+
+#[test]
+fn attestations_are_the_same_bytes_every_build_and_leave_the_manifests_alone() {
+    if !emulation_ready() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dir = project(&scratch);
+    let build = |cache: &str, out: &str, extra: &[&str]| -> String {
+        let mut args = vec![
+            "build",
+            "recipe.yaml",
+            "--cache-dir",
+            cache,
+            "-o",
+            out,
+            "--tag",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        xbake_ok(&dir, &args, &[]).0
+    };
+    let plain = build("c0", "oci:plain", &[]);
+    let one = build(
+        "c1",
+        "oci:one",
+        &["--provenance", "--sbom", "--attest-referrers"],
+    );
+    let two = build(
+        "c2",
+        "oci:two",
+        &["--provenance", "--sbom", "--attest-referrers"],
+    );
+    assert_eq!(one, two, "the same build, the same index and attestations");
+    assert_ne!(one, plain);
+    let (_, plain_images) = read_layout(&dir.join("plain"), "1");
+    let (_, attested) = read_layout(&dir.join("one"), "1");
+    let digests = |images: &[ReadImage]| {
+        images
+            .iter()
+            .map(|i| i.manifest_digest.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        digests(&plain_images),
+        digests(&attested),
+        "platform manifests unchanged"
+    );
+    assert_eq!(
+        attestations(&dir, "oci:one:1"),
+        attestations(&dir, "oci:two:1"),
+        "byte-identical statements"
+    );
+    // The referrers sit untagged beside the tag; the layout still opens without one.
+    let index = json(&std::fs::read(dir.join("one/index.json")).unwrap());
+    let referrers = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["artifactType"] == "application/vnd.in-toto+json")
+        .count();
+    assert_eq!(referrers, 6, "{index}");
+    let (said, _) = xbake_ok(&dir, &["verify", "oci:one:1"], &[]);
+    assert!(
+        said.starts_with(&format!("verified: oci:one:1 ({one})")),
+        "{said}"
+    );
+
+    // Wall-clock times only when asked for, and then the bytes differ.
+    let timed =
+        |cache: &str, out: &str| build(cache, out, &["--provenance=mode=max,timestamps=true"]);
+    let (a, b) = (timed("c3", "oci:t1"), timed("c4", "oci:t2"));
+    let found = attestations(&dir, "oci:t1:1");
+    let predicate = &found[0]["statement"]["predicate"];
+    assert!(
+        predicate["runDetails"]["metadata"]["startedOn"].is_string(),
+        "{predicate}"
+    );
+    assert!(predicate["buildDefinition"]["externalParameters"]["steps"].is_array());
+    if a == b {
+        // Both within one second: the times are at second precision.
+        assert_eq!(attestations(&dir, "oci:t2:1"), found);
+    }
+    let out = xbake(
+        As::Me,
+        &dir,
+        &["build", "recipe.yaml", "--provenance=mode=huge"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown provenance option \"mode=huge\""),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_sbom_of_a_debian_image_lists_what_dpkg_query_prints_in_it() {
+    if !is_root() {
+        skip("the Debian base fixture is made as root");
+        return;
+    }
+    let Some(_) = debian_base("amd64") else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let recipe = scratch.recipe(
+        "sbom-debian",
+        "from: rootfs:bases/debian-amd64.tar.zst\nplatforms: [amd64]\nsteps:\n  - run: apt-get update -q && apt-get install -y -q --no-install-recommends hello\n",
+        &[],
+    );
+    let dir = recipe.parent().unwrap();
+    let out = xbake_within(
+        As::Me,
+        dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--sbom",
+            "-o",
+            "oci:out",
+            "--tag",
+            "1",
+            "--progress",
+            "quiet",
+        ],
+        &[],
+        std::time::Duration::from_secs(1800),
+    );
+    assert_ok(&out);
+    let (listed, _) = xbake_ok(
+        dir,
+        &[
+            "run",
+            "oci:out:1",
+            "--",
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${Package} ${Version} ${Architecture}\\n",
+        ],
+        &[],
+    );
+    let mut in_image: Vec<String> = listed.lines().map(str::to_string).collect();
+    in_image.sort();
+    assert!(in_image.iter().any(|l| l.starts_with("hello ")), "{listed}");
+    let found = attestations(dir, "oci:out:1");
+    assert_eq!(found.len(), 1);
+    let packages = found[0]["statement"]["predicate"]["packages"]
+        .as_array()
+        .unwrap();
+    let mut in_sbom: Vec<String> = packages
+        .iter()
+        .filter(|p| {
+            p["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("pkg:deb/debian/"))
+        })
+        .map(|p| {
+            let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+            let arch = purl
+                .split("arch=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap();
+            format!(
+                "{} {} {arch}",
+                p["name"].as_str().unwrap(),
+                p["versionInfo"].as_str().unwrap()
+            )
+        })
+        .collect();
+    in_sbom.sort();
+    assert_eq!(in_sbom, in_image);
+    if let Some(venv) = validators() {
+        assert_valid_statements(&venv, dir, &found);
+    }
+}

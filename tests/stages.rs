@@ -268,6 +268,50 @@ fn go_hello_cross_compiles_natively_for_five_cpus_and_each_image_runs_it() {
         "a rebuild with nothing changed ran steps: {summary}"
     );
     assert_eq!(again, index, "the cached rebuild gives another index");
+
+    // The SBOM of each image finds the Go binary's build info: the toolchain that
+    // built it and its main module, from the binary's own bytes (cached: no step runs).
+    let out = xbake(
+        As::Me,
+        &dir,
+        &[
+            "build",
+            "recipe.yaml",
+            "--arch",
+            &platform_list(),
+            "--sbom",
+            "-o",
+            "oci:out/go",
+            "--tag",
+            "3",
+        ],
+        &[],
+    );
+    assert_ok(&out);
+    let (listed, _) = xbake_ok(&dir, &["attest", "inspect", "oci:out/go:3", "--json"], &[]);
+    let found = json(listed.as_bytes());
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), TARGETS.len());
+    for f in found {
+        let packages = f["statement"]["predicate"]["packages"].as_array().unwrap();
+        let stdlib = packages
+            .iter()
+            .find(|p| p["name"] == "stdlib")
+            .unwrap_or_else(|| panic!("{}: no Go toolchain in {packages:?}", f["platform"]));
+        let version = stdlib["versionInfo"].as_str().unwrap();
+        assert!(version.starts_with("go1."), "{version}");
+        assert_eq!(
+            stdlib["externalRefs"][0]["referenceLocator"],
+            format!("pkg:golang/stdlib@{}", version.trim_start_matches("go"))
+        );
+        assert!(
+            stdlib["sourceInfo"]
+                .as_str()
+                .unwrap_or("")
+                .contains("/usr/local/bin/hello"),
+            "{stdlib}"
+        );
+    }
 }
 
 #[test]

@@ -421,3 +421,58 @@ fn the_sbom_of_a_debian_image_lists_what_dpkg_query_prints_in_it() {
         assert_valid_statements(&venv, dir, &found);
     }
 }
+
+#[test]
+fn verify_fetches_registry_bases_by_the_recorded_digest_after_the_tag_moves() {
+    if !emulation_ready() {
+        return;
+    }
+    let Some(registry) = RegistryProcess::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let base = format!("{}/base:1", registry.addr);
+    let base_recipe = |extra_step: &str| {
+        format!(
+            "from: rootfs:bases/busybox-${{TARGETARCH}}.tar.gz\nplatforms: [arm64]\nsteps:\n  - run: echo base > /base\n{extra_step}"
+        )
+    };
+    let base_dir = scratch.recipe("base", &base_recipe(""), &[]);
+    let base_dir = base_dir.parent().unwrap();
+    xbake_ok(base_dir, &["build", "recipe.yaml", "--push", &base], &[]);
+    let app = scratch.recipe(
+        "app",
+        &format!("from: {base}\nplatforms: [arm64]\nsteps:\n  - run: cat /base > /copied\n"),
+        &[],
+    );
+    let app_dir = app.parent().unwrap();
+    let target = format!("{}/app:1", registry.addr);
+    let (digest, _) = xbake_ok(
+        app_dir,
+        &["build", "recipe.yaml", "--push", &target, "--provenance"],
+        &[],
+    );
+    let plain = |cache: &str| {
+        xbake_ok(
+            app_dir,
+            &["build", "recipe.yaml", "--cache-dir", cache],
+            &[],
+        )
+        .0
+    };
+    let before = plain("c1");
+    // The base's tag moves to another image: the same build now differs…
+    std::fs::write(
+        base_dir.join("recipe.yaml"),
+        base_recipe("  - run: touch /moved\n"),
+    )
+    .unwrap();
+    xbake_ok(base_dir, &["build", "recipe.yaml", "--push", &base], &[]);
+    assert_ne!(plain("c2"), before, "the base tag did not move");
+    // …but verify fetches the base the provenance names, by digest.
+    let (said, _) = xbake_ok(app_dir, &["verify", &target], &[]);
+    assert!(
+        said.starts_with(&format!("verified: {target} ({digest})")),
+        "{said}"
+    );
+}

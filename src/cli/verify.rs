@@ -212,6 +212,14 @@ fn from_provenance(
     };
     let p = first.parameters.clone();
     let context_dir = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
+    // The provenance is the image's word, not ours: a path it records must stay inside
+    // the context folder.
+    check_inside_context(&p.recipe, image)?;
+    for (_, r) in &recorded {
+        for i in &r.inputs {
+            check_inside_context(&i.path, image)?;
+        }
+    }
     let recipe_path = context_dir.join(&p.recipe);
     let recipe = Recipe::load(&recipe_path)?;
     if recipe.digest() != p.recipe_sha256 {
@@ -317,12 +325,42 @@ fn from_provenance(
     }))
 }
 
-/// Why a context file is not the one recorded, if it is not.
+/// A recorded path must be relative, without `..`: what a copy step reads from the context.
+fn check_inside_context(path: &str, image: &str) -> Result<(), UsageError> {
+    let clean = !path.is_empty()
+        && std::path::Path::new(path).components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+    if clean {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "{image}: its provenance records the context path {path:?}, which is not inside a context folder; refusing to read it"
+        )))
+    }
+}
+
+/// Why a context file is not the one recorded, if it is not. Its folder must resolve
+/// inside the context (a symlinked folder on the way must not lead out of it); a file
+/// that is itself a symlink is hashed by its target text, as the build hashes it.
 fn input_differs(
     dir: &std::path::Path,
     input: &crate::attest::provenance::InputFact,
 ) -> Option<String> {
     let path = dir.join(&input.path);
+    let inside = match (
+        path.parent().map(std::fs::canonicalize),
+        std::fs::canonicalize(dir),
+    ) {
+        (Some(Ok(folder)), Ok(root)) => folder.starts_with(&root),
+        _ => false,
+    };
+    if !inside {
+        return Some(format!("its folder is not inside {} here", dir.display()));
+    }
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) => return Some(format!("cannot read it here ({e})")),
@@ -478,7 +516,21 @@ fn default_args_note(declared: &[(String, String)], given: &[String]) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use super::default_args_note;
+    use super::{check_inside_context, default_args_note};
+
+    #[test]
+    fn a_provenance_cannot_point_verify_outside_the_context() {
+        assert!(check_inside_context("files/hello.txt", "oci:x").is_ok());
+        assert!(check_inside_context("./recipe.yaml", "oci:x").is_ok());
+        for hostile in ["../secret", "/etc/shadow", "files/../../x", ""] {
+            let err = check_inside_context(hostile, "oci:x").unwrap_err();
+            assert!(
+                err.0.contains("not inside a context folder"),
+                "{hostile}: {}",
+                err.0
+            );
+        }
+    }
 
     #[test]
     fn the_note_names_the_defaults_the_rebuild_took() {

@@ -225,6 +225,10 @@ fn a_pushed_image_carries_checked_provenance_sboms_and_a_signature() {
         said.starts_with(&format!("verified: {target} ({digest})")),
         "{said}"
     );
+    assert!(
+        said.contains("index: identical too, attestations included"),
+        "{said}"
+    );
     // A copy input changed in the context: named, and nothing is rebuilt.
     std::fs::write(dir.join("files/hello.txt"), "hello, forger\n").unwrap();
     let out = xbake(As::Me, &dir, &["verify", &target], &[]);
@@ -260,7 +264,7 @@ fn attestations_are_the_same_bytes_every_build_and_leave_the_manifests_alone() {
             "1",
         ];
         args.extend_from_slice(extra);
-        xbake_ok(&dir, &args, &[]).0
+        xbake_ok(&dir, &args, &[("COSIGN_PASSWORD", "correct horse")]).0
     };
     let plain = build("c0", "oci:plain", &[]);
     let one = build(
@@ -305,6 +309,42 @@ fn attestations_are_the_same_bytes_every_build_and_leave_the_manifests_alone() {
     let (said, _) = xbake_ok(&dir, &["verify", "oci:one:1"], &[]);
     assert!(
         said.starts_with(&format!("verified: oci:one:1 ({one})")),
+        "{said}"
+    );
+    // The recipe given instead: the rebuild has no attestations, the platforms match.
+    let (said, _) = xbake_ok(
+        &dir,
+        &["verify", "recipe.yaml", "--against", "oci:one:1"],
+        &[],
+    );
+    assert!(said.starts_with("verified: oci:one:1"), "{said}");
+
+    // A signed layout: the signature under cosign's tag beside the image, and the
+    // layout still names one image without a tag.
+    key_pair(&dir);
+    build("c5", "oci:signed", &["--sign-key", "cosign.key"]);
+    let index = json(&std::fs::read(dir.join("signed/index.json")).unwrap());
+    let tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    let signature_tag = format!("sha256-{}.sig", plain.trim_start_matches("sha256:"));
+    assert_eq!(tags, ["1", signature_tag.as_str()]);
+    let (said, _) = xbake_ok(
+        &dir,
+        &["verify-signature", "oci:signed", "--key", "cosign.pub"],
+        &[],
+    );
+    assert!(
+        said.starts_with(&format!(
+            "verified: oci:signed ({plain}) is signed by cosign.pub"
+        )),
         "{said}"
     );
 

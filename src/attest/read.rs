@@ -46,6 +46,11 @@ pub struct Found {
     pub attached: Attached,
 }
 
+/// At most this many statements, and bytes of them, are read from one image: enough for
+/// any build's, and no more memory than that for a hostile one's.
+const MAX_STATEMENTS: usize = 1024;
+const MAX_STATEMENT_BYTES: u64 = 256 << 20;
+
 /// The platform manifests of an image: (digest, size, platform).
 pub type Platforms = Vec<(Digest, u64, String)>;
 
@@ -64,6 +69,7 @@ pub fn statements(
         serde_json::from_slice(top).map_err(|e| format!("the image's top document: {e}"))?;
     let mut platforms: Platforms = Vec::new();
     let mut found = Vec::new();
+    let mut budget = 0u64;
     if kind_of(&doc) == Some(ManifestKind::Index) || doc.get("manifests").is_some() {
         let index: ImageIndex =
             parse_json(top, "image index").map_err(|e: ImageError| e.to_string())?;
@@ -81,11 +87,13 @@ pub fn statements(
                 let Some(subject) = subject else { continue };
                 let manifest = source.document(&digest, d.size())?;
                 found.extend(layers_of(
+                    &mut budget,
                     source,
                     &manifest,
                     &subject,
                     Attached::AttestationManifest,
                 )?);
+                check_budget(&found)?;
             } else if let Some(p) = d.platform() {
                 let name = match p.variant() {
                     Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
@@ -122,10 +130,18 @@ pub fn statements(
                         doc["subject"]["digest"]
                     ));
                 }
-                found.extend(layers_of(source, &manifest, digest, Attached::Referrer)?);
+                found.extend(layers_of(
+                    &mut budget,
+                    source,
+                    &manifest,
+                    digest,
+                    Attached::Referrer,
+                )?);
+                check_budget(&found)?;
             }
         }
     }
+    check_budget(&found)?;
     for f in &mut found {
         f.platform = platforms
             .iter()
@@ -136,7 +152,17 @@ pub fn statements(
     Ok((platforms, found))
 }
 
+fn check_budget(found: &[Found]) -> Result<(), String> {
+    if found.len() > MAX_STATEMENTS {
+        return Err(format!(
+            "it carries more than {MAX_STATEMENTS} statements; not reading them"
+        ));
+    }
+    Ok(())
+}
+
 fn layers_of(
+    budget: &mut u64,
     source: &dyn Source,
     manifest: &[u8],
     subject: &Digest,
@@ -157,6 +183,17 @@ fn layers_of(
         let size = layer["size"]
             .as_u64()
             .ok_or_else(|| format!("attestation layer {digest} has no size"))?;
+        *budget = budget.saturating_add(size);
+        if *budget > MAX_STATEMENT_BYTES {
+            return Err(format!(
+                "its statements are more than {MAX_STATEMENT_BYTES} bytes; not reading them"
+            ));
+        }
+        if out.len() >= MAX_STATEMENTS {
+            return Err(format!(
+                "an attestation manifest lists more than {MAX_STATEMENTS} statements"
+            ));
+        }
         let bytes = source.blob(&digest, size)?;
         let statement: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("statement {digest} is not JSON: {e}"))?;

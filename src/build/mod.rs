@@ -884,11 +884,23 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         } else {
             target
         };
+        // With referrers or a signature to attach, the index goes up by digest first
+        // and the tag moves last: a failure in between leaves the tag where it was,
+        // not on an image without its signature.
+        let has_referrers = attached.as_ref().is_some_and(|a| !a.referrers.is_empty());
+        let tag_last = (req.sign.is_some() || has_referrers)
+            && target.tag.is_some()
+            && target.digest.is_none();
+        let by_digest_first = crate::registry::Reference {
+            tag: None,
+            digest: Some(index_digest.clone()),
+            ..target.clone()
+        };
         let pushed = crate::registry::push(
             store,
             MediaType::ImageIndex.as_ref(),
             &index_digest,
-            target,
+            if tag_last { &by_digest_first } else { target },
             &req.registry,
             creds,
             mount_from.as_deref(),
@@ -938,6 +950,18 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
                     if signed.count == 1 { "" } else { "s" }
                 ),
             );
+        }
+        if tag_last && let Some(tag) = &target.tag {
+            let client = crate::registry::Client::new(
+                target,
+                &req.registry,
+                crate::registry::auth::credentials_for(&target.registry)?,
+            )?;
+            client.put_manifest(
+                tag,
+                MediaType::ImageIndex.as_ref(),
+                &store.read_bytes(&index_digest)?,
+            )?;
         }
         let took = pushing.elapsed();
         req.progress.info(

@@ -15,6 +15,8 @@ use crate::sign::{
 use oci_spec::image::MediaType;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The most an earlier signature's payload may be (cosign's are ~250 bytes).
+const PAYLOAD_LIMIT: u64 = 64 << 10;
 
 /// A signature image in the store: its manifest digest and every blob it needs.
 pub struct Signed {
@@ -79,10 +81,29 @@ pub fn earlier_in_registry(
         Err(RegistryError::ManifestUnknown { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let layers = signatures_in(&manifest.bytes).map_err(|e| BuildError::Command {
+    let refuse = |message: String| BuildError::Command {
         what: client.describe(&tag),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    // Rebuilt from (payload, signature) pairs, the tag would lose anything else its
+    // layers carry (a keyless signature's certificate, chain, bundle): such a tag is
+    // left alone rather than rewritten without them.
+    let doc: serde_json::Value = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| refuse(format!("not a signature manifest: {e}")))?;
+    for layer in doc["layers"].as_array().into_iter().flatten() {
+        let plain = layer["mediaType"] == crate::sign::SIMPLE_SIGNING_MEDIA_TYPE
+            && layer["annotations"]
+                .as_object()
+                .is_some_and(|a| a.len() == 1 && a.contains_key(crate::sign::SIGNATURE_ANNOTATION));
+        if !plain {
+            return Err(refuse(
+                "it holds signatures that are not plain key signatures (a certificate, bundle \
+                 or other layer); xbake would drop those, so it does not sign over them"
+                    .into(),
+            ));
+        }
+    }
+    let layers = signatures_in(&manifest.bytes).map_err(|e| refuse(e.to_string()))?;
     let scratch = tempfile::tempdir().map_err(|source| BuildError::Io {
         what: "a scratch folder for the earlier signatures".into(),
         source,
@@ -90,6 +111,13 @@ pub fn earlier_in_registry(
     let store = BlobStore::open(scratch.path())?;
     let mut out = Vec::new();
     for layer in layers {
+        // A cosign payload is a few hundred bytes; a bigger one is not fetched.
+        if layer.size > PAYLOAD_LIMIT {
+            return Err(refuse(format!(
+                "signature payload {} claims {} bytes, more than {PAYLOAD_LIMIT}",
+                layer.digest, layer.size
+            )));
+        }
         client.fetch_blob(&layer.digest, layer.size, &store)?;
         out.push((store.read_bytes(&layer.digest)?, layer.signature_b64));
     }

@@ -39,7 +39,16 @@ pub fn run(args: AttestArgs) -> Result<u8, Failure> {
 
 /// Reads every statement of `image` (attestation manifests and referrers).
 pub fn read_all(image: &str, tls_verify: bool) -> Result<Vec<Found>, Failure> {
-    let scratch = crate::build::Workspace::create(&default_cache_dir())?;
+    read_all_in(image, tls_verify, &default_cache_dir())
+}
+
+/// [`read_all`] with its scratch space under `cache_dir`.
+pub fn read_all_in(
+    image: &str,
+    tls_verify: bool,
+    cache_dir: &std::path::Path,
+) -> Result<Vec<Found>, Failure> {
+    let scratch = crate::build::Workspace::create(cache_dir)?;
     let opened = sources::open(image, scratch.path(), &super::registry_options(tls_verify))
         .map_err(|e| UsageError(format!("{image}: {e}")))?;
     let (_, found) = statements(

@@ -148,8 +148,9 @@ fn from_recipe(args: &VerifyArgs, published: &LoadedImage) -> Result<Rebuild, Fa
             .filter(|e| *e >= 0),
     };
     let single = !published.media_type.contains("index") && !published.media_type.contains("list");
-    let scope =
-        (single || args.arch.is_some()).then(|| platforms.iter().map(|p| p.to_string()).collect());
+    // The rebuild attaches nothing: an index with attestations is compared by platform.
+    let scope = (single || args.arch.is_some() || has_attestations(published))
+        .then(|| platforms.iter().map(|p| p.to_string()).collect());
     Ok(Rebuild {
         recipe,
         recipe_name: args.input.clone(),
@@ -170,6 +171,19 @@ fn from_recipe(args: &VerifyArgs, published: &LoadedImage) -> Result<Rebuild, Fa
     })
 }
 
+/// Whether the published index lists attestation manifests.
+fn has_attestations(published: &LoadedImage) -> bool {
+    serde_json::from_slice::<serde_json::Value>(&published.raw)
+        .ok()
+        .and_then(|v| v["manifests"].as_array().cloned())
+        .is_some_and(|m| {
+            m.iter().any(|d| {
+                d["annotations"][crate::attest::REFERENCE_TYPE]
+                    == crate::attest::ATTESTATION_MANIFEST
+            })
+        })
+}
+
 fn published_platforms(published: &LoadedImage) -> Result<Vec<Platform>, Failure> {
     Ok(published
         .platforms
@@ -187,7 +201,18 @@ fn from_provenance(
     published: &LoadedImage,
 ) -> Result<Result<Rebuild, u8>, Failure> {
     use crate::attest::provenance;
-    let found = super::attest::read_all(image, args.tls_verify)?;
+    // The statements of the index that is compared: a registry tag is read again by
+    // the digest it had, so a tag moving in between cannot swap the provenance.
+    let pinned = match ImageRef::parse(image) {
+        Ok(ImageRef::Registry(name)) => {
+            let name = name.strip_prefix("docker://").unwrap_or(&name);
+            let r: crate::registry::Reference = name.parse()?;
+            format!("{}@{}", r.name(), published.digest)
+        }
+        _ => image.to_string(),
+    };
+    let cache_root = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let found = super::attest::read_all_in(&pinned, args.tls_verify, &cache_root)?;
     let mut recorded: Vec<(String, provenance::Recorded)> = Vec::new();
     for f in found
         .iter()
@@ -211,6 +236,13 @@ fn from_provenance(
         .into());
     };
     let p = first.parameters.clone();
+    if p.source_date_epoch < 0 {
+        return Err(UsageError(format!(
+            "{image}: its provenance records a negative SOURCE_DATE_EPOCH ({})",
+            p.source_date_epoch
+        ))
+        .into());
+    }
     let context_dir = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
     // The provenance is the image's word, not ours: a path it records must stay inside
     // the context folder.
@@ -221,6 +253,15 @@ fn from_provenance(
         }
     }
     let recipe_path = context_dir.join(&p.recipe);
+    if !std::fs::symlink_metadata(&recipe_path).is_ok_and(|m| m.is_file()) {
+        return Err(UsageError(format!(
+            "{}: the recipe the provenance records is not a regular file in {} (run verify in \
+             the build's context, or give --context DIR)",
+            recipe_path.display(),
+            context_dir.display()
+        ))
+        .into());
+    }
     let recipe = Recipe::load(&recipe_path)?;
     if recipe.digest() != p.recipe_sha256 {
         println!(
@@ -301,9 +342,11 @@ fn from_provenance(
             crate::attest::statement::image_name_of(f.statement["subject"][0]["name"].as_str()?)
         }),
     };
-    let single = !published.media_type.contains("index") && !published.media_type.contains("list");
-    let scope = (args.arch.is_some() || timestamps || single)
-        .then(|| platforms.iter().map(|p| p.to_string()).collect());
+    // Platform by platform: the index also holds the attestations, which name this
+    // machine's emulators and xbake's version, so another machine's rebuild of the same
+    // images need not give the same index (it is compared too, as a note).
+    let _ = timestamps;
+    let scope = Some(platforms.iter().map(|p| p.to_string()).collect());
     Ok(Ok(Rebuild {
         recipe,
         recipe_name: format!(
@@ -365,6 +408,16 @@ fn input_differs(
         Ok(m) => m,
         Err(e) => return Some(format!("cannot read it here ({e})")),
     };
+    if !meta.file_type().is_symlink() && !meta.file_type().is_file() {
+        return Some("it is not a regular file here".into());
+    }
+    if meta.file_type().is_symlink() != input.symlink {
+        return Some(if input.symlink {
+            "a symlink was recorded, a file is here".into()
+        } else {
+            "a file was recorded, a symlink is here".into()
+        });
+    }
     let here = if meta.file_type().is_symlink() {
         match std::fs::read_link(&path) {
             Ok(target) => crate::digest::Digest::of(target.as_os_str().as_encoded_bytes()),
@@ -445,7 +498,7 @@ fn rebuild_and_compare(
         secrets,
         compression: rebuild.compression,
         gzip_threads,
-        attest: rebuild.attest,
+        attest: rebuild.attest.clone(),
         base_pins: rebuild.base_pins,
         sign: None,
     };
@@ -465,6 +518,16 @@ fn rebuild_and_compare(
             rebuild.recipe_name,
             if count == 1 { "" } else { "s" }
         );
+        if rebuild.attest.any() {
+            if report.b_digest == report.a_digest {
+                println!("index: identical too, attestations included");
+            } else {
+                println!(
+                    "index: the same platform manifests; its attestations differ \
+                     (they name the machine's emulators and xbake's version)"
+                );
+            }
+        }
     } else {
         print!("{}", report.render());
         if args.against.is_some()

@@ -120,6 +120,7 @@ impl Layout {
             .iter()
             .filter(|d| manifest_kind(d.media_type().as_ref()).is_some())
             .filter(|d| d.artifact_type().is_none() || ref_name(d).is_some())
+            .filter(|d| tag.is_some() || !ref_name(d).is_some_and(is_signature_tag))
             .collect();
         let tags = tags_of(&index);
         let found = match tag {
@@ -158,6 +159,14 @@ fn read_small(file: RegularFile, what: &str) -> Result<Vec<u8>, ImageError> {
         .read_to_end(&mut bytes)
         .map_err(ImageError::io(&file.path))?;
     Ok(bytes)
+}
+
+/// cosign's signature tag, `sha256-<64 hex>.sig`: an image's signatures beside it, not an
+/// image of the layout's own.
+fn is_signature_tag(name: &str) -> bool {
+    name.strip_prefix("sha256-")
+        .and_then(|rest| rest.strip_suffix(".sig"))
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The descriptor's tag, if it is a valid one.

@@ -42,10 +42,16 @@ pub fn attach(
     }
     let tag = fallback_tag(subject);
     let mut entries: Vec<Value> = match client.get_manifest(&tag) {
+        // Another tool's referrers are kept; a tag that is not an index is not ours to
+        // overwrite.
         Ok(existing) => serde_json::from_slice::<Value>(&existing.bytes)
             .ok()
             .and_then(|v| v["manifests"].as_array().cloned())
-            .unwrap_or_default(),
+            .ok_or_else(|| RegistryError::InvalidResponse {
+                registry: client.registry().to_string(),
+                reference: client.describe(&tag),
+                message: "the referrers fallback tag holds something other than an image index; not overwriting it".into(),
+            })?,
         Err(RegistryError::ManifestUnknown { .. }) => Vec::new(),
         Err(e) => return Err(e),
     };

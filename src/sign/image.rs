@@ -197,7 +197,7 @@ pub fn signatures_in(manifest: &[u8]) -> Result<Vec<SignatureLayer>, SignError> 
 /// Checks one signature layer of the signature image of `image_digest`: `payload` (the
 /// fetched layer blob) is the blob the layer names, its signature verifies under `key`,
 /// it is a cosign payload and it signs `image_digest`. Returns the payload, whose
-/// `docker_reference` the caller compares with the repository it expects.
+/// `docker_reference` the caller may show or compare (cosign does not enforce it).
 pub fn verify_signature_layer(
     key: &super::VerifyingKey,
     layer: &SignatureLayer,

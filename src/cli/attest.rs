@@ -78,29 +78,31 @@ fn inspect(args: InspectArgs) -> Result<u8, Failure> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        super::print_out(&format!("{}\n", serde_json::to_string_pretty(&all)?))?;
         return Ok(0);
     }
     if found.is_empty() {
-        println!("{}: no attestations", args.image);
+        super::print_out(&format!("{}: no attestations\n", args.image))?;
         return Ok(0);
     }
+    let mut out = String::new();
     for f in &found {
         let attached = match f.attached {
             crate::attest::read::Attached::AttestationManifest => "attestation manifest",
             crate::attest::read::Attached::Referrer => "referrer",
         };
-        println!(
-            "{} ({}): {} [{attached}, {}]",
+        out.push_str(&format!(
+            "{} ({}): {} [{attached}, {}]\n",
             f.platform.as_deref().unwrap_or("?"),
             f.subject,
             f.predicate_type,
             f.layer
-        );
+        ));
         for line in summary(f) {
-            println!("  {line}");
+            out.push_str(&format!("  {line}\n"));
         }
     }
+    super::print_out(&out)?;
     Ok(0)
 }
 

@@ -71,6 +71,15 @@ enum Command {
     Man(docs::ManArgs),
 }
 
+/// Writes `text` to stdout; a reader that went away (`| head`) is no failure.
+pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// A failure with the exit code it maps to.
 pub struct Failure {
     pub code: u8,

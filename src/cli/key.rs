@@ -158,17 +158,41 @@ fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
 
 /// Writes both files, each through a temporary file beside it renamed into place, so a
 /// file is either absent, whole, or (with `force`) the old one. Without `force` a file
-/// that appeared meanwhile is not replaced (`persist_noclobber`), and a private key
-/// written just now is removed again when its public key cannot be written.
+/// that appeared meanwhile is not replaced (`persist_noclobber`), and when the public key
+/// cannot be written the private key is put back as it was (removed, or the old one).
 fn write_pair(pair: &KeyPair, private: &Path, public: &Path, force: bool) -> Result<(), Failure> {
     let private_tmp = temporary(private, pair.private_pem.as_bytes(), 0o600)?;
     let public_tmp = temporary(public, pair.public_pem.as_bytes(), 0o644)?;
+    // With `force`, the old private key is kept under a second name until the public
+    // key is in place too, so a failure never leaves a new .key beside an old .pub.
+    let backup = if force && private.exists() {
+        let name = format!(
+            ".{}.xbake-old",
+            private
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let backup = parent(private).unwrap_or(Path::new(".")).join(name);
+        let _ = std::fs::remove_file(&backup);
+        std::fs::hard_link(private, &backup).ok().map(|_| backup)
+    } else {
+        None
+    };
     place(private_tmp, private, force)?;
     if let Err(e) = place(public_tmp, public, force) {
-        if !force {
-            let _ = std::fs::remove_file(private);
+        match &backup {
+            Some(old) => {
+                let _ = std::fs::rename(old, private);
+            }
+            None => {
+                let _ = std::fs::remove_file(private);
+            }
         }
         return Err(e);
+    }
+    if let Some(old) = backup {
+        let _ = std::fs::remove_file(old);
     }
     if let Some(dir) = parent(private) {
         // The renames survive a crash only once the folder is on disk.
@@ -282,5 +306,22 @@ mod tests {
         assert!(write_pair(&pair(), &private, &public, false).is_err());
         assert!(!private.exists());
         assert_eq!(std::fs::read_to_string(&public).unwrap(), "theirs\n");
+    }
+
+    #[test]
+    fn with_force_a_failed_public_key_puts_the_old_private_key_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("k.key");
+        let public = dir.path().join("k.pub");
+        std::fs::write(&private, "old private\n").unwrap();
+        // A folder where the public key goes: no rename replaces it.
+        std::fs::create_dir_all(public.join("in-the-way")).unwrap();
+        assert!(write_pair(&pair(), &private, &public, true).is_err());
+        assert_eq!(std::fs::read_to_string(&private).unwrap(), "old private\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "no backup or temporary file left: {left:?}");
     }
 }

@@ -13,23 +13,25 @@ pub fn subject_name(image_name: Option<&str>, platform: &Platform) -> String {
     let Some(name) = image_name else {
         return "_".into();
     };
-    // A purl separates the version with @; a tag's colon is the image's version.
-    let (repo, version) = match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (name, "latest"),
-    };
-    format!(
-        "pkg:docker/{repo}@{version}?platform={}",
-        platform.to_string().replace('/', "%2F")
-    )
+    // A purl separates the version with @; a tag's colon is the image's version. An
+    // image pushed by digest alone has no tag: its purl has no version.
+    let platform = platform.to_string().replace('/', "%2F");
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => {
+            format!("pkg:docker/{repo}@{tag}?platform={platform}")
+        }
+        _ => format!("pkg:docker/{name}?platform={platform}"),
+    }
 }
 
 /// The image name a subject carries: the inverse of [`subject_name`] (None for `_`).
 pub fn image_name_of(subject: &str) -> Option<String> {
     let purl = subject.strip_prefix("pkg:docker/")?;
     let purl = purl.split_once('?').map_or(purl, |(p, _)| p);
-    let (name, version) = purl.rsplit_once('@')?;
-    Some(format!("{name}:{version}"))
+    Some(match purl.rsplit_once('@') {
+        Some((name, version)) => format!("{name}:{version}"),
+        None => purl.to_string(),
+    })
 }
 
 /// The statement about one platform manifest.
@@ -67,7 +69,12 @@ mod tests {
         );
         assert_eq!(
             subject_name(Some("127.0.0.1:5000/app"), &arm64),
-            "pkg:docker/127.0.0.1:5000/app@latest?platform=linux%2Farm64"
+            "pkg:docker/127.0.0.1:5000/app?platform=linux%2Farm64"
+        );
+        let by_digest = subject_name(Some("127.0.0.1:5000/app"), &arm64);
+        assert_eq!(
+            image_name_of(&by_digest).as_deref(),
+            Some("127.0.0.1:5000/app")
         );
         assert_eq!(subject_name(None, &arm64), "_");
         let name = subject_name(Some("127.0.0.1:5000/app:1"), &arm64);

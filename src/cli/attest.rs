@@ -165,9 +165,9 @@ fn summary(f: &Found) -> Vec<String> {
         SPDX_DOCUMENT => {
             let packages = predicate["packages"].as_array().map_or(0, Vec::len);
             vec![format!(
-                "{} ({} packages, the image's own included)",
+                "{} ({packages} package{}, the image's own included)",
                 predicate["spdxVersion"].as_str().unwrap_or("SPDX"),
-                packages
+                if packages == 1 { "" } else { "s" }
             )]
         }
         _ => Vec::new(),

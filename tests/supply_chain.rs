@@ -516,3 +516,82 @@ fn verify_fetches_registry_bases_by_the_recorded_digest_after_the_tag_moves() {
         "{said}"
     );
 }
+
+#[test]
+fn per_platform_pushes_merged_keep_their_provenance_and_verify() {
+    if !emulation_ready() {
+        return;
+    }
+    let Some(registry) = RegistryProcess::start() else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let dir = project(&scratch);
+    let repo = format!("{}/app", registry.addr);
+    // Two "runners", one platform each, pushed by digest with their provenance.
+    let mut sources = Vec::new();
+    for (arch, cache) in [("arm64", "runner-1"), ("ppc64le", "runner-2")] {
+        let (digest, _) = xbake_ok(
+            &dir,
+            &[
+                "build",
+                "recipe.yaml",
+                "--arch",
+                arch,
+                "--cache-dir",
+                cache,
+                "--push-by-digest",
+                &repo,
+                "--provenance",
+            ],
+            &[],
+        );
+        sources.push(format!("{repo}@{digest}"));
+    }
+    let target = format!("{repo}:merged");
+    let mut args = vec!["manifest", "create", "--target", target.as_str()];
+    args.extend(sources.iter().map(String::as_str));
+    xbake_ok(&dir, &args, &[]);
+    let index = json(
+        &skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{target}"),
+        ])
+        .unwrap(),
+    );
+    let kinds: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let p = &d["platform"];
+            format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "linux/arm64",
+            "linux/ppc64le",
+            "unknown/unknown",
+            "unknown/unknown"
+        ]
+    );
+    let found = attestations(&dir, &target);
+    let platforms: Vec<&str> = found
+        .iter()
+        .map(|f| f["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/ppc64le"]);
+    let (said, _) = xbake_ok(&dir, &["verify", &target], &[]);
+    assert!(
+        said.contains("reproduced bit for bit") && said.contains("(2 platforms)"),
+        "{said}"
+    );
+}

@@ -89,7 +89,20 @@ struct Entry {
     annotations: Option<std::collections::HashMap<String, String>>,
 }
 
-fn index_bytes(entries: &[Entry]) -> Result<(Vec<u8>, &'static str), Failure> {
+/// Whether an attestation entry describes one of the manifests taken.
+fn describes_one_of(d: &Descriptor, entries: &[Entry]) -> bool {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::attest::REFERENCE_DIGEST))
+        .is_some_and(|subject| entries.iter().any(|e| e.digest.to_string() == *subject))
+}
+
+/// `attestations`: BuildKit attestation manifests of the entries, listed after them as in
+/// the index they came from.
+fn index_bytes(
+    entries: &[Entry],
+    attestations: &[Descriptor],
+) -> Result<(Vec<u8>, &'static str), Failure> {
     // Docker manifests go into a Docker manifest list, anything else into an OCI index.
     let all_docker = entries.iter().all(|e| e.media_type == DOCKER_MANIFEST);
     let media_type = if all_docker {
@@ -97,7 +110,7 @@ fn index_bytes(entries: &[Entry]) -> Result<(Vec<u8>, &'static str), Failure> {
     } else {
         OCI_INDEX
     };
-    let manifests = entries
+    let mut manifests = entries
         .iter()
         .map(|e| {
             let mut d = descriptor(MediaType::from(e.media_type.as_str()), &e.digest, e.size)?;
@@ -106,6 +119,7 @@ fn index_bytes(entries: &[Entry]) -> Result<(Vec<u8>, &'static str), Failure> {
             Ok(d)
         })
         .collect::<Result<Vec<Descriptor>, Failure>>()?;
+    manifests.extend(attestations.iter().cloned());
     let index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::from(media_type))
@@ -195,7 +209,7 @@ fn from_template(
     if entries.is_empty() {
         return Err(UsageError("none of the images exists; nothing to push".into()).into());
     }
-    let (bytes, media_type) = index_bytes(&entries)?;
+    let (bytes, media_type) = index_bytes(&entries, &[])?;
     let tag = target.tag_or_digest();
     target_client.put_manifest(&tag, media_type, &bytes)?;
     eprintln!("pushed {target}");
@@ -271,6 +285,7 @@ fn merge_registry(
     let scratch = crate::build::Workspace::create(&default_cache_dir())?;
     let store = BlobStore::open(scratch.path())?;
     let mut entries: Vec<Entry> = Vec::new();
+    let mut attestations: Vec<Descriptor> = Vec::new();
     for name in sources {
         let source: Reference = name.strip_prefix("docker://").unwrap_or(name).parse()?;
         let client = Client::new(
@@ -280,11 +295,15 @@ fn merge_registry(
         )?;
         let top = client.get_manifest(&source.tag_or_digest())?;
         let mut found: Vec<(registry::Manifest, Platform, Option<_>)> = Vec::new();
+        let mut attached: Vec<Descriptor> = Vec::new();
         if top.media_type == OCI_INDEX || top.media_type == DOCKER_MANIFEST_LIST {
             let index: ImageIndex = parse_json(&top.bytes, "image index")?;
             for d in index.manifests() {
-                // Attestation manifests (platform unknown/unknown) belong to the
-                // index they came with, not to a new one.
+                // Attestation manifests go along with the manifests they describe.
+                if crate::attest::manifest::is_attestation_entry(d) {
+                    attached.push(d.clone());
+                    continue;
+                }
                 let Some(p) = d.platform() else { continue };
                 let text = match p.variant() {
                     Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
@@ -316,11 +335,19 @@ fn merge_registry(
                 annotations,
             });
         }
+        for d in attached
+            .into_iter()
+            .filter(|d| describes_one_of(d, &entries))
+        {
+            let manifest = client.get_manifest_sized(&descriptor_digest(&d)?, d.size())?;
+            copy_manifest(&client, &source, &target_client, target, &manifest, &store)?;
+            attestations.push(d);
+        }
     }
     if entries.is_empty() {
         return Err(UsageError("the sources hold no platform images".into()).into());
     }
-    let (bytes, media_type) = index_bytes(&entries)?;
+    let (bytes, media_type) = index_bytes(&entries, &attestations)?;
     target_client.put_manifest(&target.tag_or_digest(), media_type, &bytes)?;
     eprintln!("pushed {target}");
     println!("{}", Digest::of(&bytes));
@@ -336,6 +363,7 @@ fn merge_local(
     let scratch = crate::build::Workspace::create(&default_cache_dir())?;
     let store = BlobStore::open(&scratch.path().join("store"))?;
     let mut entries: Vec<Entry> = Vec::new();
+    let mut attestations: Vec<Descriptor> = Vec::new();
     let mut blobs: Vec<Digest> = Vec::new();
     for (i, text) in sources.iter().enumerate() {
         let reference = ImageRef::parse(text).map_err(UsageError)?;
@@ -395,8 +423,34 @@ fn merge_local(
                 annotations,
             });
         }
+        // The source's attestation manifests of the manifests taken, when it has them
+        // (a registry source read for merging carries none).
+        let listed = serde_json::from_slice::<ImageIndex>(&image.raw)
+            .map(|index| index.manifests().clone())
+            .unwrap_or_default();
+        for d in listed {
+            if !crate::attest::manifest::is_attestation_entry(&d) || !describes_one_of(&d, &entries)
+            {
+                continue;
+            }
+            let digest = descriptor_digest(&d)?;
+            if !source_store.contains(&digest) {
+                continue;
+            }
+            let bytes = source_store.read_bytes(&digest)?;
+            let manifest: ImageManifest = parse_json(&bytes, "attestation manifest")?;
+            let mut all = vec![digest, descriptor_digest(manifest.config())?];
+            for l in manifest.layers() {
+                all.push(descriptor_digest(l)?);
+            }
+            for b in &all {
+                source_store.export_to(b, &store)?;
+            }
+            blobs.extend(all);
+            attestations.push(d);
+        }
     }
-    let (bytes, media_type) = index_bytes(&entries)?;
+    let (bytes, media_type) = index_bytes(&entries, &attestations)?;
     let (index_digest, size) = store.put_bytes(&bytes)?;
     blobs.push(index_digest.clone());
     blobs.sort();

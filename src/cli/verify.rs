@@ -298,9 +298,12 @@ fn from_provenance(
     }
     let platforms: Vec<Platform> = match &args.arch {
         Some(list) => Platform::parse_list(list)?,
+        // Every platform that carries a provenance, in the index's order: a merged
+        // index (`manifest create`) holds platforms built on different machines, each
+        // provenance naming only its own build's.
         None => {
             let mut ps = Vec::new();
-            for name in &p.platforms {
+            for (name, _) in &recorded {
                 ps.push(name.parse::<Platform>()?);
             }
             ps

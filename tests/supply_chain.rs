@@ -75,6 +75,15 @@ fn assert_valid_statements(venv: &Path, dir: &Path, found: &[Value]) {
     assert_eq!(said.matches("valid: ").count(), files.len(), "{said}");
 }
 
+/// What the registry tests need: emulation, a registry on loopback, a scratch folder;
+/// None (after saying why) when one is missing.
+fn registry_and_scratch() -> Option<(RegistryProcess, Scratch)> {
+    if !emulation_ready() {
+        return None;
+    }
+    Some((RegistryProcess::start()?, Scratch::new()))
+}
+
 fn key_pair(dir: &Path) {
     xbake_ok(
         dir,
@@ -85,14 +94,10 @@ fn key_pair(dir: &Path) {
 
 #[test]
 fn a_pushed_image_carries_checked_provenance_sboms_and_a_signature() {
-    if !emulation_ready() {
-        return;
-    }
-    let Some(venv) = validators() else { return };
-    let Some(registry) = RegistryProcess::start() else {
+    let Some((registry, scratch)) = registry_and_scratch() else {
         return;
     };
-    let scratch = Scratch::new();
+    let Some(venv) = validators() else { return };
     let dir = project(&scratch);
     key_pair(&dir);
     let target = format!("{}/app:1", registry.addr);
@@ -464,13 +469,9 @@ fn the_sbom_of_a_debian_image_lists_what_dpkg_query_prints_in_it() {
 
 #[test]
 fn verify_fetches_registry_bases_by_the_recorded_digest_after_the_tag_moves() {
-    if !emulation_ready() {
-        return;
-    }
-    let Some(registry) = RegistryProcess::start() else {
+    let Some((registry, scratch)) = registry_and_scratch() else {
         return;
     };
-    let scratch = Scratch::new();
     let base = format!("{}/base:1", registry.addr);
     let base_recipe = |extra_step: &str| {
         format!(
@@ -519,13 +520,9 @@ fn verify_fetches_registry_bases_by_the_recorded_digest_after_the_tag_moves() {
 
 #[test]
 fn per_platform_pushes_merged_keep_their_provenance_and_verify() {
-    if !emulation_ready() {
-        return;
-    }
-    let Some(registry) = RegistryProcess::start() else {
+    let Some((registry, scratch)) = registry_and_scratch() else {
         return;
     };
-    let scratch = Scratch::new();
     let dir = project(&scratch);
     let repo = format!("{}/app", registry.addr);
     // Two "runners", one platform each, pushed by digest with their provenance.

@@ -345,15 +345,7 @@ mod tests {
         out
     }
 
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            text = format!("{text}: {cause}");
-            source = cause.source();
-        }
-        text
-    }
+    use crate::layer::tests::chain;
 
     #[test]
     fn entries_are_read_with_the_builders_rules_and_refusals() {

@@ -27,7 +27,7 @@ pub mod unpack;
 pub mod whiteout;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use compress::{Compression, LayerCompression};
 pub use error::{LayerError, Warnings};

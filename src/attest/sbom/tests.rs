@@ -107,15 +107,7 @@ fn names(packages: &[Package]) -> Vec<(PackageKind, &str, &str)> {
         .collect()
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
+use crate::layer::tests::chain;
 
 const DEBIAN_12: &[u8] =
     b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";

@@ -27,8 +27,8 @@ pub(super) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The error and all its causes, as a user would see them.
-pub(super) fn chain(e: &dyn Error) -> String {
+/// The error and all its causes, as a user would see them (also the other modules' tests).
+pub(crate) fn chain(e: &dyn Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -55,7 +55,7 @@ impl Source for LayoutSource {
     }
 
     /// A layout has no referrers API: its index.json's untagged entries that name the
-    /// subject are its referrers (as `oras discover --oci-layout` finds them).
+    /// subject are its referrers.
     fn referrers(&self, subject: &Digest) -> Result<Option<Vec<u8>>, String> {
         let index = self.layout.index().map_err(|e| e.to_string())?;
         let mut list = Vec::new();
@@ -71,8 +71,10 @@ impl Source for LayoutSource {
                 list.push(serde_json::to_value(d).map_err(|e| e.to_string())?);
             }
         }
-        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": list});
-        Ok(Some(serde_json::to_vec(&index).unwrap_or_default()))
+        let index = json!({"schemaVersion": 2, "mediaType": crate::registry::media_types::OCI_INDEX, "manifests": list});
+        crate::image::canonical_json(&index, "referrers list")
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }
 

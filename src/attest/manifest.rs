@@ -4,10 +4,11 @@
 //!   the statements (`application/vnd.in-toto+json`, annotated with their predicate
 //!   type), listed in the index beside the platform manifests as platform
 //!   `unknown/unknown` with `vnd.docker.reference.type: attestation-manifest` and
-//!   `vnd.docker.reference.digest` naming the manifest it describes. `docker buildx
-//!   imagetools inspect --format '{{json .Provenance}}'` reads this.
+//!   `vnd.docker.reference.digest` naming the manifest it describes. This is the layout
+//!   BuildKit documents (docs/attestations/attestation-storage.md).
 //! - OCI 1.1 referrers (`--attest-referrers`): one artifact manifest per statement with
-//!   `subject` set to the platform manifest, which `oras discover` lists.
+//!   `subject` set to the platform manifest, what a referrers lookup (`oras discover`)
+//!   lists.
 //!
 //! The platform manifests themselves are not touched, so their digests do not move.
 
@@ -16,11 +17,10 @@ use super::{
     REFERENCE_TYPE,
 };
 use crate::digest::Digest;
-use crate::image::{BlobStore, ImageError};
+use crate::image::{BlobStore, ImageError, canonical_json};
+use crate::registry::media_types::{OCI_CONFIG, OCI_MANIFEST};
 use serde_json::{Value, json};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// OCI 1.1's empty descriptor: the config of an artifact that needs none.
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
@@ -38,12 +38,8 @@ pub struct Written {
     pub blobs: Vec<Digest>,
 }
 
-fn blob(store: &BlobStore, bytes: &[u8]) -> Result<(Digest, u64), ImageError> {
-    store.put_bytes(bytes)
-}
-
 fn layer_of(store: &BlobStore, s: &Statement) -> Result<(Value, Digest), ImageError> {
-    let (digest, size) = blob(store, &s.bytes)?;
+    let (digest, size) = store.put_bytes(&s.bytes)?;
     Ok((
         json!({
             "mediaType": IN_TOTO_MEDIA_TYPE,
@@ -53,11 +49,6 @@ fn layer_of(store: &BlobStore, s: &Statement) -> Result<(Value, Digest), ImageEr
         }),
         digest,
     ))
-}
-
-fn bytes_of(value: &Value) -> Vec<u8> {
-    // serde_json sorts object keys (no preserve_order): the same manifest, the same bytes.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// BuildKit's attestation manifest for the platform manifest `subject` (digest).
@@ -80,7 +71,8 @@ pub fn attestation_manifest(
         "config": {},
         "rootfs": {"type": "layers", "diff_ids": blobs.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
     });
-    let (config_digest, config_size) = blob(store, &bytes_of(&config))?;
+    let (config_digest, config_size) =
+        store.put_bytes(&canonical_json(&config, "attestation config")?)?;
     blobs.push(config_digest.clone());
     let manifest = json!({
         "schemaVersion": 2,
@@ -88,7 +80,7 @@ pub fn attestation_manifest(
         "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config_size},
         "layers": layers,
     });
-    let (digest, size) = blob(store, &bytes_of(&manifest))?;
+    let (digest, size) = store.put_bytes(&canonical_json(&manifest, "attestation manifest")?)?;
     blobs.push(digest.clone());
     Ok(Written {
         descriptor: json!({
@@ -111,7 +103,7 @@ pub fn referrer_manifest(
     statement: &Statement,
 ) -> Result<Written, ImageError> {
     let (layer, layer_digest) = layer_of(store, statement)?;
-    let (empty_digest, empty_size) = blob(store, b"{}")?;
+    let (empty_digest, empty_size) = store.put_bytes(b"{}")?;
     let annotations = json!({PREDICATE_TYPE_ANNOTATION: statement.predicate_type});
     let manifest = json!({
         "schemaVersion": 2,
@@ -126,7 +118,7 @@ pub fn referrer_manifest(
         },
         "annotations": annotations,
     });
-    let (digest, size) = blob(store, &bytes_of(&manifest))?;
+    let (digest, size) = store.put_bytes(&canonical_json(&manifest, "attestation manifest")?)?;
     Ok(Written {
         // A referrers list entry: the referrer's artifactType and annotations beside
         // its digest (OCI distribution spec, "Listing Referrers").

@@ -85,13 +85,18 @@ pub struct Facts<'a> {
     pub times: Option<(String, String)>,
 }
 
-/// sha256 of the copy inputs, sorted by path: one digest for "the context as read".
-pub fn context_digest(inputs: &[InputFact]) -> Digest {
+/// The copy inputs by path, each once (stages read the same file more than once).
+fn by_path(inputs: &[InputFact]) -> Vec<&InputFact> {
     let mut sorted: Vec<&InputFact> = inputs.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     sorted.dedup_by(|a, b| a.path == b.path);
+    sorted
+}
+
+/// sha256 of the copy inputs, sorted by path: one digest for "the context as read".
+pub fn context_digest(inputs: &[InputFact]) -> Digest {
     let mut text = String::new();
-    for i in sorted {
+    for i in by_path(inputs) {
         text.push_str(&format!(
             "{:o} {} {} {}\n",
             i.mode,
@@ -138,9 +143,7 @@ pub fn predicate(facts: &Facts) -> Value {
         }
         deps.push(dep);
     }
-    let mut inputs: Vec<&InputFact> = facts.inputs.iter().collect();
-    inputs.sort_by(|a, b| a.path.cmp(&b.path));
-    inputs.dedup_by(|a, b| a.path == b.path);
+    let inputs = by_path(facts.inputs);
     for i in &inputs {
         deps.push(json!({
             "uri": format!("file:{}", i.path),

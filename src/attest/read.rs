@@ -95,10 +95,11 @@ pub fn statements(
                 )?);
                 check_budget(&found)?;
             } else if let Some(p) = d.platform() {
-                let name = match p.variant() {
-                    Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
-                    None => format!("{}/{}", p.os(), p.architecture()),
-                };
+                let name = crate::image::select::describe_fields(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                );
                 platforms.push((digest, d.size(), name));
             }
         }

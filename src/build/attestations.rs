@@ -37,6 +37,31 @@ impl Attached {
         Ok(out)
     }
 
+    /// Pushes the referrers (src/registry/referrers.rs); returns the progress line.
+    pub fn push_referrers(
+        &self,
+        client: &crate::registry::Client,
+        store: &BlobStore,
+    ) -> Result<String, BuildError> {
+        let mut fallback = false;
+        for (subject, list) in &self.referrers {
+            let list: Vec<(Digest, serde_json::Value)> = list
+                .iter()
+                .map(|w| (w.digest.clone(), w.descriptor.clone()))
+                .collect();
+            fallback |= crate::registry::referrers::attach(client, store, subject, &list)?;
+        }
+        let count: usize = self.referrers.iter().map(|(_, l)| l.len()).sum();
+        Ok(format!(
+            "attached {count} referrers{}",
+            if fallback {
+                " (the registry has no referrers API: listed under each manifest's sha256-HEX tag)"
+            } else {
+                ""
+            }
+        ))
+    }
+
     /// Every blob the attachments need.
     pub fn blobs(&self) -> Vec<Digest> {
         let mut all: Vec<Digest> = self
@@ -172,7 +197,7 @@ pub fn attach(
             );
             statements.push(Statement {
                 predicate_type: SLSA_PROVENANCE_V1.into(),
-                bytes: statement::to_bytes(&s),
+                bytes: crate::image::canonical_json(&s, "in-toto statement")?,
             });
         }
         if req.attest.sbom {
@@ -180,7 +205,7 @@ pub fn attach(
             let s = statement::statement(&subject, &image.manifest_digest, SPDX_DOCUMENT, document);
             statements.push(Statement {
                 predicate_type: SPDX_DOCUMENT.into(),
-                bytes: statement::to_bytes(&s),
+                bytes: crate::image::canonical_json(&s, "in-toto statement")?,
             });
         }
         attached.manifests.push(attestation_manifest(

@@ -891,53 +891,24 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
         let tag_last = (req.sign.is_some() || has_referrers)
             && target.tag.is_some()
             && target.digest.is_none();
-        let by_digest_first = crate::registry::Reference {
-            tag: None,
-            digest: Some(index_digest.clone()),
-            ..target.clone()
-        };
-        let pushed = crate::registry::push(
+        let client = crate::registry::Client::new(target, &req.registry, creds)?;
+        let pushed = crate::registry::push_with(
+            &client,
             store,
             MediaType::ImageIndex.as_ref(),
             &index_digest,
-            if tag_last { &by_digest_first } else { target },
-            &req.registry,
-            creds,
+            &if tag_last {
+                index_digest.to_string()
+            } else {
+                target.tag.clone().unwrap_or_else(|| target.tag_or_digest())
+            },
             mount_from.as_deref(),
         )?;
         if let Some(a) = attached.as_ref().filter(|a| !a.referrers.is_empty()) {
-            let client = crate::registry::Client::new(
-                target,
-                &req.registry,
-                crate::registry::auth::credentials_for(&target.registry)?,
-            )?;
-            let mut fallback = false;
-            for (subject, list) in &a.referrers {
-                let list: Vec<(Digest, serde_json::Value)> = list
-                    .iter()
-                    .map(|w| (w.digest.clone(), w.descriptor.clone()))
-                    .collect();
-                fallback |= crate::registry::referrers::attach(&client, store, subject, &list)?;
-            }
-            let count: usize = a.referrers.iter().map(|(_, l)| l.len()).sum();
-            req.progress.info(
-                "push",
-                &format!(
-                    "attached {count} referrers{}",
-                    if fallback {
-                        " (the registry has no referrers API: listed under each manifest's sha256-HEX tag)"
-                    } else {
-                        ""
-                    }
-                ),
-            );
+            req.progress
+                .info("push", &a.push_referrers(&client, store)?);
         }
         if let Some(key) = &req.sign {
-            let client = crate::registry::Client::new(
-                target,
-                &req.registry,
-                crate::registry::auth::credentials_for(&target.registry)?,
-            )?;
             let earlier = signing::earlier_in_registry(&client, &index_digest)?;
             let signed = signing::sign_into(store, key, &target.name(), &index_digest, &earlier)?;
             signing::push(&client, store, &signed)?;
@@ -952,11 +923,6 @@ pub fn run(req: &BuildRequest) -> Result<BuildOutcome, BuildError> {
             );
         }
         if tag_last && let Some(tag) = &target.tag {
-            let client = crate::registry::Client::new(
-                target,
-                &req.registry,
-                crate::registry::auth::credentials_for(&target.registry)?,
-            )?;
             client.put_manifest(
                 tag,
                 MediaType::ImageIndex.as_ref(),

@@ -14,7 +14,7 @@ use crate::sign::{
 };
 use oci_spec::image::MediaType;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+use crate::registry::media_types::OCI_MANIFEST;
 /// The most an earlier signature's payload may be (cosign's are ~250 bytes).
 const PAYLOAD_LIMIT: u64 = 64 << 10;
 

@@ -110,7 +110,7 @@ pub fn run(args: VerifyArgs) -> Result<u8, Failure> {
     let published = &opened.image;
     let rebuild = match &args.against {
         Some(_) => from_recipe(&args, published)?,
-        None => match from_provenance(&args, &against, published)? {
+        None => match from_provenance(&args, &against, published, &cache_root)? {
             Ok(rebuild) => rebuild,
             Err(code) => return Ok(code),
         },
@@ -199,6 +199,7 @@ fn from_provenance(
     args: &VerifyArgs,
     image: &str,
     published: &LoadedImage,
+    cache_root: &std::path::Path,
 ) -> Result<Result<Rebuild, u8>, Failure> {
     use crate::attest::provenance;
     // The statements of the index that is compared: a registry tag is read again by
@@ -211,8 +212,7 @@ fn from_provenance(
         }
         _ => image.to_string(),
     };
-    let cache_root = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let found = super::attest::read_all_in(&pinned, args.tls_verify, &cache_root)?;
+    let found = super::attest::read_all_in(&pinned, args.tls_verify, cache_root)?;
     let mut recorded: Vec<(String, provenance::Recorded)> = Vec::new();
     for f in found
         .iter()
@@ -319,16 +319,12 @@ fn from_provenance(
         .collect();
     let compression = super::build::parse_compression(&p.compression).map_err(UsageError)?;
     let context = crate::context::BuildContext::open(&context_dir)?;
-    // The rebuild attaches what the image carries, named as it is named, so the whole
-    // index can be compared; wall-clock timestamps never repeat, so an image that has
-    // them is compared platform by platform.
+    // The rebuild attaches what the image carries, named as it is named, so the note
+    // below can say whether the whole index came out the same (never with timestamps).
     let has = |t: &str| found.iter().any(|f| f.predicate_type == t);
     let provenance_of = found
         .iter()
         .find(|f| f.predicate_type == crate::attest::SLSA_PROVENANCE_V1);
-    let timestamps = provenance_of.is_some_and(|f| {
-        f.statement["predicate"]["runDetails"]["metadata"]["startedOn"].is_string()
-    });
     let attest = crate::attest::AttestOptions {
         provenance: Some(crate::attest::ProvenanceMode {
             max: provenance_of.is_some_and(|f| {
@@ -348,7 +344,6 @@ fn from_provenance(
     // Platform by platform: the index also holds the attestations, which name this
     // machine's emulators and xbake's version, so another machine's rebuild of the same
     // images need not give the same index (it is compared too, as a note).
-    let _ = timestamps;
     let scope = Some(platforms.iter().map(|p| p.to_string()).collect());
     Ok(Ok(Rebuild {
         recipe,

@@ -6,7 +6,7 @@
 use super::auth::Credentials;
 use super::endpoint::{Endpoints, RegistryOptions, base_url, with_query};
 use super::error::RegistryError;
-use super::media_types::{MANIFEST_ACCEPT, detect_manifest_media_type, manifest_kind};
+use super::media_types::{MANIFEST_ACCEPT, OCI_INDEX, detect_manifest_media_type, manifest_kind};
 use super::reference::{Reference, check_repository, check_tag, is_loopback_host};
 use super::request_log::{Counted, RequestLog};
 use super::transport::{Call, Payload, Subject, Transport, read_limited};
@@ -338,10 +338,7 @@ impl Client {
         let call = Call {
             method: Method::GET,
             url: url.clone(),
-            headers: vec![(
-                header::ACCEPT,
-                "application/vnd.oci.image.index.v1+json".into(),
-            )],
+            headers: vec![(header::ACCEPT, OCI_INDEX.into())],
             scopes: &scopes,
             reference: &reference,
             follow_redirects: true,
@@ -365,7 +362,7 @@ impl Client {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/vnd.oci.image.index.v1+json"));
+            .is_some_and(|t| t.starts_with(OCI_INDEX));
         let bytes = read_limited(&mut response, MANIFEST_SIZE_LIMIT)
             .map_err(|e| self.transport.transport_error(e, &reference, &url))?;
         Ok(is_index.then_some(bytes))

@@ -10,8 +10,7 @@ use crate::digest::Digest;
 use crate::image::BlobStore;
 use serde_json::{Value, json};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+use super::media_types::{OCI_INDEX, OCI_MANIFEST};
 
 /// The fallback tag of `subject` (distribution spec, "Referrers Tag Schema").
 pub fn fallback_tag(subject: &Digest) -> String {

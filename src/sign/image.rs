@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The layer annotation holding the base64 signature (cosign pkg/oci/static).
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
-const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+use crate::registry::media_types::{
+    OCI_CONFIG as OCI_CONFIG_MEDIA_TYPE, OCI_MANIFEST as OCI_MANIFEST_MEDIA_TYPE,
+};
 /// Go's zero `time.Time` as `time.Time.MarshalJSON` writes it.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// cosign refuses signature images with more layers (pkg/oci/mutate, `maxLayers`).

@@ -15,20 +15,9 @@ pub struct ApkPackage {
 
 pub fn parse_installed(text: &[u8]) -> Vec<ApkPackage> {
     let text = String::from_utf8_lossy(text);
-    let mut out = Vec::new();
-    let mut stanza: Vec<&str> = Vec::new();
-    for line in text.lines().chain([""]) {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            if let Some(package) = package(&stanza) {
-                out.push(package);
-            }
-            stanza.clear();
-        } else {
-            stanza.push(line);
-        }
-    }
-    out
+    super::dpkg::stanzas(&text)
+        .filter_map(|lines| package(&lines))
+        .collect()
 }
 
 fn package(lines: &[&str]) -> Option<ApkPackage> {

@@ -34,8 +34,9 @@ pub fn parse_status(text: &[u8], rule: StatusRule) -> Vec<DebPackage> {
         .collect()
 }
 
-/// The stanzas' lines (without line ends), blank lines between stanzas dropped.
-fn stanzas(text: &str) -> impl Iterator<Item = Vec<&str>> {
+/// The stanzas' lines (without line ends), blank lines between stanzas dropped; apk's
+/// database is laid out the same way.
+pub(super) fn stanzas(text: &str) -> impl Iterator<Item = Vec<&str>> {
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     std::iter::from_fn(move || {
         while lines.next_if(|l| l.trim().is_empty()).is_some() {}

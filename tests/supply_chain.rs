@@ -380,6 +380,19 @@ fn attestations_are_the_same_bytes_every_build_and_leave_the_manifests_alone() {
         "{}",
         text(&out)
     );
+    // A signature with nowhere to go is refused before anything is built.
+    let out = xbake(
+        As::Me,
+        &dir,
+        &["build", "recipe.yaml", "--sign-key", "cosign.key"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the signature needs -o oci:DIR"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

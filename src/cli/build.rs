@@ -497,9 +497,18 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     }
     let sign = match &args.sign_key {
         Some(path) => {
-            if matches!(output, Some(Output::DockerArchive { .. })) && push.is_none() {
+            // A signature needs somewhere to go: a layout or archive beside the image,
+            // or the registry it is pushed to.
+            let nowhere = match &output {
+                None => true,
+                Some(Output::DockerArchive { .. }) => true,
+                Some(_) => false,
+            } && push.is_none();
+            if nowhere {
                 return Err(UsageError(
-                    "a docker-archive has no room for a signature; write oci: or --push".into(),
+                    "--sign-key: the signature needs -o oci:DIR (or oci-archive:) or --push; \
+                     a docker-archive has no room for one"
+                        .into(),
                 )
                 .into());
             }

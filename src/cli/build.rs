@@ -488,23 +488,24 @@ pub fn run(args: BuildArgs) -> Result<u8, Failure> {
     if attest.referrers && !attest.any() {
         return Err(UsageError("--attest-referrers needs --provenance or --sbom".into()).into());
     }
-    if attest.any() && matches!(output, Some(Output::DockerArchive { .. })) {
+    // Attestations and signatures need somewhere to go: a layout or OCI archive beside
+    // the image, or the registry it is pushed to (a docker-archive has no room).
+    let room = push.is_some()
+        || matches!(
+            output,
+            Some(Output::OciLayout { .. } | Output::OciArchive { .. })
+        );
+    if attest.any() && !room {
         return Err(UsageError(
-            "a docker-archive has no room for attestations; write oci: or oci-archive:, or --push"
+            "--provenance/--sbom: the attestations need -o oci:DIR (or oci-archive:) or --push; \
+             a docker-archive has no room for them"
                 .into(),
         )
         .into());
     }
     let sign = match &args.sign_key {
         Some(path) => {
-            // A signature needs somewhere to go: a layout or archive beside the image,
-            // or the registry it is pushed to.
-            let nowhere = match &output {
-                None => true,
-                Some(Output::DockerArchive { .. }) => true,
-                Some(_) => false,
-            } && push.is_none();
-            if nowhere {
+            if !room {
                 return Err(UsageError(
                     "--sign-key: the signature needs -o oci:DIR (or oci-archive:) or --push; \
                      a docker-archive has no room for one"

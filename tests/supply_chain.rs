@@ -393,6 +393,13 @@ fn attestations_are_the_same_bytes_every_build_and_leave_the_manifests_alone() {
         "{}",
         text(&out)
     );
+    let out = xbake(As::Me, &dir, &["build", "recipe.yaml", "--sbom"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the attestations need -o oci:DIR"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
